@@ -1,0 +1,310 @@
+"""The one owner of galcat's on-disk cutout and segmentation layout.
+
+Every stage reads and writes cutouts and segmentation maps through this module;
+nothing else opens the Zarr groups directly.
+
+Cutout group (Zarr v3, one per shard, ``cutouts/{shard}.zarr``)::
+
+    image        float32 (n, band, y, x)   flux in ``attrs['flux_unit']`` per pixel
+    sigma        float32 (n, band, y, x)   1-sigma noise of ``image``, same unit
+    mask         bool    (n, band, y, x)   True where a pixel must not be used
+    psf          float32 (band, py, px)    PSF image, unit sum, same pixel scale
+    object_id    int64   (n,)              stable object key, ascending
+    truth_class  uint8   (n, y, x)         optional (synthetic): TRUTH_CLASSES code
+
+    attrs: bands, pixel_scale_arcsec, zeropoints_mag, flux_unit, survey, shard,
+           galcat_version, layout_version, n_objects
+
+Segmentation group (``segmaps/{shard}.zarr``)::
+
+    segmap       int32 (n, y, x)   0 background, 1 the central object, >1 neighbours
+    object_id    int64 (n,)
+    attrs: method, shard, galcat_version, layout_version
+
+Chunks hold whole objects, so a reader of one galaxy touches one chunk.
+Writes go to a temporary sibling directory that is renamed into place only
+when complete: a killed job never leaves a half-written group behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from galcat import __version__
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "TRUTH_CLASSES",
+    "CutoutBatch",
+    "LayoutError",
+    "atomic_directory",
+    "atomic_file",
+    "read_cutouts",
+    "read_segmaps",
+    "write_cutouts",
+    "write_segmaps",
+]
+
+LAYOUT_VERSION = 1
+#: Codes of the per-pixel truth map: the component that dominates each pixel.
+TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
+OBJECTS_PER_CHUNK = 16
+
+
+class LayoutError(ValueError):
+    """A cutout or segmentation group does not follow galcat's layout."""
+
+
+@dataclass
+class CutoutBatch:
+    """Cutouts of the objects of one shard, in memory.
+
+    Attributes
+    ----------
+    object_id : ndarray of int64, shape (n,)
+    image, sigma : ndarray of float32, shape (n, band, y, x)
+        Flux per pixel in ``flux_unit`` and its 1-sigma noise.
+    mask : ndarray of bool, shape (n, band, y, x)
+        True where a pixel is bad (off the detector, saturated, NaN).
+    psf : ndarray of float32, shape (band, py, px)
+        PSF per band, normalised to unit sum.
+    bands : list of str
+    pixel_scale : float
+        Arcseconds per pixel.
+    zeropoints : list of float
+        AB magnitude of one ``flux_unit``, per band.
+    flux_unit : str
+    survey : str
+    extras : dict of str to ndarray
+        Optional per-object arrays whose first axis is n (``truth_class``).
+    """
+
+    object_id: np.ndarray
+    image: np.ndarray
+    sigma: np.ndarray
+    mask: np.ndarray
+    psf: np.ndarray
+    bands: list[str]
+    pixel_scale: float
+    zeropoints: list[float]
+    flux_unit: str = "nanomaggy"
+    survey: str = "synthetic"
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.object_id = np.asarray(self.object_id, dtype=np.int64)
+        self.image = np.asarray(self.image, dtype=np.float32)
+        self.sigma = np.asarray(self.sigma, dtype=np.float32)
+        self.mask = np.asarray(self.mask, dtype=bool)
+        self.psf = np.asarray(self.psf, dtype=np.float32)
+        self.validate()
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.object_id.shape[0])
+
+    def band_index(self, band: str) -> int:
+        """Position of ``band`` on the band axis; a clear error if absent."""
+        try:
+            return self.bands.index(band)
+        except ValueError:
+            raise LayoutError(
+                f"band {band!r} is not in this shard; it has {self.bands}"
+            ) from None
+
+    def validate(self) -> None:
+        n = self.n_objects
+        if self.image.ndim != 4:
+            raise LayoutError(f"image must be (n, band, y, x); got shape {self.image.shape}")
+        if self.image.shape[0] != n:
+            raise LayoutError(
+                f"image holds {self.image.shape[0]} objects but object_id holds {n}"
+            )
+        if self.image.shape[1] != len(self.bands):
+            raise LayoutError(
+                f"image has {self.image.shape[1]} bands but bands lists {len(self.bands)}: "
+                f"{self.bands}"
+            )
+        for name in ("sigma", "mask"):
+            arr = getattr(self, name)
+            if arr.shape != self.image.shape:
+                raise LayoutError(f"{name} shape {arr.shape} differs from image {self.image.shape}")
+        if self.psf.ndim != 3 or self.psf.shape[0] != len(self.bands):
+            raise LayoutError(f"psf must be (band, py, px); got shape {self.psf.shape}")
+        if len(self.zeropoints) != len(self.bands):
+            raise LayoutError("zeropoints must give one value per band")
+        if n and np.any(np.diff(self.object_id) <= 0):
+            raise LayoutError("object_id must be unique and ascending within a shard")
+        for key, arr in self.extras.items():
+            if arr.shape[0] != n:
+                raise LayoutError(f"extra array {key!r} has {arr.shape[0]} rows, expected {n}")
+
+
+def atomic_directory(final: os.PathLike | str) -> Path:
+    """A fresh temporary sibling of ``final`` to write into, then pass to `commit`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _commit_directory(tmp: Path, final: Path) -> None:
+    # rename() is atomic within one file system; an old output (a rerun) is moved
+    # aside first so that readers never see a mixture of old and new chunks.
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def atomic_file(final: os.PathLike | str) -> Path:
+    """A temporary sibling path for a single file; rename it with ``os.replace``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
+    chunks = (min(OBJECTS_PER_CHUNK, max(1, data.shape[0])),) + data.shape[1:]
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+    if data.size:
+        arr[...] = data
+
+
+def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) -> Path:
+    """Write one shard of cutouts atomically as a Zarr v3 group.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.zarr`` directory; replaced whole if it exists.
+    batch : CutoutBatch
+    shard : str
+        Shard name, recorded in the attributes.
+
+    Returns
+    -------
+    Path of the written group.
+    """
+    batch.validate()
+    final = Path(path)
+    tmp = atomic_directory(final)
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_array(group, "object_id", batch.object_id)
+        for name in ("image", "sigma", "mask"):
+            _write_array(group, name, getattr(batch, name))
+        psf = group.create_array("psf", shape=batch.psf.shape, dtype="float32")
+        psf[...] = batch.psf
+        for key, arr in batch.extras.items():
+            _write_array(group, key, np.asarray(arr))
+        group.attrs.update(
+            {
+                "bands": list(batch.bands),
+                "pixel_scale_arcsec": float(batch.pixel_scale),
+                "zeropoints_mag": [float(z) for z in batch.zeropoints],
+                "flux_unit": batch.flux_unit,
+                "survey": batch.survey,
+                "shard": shard,
+                "n_objects": batch.n_objects,
+                "extras": sorted(batch.extras),
+                "galcat_version": __version__,
+                "layout_version": LAYOUT_VERSION,
+            }
+        )
+        _commit_directory(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _open(path: os.PathLike | str, kind: str) -> zarr.Group:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{kind} group {str(path)!r} does not exist")
+    group = zarr.open_group(str(path), mode="r")
+    version = group.attrs.get("layout_version")
+    if version != LAYOUT_VERSION:
+        raise LayoutError(
+            f"{kind} group {str(path)!r} has layout_version {version!r}; "
+            f"this galcat reads {LAYOUT_VERSION}"
+        )
+    return group
+
+
+def read_cutouts(path: os.PathLike | str, *, objects: slice | None = None) -> CutoutBatch:
+    """Read a shard of cutouts (or a slice of its objects) into memory."""
+    group = _open(path, "cutout")
+    sel = objects if objects is not None else slice(None)
+    attrs: Mapping = group.attrs
+    extras = {key: np.asarray(group[key][sel]) for key in attrs.get("extras", [])}
+    return CutoutBatch(
+        object_id=np.asarray(group["object_id"][sel]),
+        image=np.asarray(group["image"][sel]),
+        sigma=np.asarray(group["sigma"][sel]),
+        mask=np.asarray(group["mask"][sel]),
+        psf=np.asarray(group["psf"][...]),
+        bands=list(attrs["bands"]),
+        pixel_scale=float(attrs["pixel_scale_arcsec"]),
+        zeropoints=list(attrs["zeropoints_mag"]),
+        flux_unit=str(attrs["flux_unit"]),
+        survey=str(attrs["survey"]),
+        extras=extras,
+    )
+
+
+def write_segmaps(
+    path: os.PathLike | str,
+    segmap: np.ndarray,
+    object_id: np.ndarray,
+    *,
+    shard: str,
+    method: str,
+) -> Path:
+    """Write the segmentation maps of one shard atomically.
+
+    ``segmap`` is int32 (n, y, x): 0 is background, 1 the central object and
+    larger labels its neighbours.
+    """
+    segmap = np.asarray(segmap, dtype=np.int32)
+    object_id = np.asarray(object_id, dtype=np.int64)
+    if segmap.ndim != 3 or segmap.shape[0] != object_id.shape[0]:
+        raise LayoutError(
+            f"segmap must be (n, y, x) with n = {object_id.shape[0]}; got {segmap.shape}"
+        )
+    final = Path(path)
+    tmp = atomic_directory(final)
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_array(group, "object_id", object_id)
+        _write_array(group, "segmap", segmap)
+        group.attrs.update(
+            {
+                "method": method,
+                "shard": shard,
+                "galcat_version": __version__,
+                "layout_version": LAYOUT_VERSION,
+            }
+        )
+        _commit_directory(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_segmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(object_id, segmap)`` of one shard."""
+    group = _open(path, "segmentation")
+    return np.asarray(group["object_id"][...]), np.asarray(group["segmap"][...])
