@@ -1,0 +1,31 @@
+# galcat: two commands for a newcomer.
+#   make run   - install into .venv and run the default workflow (synthetic survey)
+#   make test  - install into .venv and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/dag_plan.py --objects 10000 100000 1000000
+
+clean:
+	rm -rf results .snakemake

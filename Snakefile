@@ -1,0 +1,25 @@
+# galcat: survey archives -> galaxy-morphology catalogues.
+# Thin entry point: config, validation, includes and the final targets.
+# The science lives in src/galcat; each stage has its own file in workflow/rules.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/query.smk"
+include: "workflow/rules/cutouts.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/catalogue.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

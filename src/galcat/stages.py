@@ -1,0 +1,183 @@
+"""The stages of the galcat DAG as plain functions.
+
+Each Snakemake rule calls one of these through the ``galcat`` command line; they
+take the config sections the rule passes in its ``params`` and explicit paths, so
+they can be run, tested and reused without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from galcat.parallel import map_blocks_of_objects
+from galcat.store import CutoutBatch, read_cutouts, read_segmaps, write_cutouts, write_segmaps
+from galcat.surveys import get_survey
+from galcat.tables import read_table, write_table
+
+__all__ = ["run_fetch", "run_measure", "run_query", "run_segment", "concat_batches"]
+
+log = logging.getLogger("galcat.stages")
+
+
+class EmptyShardError(RuntimeError):
+    """A shard named in the DAG has no objects in the object table."""
+
+
+def _with_workers(config: dict, threads: int | None) -> dict:
+    # The job's threads (set by the profile) decide the Dask workers inside it.
+    if threads:
+        config = {**config, "dask": {**config.get("dask", {}), "workers": int(threads)}}
+    return config
+
+
+def check_object_table(df: pd.DataFrame, *, source: str) -> None:
+    """Raise a clear error if the object table breaks the contract."""
+    missing = [c for c in ("object_id", "ra", "dec", "z", "shard") if c not in df.columns]
+    if missing:
+        raise ValueError(f"object table from {source} lacks columns {missing}")
+    if df.empty:
+        raise ValueError(f"object table from {source} is empty: the query matched no objects")
+    dup = df["object_id"][df["object_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"object table from {source} repeats object_id {dup.iloc[0]}")
+    bad = df[(df["dec"].abs() > 90) | (df["ra"] < 0) | (df["ra"] >= 360)]
+    if len(bad):
+        raise ValueError(
+            f"object {bad['object_id'].iloc[0]} from {source} has coordinates out of range"
+        )
+
+
+def run_query(config: dict, output: os.PathLike | str) -> Path:
+    """Query the survey and write the object table."""
+    survey = get_survey(config["survey"])
+    log.info("query_catalog: survey %s", config["survey"])
+    df = survey.query(config).sort_values("object_id").reset_index(drop=True)
+    check_object_table(df, source=f"survey {config['survey']!r}")
+    n_shards = df["shard"].nunique()
+    log.info("query_catalog: %d objects in %d shards", len(df), n_shards)
+    return write_table(
+        df,
+        output,
+        units=getattr(survey, "COLUMN_UNITS", {}),
+        descriptions=getattr(survey, "COLUMN_DESCRIPTIONS", {}),
+        metadata={"survey": config["survey"]},
+    )
+
+
+def shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
+    """The rows of ``shard`` in the object table, ascending object_id."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(objects, filters=[("shard", "==", shard)])
+    rows = table.to_pandas().sort_values("object_id").reset_index(drop=True)
+    if rows.empty:
+        raise EmptyShardError(f"shard {shard!r} has no objects in {str(objects)!r}")
+    return rows
+
+
+def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
+    """Join cutout batches of the same survey and bands, in order."""
+    first = batches[0]
+    extras = {
+        key: np.concatenate([b.extras[key] for b in batches]) for key in first.extras
+    }
+    return CutoutBatch(
+        object_id=np.concatenate([b.object_id for b in batches]),
+        image=np.concatenate([b.image for b in batches]),
+        sigma=np.concatenate([b.sigma for b in batches]),
+        mask=np.concatenate([b.mask for b in batches]),
+        psf=first.psf,
+        bands=first.bands,
+        pixel_scale=first.pixel_scale,
+        zeropoints=first.zeropoints,
+        flux_unit=first.flux_unit,
+        survey=first.survey,
+        extras=extras,
+    )
+
+
+def run_fetch(
+    config: dict,
+    objects: os.PathLike | str,
+    shard: str,
+    output: os.PathLike | str,
+    *,
+    threads: int | None = None,
+) -> Path:
+    """Stage the cutouts of one shard into Zarr."""
+    config = _with_workers(config, threads)
+    survey = get_survey(config["survey"])
+    rows = shard_rows(objects, shard)
+    dask_cfg = config.get("dask", {})
+    blocks = map_blocks_of_objects(
+        lambda sl: survey.cutouts(rows.iloc[sl], config),
+        len(rows),
+        objects_per_task=dask_cfg.get("objects_per_task", 8),
+        scheduler=dask_cfg.get("scheduler", "threads"),
+        workers=dask_cfg.get("workers", 1),
+        label=f"fetch_cutouts {shard}",
+    )
+    batch = concat_batches(blocks)
+    return write_cutouts(output, batch, shard=shard)
+
+
+def run_segment(
+    config: dict,
+    cutouts: os.PathLike | str,
+    shard: str,
+    output_maps: os.PathLike | str,
+    output_table: os.PathLike | str,
+    *,
+    threads: int | None = None,
+) -> None:
+    """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
+    from galcat.segment import SEGMENT_COLUMN_UNITS, segment_shard
+
+    config = _with_workers(config, threads)
+    batch = read_cutouts(cutouts)
+    result = segment_shard(batch, config=config, label=f"segment {shard}")
+    write_segmaps(
+        output_maps,
+        result.segmap,
+        batch.object_id,
+        shard=shard,
+        method=config["segment"]["method"],
+    )
+    write_table(result.table, output_table, units=SEGMENT_COLUMN_UNITS)
+
+
+def run_measure(
+    config: dict,
+    cutouts: os.PathLike | str,
+    segmaps: os.PathLike | str,
+    segment_table: os.PathLike | str,
+    shard: str,
+    output: os.PathLike | str,
+    *,
+    threads: int | None = None,
+) -> Path:
+    """Measure every object of a shard; write features keyed by object_id."""
+    from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
+    from galcat.segment import SEGMENT_COLUMN_UNITS
+
+    config = _with_workers(config, threads)
+    batch = read_cutouts(cutouts)
+    object_id, segmap = read_segmaps(segmaps)
+    if not np.array_equal(object_id, batch.object_id):
+        raise ValueError(
+            f"segmentation maps {str(segmaps)!r} do not match the objects of {str(cutouts)!r}"
+        )
+    features = measure_shard(batch, segmap, config=config, label=f"measure {shard}")
+    seg = read_table(segment_table)
+    table = seg.merge(features, on="object_id", how="outer", validate="one_to_one")
+    return write_table(
+        table,
+        output,
+        units={**SEGMENT_COLUMN_UNITS, **FEATURE_UNITS},
+        descriptions=FEATURE_DESCRIPTIONS,
+    )

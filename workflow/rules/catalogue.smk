@@ -1,0 +1,23 @@
+# catalogue: join objects and features (later: predictions); Parquet and FITS.
+
+
+rule catalogue:
+    input:
+        objects=f"{OUT}/objects.parquet",
+        features=get_features,
+    output:
+        parquet=f"{OUT}/catalogue.parquet",
+        fits=f"{OUT}/catalogue.fits",
+    params:
+        config=get_report_config(),
+        config_hash=config_hash(config),
+    log:
+        f"{LOGS}/catalogue.log",
+    benchmark:
+        f"{BENCH}/catalogue.tsv"
+    conda:
+        ENV
+    shell:
+        "galcat catalogue --config-json {params.config:q} --config-hash {params.config_hash}"
+        " --objects {input.objects} --features {input.features}"
+        " --output-parquet {output.parquet} --output-fits {output.fits} 2> {log}"

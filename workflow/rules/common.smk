@@ -1,0 +1,99 @@
+# Shared settings and the input functions (get_*) of every rule.
+
+import json
+
+from snakemake.utils import validate
+
+from galcat.config import config_hash, validate_config
+from galcat.sharding import shard_names
+
+# Our own validation first: its message names the offending key path. Then
+# Snakemake's, which also fills in the schema's defaults.
+validate_config(config)
+validate(config, schema="../../config/schema.yaml")
+
+SURVEY = config["survey"]
+OUT = f"{config['results']}/{SURVEY}"
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+ENV = "../../envs/galcat.yaml"
+
+
+wildcard_constraints:
+    shard=r"s\d{6}",
+
+
+def as_json(sections):
+    """The config sections a rule reads, as the stable JSON string in its params."""
+    return json.dumps(sections, sort_keys=True, separators=(",", ":"))
+
+
+def get_shards():
+    """Shard names. Known from the config for the synthetic survey; for archive
+    surveys, only after query_catalog (a checkpoint) has run."""
+    per_shard = config["sharding"]["objects_per_shard"]
+    if SURVEY == "synthetic":
+        return shard_names(config["synthetic"]["n_objects"], per_shard)
+    import pyarrow.parquet as pq
+
+    objects = checkpoints.query_catalog.get().output.objects
+    shards = pq.read_table(objects, columns=["shard"]).column("shard").to_pylist()
+    return sorted(set(shards))
+
+
+def get_shard_size(shard):
+    """Objects in one shard (synthetic: from the config; archive: from the table)."""
+    per_shard = config["sharding"]["objects_per_shard"]
+    if SURVEY == "synthetic":
+        index = int(shard[1:])
+        return min(per_shard, config["synthetic"]["n_objects"] - index * per_shard)
+    return None
+
+
+def get_query_config():
+    return as_json(
+        {
+            "survey": SURVEY,
+            SURVEY: config[SURVEY],
+            "sharding": config["sharding"],
+        }
+    )
+
+
+def get_fetch_config(wildcards):
+    # The survey size is not a fetch setting: growing the survey must leave
+    # finished shards untouched. The shard's own object count stands in for it.
+    survey_cfg = {k: v for k, v in config[SURVEY].items() if k != "n_objects"}
+    return as_json(
+        {
+            "survey": SURVEY,
+            SURVEY: survey_cfg,
+            "sharding": config["sharding"],
+            "dask": config["dask"],
+            "shard_size": get_shard_size(wildcards.shard),
+        }
+    )
+
+
+def get_segment_config():
+    return as_json({"segment": config["segment"], "dask": config["dask"]})
+
+
+def get_measure_config():
+    return as_json({"measure": config["measure"], "dask": config["dask"]})
+
+
+def get_report_config():
+    return as_json({"survey": SURVEY, "config_hash": config_hash(config)})
+
+
+def get_features(wildcards):
+    return expand(f"{OUT}/features/{{shard}}.parquet", shard=get_shards())
+
+
+def get_final_outputs():
+    return [
+        f"{OUT}/catalogue.parquet",
+        f"{OUT}/catalogue.fits",
+        f"{OUT}/report.html",
+    ]
