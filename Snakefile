@@ -2,12 +2,15 @@
 # Thin entry point: config, validation, includes and the final targets.
 # The science lives in src/galcat; each stage has its own file in workflow/rules.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config sits beside this file, whatever the working directory.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

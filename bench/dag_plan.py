@@ -64,9 +64,12 @@ def plan(n_objects: int, objects_per_shard: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--objects-per-shard", type=int, default=1000,
-                        help="shard size (a cluster-sized job: ~1000 galaxies)")
+    parser.add_argument("--objects-per-shard", type=int, default=None,
+                        help="shard size; default: the one in config/config.yaml")
     args = parser.parse_args()
+    if args.objects_per_shard is None:
+        default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        args.objects_per_shard = default["sharding"]["objects_per_shard"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.objects:

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny synthetic survey and a real snakemake runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+#: A survey small enough for a test, big enough for three shards.
+TINY = {
+    "synthetic": {"n_objects": 12, "cutout_size": 64},
+    "sharding": {"objects_per_shard": 4},
+    "dask": {"objects_per_task": 2},
+}
+
+
+def deep_update(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True):
+    """Run the real workflow in ``workdir`` with ``config`` layered on the default."""
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--cores", "2"]
+    if config is not None:
+        path = workdir / "test_config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(path)]
+    cmd += list(args)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole DAG, run once for real on the tiny config; its working directory."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir, TINY)
+    return workdir
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    from galcat.config import load_config
+
+    return load_config(overrides=TINY)
