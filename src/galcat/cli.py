@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--catalogue", required=True)
     r.add_argument("--output", required=True)
 
+    rel = stage("release", "write a dated release and switch 'latest' to it")
+    rel.add_argument("--releases-dir", required=True)
+    rel.add_argument("--date", required=True)
+    rel.add_argument("--catalogue", required=True)
+    rel.add_argument("--files", nargs="+", required=True)
+
     v = sub.add_parser("validate-config", help="validate config files against the schema")
     v.add_argument("configs", nargs="*")
     return p
@@ -109,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         from galcat.report import write_report
 
         write_report(args.catalogue, args.output, config=args.config_json)
+    elif args.command == "release":
+        from galcat.release import make_release
+
+        make_release(args.releases_dir, args.date, args.files, catalogue=args.catalogue)
     elif args.command == "validate-config":
         from galcat.config import load_config
 

@@ -92,8 +92,11 @@ def get_features(wildcards):
 
 
 def get_final_outputs():
-    return [
+    outputs = [
         f"{OUT}/catalogue.parquet",
         f"{OUT}/catalogue.fits",
         f"{OUT}/report.html",
     ]
+    if config.get("release"):
+        outputs.append(f"{OUT}/releases/{config['release']}")
+    return outputs
