@@ -62,3 +62,44 @@ def tiny_config() -> dict:
     from galcat.config import load_config
 
     return load_config(overrides=TINY)
+
+
+def jobs_in(output: str) -> set[tuple[str, str | None]]:
+    """(rule, shard) of every job a snakemake run or dry run lists."""
+    import re
+
+    jobs = set()
+    rule, shard = None, None
+    for line in output.splitlines():
+        head = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):\s*$", line)
+        if head:
+            if rule is not None:
+                jobs.add((rule, shard))
+            rule, shard = head.group(1), None
+            continue
+        if rule is not None:
+            wc = re.match(r"^\s+wildcards:.*\bshard=(s\d+)", line)
+            if wc:
+                shard = wc.group(1)
+    if rule is not None:
+        jobs.add((rule, shard))
+    return jobs
+
+
+def rule_graph(workdir: Path, config: dict) -> dict[str, set[str]]:
+    """Each rule's direct downstream rules, from ``snakemake --rulegraph``."""
+    import re
+
+    proc = snakemake(workdir, config, "--rulegraph", "--forceall")
+    names, edges = {}, []
+    for line in proc.stdout.splitlines():
+        node = re.match(r'^\s*(\d+)\[label = "(\w+)"', line)
+        if node:
+            names[node.group(1)] = node.group(2)
+        edge = re.match(r"^\s*(\d+) -> (\d+)", line)
+        if edge:
+            edges.append(edge.groups())
+    graph = {name: set() for name in names.values()}
+    for a, b in edges:
+        graph[names[a]].add(names[b])
+    return graph

@@ -1,0 +1,98 @@
+"""Nightly regeneration: new objects become new shards, finished shards are
+untouched, each night writes a dated release, and a failed night leaves the
+previous release as 'latest'."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from galcat.release import sha256_file
+from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in, snakemake
+
+pytestmark = pytest.mark.slow
+OUT = "results/synthetic"
+
+
+def checksums(directory):
+    return {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def nights(tiny_run, tmp_path_factory):
+    """A copy of the finished tiny run, released on night 1, grown on night 2."""
+    work = tmp_path_factory.mktemp("nightly") / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    night1 = snakemake(work, TINY, "--config", "release=2026-11-20")
+    first = checksums(work / OUT / "releases" / "2026-11-20")
+    grown = deep_update(TINY, {"synthetic": {"n_objects": 16}})
+    night2 = snakemake(work, grown, "--config", "release=2026-11-21")
+    return work, jobs_in(night1.stdout), jobs_in(night2.stdout), first, grown
+
+
+def test_first_night_only_releases(nights):
+    _, night1, _, _, _ = nights
+    assert night1 == {("release", None), ("all", None)}
+
+
+def test_growth_runs_only_new_shards_and_aggregations(nights):
+    _, _, night2, _, _ = nights
+    assert night2 == {
+        ("query_catalog", None),
+        ("fetch_cutouts", "s000003"),
+        ("segment", "s000003"),
+        ("measure", "s000003"),
+        ("catalogue", None),
+        ("report", None),
+        ("release", None),
+        ("all", None),
+    }
+
+
+def test_two_dated_releases_first_unchanged(nights):
+    work, _, _, first, _ = nights
+    releases = work / OUT / "releases"
+    assert checksums(releases / "2026-11-20") == first
+    assert os.readlink(releases / "latest") == "2026-11-21"
+    manifest = json.loads((releases / "2026-11-21" / "manifest.json").read_text())
+    assert manifest["n_objects"] == 16
+    assert manifest["changes"]["previous_release"] == "2026-11-20"
+    assert manifest["changes"]["objects_added"] == 4
+    assert manifest["changes"]["objects_changed"] == 0
+    for name, digest in manifest["sha256"].items():
+        assert sha256_file(releases / "2026-11-21" / name) == digest
+
+
+def test_killed_night_keeps_previous_latest(nights):
+    work, _, _, _, grown = nights
+    bigger = deep_update(grown, {"synthetic": {"n_objects": 20}})
+    cfg = work / "night3.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump(bigger))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+         str(work), "--cores", "2", "--configfile", str(cfg), "--config", "release=2026-11-22"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    started = work / OUT / "logs" / "segment" / "s000004.log"
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    releases = work / OUT / "releases"
+    assert started.exists(), "the night was killed before it reached segment"
+    assert os.readlink(releases / "latest") == "2026-11-21"
+    assert not (releases / "2026-11-22").exists()
+    # the next night picks up where it stopped and completes
+    snakemake(work, None, "--configfile", str(cfg), "--config", "release=2026-11-22",
+              "--rerun-incomplete")
+    assert os.readlink(releases / "latest") == "2026-11-22"

@@ -1,0 +1,82 @@
+"""Partial reruns: after a config edit Snakemake reruns exactly the rules whose
+params changed and what is downstream of them, and nothing else.
+
+A stage added later joins these tests by declaring its params and adding one
+row to CHANGES; the expected job set is derived from the rule graph.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import TINY, deep_update, jobs_in, rule_graph, snakemake
+
+pytestmark = pytest.mark.slow
+SHARDS = {"s000000", "s000001", "s000002"}
+
+#: (config edit, the rules that read the edited key through their params)
+CHANGES = [
+    ({"segment": {"nsigma": 2.0}}, {"segment"}),
+    ({"segment": {"method": "watershed"}}, {"segment"}),
+    ({"measure": {"half_mass": False}}, {"measure"}),
+    ({"synthetic": {"psf_fwhm_r": 1.4}}, {"query_catalog", "fetch_cutouts"}),
+]
+
+
+def downstream(graph: dict[str, set[str]], start: set[str]) -> set[str]:
+    seen, todo = set(start), list(start)
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def graph(tiny_run):
+    return rule_graph(tiny_run, TINY)
+
+
+def expected_jobs(rules: set[str]) -> set[tuple[str, str | None]]:
+    per_shard = {"fetch_cutouts", "segment", "measure"}
+    jobs = set()
+    for rule in rules:
+        if rule in per_shard:
+            jobs |= {(rule, shard) for shard in SHARDS}
+        else:
+            jobs.add((rule, None))
+    return jobs
+
+
+@pytest.mark.parametrize(("edit", "readers"), CHANGES, ids=lambda v: str(v))
+def test_a_changed_setting_reruns_its_stage_and_downstream_only(tiny_run, graph, edit, readers):
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    planned = jobs_in(proc.stdout)
+    assert planned == expected_jobs(downstream(graph, readers))
+
+
+def test_downstream_change_refetches_nothing(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"segment": {"n_pixels": 7}}), "-n")
+    planned = jobs_in(proc.stdout)
+    assert planned and not {job for job in planned if job[0] in {"fetch_cutouts", "query_catalog"}}
+
+
+def test_nothing_changed_nothing_runs(tiny_run):
+    proc = snakemake(tiny_run, TINY, "-n")
+    assert jobs_in(proc.stdout) == set()
+
+
+def test_comment_and_formatting_edits_run_nothing(tiny_run):
+    text = (
+        "# the same settings, written differently\n"
+        "synthetic: {cutout_size: 64,   n_objects: 12}   # flow style\n"
+        "dask:\n"
+        "    objects_per_task: 2\n"
+        "sharding:\n"
+        "    objects_per_shard: 4  # unchanged\n"
+    )
+    path = tiny_run / "reformatted.yaml"
+    path.write_text(text)
+    proc = snakemake(tiny_run, None, "-n", "--configfile", str(path))
+    assert jobs_in(proc.stdout) == set()
