@@ -115,3 +115,10 @@ def test_segmaps_round_trip_and_shape_check(tmp_path):
 def test_reading_a_missing_group_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.zarr"):
         read_cutouts(tmp_path / "nope.zarr")
+
+
+def test_leftovers_of_a_killed_write_are_cleared(tmp_path):
+    stale = tmp_path / ".s.zarr.tmp-deadbeef"
+    (stale / "image").mkdir(parents=True)
+    write_cutouts(tmp_path / "s.zarr", make_batch(), shard="s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]

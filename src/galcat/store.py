@@ -152,6 +152,13 @@ def atomic_directory(final: os.PathLike | str) -> Path:
     """A fresh temporary sibling of ``final`` to write into, then pass to `commit`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a killed earlier attempt at the same output: one writer owns
+    # an output at a time (Snakemake guarantees it), so they are safe to drop.
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
