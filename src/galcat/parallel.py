@@ -14,10 +14,21 @@ from typing import Any, TypeVar
 
 import dask
 
-__all__ = ["map_blocks_of_objects", "object_blocks"]
+__all__ = ["dask_options", "map_blocks_of_objects", "object_blocks"]
 
 log = logging.getLogger("galcat.progress")
 T = TypeVar("T")
+
+
+def dask_options(config: dict) -> dict:
+    """Keyword arguments of `map_blocks_of_objects` from a config's ``dask`` section."""
+    dask_cfg = config.get("dask", {})
+    return {
+        "objects_per_task": int(dask_cfg.get("objects_per_task", 8)),
+        "scheduler": dask_cfg.get("scheduler", "threads"),
+        "workers": int(dask_cfg.get("workers", 1)),
+        "slurm_cluster": dask_cfg.get("slurm_cluster"),
+    }
 
 
 def object_blocks(n_objects: int, objects_per_task: int) -> list[slice]:
@@ -38,6 +49,7 @@ def map_blocks_of_objects(
     scheduler: str = "threads",
     workers: int = 1,
     label: str = "objects",
+    slurm_cluster: dict | None = None,
 ) -> list[T]:
     """Run ``func(block)`` over blocks of objects with Dask; results in block order.
 
@@ -51,13 +63,19 @@ def map_blocks_of_objects(
     n_objects : int
     objects_per_task : int, optional
         Objects per Dask task. Default 8.
-    scheduler : {'threads', 'processes', 'synchronous'}, optional
+    scheduler : {'threads', 'processes', 'synchronous', 'slurm'}, optional
+        ``slurm`` starts a dask-jobqueue ``SLURMCluster`` for very large shards.
     workers : int, optional
         Number of Dask workers. Default 1.
     label : str, optional
         Name used in progress lines.
+    slurm_cluster : dict, optional
+        With ``scheduler='slurm'``: ``jobs`` plus SLURMCluster keywords (cores,
+        memory, walltime, queue, account).
     """
     blocks = object_blocks(n_objects, objects_per_task)
+    if scheduler == "slurm":
+        return _map_on_slurm(func, blocks, n_objects, label, dict(slurm_cluster or {}))
     if scheduler not in {"threads", "processes", "synchronous"}:
         raise ValueError(f"unknown dask scheduler {scheduler!r}")
     start = time.perf_counter()
@@ -81,4 +99,31 @@ def map_blocks_of_objects(
             "%s: %d/%d objects (%.1f s, %.2f objects/s)",
             label, done, n_objects, elapsed, done / elapsed if elapsed else 0.0,
         )
+    return results
+
+
+def _map_on_slurm(
+    func: Callable[[slice], T], blocks: list[slice], n_objects: int, label: str, options: dict
+) -> list[T]:
+    """Run the blocks on Dask workers that are themselves SLURM jobs."""
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client, as_completed
+
+    jobs = int(options.pop("jobs", 1))
+    options = {k: v for k, v in options.items() if v not in (None, "")}
+    start = time.perf_counter()
+    with SLURMCluster(**options) as cluster, Client(cluster) as client:
+        cluster.scale(jobs=jobs)
+        log.info("%s: SLURMCluster with %d job(s): %s", label, jobs, cluster.job_script())
+        futures = client.map(func, blocks, pure=False)
+        position = {f.key: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(blocks)
+        done = 0
+        log.info("%s: 0/%d objects", label, n_objects)
+        for fut in as_completed(futures):
+            i = position[fut.key]
+            results[i] = fut.result()
+            done += blocks[i].stop - blocks[i].start
+            log.info("%s: %d/%d objects (%.1f s)", label, done, n_objects,
+                     time.perf_counter() - start)
     return results

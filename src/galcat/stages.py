@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galcat.parallel import map_blocks_of_objects
+from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch, read_cutouts, read_segmaps, write_cutouts, write_segmaps
 from galcat.surveys import get_survey
 from galcat.tables import read_table, write_table
@@ -113,14 +113,11 @@ def run_fetch(
     config = _with_workers(config, threads)
     survey = get_survey(config["survey"])
     rows = shard_rows(objects, shard)
-    dask_cfg = config.get("dask", {})
     blocks = map_blocks_of_objects(
         lambda sl: survey.cutouts(rows.iloc[sl], config),
         len(rows),
-        objects_per_task=dask_cfg.get("objects_per_task", 8),
-        scheduler=dask_cfg.get("scheduler", "threads"),
-        workers=dask_cfg.get("workers", 1),
         label=f"fetch_cutouts {shard}",
+        **dask_options(config),
     )
     batch = concat_batches(blocks)
     return write_cutouts(output, batch, shard=shard)
