@@ -38,8 +38,13 @@ node_state() {
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# PIDs of live (not zombie) processes called $1: a daemon's exited intermediate
+# fork can linger as a zombie when PID 1 of a container is slow to reap it
+live_pids() { ps -eo pid=,stat=,comm= | awk -v n="$1" '$3 == n && $2 !~ /^Z/ {print $1}'; }
+
 # ---------------------------------------------------------------- fast path
-if command -v sinfo >/dev/null 2>&1; then
+# (only ask sinfo when a slurmctld runs: without one, sinfo retries for ~10 s)
+if command -v sinfo >/dev/null 2>&1 && [ -n "$(live_pids slurmctld)" ]; then
     st=$(node_state)
     case "$st" in
         idle | mixed | allocated | completing)
@@ -65,7 +70,7 @@ if [ ${#need[@]} -gt 0 ]; then
         log "apt-get install failed; running apt-get update and retrying"
         apt-get update -q >>"/tmp/galcat-slurm-apt.log" 2>&1
         apt-get install -y -q --no-install-recommends "${need[@]}" >>"/tmp/galcat-slurm-apt.log" 2>&1 ||
-            { tail -20 /tmp/galcat-slurm-apt.log >&2; die "apt-get install ${need[*]} failed"; }
+            { tail -n 20 /tmp/galcat-slurm-apt.log >&2; die "apt-get install ${need[*]} failed"; }
     fi
 fi
 
@@ -119,6 +124,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
+MailProg=/bin/true
 SwitchType=switch/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -135,8 +141,6 @@ InactiveLimit=0
 KillWait=5
 Waittime=0
 GresTypes=gpu
-# count gres/gpu as a TRES, so `scontrol show job` reports TRES=...gres/gpu=1
-AccountingStorageTRES=gres/gpu
 NodeName=localhost $topo RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
@@ -149,7 +153,10 @@ NodeName=localhost Name=gpu File=/dev/null
 EOF
 
 # ---------------------------------------------------------------- munge
-record() { echo "$1 $2" >>"$STATE_DIR/pids"; }
+record() { # name pid: one line per daemon name, the latest
+    { grep -v "^$1 " "$STATE_DIR/pids" || true; echo "$1 $2"; } >"$STATE_DIR/pids.new"
+    mv "$STATE_DIR/pids.new" "$STATE_DIR/pids"
+}
 recorded_pid() { awk -v n="$1" '$1 == n {p = $2} END {print p}' "$STATE_DIR/pids"; }
 
 if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
@@ -189,17 +196,20 @@ start_daemon() { # name pidfile cmd...
     "$@" || die "$name failed to start (see $STATE_DIR/$name.log)"
     for _ in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.1; done
     [ -s "$pidfile" ] || die "$name wrote no pid file (see $STATE_DIR/$name.log)"
-    record "$name" "$(cat "$pidfile")"
+    local pid
+    pid=$(cat "$pidfile")
+    record "$name" "$pid"
+    sleep 0.3
+    pid_alive "$pid" || { tail -n 20 "$STATE_DIR/$name.log" >&2; die "$name exited right after starting"; }
 }
 
-if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
-    # a slurmctld/slurmd that this script did not record: refuse to fight it
-    for n in slurmctld slurmd; do
-        for p in $(pgrep -x "$n"); do
-            grep -q " $p\$" "$STATE_DIR/pids" || die "a $n (pid $p) not started by this script is running but the node is not usable; stop it first"
-        done
+# a slurmctld/slurmd that this script did not record: refuse to fight it
+for n in slurmctld slurmd; do
+    for p in $(live_pids "$n"); do
+        grep -q "^$n $p\$" "$STATE_DIR/pids" ||
+            die "a $n (pid $p) not started by this script runs, but node localhost is not usable; stop it first"
     done
-fi
+done
 
 # -c: clean start, no jobs or node state from an earlier run
 start_daemon slurmctld "$STATE_DIR/slurmctld.pid" slurmctld -c
@@ -220,10 +230,14 @@ while :; do
             fi
             ;;
     esac
+    for n in slurmctld slurmd; do
+        p=$(recorded_pid "$n")
+        pid_alive "$p" || { tail -n 20 "$STATE_DIR/$n.log" >&2; die "$n (pid $p) died"; }
+    done
     if [ $SECONDS -ge $deadline ]; then
         log "node state: '${st:-no answer}'"
         scontrol show node localhost >&2 || true
-        tail -20 "$STATE_DIR/slurmctld.log" "$STATE_DIR/slurmd.log" >&2 || true
+        tail -n 20 "$STATE_DIR/slurmctld.log" "$STATE_DIR/slurmd.log" >&2 || true
         die "node localhost not idle after ${WAIT_S}s"
     fi
     sleep 0.5
