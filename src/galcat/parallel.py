@@ -7,6 +7,8 @@ in object order, so serial and parallel runs give identical results.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -83,23 +85,35 @@ def map_blocks_of_objects(
     results: list[Any] = [None] * len(blocks)
     log.info("%s: 0/%d objects", label, n_objects)
     # Submit in waves of a few blocks per worker so progress can be reported
-    # without a distributed client; each wave is one dask.compute call.
+    # without a distributed client; each wave is one dask.compute call on one
+    # pool that lives as long as this call (a pool per wave would respawn
+    # worker processes every wave).
+    serial = scheduler == "synchronous" or workers <= 1
     wave = max(1, workers) * 4
-    for first in range(0, len(blocks), wave):
-        chunk: Sequence[slice] = blocks[first : first + wave]
-        tasks = [dask.delayed(func)(block) for block in chunk]
-        if scheduler == "synchronous" or workers == 1:
-            out = dask.compute(*tasks, scheduler="synchronous")
-        else:
-            out = dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
-        results[first : first + len(chunk)] = out
-        done += sum(b.stop - b.start for b in chunk)
-        elapsed = time.perf_counter() - start
-        log.info(
-            "%s: %d/%d objects (%.1f s, %.2f objects/s)",
-            label, done, n_objects, elapsed, done / elapsed if elapsed else 0.0,
-        )
+    with _pool(scheduler, workers, serial) as pool:
+        for first in range(0, len(blocks), wave):
+            chunk: Sequence[slice] = blocks[first : first + wave]
+            tasks = [dask.delayed(func)(block) for block in chunk]
+            if serial:
+                out = dask.compute(*tasks, scheduler="synchronous")
+            else:
+                out = dask.compute(*tasks, scheduler=scheduler, pool=pool)
+            results[first : first + len(chunk)] = out
+            done += sum(b.stop - b.start for b in chunk)
+            elapsed = time.perf_counter() - start
+            log.info(
+                "%s: %d/%d objects (%.1f s, %.2f objects/s)",
+                label, done, n_objects, elapsed, done / elapsed if elapsed else 0.0,
+            )
     return results
+
+
+def _pool(scheduler: str, workers: int, serial: bool):
+    if serial:
+        return contextlib.nullcontext()
+    if scheduler == "processes":
+        return concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+    return concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
 
 def _map_on_slurm(

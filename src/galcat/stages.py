@@ -17,7 +17,7 @@ import pandas as pd
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch, read_cutouts, read_segmaps, write_cutouts, write_segmaps
 from galcat.surveys import get_survey
-from galcat.tables import read_table, write_table
+from galcat.tables import column_units, read_table, write_table
 
 __all__ = ["run_fetch", "run_measure", "run_query", "run_segment", "concat_batches"]
 
@@ -133,7 +133,7 @@ def run_segment(
     threads: int | None = None,
 ) -> None:
     """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
-    from galcat.segment import SEGMENT_COLUMN_UNITS, segment_shard
+    from galcat.segment import segment_shard
 
     config = _with_workers(config, threads)
     batch = read_cutouts(cutouts)
@@ -145,7 +145,7 @@ def run_segment(
         shard=shard,
         method=config["segment"]["method"],
     )
-    write_table(result.table, output_table, units=SEGMENT_COLUMN_UNITS)
+    write_table(result.table, output_table, units=result.units)
 
 
 def run_measure(
@@ -160,7 +160,6 @@ def run_measure(
 ) -> Path:
     """Measure every object of a shard; write features keyed by object_id."""
     from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
-    from galcat.segment import SEGMENT_COLUMN_UNITS
 
     config = _with_workers(config, threads)
     batch = read_cutouts(cutouts)
@@ -175,6 +174,6 @@ def run_measure(
     return write_table(
         table,
         output,
-        units={**SEGMENT_COLUMN_UNITS, **FEATURE_UNITS},
+        units={**column_units(segment_table), **FEATURE_UNITS},
         descriptions=FEATURE_DESCRIPTIONS,
     )
