@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import time
 from pathlib import Path
 
 import astropy.units as u
@@ -407,29 +405,3 @@ def test_wide12_renders_every_band():
     batch = syn.cutouts(df.iloc[:2], cfg)
     assert batch.image.shape[1] == len(batch.bands) >= 12
     assert np.all(batch.image.std(axis=(2, 3)) > 0)
-
-
-# ----------------------------------------------------------------------------- speed
-@pytest.mark.slow
-def test_cutout_speed_200_galaxies(small, capsys):
-    cfg, df = small
-    syn.cutouts(df.iloc[:2], cfg)  # GalSim's Sérsic tables and the PSFs warm up once
-    start = time.perf_counter()
-    batch = syn.cutouts(df.iloc[:200], cfg)
-    elapsed = time.perf_counter() - start
-    with capsys.disabled():
-        print(f"\n[synthetic] cutouts: 200 galaxies x 5 bands x 64x64 in {elapsed:.1f} s")
-    assert batch.image.shape == (200, 5, 64, 64)
-    assert elapsed < 30.0
-
-
-@pytest.mark.slow
-def test_query_one_million_objects_under_a_minute(capsys):
-    cfg = make_config(n_objects=1_000_000)
-    start = time.perf_counter()
-    df = syn.query(copy.deepcopy(cfg))
-    elapsed = time.perf_counter() - start
-    with capsys.disabled():
-        print(f"\n[synthetic] query: 1,000,000 objects in {elapsed:.1f} s")
-    assert len(df) == 1_000_000 and df.object_id.iloc[-1] == 1_000_000
-    assert elapsed < 60.0
