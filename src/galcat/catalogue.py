@@ -86,6 +86,7 @@ def write_fits(
     from astropy.table import Table
 
     table = Table()
+    verbatim_units = {}  # units FITS cannot express (dex, nanomaggy): written as text
     for name in cat.columns:
         values = cat[name].to_numpy()
         if values.dtype == object:
@@ -93,7 +94,10 @@ def write_fits(
         unit = units.get(name) or None
         table[name] = values
         if unit:
-            table[name].unit = u.Unit(unit, parse_strict="warn")
+            try:
+                table[name].unit = u.Unit(u.Unit(unit).to_string("fits"), format="fits")
+            except (ValueError, TypeError):
+                verbatim_units[name] = unit
         if name in descriptions:
             table[name].description = descriptions[name]
     meta = table.meta
@@ -109,6 +113,14 @@ def write_fits(
     tmp = atomic_file(final)
     try:
         table.write(tmp, format="fits", overwrite=True)
+        if verbatim_units:
+            from astropy.io import fits
+
+            with fits.open(tmp, mode="update") as hdul:
+                header = hdul[1].header
+                for i, name in enumerate(table.colnames, start=1):
+                    if name in verbatim_units:
+                        header[f"TUNIT{i}"] = verbatim_units[name]
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
