@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--output", required=True)
 
     f = stage("fetch", "stage the cutouts of one shard into Zarr")
-    f.add_argument("--objects", required=True)
+    f.add_argument("--objects", default=None,
+                   help="the shard's object table (archive surveys); synthetic makes its own")
     f.add_argument("--shard", required=True)
     f.add_argument("--output", required=True)
 
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--date", required=True)
     rel.add_argument("--catalogue", required=True)
     rel.add_argument("--files", nargs="+", required=True)
+
+    sh = sub.add_parser("shards", help="list the shards of an object table, one a line")
+    sh.add_argument("--objects", required=True)
+    sh.add_argument("--output", required=True)
+    sh.add_argument("--shard-dir", required=True)
 
     v = sub.add_parser("validate-config", help="validate config files against the schema")
     v.add_argument("configs", nargs="*")
@@ -119,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from galcat.release import make_release
 
         make_release(args.releases_dir, args.date, args.files, catalogue=args.catalogue)
+    elif args.command == "shards":
+        from galcat.stages import run_plan_shards
+
+        run_plan_shards(args.objects, args.output, args.shard_dir)
     elif args.command == "validate-config":
         from galcat.config import load_config
 

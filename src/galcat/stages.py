@@ -15,9 +15,16 @@ import numpy as np
 import pandas as pd
 
 from galcat.parallel import dask_options, map_blocks_of_objects
-from galcat.store import CutoutBatch, read_cutouts, read_segmaps, write_cutouts, write_segmaps
+from galcat.store import (
+    CutoutBatch,
+    atomic_file,
+    read_cutouts,
+    read_segmaps,
+    write_cutouts,
+    write_segmaps,
+)
 from galcat.surveys import get_survey
-from galcat.tables import column_units, read_table, write_table
+from galcat.tables import column_descriptions, column_units, read_table, write_table
 
 __all__ = ["run_fetch", "run_measure", "run_query", "run_segment", "concat_batches"]
 
@@ -69,6 +76,40 @@ def run_query(config: dict, output: os.PathLike | str) -> Path:
     )
 
 
+def run_plan_shards(
+    objects: os.PathLike | str, output: os.PathLike | str, shard_dir: os.PathLike | str
+) -> Path:
+    """List the shards of the object table and write each shard's rows.
+
+    ``shard_dir/{shard}.parquet`` is rewritten only when that shard's rows
+    changed, so Snakemake refetches exactly the shards whose objects changed
+    (a nightly query that adds objects leaves finished shards alone).
+    """
+    df = read_table(objects)
+    units, descriptions = column_units(objects), column_descriptions(objects)
+    shards = sorted(df["shard"].unique())
+    if not shards:
+        raise EmptyShardError(f"object table {str(objects)!r} has no shards")
+    shard_dir = Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    changed = 0
+    for name, rows in df.groupby("shard", sort=True):
+        final = shard_dir / f"{name}.parquet"
+        tmp = write_table(rows.sort_values("object_id"), atomic_file(final),
+                          units=units, descriptions=descriptions)
+        if final.exists() and final.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+            changed += 1
+    final = Path(output)
+    tmp = atomic_file(final)
+    tmp.write_text("".join(f"{s}\n" for s in shards))
+    os.replace(tmp, final)
+    log.info("plan_shards: %d shards, %d new or changed", len(shards), changed)
+    return final
+
+
 def shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
     """The rows of ``shard`` in the object table, ascending object_id."""
     import pyarrow.parquet as pq
@@ -103,16 +144,23 @@ def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
 
 def run_fetch(
     config: dict,
-    objects: os.PathLike | str,
+    objects: os.PathLike | str | None,
     shard: str,
     output: os.PathLike | str,
     *,
     threads: int | None = None,
 ) -> Path:
-    """Stage the cutouts of one shard into Zarr."""
+    """Stage the cutouts of one shard into Zarr.
+
+    ``objects`` is the shard's own object table (archive surveys); a survey that
+    can make its rows alone (synthetic: ``shard_rows``) is called with None.
+    """
     config = _with_workers(config, threads)
     survey = get_survey(config["survey"])
-    rows = shard_rows(objects, shard)
+    if objects is None:
+        rows = survey.shard_rows(config, shard)
+    else:
+        rows = shard_rows(objects, shard)
     blocks = map_blocks_of_objects(
         lambda sl: survey.cutouts(rows.iloc[sl], config),
         len(rows),

@@ -30,15 +30,12 @@ def as_json(sections):
 
 def get_shards():
     """Shard names. Known from the config for the synthetic survey; for archive
-    surveys, only after query_catalog (a checkpoint) has run."""
+    surveys, only after the plan_shards checkpoint has read the object table."""
     per_shard = config["sharding"]["objects_per_shard"]
     if SURVEY == "synthetic":
         return shard_names(config["synthetic"]["n_objects"], per_shard)
-    import pyarrow.parquet as pq
-
-    objects = checkpoints.query_catalog.get().output.objects
-    shards = pq.read_table(objects, columns=["shard"]).column("shard").to_pylist()
-    return sorted(set(shards))
+    with open(checkpoints.plan_shards.get().output.shards) as fh:
+        return [line.strip() for line in fh if line.strip()]
 
 
 def get_shard_size(shard):
@@ -48,6 +45,15 @@ def get_shard_size(shard):
         index = int(shard[1:])
         return min(per_shard, config["synthetic"]["n_objects"] - index * per_shard)
     return None
+
+
+def get_fetch_input(wildcards):
+    """The shard's own object table. The synthetic survey makes a shard's rows
+    from the config alone, so its fetch jobs depend on nothing: growing the
+    survey or rerunning the query leaves finished shards untouched."""
+    if SURVEY == "synthetic":
+        return {}
+    return {"objects": f"{OUT}/objects/{wildcards.shard}.parquet"}
 
 
 def get_query_config():

@@ -3,13 +3,12 @@
 
 rule fetch_cutouts:
     input:
-        # ancient: a grown object table must not refetch finished shards; the
-        # shard's own size and the survey settings in params decide reruns.
-        objects=ancient(f"{OUT}/objects.parquet"),
+        unpack(get_fetch_input),
     output:
         cutouts=directory(f"{OUT}/cutouts/{{shard}}.zarr"),
     params:
         config=get_fetch_config,
+        objects=lambda wildcards, input: f"--objects {input.objects}" if input else "",
     threads: 2
     log:
         f"{LOGS}/fetch_cutouts/{{shard}}.log",
@@ -19,5 +18,5 @@ rule fetch_cutouts:
         ENV
     shell:
         "galcat fetch --config-json {params.config:q} --threads {threads}"
-        " --objects {input.objects} --shard {wildcards.shard}"
+        " {params.objects} --shard {wildcards.shard}"
         " --output {output.cutouts} 2> {log}"

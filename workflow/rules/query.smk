@@ -1,8 +1,10 @@
 # query_catalog: one query per survey -> the object table.
-# A checkpoint: for archive surveys the shard list is known only after it ran.
+# plan_shards: for archive surveys the shard list is known only after the query,
+# so this small checkpoint publishes it. The synthetic survey knows its shards
+# from the config and never needs it, which keeps its dry runs exact.
 
 
-checkpoint query_catalog:
+rule query_catalog:
     output:
         objects=f"{OUT}/objects.parquet",
     params:
@@ -15,3 +17,22 @@ checkpoint query_catalog:
         ENV
     shell:
         "galcat query --config-json {params.config:q} --output {output.objects} 2> {log}"
+
+
+checkpoint plan_shards:
+    input:
+        objects=f"{OUT}/objects.parquet",
+    output:
+        shards=f"{OUT}/shards.txt",
+    params:
+        # Per-shard object tables, rewritten only when a shard's rows change. They
+        # are not declared outputs on purpose: a declared output would be
+        # recreated on every query and so refetch every finished shard.
+        shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.shards), "objects"),
+    log:
+        f"{LOGS}/plan_shards.log",
+    conda:
+        ENV
+    shell:
+        "galcat shards --objects {input.objects} --output {output.shards}"
+        " --shard-dir {params.shard_dir} 2> {log}"

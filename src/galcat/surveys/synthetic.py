@@ -862,17 +862,45 @@ def query(config: Mapping) -> pd.DataFrame:
     -------
     pandas.DataFrame with one row per galaxy, ``object_id`` = 1 .. n_objects.
     """
-    syn = _syn(config)
-    n = int(syn["n_objects"])
+    n = int(_syn(config)["n_objects"])
     if n < 1:
         raise ValueError(f"n_objects must be >= 1; got {n}")
+    return query_ids(config, 1, n)
+
+
+def shard_rows(config: Mapping, shard: str) -> pd.DataFrame:
+    """The rows of one shard, made without the rest of the survey.
+
+    ``config['shard_size']`` (the objects in this shard) stands in for
+    ``n_objects``, so the fetch of a finished shard does not depend on the
+    survey size and is left alone when the survey grows.
+    """
+    per_shard = int(config["sharding"]["objects_per_shard"])
+    first = int(shard.lstrip("s")) * per_shard + 1
+    size = config.get("shard_size") or per_shard
+    return query_ids(config, first, first + int(size) - 1)
+
+
+def query_ids(config: Mapping, first: int, last: int) -> pd.DataFrame:
+    """Rows ``first .. last`` (object ids, inclusive) of the object table.
+
+    Identical to the same rows of `query`: objects are drawn in fixed blocks of
+    `BLOCK_SIZE` seeded by (seed, block), so a shard's rows are made from the
+    blocks that hold them alone, in time independent of the survey size.
+    """
+    if not 1 <= first <= last:
+        raise ValueError(f"object ids must satisfy 1 <= first <= last; got {first}, {last}")
+    syn = _syn(config)
     per_shard = int(config.get("sharding", {}).get("objects_per_shard", 200))
     bands = band_set(config)
-    blocks = [_draw_block(syn, k) for k in range(math.ceil(n / BLOCK_SIZE))]
-    p = {k: np.concatenate([b[k] for b in blocks])[:n] for k in blocks[0]}
+    b0, b1 = (first - 1) // BLOCK_SIZE, (last - 1) // BLOCK_SIZE
+    blocks = [_draw_block(syn, k) for k in range(b0, b1 + 1)]
+    lo, hi = first - 1 - b0 * BLOCK_SIZE, last - b0 * BLOCK_SIZE
+    p = {k: np.concatenate([b[k] for b in blocks])[lo:hi] for k in blocks[0]}
     d = _derive(p, config)
+    n = last - first + 1
 
-    oid = np.arange(1, n + 1, dtype=np.int64)
+    oid = np.arange(first, last + 1, dtype=np.int64)
     sidx = shard_of(oid, per_shard)
     names = np.array([shard_name(i) for i in range(int(sidx[-1]) + 1)], dtype=object)
     cols: dict[str, np.ndarray] = {
