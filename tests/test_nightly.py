@@ -33,7 +33,7 @@ def nights(tiny_run, tmp_path_factory):
     first = checksums(work / OUT / "releases" / "2026-11-20")
     grown = deep_update(TINY, {"synthetic": {"n_objects": 16}})
     night2 = snakemake(work, grown, "--config", "release=2026-11-21")
-    return work, jobs_in(night1.stdout), jobs_in(night2.stdout), first, grown
+    return work, jobs_in(night1.stderr + night1.stdout), jobs_in(night2.stderr + night2.stdout), first, grown
 
 
 def test_first_night_only_releases(nights):
