@@ -14,6 +14,20 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+# Light rules run on the submit host even under a cluster executor; the query
+# also needs the network, which compute nodes often lack.
+localrules:
+    all,
+    query_catalog,
+    plan_shards,
+    catalogue,
+    report,
+    release,
+
+
+
 include: "workflow/rules/query.smk"
 include: "workflow/rules/cutouts.smk"
 include: "workflow/rules/segment.smk"
