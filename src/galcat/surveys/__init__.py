@@ -5,6 +5,14 @@
     degrees, ``z``, ``shard``, then the survey's labels.
 ``cutouts(rows, config) -> galcat.store.CutoutBatch``
     The cutouts of ``rows`` (ascending ``object_id``) in every configured band.
+
+``synthetic`` renders its galaxies; ``sdss``, ``manga`` and ``jades`` are archive
+clients (astroquery for the requests, :mod:`galcat.surveys._http` for retries,
+back-off, the on-disk cache and validation, :mod:`galcat.surveys._cutting` for
+WCS cutting and flux units); ``local`` reads the user's own table and FITS
+images. Archive ids are not dense, so the archive and local modules set
+``shard`` by the rank of the id (:func:`galcat.surveys._http.assign_shards`):
+the ``shard`` column of the object table is the one to use.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from types import ModuleType
 
 __all__ = ["SURVEYS", "get_survey"]
 
-SURVEYS = ("synthetic",)
+SURVEYS = ("synthetic", "sdss", "manga", "jades", "local")
 
 
 def get_survey(name: str) -> ModuleType:

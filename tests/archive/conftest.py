@@ -1,0 +1,84 @@
+"""Fixtures of the archive tests: the fixture files, the fake archive, configs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.archive.fake_archive import FakeArchive
+from tests.archive.make_fixtures import make_all
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+def deep_update(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validated(config: dict) -> dict:
+    """``config`` checked (and completed with defaults) by snakemake against the schema."""
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA))
+    return config
+
+
+@pytest.fixture(scope="session")
+def archive_files(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("archive_fixtures")
+    truth = make_all(root)
+    return root, json.loads(json.dumps(truth))
+
+
+@pytest.fixture(scope="session")
+def _server(archive_files):
+    fake = FakeArchive(archive_files[0], slow_s=1.5).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(_server) -> FakeArchive:
+    """The fake archive, with no faults queued and an empty request log."""
+    _server.reset()
+    yield _server
+    _server.reset()
+
+
+@pytest.fixture
+def truth(archive_files) -> dict:
+    return archive_files[1]
+
+
+@pytest.fixture
+def make_config(fake, tmp_path):
+    """``make_config(survey, **sections)``: a validated config pointing at the fake archive."""
+
+    def make(survey: str, **sections) -> dict:
+        base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        base = deep_update(base, {
+            "survey": survey,
+            "results": "results",
+            "sharding": {"objects_per_shard": 2},
+            "archive": {"cache_dir": str(tmp_path / "cache"), "timeout_s": 1.0, "retries": 2,
+                        "backoff_s": 0.01, "backoff_max_s": 0.05},
+            "sdss": {"skyserver_url": fake.url, "sas_url": f"{fake.url}/sas", "cutout_size": 32,
+                     "batch_size": 3},
+            "manga": {"sas_url": f"{fake.url}/sas", "cutout_size": 32},
+            "jades": {"mast_url": fake.url, "cutout_size": 32,
+                      "filters": ["F115W", "F200W", "F444W"], "selection": {"z": {"max": 6.0}}},
+        })
+        return validated(deep_update(base, sections))
+
+    return make

@@ -1,0 +1,528 @@
+"""Generate the fake archives' files, in the archives' own formats.
+
+Run ``python tests/archive/make_fixtures.py OUTDIR`` to write them; the tests
+call :func:`make_all` into a temporary directory once per session (seeded, so
+the files are the same every time). Nothing here is read by galcat itself.
+
+What is written (paths mirror the real archives' URL paths)::
+
+    skyserver/db.json                        rows of a tiny SkyServer database, keyed
+                                             by table.column (PhotoObj, SpecObj, Field,
+                                             galSpecExtra, zoo2MainSpecz)
+    sas/dr17/eboss/photoObj/frames/301/R/C/frame-{b}-RRRRRR-C-FFFF.fits.bz2
+                                             SDSS frames: image in nanomaggies with a TAN
+                                             WCS (rotated, per-band offsets), calib vector,
+                                             sky table (ALLSKY, XINTERP, YINTERP)
+    sas/dr17/eboss/photo/redux/301/R/objcs/C/psField-RRRRRR-C-FFFF.fit
+                                             KL-PSF tables (RROWS, RNROW, RNCOL, NROW_B,
+                                             NCOL_B, C) for u, g, r, i, z
+    sas/dr17/manga/spectro/redux/v3_1_1/drpall-v3_1_1.fits
+    sas/dr17/manga/spectro/redux/v3_1_1/P/stack/manga-P-I-LOGCUBE.fits.gz
+                                             FLUX, IVAR, MASK, WAVE, {G,R,I,Z}IMG, {G,R,I,Z}PSF
+    mast/HLSP/jades/dr2/goods-s/catalogs/hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits
+                                             FLAG, SIZE, KRON, PHOTOZ extensions
+    mast/HLSP/jades/dr2/goods-s/images/hlsp_jades_jwst_nircam_goods-s-deep_{f}_v2.0_drz.fits
+                                             SCI, ERR, WHT in MJy/sr with a TAN WCS
+    mast/portal.json                         CAOM observations and products for the portal API
+    truth.json                               where every fixture galaxy is
+
+Galaxies are GalSim Sersic profiles convolved with a Gaussian PSF, drawn at
+the pixel position that each image's own WCS gives for their (RA, Dec).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import galsim
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from scipy.ndimage import map_coordinates
+
+SEED = 20261122
+NMGY_JY = 3.631e-6
+ARCSEC_RAD = 206264.80624709636
+
+SDSS_RUN, SDSS_RERUN, SDSS_CAMCOL, SDSS_FIELD = 3704, 301, 3, 91
+SDSS_SHAPE = (300, 400)  # rows, columns (the real frames are 1489 x 2048)
+SDSS_BANDS = "ugriz"
+SDSS_PSF_FWHM = 1.4  # arcsec
+SDSS_GAIN = {"u": 1.6, "g": 3.85, "r": 4.72, "i": 4.86, "z": 4.89}
+SDSS_DARKVAR = {"u": 8.7, "g": 1.4, "r": 1.3, "i": 5.8, "z": 1.1}
+
+JADES_FILTERS = ("F115W", "F200W", "F444W")
+JADES_FWHM = {"F115W": 0.037, "F200W": 0.064, "F444W": 0.140}
+JADES_SHAPE = (300, 300)
+JADES_SCALE = 0.03
+
+
+def _tan_wcs(crval, crpix, scale_arcsec, rot_deg, shape) -> WCS:
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = list(crval)
+    w.wcs.crpix = list(crpix)
+    s = scale_arcsec / 3600.0
+    t = math.radians(rot_deg)
+    w.wcs.cd = [[-s * math.cos(t), s * math.sin(t)], [s * math.sin(t), s * math.cos(t)]]
+    w.wcs.radesys = "ICRS"
+    w.wcs.equinox = 2000.0
+    w.pixel_shape = (shape[1], shape[0])
+    return w
+
+
+def _draw(image: np.ndarray, x: float, y: float, *, flux: float, n: float, r50: float,
+          q: float, beta_deg: float, psf_fwhm: float, scale: float) -> None:
+    """Add a PSF-convolved Sersic galaxy centred at 0-based pixel (x, y)."""
+    gal = galsim.Sersic(n=n, half_light_radius=r50, flux=flux)
+    gal = gal.shear(q=q, beta=beta_deg * galsim.degrees)
+    prof = galsim.Convolve(gal, galsim.Gaussian(fwhm=psf_fwhm))
+    ny, nx = image.shape
+    full = galsim.ImageF(image.astype(np.float32), scale=scale)  # bounds (1..nx, 1..ny)
+    half = int(max(8, 8 * r50 / scale + 4 * psf_fwhm / scale))
+    cx, cy = int(round(x)) + 1, int(round(y)) + 1
+    bounds = galsim.BoundsI(cx - half, cx + half, cy - half, cy + half) & full.bounds
+    if not bounds.isDefined():
+        return
+    sub = full[bounds]
+    prof.drawImage(image=sub, center=galsim.PositionD(x + 1, y + 1), add_to_image=True,
+                   method="auto")
+    image[:, :] = full.array
+
+
+def _gaussian_stamp(fwhm_pix: float, size: int) -> np.ndarray:
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2.0
+    sigma = fwhm_pix / 2.3548
+    g = np.exp(-0.5 * (x**2 + y**2) / sigma**2)
+    return g / g.sum()
+
+
+# --------------------------------------------------------------------------- SDSS
+
+GZ2_SPIRAL = {
+    "t01_smooth_or_features_a01_smooth": 0.15, "t01_smooth_or_features_a02_features_or_disk": 0.80,
+    "t01_smooth_or_features_a03_star_or_artifact": 0.05,
+    "t02_edgeon_a04_yes": 0.10, "t02_edgeon_a05_no": 0.90,
+    "t03_bar_a06_bar": 0.30, "t03_bar_a07_no_bar": 0.70,
+    "t04_spiral_a08_spiral": 0.85, "t04_spiral_a09_no_spiral": 0.15,
+    "t05_bulge_prominence_a10_no_bulge": 0.10, "t05_bulge_prominence_a11_just_noticeable": 0.50,
+    "t05_bulge_prominence_a12_obvious": 0.35, "t05_bulge_prominence_a13_dominant": 0.05,
+    "t06_odd_a14_yes": 0.20, "t06_odd_a15_no": 0.80,
+    "t07_rounded_a16_completely_round": 0.30, "t07_rounded_a17_in_between": 0.60,
+    "t07_rounded_a18_cigar_shaped": 0.10,
+    "t08_odd_feature_a19_ring": 0.20, "t08_odd_feature_a20_lens_or_arc": 0.05,
+    "t08_odd_feature_a21_disturbed": 0.15, "t08_odd_feature_a22_irregular": 0.10,
+    "t08_odd_feature_a23_other": 0.10, "t08_odd_feature_a24_merger": 0.30,
+    "t08_odd_feature_a38_dust_lane": 0.10,
+    "t09_bulge_shape_a25_rounded": 0.50, "t09_bulge_shape_a26_boxy": 0.10,
+    "t09_bulge_shape_a27_no_bulge": 0.40,
+    "t10_arms_winding_a28_tight": 0.30, "t10_arms_winding_a29_medium": 0.50,
+    "t10_arms_winding_a30_loose": 0.20,
+    "t11_arms_number_a31_1": 0.05, "t11_arms_number_a32_2": 0.60, "t11_arms_number_a33_3": 0.15,
+    "t11_arms_number_a34_4": 0.05, "t11_arms_number_a36_more_than_4": 0.05,
+    "t11_arms_number_a37_cant_tell": 0.10,
+}
+
+
+def _sdss_objects(wcs_r: WCS) -> list[dict]:
+    """Four galaxies: three inside the frame, one across its right edge."""
+    pixels = [(200.0, 150.0), (120.3, 95.7), (281.6, 210.2), (395.0, 150.0)]
+    out = []
+    for k, (x, y) in enumerate(pixels):
+        ra, dec = wcs_r.pixel_to_world_values(x, y)
+        out.append({
+            "objid": 1237661068570017800 + 7 * k + 3,
+            "specobjid": 1569284125423380480 + 1024 * k,
+            "ra": float(ra), "dec": float(dec),
+            "z": 0.03 + 0.02 * k, "flux_r": [900.0, 400.0, 250.0, 600.0][k],
+            "n": [1.0, 4.0, 1.5, 2.5][k], "r50": [3.0, 2.0, 2.5, 2.2][k],
+            "q": [0.5, 0.8, 0.6, 0.7][k], "beta": [30.0, 120.0, 75.0, 10.0][k],
+        })
+    return out
+
+
+def sdss_fixtures(root: Path, rng: np.random.Generator) -> dict:
+    ny, nx = SDSS_SHAPE
+    centre = (150.05, 2.05)
+    wcs_r = _tan_wcs(centre, (nx / 2 + 0.5, ny / 2 + 0.5), 0.396, 30.0, SDSS_SHAPE)
+    objects = _sdss_objects(wcs_r)
+    colour = {"u": 0.25, "g": 0.6, "r": 1.0, "i": 1.3, "z": 1.5}
+    frame_dir = root / f"sas/dr17/eboss/photoObj/frames/{SDSS_RERUN}/{SDSS_RUN}/{SDSS_CAMCOL}"
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    truth: dict = {"objects": {}, "frames": {}}
+    for k, band in enumerate(SDSS_BANDS):
+        shift = (0.37 * (k - 2), -0.21 * (k - 2))
+        wcs = _tan_wcs(centre, (nx / 2 + 0.5 + shift[0], ny / 2 + 0.5 + shift[1]), 0.396, 30.0,
+                       SDSS_SHAPE)
+        calib = (0.005 * (1 + 0.05 * np.arange(nx) / nx)).astype(np.float32)
+        nys, nxs = ny // 16 + 1, nx // 16 + 1
+        yy, xx = np.mgrid[:nys, :nxs]
+        allsky = (150.0 + 2.0 * xx + 1.0 * yy).astype(np.float32)
+        xinterp = ((np.arange(nx) + 0.5) / 16.0 - 0.5).astype(np.float32)
+        yinterp = ((np.arange(ny) + 0.5) / 16.0 - 0.5).astype(np.float32)
+        image = np.zeros(SDSS_SHAPE, dtype=np.float64)
+        for obj in objects:
+            x, y = wcs.world_to_pixel_values(obj["ra"], obj["dec"])
+            _draw(image, float(x), float(y), flux=obj["flux_r"] * colour[band], n=obj["n"],
+                  r50=obj["r50"], q=obj["q"], beta_deg=obj["beta"], psf_fwhm=SDSS_PSF_FWHM,
+                  scale=0.396)
+            truth["objects"].setdefault(str(obj["objid"]), {"ra": obj["ra"], "dec": obj["dec"]})
+            truth["objects"][str(obj["objid"])][f"pixel_{band}"] = [float(x), float(y)]
+        yy_s, xx_s = np.meshgrid(yinterp, xinterp, indexing="ij")
+        sky_counts = map_coordinates(allsky.astype(float), [yy_s, xx_s], order=1, mode="nearest")
+        counts = image / calib[None, :] + sky_counts
+        noise = rng.normal(0, 1, SDSS_SHAPE) * np.sqrt(counts / SDSS_GAIN[band]
+                                                       + SDSS_DARKVAR[band])
+        frame = (image + noise * calib[None, :]).astype(np.float32)
+        header = wcs.to_header()
+        header["BUNIT"] = "nanomaggy"
+        header["FILTER"] = band
+        header["RUN"], header["CAMCOL"], header["FIELD"] = SDSS_RUN, SDSS_CAMCOL, SDSS_FIELD
+        header["NMGY"] = float(calib.mean())
+        primary = fits.PrimaryHDU(frame, header=header)
+        calib_hdu = fits.ImageHDU(calib)
+        sky = fits.BinTableHDU.from_columns([
+            fits.Column(name="ALLSKY", format=f"{nys * nxs}E", dim=f"({nxs},{nys})",
+                        array=allsky[None]),
+            fits.Column(name="XINTERP", format=f"{nx}E", array=xinterp[None]),
+            fits.Column(name="YINTERP", format=f"{ny}E", array=yinterp[None]),
+        ])
+        astrom = fits.BinTableHDU.from_columns([
+            fits.Column(name="FIELD", format="J", array=[SDSS_FIELD]),
+            fits.Column(name="RUN", format="J", array=[SDSS_RUN]),
+        ])
+        buf = io.BytesIO()
+        fits.HDUList([primary, calib_hdu, sky, astrom]).writeto(buf)
+        name = f"frame-{band}-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fits.bz2"
+        (frame_dir / name).write_bytes(bz2.compress(buf.getvalue(), 5))
+        truth["frames"][band] = str((frame_dir / name).relative_to(root))
+    # psField: one Gaussian eigen-image carries the whole PSF.
+    hdus = [fits.PrimaryHDU()]
+    for _band in SDSS_BANDS:
+        rrows = np.zeros((4, 51 * 51), dtype=np.float32)
+        rrows[0] = _gaussian_stamp(SDSS_PSF_FWHM / 0.396, 51).ravel()
+        rrows[1:] = rng.normal(0, 1e-4, (3, 51 * 51))
+        c = np.zeros((4, 5, 5), dtype=np.float32)
+        c[0, 0, 0] = 1.0
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column(name="RROWS", format=f"{51 * 51}E", array=rrows),
+            fits.Column(name="RNROW", format="J", array=[51] * 4),
+            fits.Column(name="RNCOL", format="J", array=[51] * 4),
+            fits.Column(name="NROW_B", format="J", array=[3] * 4),
+            fits.Column(name="NCOL_B", format="J", array=[3] * 4),
+            fits.Column(name="C", format="25E", dim="(5,5)", array=c),
+        ]))
+    psdir = root / f"sas/dr17/eboss/photo/redux/{SDSS_RERUN}/{SDSS_RUN}/objcs/{SDSS_CAMCOL}"
+    psdir.mkdir(parents=True, exist_ok=True)
+    fits.HDUList(hdus).writeto(
+        psdir / f"psField-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fit", overwrite=True)
+    # The SkyServer "database": one row per object, keyed by table.column.
+    rows = []
+    for k, obj in enumerate(objects):
+        mags = {b: 22.5 - 2.5 * math.log10(obj["flux_r"] * colour[b]) for b in SDSS_BANDS}
+        row = {
+            "photoobj.objid": obj["objid"], "photoobj.ra": obj["ra"], "photoobj.dec": obj["dec"],
+            "photoobj.run": SDSS_RUN, "photoobj.rerun": SDSS_RERUN,
+            "photoobj.camcol": SDSS_CAMCOL, "photoobj.field": SDSS_FIELD,
+            "photoobj.petror50_r": obj["r50"], "photoobj.petror90_r": 2.5 * obj["r50"],
+            "photoobj.fracdev_r": 0.3, "photoobj.type": 3,
+            "specobj.specobjid": obj["specobjid"], "specobj.z": obj["z"],
+            "specobj.zerr": 1e-5, "specobj.class": "GALAXY", "specobj.veldisp": 150.0,
+            "galspecextra.lgm_tot_p50": -9999.0 if k == 3 else 10.2 + 0.3 * k,
+            "galspecextra.lgm_tot_p16": -9999.0 if k == 3 else 10.1 + 0.3 * k,
+            "galspecextra.lgm_tot_p84": -9999.0 if k == 3 else 10.3 + 0.3 * k,
+            "galspecextra.oh_p50": -9999.0 if k == 3 else 8.9 + 0.05 * k,
+            "galspecextra.oh_p16": -9999.0 if k == 3 else 8.85 + 0.05 * k,
+            "galspecextra.oh_p84": -9999.0 if k == 3 else 8.95 + 0.05 * k,
+            "galspecextra.sfr_tot_p50": 0.1 * k, "galspecextra.specsfr_tot_p50": -10.0 - 0.2 * k,
+            "galspecextra.bptclass": 1, "galspecextra.d4000": 1.4,
+            "zoo2mainspecz.total_classifications": 40 + k,
+        }
+        for b in SDSS_BANDS:
+            row[f"photoobj.petromag_{b}"] = mags[b]
+            row[f"photoobj.petromagerr_{b}"] = 0.02
+            row[f"photoobj.modelmag_{b}"] = mags[b] - 0.05
+            row[f"photoobj.extinction_{b}"] = 0.05
+            row[f"photoobj.cmodelmag_{b}"] = mags[b] - 0.03
+            row[f"photoobj.psfmag_{b}"] = mags[b] + 1.2
+            row[f"photoobj.fibermag_{b}"] = mags[b] + 1.8
+            row[f"field.psfwidth_{b}"] = SDSS_PSF_FWHM
+            row[f"field.gain_{b}"] = SDSS_GAIN[b]
+            row[f"field.darkvariance_{b}"] = SDSS_DARKVAR[b]
+        for stem, frac in GZ2_SPIRAL.items():
+            # debiased fractions need not sum to 1 per question: object 1's do not
+            scale = 0.9 if (k == 1 and stem.startswith("t01")) else 1.0
+            for suffix in ("_debiased", "_weighted_fraction", "_fraction"):
+                row[f"zoo2mainspecz.{stem}{suffix}"] = frac * scale
+        rows.append(row)
+    (root / "skyserver").mkdir(parents=True, exist_ok=True)
+    (root / "skyserver/db.json").write_text(json.dumps(rows))
+    truth["sql_rows"] = len(rows)
+    truth["edge_object"] = str(objects[3]["objid"])
+    return truth
+
+
+# --------------------------------------------------------------------------- MaNGA
+
+MANGA_ROWS = [
+    # plateifu, mangaid, mngtarg1, drp3qual, z, in cube
+    ("8485-1901", "1-209232", 1 << 10, 0, 0.0407, True),
+    ("8485-12701", "1-209113", 1 << 11, 0, 0.0600, True),
+    ("7443-3702", "12-98126", 1 << 10, 1 << 30, 0.0300, False),
+    ("8485-3701", "1-209232", 1 << 10, 0, 0.0407, False),
+    ("9000-1902", "1-999999", 0, 0, 0.0200, False),
+]
+
+
+def manga_fixtures(root: Path, rng: np.random.Generator) -> dict:
+    base = root / "sas/dr17/manga/spectro/redux/v3_1_1"
+    base.mkdir(parents=True, exist_ok=True)
+    n = len(MANGA_ROWS)
+    ra = 150.2 + 0.5 * np.arange(n)
+    dec = 1.5 + 0.3 * np.arange(n)
+    ra[3], dec[3] = ra[0], dec[0]  # the repeat observation
+    cols = [
+        fits.Column(name="plateifu", format="12A", array=[r[0] for r in MANGA_ROWS]),
+        fits.Column(name="mangaid", format="12A", array=[r[1] for r in MANGA_ROWS]),
+        fits.Column(name="plate", format="J", array=[int(r[0].split("-")[0]) for r in MANGA_ROWS]),
+        fits.Column(name="ifudsgn", format="6A", array=[r[0].split("-")[1] for r in MANGA_ROWS]),
+        fits.Column(name="objra", format="D", array=ra + 1e-4),
+        fits.Column(name="objdec", format="D", array=dec - 1e-4),
+        fits.Column(name="ifura", format="D", array=ra),
+        fits.Column(name="ifudec", format="D", array=dec),
+        fits.Column(name="z", format="E", array=[r[4] for r in MANGA_ROWS]),
+        fits.Column(name="nsa_z", format="E", array=[r[4] for r in MANGA_ROWS]),
+        fits.Column(name="nsa_elpetro_mass", format="E", array=np.full(n, 5e9)),
+        fits.Column(name="nsa_sersic_n", format="E", array=np.full(n, 2.0)),
+        fits.Column(name="nsa_elpetro_th50_r", format="E", array=np.full(n, 4.0)),
+        fits.Column(name="nsa_elpetro_ba", format="E", array=np.full(n, 0.7)),
+        fits.Column(name="nsa_elpetro_phi", format="E", array=np.full(n, 45.0)),
+        fits.Column(name="mngtarg1", format="K", array=[r[2] for r in MANGA_ROWS]),
+        fits.Column(name="drp3qual", format="K", array=[r[3] for r in MANGA_ROWS]),
+        fits.Column(name="nsa_nsaid", format="K", array=np.arange(n) + 10000),
+    ]
+    drpall = fits.BinTableHDU.from_columns(cols, name="MANGA")
+    fits.HDUList([fits.PrimaryHDU(), drpall]).writeto(base / "drpall-v3_1_1.fits",
+                                                      overwrite=True)
+    truth: dict = {"objects": {}}
+    size = 40
+    wave = np.geomspace(3622.0, 10354.0, 50)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    footprint = np.hypot(xx, yy) < 17
+    for k, row in enumerate(MANGA_ROWS):
+        if not row[5]:
+            continue
+        plate, ifu = row[0].split("-")
+        wcs = _tan_wcs((ra[k], dec[k]), (size / 2 + 0.5, size / 2 + 0.5), 0.5, 0.0, (size, size))
+        x, y = wcs.world_to_pixel_values(ra[k] + 1e-4, dec[k] - 1e-4)
+        oid = int(plate) * 100000 + int(ifu)
+        truth["objects"][str(oid)] = {"ra": float(ra[k] + 1e-4), "dec": float(dec[k] - 1e-4),
+                                      "pixel": [float(x), float(y)]}
+        ivar = np.where(footprint, 1 / 0.01**2, 0.0).astype(np.float32)
+        flux = rng.normal(0, 0.01, (len(wave), size, size)).astype(np.float32) * footprint
+        hdus = [fits.PrimaryHDU(header=fits.Header({"PLATEIFU": row[0], "MANGAID": row[1]})),
+                fits.ImageHDU(flux, name="FLUX"),
+                fits.ImageHDU(np.broadcast_to(ivar, flux.shape).copy(), name="IVAR"),
+                fits.ImageHDU(np.where(footprint, 0, 1024).astype(np.int32)[None].repeat(
+                    len(wave), 0), name="MASK"),
+                fits.ImageHDU(wave, name="WAVE")]
+        for b, total in zip("GRIZ", (60.0, 100.0, 130.0, 150.0), strict=True):
+            img = np.zeros((size, size))
+            _draw(img, float(x), float(y), flux=total, n=1.5, r50=3.0, q=0.7, beta_deg=40.0,
+                  psf_fwhm=2.5, scale=0.5)
+            img = (img + rng.normal(0, 0.006, img.shape)) * footprint
+            h = wcs.to_header()
+            h["BUNIT"] = "nanomaggies/pixel"
+            hdus.append(fits.ImageHDU(img.astype(np.float32), header=h, name=f"{b}IMG"))
+        for b in "GRIZ":
+            h = wcs.to_header()
+            hdus.append(fits.ImageHDU(_gaussian_stamp(2.5 / 0.5, size).astype(np.float32),
+                                      header=h, name=f"{b}PSF"))
+        buf = io.BytesIO()
+        fits.HDUList(hdus).writeto(buf)
+        out = base / plate / "stack" / f"manga-{plate}-{ifu}-LOGCUBE.fits.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(gzip.compress(buf.getvalue(), 5))
+    truth["kept"] = sorted(truth["objects"])
+    return truth
+
+
+# --------------------------------------------------------------------------- JADES
+
+JADES_OBJECTS = [
+    # ID, x, y, z, flux (nJy, F200W)
+    (101, 150.0, 150.0, 2.1, 3000.0),
+    (205, 80.4, 210.6, 3.5, 1500.0),
+    (310, 230.2, 90.1, 1.2, 2200.0),
+    (415, 296.0, 150.0, 2.8, 1800.0),
+    (520, 100.0, 100.0, 7.5, 800.0),
+]
+
+
+def jades_fixtures(root: Path, rng: np.random.Generator) -> dict:
+    ny, nx = JADES_SHAPE
+    wcs = _tan_wcs((53.16, -27.78), (nx / 2 + 0.5, ny / 2 + 0.5), JADES_SCALE, 20.0, JADES_SHAPE)
+    truth: dict = {"objects": {}}
+    positions = {}
+    for oid, x, y, z, _flux in JADES_OBJECTS:
+        ra, dec = wcs.pixel_to_world_values(x, y)
+        positions[oid] = (float(ra), float(dec))
+        truth["objects"][str(oid)] = {"ra": float(ra), "dec": float(dec), "pixel": [x, y], "z": z}
+    omega = (JADES_SCALE / ARCSEC_RAD) ** 2
+    colour = {"F115W": 0.7, "F200W": 1.0, "F444W": 1.6}
+    img_dir = root / "mast/HLSP/jades/dr2/goods-s/images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for f in JADES_FILTERS:
+        img = np.zeros(JADES_SHAPE)
+        for oid, x, y, _z, flux in JADES_OBJECTS:
+            _draw(img, x, y, flux=flux * colour[f] * 1e-9 / omega / 1e6, n=1.0, r50=0.15,
+                  q=0.6, beta_deg=10.0 + oid, psf_fwhm=JADES_FWHM[f], scale=JADES_SCALE)
+        err = np.full(JADES_SHAPE, 0.02)
+        sci = img + rng.normal(0, 0.02, JADES_SHAPE)
+        h = wcs.to_header()
+        h["BUNIT"] = "MJy/sr"
+        h["FILTER"] = f
+        hdus = [fits.PrimaryHDU(header=fits.Header({"TELESCOP": "JWST", "INSTRUME": "NIRCAM"})),
+                fits.ImageHDU(sci.astype(np.float32), header=h, name="SCI"),
+                fits.ImageHDU(err.astype(np.float32), header=h, name="ERR"),
+                fits.ImageHDU((1 / err**2).astype(np.float32), header=h, name="WHT")]
+        fits.HDUList(hdus).writeto(
+            img_dir / f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0_drz.fits",
+            overwrite=True)
+    ids = np.array([o[0] for o in JADES_OBJECTS], dtype=np.int32)
+    ras = np.array([positions[o[0]][0] for o in JADES_OBJECTS])
+    decs = np.array([positions[o[0]][1] for o in JADES_OBJECTS])
+    base = [fits.Column(name="ID", format="J", array=ids),
+            fits.Column(name="RA", format="D", array=ras),
+            fits.Column(name="DEC", format="D", array=decs)]
+    flag = fits.BinTableHDU.from_columns(
+        base + [fits.Column(name="FLAG_BN", format="J", array=np.zeros(len(ids)))], name="FLAG")
+    size = fits.BinTableHDU.from_columns(
+        base + [fits.Column(name="R_KRON", format="E", array=np.full(len(ids), 0.4)),
+                fits.Column(name="R50", format="E", array=np.full(len(ids), 0.15))], name="SIZE")
+    kron_cols = list(base)
+    for f in ("F090W",) + JADES_FILTERS:
+        fl = np.array([o[4] * colour.get(f, 0.5) for o in JADES_OBJECTS])
+        kron_cols += [fits.Column(name=f"{f}_KRON", format="E", array=fl),
+                      fits.Column(name=f"{f}_KRON_e", format="E", array=fl * 0.02)]
+    kron = fits.BinTableHDU.from_columns(kron_cols, name="KRON")
+    zs = np.array([o[3] for o in JADES_OBJECTS])
+    photoz = fits.BinTableHDU.from_columns([
+        fits.Column(name="ID", format="J", array=ids),
+        fits.Column(name="EAZY_z_a", format="E", array=zs),
+        fits.Column(name="EAZY_l68", format="E", array=zs - 0.1),
+        fits.Column(name="EAZY_u68", format="E", array=zs + 0.1),
+    ], name="PHOTOZ")
+    cat_dir = root / "mast/HLSP/jades/dr2/goods-s/catalogs"
+    cat_dir.mkdir(parents=True, exist_ok=True)
+    fits.HDUList([fits.PrimaryHDU(), flag, size, kron, photoz]).writeto(
+        cat_dir / "hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits",
+        overwrite=True)
+    # CAOM: one observation per filter, one product each.
+    observations, products = [], []
+    for k, f in enumerate(JADES_FILTERS):
+        obsid = str(87000000 + k)
+        observations.append({
+            "dataproduct_type": "image", "obs_collection": "HLSP", "instrument_name": "NIRCAM",
+            "project": "JADES", "filters": f, "target_name": "GOODS-S",
+            "obs_id": f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0",
+            "provenance_name": "JADES", "s_ra": 53.16, "s_dec": -27.78, "obsid": obsid,
+        })
+        name = f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0_drz.fits"
+        products.append({
+            "obsID": obsid, "obs_collection": "HLSP", "dataproduct_type": "image",
+            "obs_id": observations[-1]["obs_id"], "description": "drizzled mosaic",
+            "type": "S", "dataURI": f"mast:HLSP/jades/dr2/goods-s/images/{name}",
+            "productType": "SCIENCE", "productGroupDescription": "Minimum Recommended Products",
+            "productSubGroupDescription": "DRZ", "project": "JADES", "productFilename": name,
+            "size": (img_dir / name).stat().st_size,
+        })
+    (root / "mast/portal.json").write_text(json.dumps({"observations": observations,
+                                                        "products": products}))
+    truth["kept"] = ["101", "205", "310", "415"]
+    truth["edge_object"] = "415"
+    return truth
+
+
+# --------------------------------------------------------------------------- local
+
+
+def make_local(root: Path, *, seed: int = SEED) -> dict:
+    """A two-band mosaic with WCS, noise maps, a PSF file, per-object cutouts and a table."""
+    rng = np.random.default_rng(seed + 7)
+    root.mkdir(parents=True, exist_ok=True)
+    shape = (200, 200)
+    wcs = _tan_wcs((210.5, 54.3), (100.5, 100.5), 0.2, 15.0, shape)
+    objs = [(1, 100.0, 100.0), (2, 40.2, 150.7), (3, 160.4, 60.3)]
+    truth = {"objects": {}}
+    mosaics = {}
+    for b, scale in (("g", 1.0), ("r", 1.6)):
+        img = np.zeros(shape)
+        for oid, x, y in objs:
+            _draw(img, x, y, flux=2000.0 * scale, n=1.0, r50=1.2, q=0.7, beta_deg=20.0 * oid,
+                  psf_fwhm=0.9, scale=0.2)
+        noise = np.full(shape, 2.0)
+        img = img + rng.normal(0, 2.0, shape)
+        h = wcs.to_header()
+        h["BUNIT"] = "nJy"
+        fits.PrimaryHDU(img.astype(np.float32), header=h).writeto(root / f"mosaic_{b}.fits",
+                                                                  overwrite=True)
+        fits.PrimaryHDU(noise.astype(np.float32), header=h).writeto(root / f"noise_{b}.fits",
+                                                                    overwrite=True)
+        # the same image without any WCS
+        fits.PrimaryHDU(img.astype(np.float32)).writeto(root / f"nowcs_{b}.fits", overwrite=True)
+        mosaics[b] = img
+    fits.PrimaryHDU(np.stack([_gaussian_stamp(0.9 / 0.2, 25)] * 2).astype(np.float32)).writeto(
+        root / "psf_cube.fits", overwrite=True)
+    lines = ["id,ra,dec,redshift,x,y,name"]
+    (root / "cutouts").mkdir(exist_ok=True)
+    for oid, x, y in objs:
+        ra, dec = wcs.pixel_to_world_values(x, y)
+        truth["objects"][str(oid)] = {"ra": float(ra), "dec": float(dec), "pixel": [x, y]}
+        lines.append(f"{oid},{float(ra)!r},{float(dec)!r},{0.05 * oid},{x},{y},gal{oid}")
+        # ready-made cutouts: per band with WCS, and a per-object cube without WCS
+        cube = []
+        for b in ("g", "r"):
+            ix, iy = int(round(x)), int(round(y))
+            sl = (slice(iy - 20, iy + 20), slice(ix - 20, ix + 20))
+            sub = mosaics[b][sl]
+            h = wcs[sl].to_header()
+            h["BUNIT"] = "nJy"
+            fits.PrimaryHDU(sub.astype(np.float32), header=h).writeto(
+                root / "cutouts" / f"{oid}_{b}.fits", overwrite=True)
+            cube.append(mosaics[b][iy - 16:iy + 16, ix - 16:ix + 16])
+        fits.PrimaryHDU(np.stack(cube).astype(np.float32)).writeto(
+            root / "cutouts" / f"cube_{oid}.fits", overwrite=True)
+    (root / "objects.csv").write_text("\n".join(lines) + "\n")
+    # an object that is nowhere near the mosaic
+    far = wcs.pixel_to_world_values(900.0, 900.0)
+    (root / "objects_off.csv").write_text(
+        "\n".join(lines[:2] + [f"9,{float(far[0])!r},{float(far[1])!r},0.1,900,900,far"]) + "\n")
+    return truth
+
+
+def make_all(root: Path) -> dict:
+    """Write every fixture under ``root``; return (and write) the truth manifest."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    truth = {
+        "sdss": sdss_fixtures(root, rng),
+        "manga": manga_fixtures(root, rng),
+        "jades": jades_fixtures(root, rng),
+        "local": make_local(root / "local"),
+    }
+    (root / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "archive_fixtures")
+    make_all(out)
+    print(f"fixtures written to {out}")

@@ -1,0 +1,176 @@
+"""``survey: local``: a mosaic with a WCS, separate cutouts, and the clear errors."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from galcat.store import read_cutouts, write_cutouts
+from galcat.surveys import get_survey
+from galcat.surveys.local import LocalDataError
+from tests.archive.conftest import ROOT, deep_update, validated
+from tests.archive.test_archive_clients import centroid, check_contract, fwhm_of
+
+SIZE = 32
+CENTRE = (SIZE - 1) / 2
+
+
+def expected(pixel: float) -> float:
+    """Where Cutout2D puts a source at ``pixel``: its window starts at ceil(p - size / 2)."""
+    return pixel - math.ceil(pixel - SIZE / 2)
+
+
+def assert_centred(image, pixel, tol=0.3):
+    """Centroid where the WCS puts the object, and that is within 0.5 px of the centre."""
+    ex, ey = expected(pixel[0]), expected(pixel[1])
+    assert abs(ex - CENTRE) <= 0.5 and abs(ey - CENTRE) <= 0.5
+    cx, cy = centroid(image, ex, ey, radius=4)
+    assert cx == pytest.approx(ex, abs=tol) and cy == pytest.approx(ey, abs=tol)
+
+NJY_PER_NMGY = 3631.0
+
+
+@pytest.fixture
+def local_dir(archive_files):
+    return archive_files[0] / "local"
+
+
+@pytest.fixture
+def local_config(local_dir, tmp_path):
+    def make(**local) -> dict:
+        base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        section = {
+            "objects": str(local_dir / "objects.csv"),
+            "id_column": "id",
+            "z_column": "redshift",
+            "columns": ["name"],
+            "bands": ["g", "r"],
+            "images": {"kind": "mosaic", "files": {"g": str(local_dir / "mosaic_g.fits"),
+                                                   "r": str(local_dir / "mosaic_r.fits")}},
+            "noise": {"kind": "sigma", "files": {"g": str(local_dir / "noise_g.fits"),
+                                                 "r": str(local_dir / "noise_r.fits")}},
+            "psf": {"cube": str(local_dir / "psf_cube.fits")},
+            "cutout_size": 32,
+        }
+        config = deep_update(base, {"survey": "local", "sharding": {"objects_per_shard": 2},
+                                    "archive": {"cache_dir": str(tmp_path / "cache")}})
+        config["local"] = {**section, **local}
+        return validated(config)
+
+    return make
+
+
+def test_local_mosaic_with_wcs(local_config, truth, tmp_path):
+    config = local_config()
+    local = get_survey("local")
+    df = local.query(config)
+    check_contract(df, local, extra=["name"])
+    assert df["object_id"].tolist() == [1, 2, 3]
+    assert df["z"].tolist() == pytest.approx([0.05, 0.10, 0.15])
+    assert df["name"].tolist() == ["gal1", "gal2", "gal3"]
+    assert df["shard"].tolist() == ["s000000", "s000000", "s000001"]
+    for shard, rows in df.groupby("shard"):
+        batch = local.cutouts(rows, config)
+        path = write_cutouts(tmp_path / f"{shard}.zarr", batch, shard=shard)
+        back = read_cutouts(path)
+        assert back.survey == "local" and back.bands == ["g", "r"]
+        assert back.pixel_scale == pytest.approx(0.2)
+        for i, oid in enumerate(back.object_id):
+            for j in range(2):
+                assert_centred(back.image[i, j], truth["local"]["objects"][str(oid)]["pixel"])
+        # nJy -> nanomaggies; the noise map (2 nJy) went through the same factor
+        assert np.nansum(back.image[0, 1]) == pytest.approx(3200 / NJY_PER_NMGY, rel=0.1)
+        assert np.median(back.sigma[:, 0]) == pytest.approx(2.0 / NJY_PER_NMGY, rel=1e-4)
+        assert not back.mask.any()
+        assert fwhm_of(back.psf[0]) * 0.2 == pytest.approx(0.9, rel=0.05)
+
+
+def test_local_pixel_columns(local_config, truth):
+    config = local_config(x_column="x", y_column="y")
+    df = get_survey("local").query(config)
+    for _, row in df.iterrows():
+        t = truth["local"]["objects"][str(row["object_id"])]
+        assert row["ra"] == pytest.approx(t["ra"], abs=1e-9)
+        assert row["dec"] == pytest.approx(t["dec"], abs=1e-9)
+
+
+def test_local_separate_cutouts(local_config, local_dir, truth):
+    pattern = str(local_dir / "cutouts" / "{object_id}_{band}.fits")
+    config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
+                          psf={"fwhm_arcsec": {"g": 0.9, "r": 0.9}})
+    local = get_survey("local")
+    df = local.query(config)
+    with pytest.warns(UserWarning, match="median absolute deviation"):
+        batch = local.cutouts(df, config)
+    for i, oid in enumerate(batch.object_id):
+        x, y = truth["local"]["objects"][str(oid)]["pixel"]
+        # the 40-pixel files start at round(p) - 20 on the mosaic
+        for j in range(2):
+            assert_centred(batch.image[i, j], (x - round(x) + 20, y - round(y) + 20))
+    assert (batch.sigma > 0).all()
+    # a cube per object without a WCS: used as delivered, with the configured pixel scale
+    cubes = str(local_dir / "cutouts" / "cube_{object_id}.fits")
+    config = local_config(images={"kind": "cutouts", "pattern": cubes}, noise={},
+                          psf={"fwhm_arcsec": 0.9}, pixel_scale=0.2,
+                          zeropoint=31.4)
+    with pytest.warns(UserWarning):
+        batch = local.cutouts(df, config)
+    assert batch.image.shape == (3, 2, 32, 32) and batch.pixel_scale == pytest.approx(0.2)
+    cx, cy = centroid(batch.image[0, 1], 16.0, 16.0, radius=4)  # object 1 at cube pixel 16
+    assert cx == pytest.approx(16.0, abs=0.3) and cy == pytest.approx(16.0, abs=0.3)
+
+
+def test_local_file_without_wcs(local_config, local_dir):
+    config = local_config(images={"kind": "mosaic",
+                                  "files": {"g": str(local_dir / "nowcs_g.fits"),
+                                            "r": str(local_dir / "nowcs_r.fits")}})
+    local = get_survey("local")
+    df = local.query(config)
+    with pytest.raises(LocalDataError, match=r"nowcs_g\.fits.*has no celestial WCS"):
+        local.cutouts(df, config)
+    # pixel positions need the WCS too
+    with pytest.raises(LocalDataError, match="has no WCS"):
+        local.query(local_config(x_column="x", y_column="y", images=config["local"]["images"]))
+
+
+def test_local_band_missing(local_config, local_dir):
+    config = local_config(bands=["g", "r", "i"])
+    local = get_survey("local")
+    df = local.query(config)
+    with pytest.raises(LocalDataError, match=r"band 'i' has no file"):
+        local.cutouts(df, config)
+    cube = local_config(bands=["g", "r", "i"], images={"kind": "mosaic",
+                                                        "cube": str(local_dir / "psf_cube.fits")})
+    with pytest.raises(LocalDataError, match=r"band 'i' is plane 2 but .* has only 2 planes"):
+        local.cutouts(df, cube)
+
+
+def test_local_object_off_the_image(local_config, local_dir):
+    config = local_config(objects=str(local_dir / "objects_off.csv"))
+    local = get_survey("local")
+    df = local.query(config)
+    with pytest.raises(LocalDataError, match=r"local object 9 .* lies wholly off"):
+        local.cutouts(df, config)
+    config["archive"]["off_image"] = "mask"
+    batch = local.cutouts(df, config)
+    assert batch.mask[list(batch.object_id).index(9)].all()
+    assert not batch.mask[list(batch.object_id).index(1)].any()
+
+
+def test_local_missing_file_and_bad_ids(local_config, local_dir, tmp_path):
+    with pytest.raises(LocalDataError, match="does not exist"):
+        get_survey("local").query(local_config(objects=str(tmp_path / "nope.csv")))
+    dup = tmp_path / "dup.csv"
+    shutil.copy(local_dir / "objects.csv", dup)
+    dup.write_text(dup.read_text() + dup.read_text().splitlines()[1] + "\n")
+    with pytest.raises(LocalDataError, match="not unique"):
+        get_survey("local").query(local_config(objects=str(dup)))
+    # string ids become stable integers; the original is kept
+    df = get_survey("local").query(local_config(id_column="name"))
+    again = get_survey("local").query(local_config(id_column="name"))
+    assert df["object_id"].tolist() == again["object_id"].tolist()
+    assert sorted(df["source_id"]) == ["gal1", "gal2", "gal3"]
