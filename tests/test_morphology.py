@@ -1,0 +1,293 @@
+"""galcat.morphology: statmorph wrapper, flags, and the shard table."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import galsim
+import numpy as np
+import pandas as pd
+import pytest
+import statmorph
+from astropy.io import fits
+from scipy import ndimage
+
+from galcat.morphology import (
+    FEATURE_DESCRIPTIONS,
+    FEATURE_UNITS,
+    MEASURE_COLUMNS,
+    MEASURE_FLAGS,
+    MeasureFlag,
+    MeasureWarning,
+    flag_names,
+    measure_object,
+    measure_shard,
+)
+from galcat.store import CutoutBatch
+
+PIX = 0.396
+SIZE = 64
+STATMORPH_ONLY = ["r20", "r50", "r80", "rpetro_circ", "concentration", "asymmetry",
+                  "smoothness", "gini", "m20", "multimode", "intensity", "deviation",
+                  "shape_asymmetry", "sn_per_pixel"]
+
+
+# --------------------------------------------------------------------------- helpers
+def sersic_batch(n=1.0, hlr=1.5, *, psf_fwhm=None, peak_snr=None, seed=0, bands=("r",),
+                 shift=(0.0, 0.0), q=1.0):
+    """One Sersic galaxy per call, the same profile in every band; (batch, segmap)."""
+    gal = galsim.Sersic(n, half_light_radius=hlr, flux=1000.0)
+    if q != 1.0:
+        gal = gal.shear(q=q, beta=20 * galsim.degrees)
+    gal = gal.shift(*shift)
+    if psf_fwhm:
+        psf_obj = galsim.Moffat(3.5, fwhm=psf_fwhm)
+        gal = galsim.Convolve(gal, psf_obj)
+        psf = psf_obj.drawImage(nx=25, ny=25, scale=PIX).array
+        image = gal.drawImage(nx=SIZE, ny=SIZE, scale=PIX).array.astype(float)
+    else:
+        psf = np.zeros((25, 25))
+        psf[12, 12] = 1.0
+        image = gal.drawImage(nx=SIZE, ny=SIZE, scale=PIX, method="real_space").array
+    if peak_snr:
+        sigma = image.max() / peak_snr
+        image = image + np.random.default_rng(seed).normal(0.0, sigma, image.shape)
+        segment = ndimage.gaussian_filter(image, 1.0) > 2 * sigma
+    else:
+        sigma = image.max() * 1e-4  # "noiseless": a tiny, positive sigma
+        segment = image > 1e-3 * image.max()
+    labels, _ = ndimage.label(segment)
+    centre = labels[SIZE // 2 + int(round(shift[1] / PIX)), SIZE // 2 + int(round(shift[0] / PIX))]
+    segmap = (labels == centre).astype(np.int32) if centre else np.zeros_like(labels)
+    nb = len(bands)
+    batch = CutoutBatch(
+        object_id=[11], image=np.repeat(image[None, None], nb, axis=1),
+        sigma=np.full((1, nb, SIZE, SIZE), sigma), mask=np.zeros((1, nb, SIZE, SIZE), bool),
+        psf=np.repeat(psf[None], nb, axis=0), bands=list(bands), pixel_scale=PIX,
+        zeropoints=[22.5] * nb,
+    )
+    return batch, segmap
+
+
+def config(**measure):
+    return {"measure": measure, "dask": {"scheduler": "synchronous", "workers": 1,
+                                         "objects_per_task": 1}}
+
+
+def assert_nothing_measured(row):
+    for name in MEASURE_COLUMNS:
+        if name not in ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag"):
+            assert math.isnan(row[name]), name
+
+
+# --------------------------------------------------------------------------- contract
+def test_columns_units_descriptions_and_flags_are_documented():
+    assert set(FEATURE_UNITS) == set(FEATURE_DESCRIPTIONS) == {"object_id", *MEASURE_COLUMNS}
+    for name in ("r20", "r50", "r80", "rpetro_circ", "sersic_r_eff", "r50_mass"):
+        assert FEATURE_UNITS[name] == "arcsec"
+    assert FEATURE_UNITS["orientation_deg"] == "deg"
+    bits = sorted(MEASURE_FLAGS)
+    assert bits == [1 << k for k in range(len(bits))]
+    assert flag_names(MeasureFlag.EDGE | MeasureFlag.NO_SKY) == ["EDGE", "NO_SKY"]
+
+
+# --------------------------------------------------------------------------- statmorph
+STATMORPH_REFERENCE = {  # statmorph 0.7.2 tests/test_statmorph.py, TestSourceMorphology
+    "r20": 11.69548630967248, "r50": 21.62164455681452, "r80": 32.07883340820674,
+    "rpetro_circ": 40.93755531944313, "gini": 0.38993180299621, "m20": -1.54448930789228,
+    "gini_m20_bulge": -0.95950648479940, "gini_m20_merger": -0.15565152883078,
+    "sn_per_pixel": 6.80319166183472, "concentration": 2.19100140632153,
+    "asymmetry": 0.00377345808887, "smoothness": 0.00430880839402,
+    "multimode": 0.23423423423423, "intensity": 0.51203949030140,
+    "deviation": 0.01522525597953, "shape_asymmetry": 0.16308278287864,
+    "sersic_n": 0.61206828194077, "sersic_rhalf": 22.45788866502031,
+    "sersic_ellip": 0.05083866217150, "ellipticity_asymmetry": 0.04806946962244,
+    "orientation_asymmetry": -0.85405676626920,
+}
+OURS = {"sersic_rhalf": "sersic_r_eff", "sersic_ellip": "sersic_q",
+        "ellipticity_asymmetry": "ellipticity", "orientation_asymmetry": "orientation_deg"}
+RADII = {"r20", "r50", "r80", "rpetro_circ", "sersic_rhalf"}
+
+
+def _ours_in_statmorph_units(row, key):
+    value = row[OURS.get(key, key)]
+    if key in RADII:
+        return value / PIX
+    if key == "sersic_ellip":
+        return 1.0 - value
+    if key == "orientation_asymmetry":
+        return math.radians(value)
+    return value
+
+
+@pytest.fixture(scope="module")
+def statmorph_slice():
+    """statmorph's own test galaxy (image, segmap, mask) and its weight map."""
+    path = os.path.join(os.path.dirname(statmorph.__file__), "tests", "data", "slice.fits")
+    if not os.path.exists(path):
+        pytest.skip("statmorph's test image is not installed")
+    with fits.open(path) as hdul:
+        image = hdul[0].data.astype(np.float32)
+        segmap = hdul[1].data.astype(np.int32)
+        mask = hdul[2].data.astype(bool)
+    weightmap = np.sqrt(np.abs(image) / 1.0 + 150.91754150390625**2)  # as statmorph's test
+    return image, segmap, mask, weightmap.astype(np.float32)
+
+
+def test_statmorph_regression_on_its_reference_image(statmorph_slice):
+    image, segmap, mask, weightmap = statmorph_slice
+    no_psf = np.zeros((1, 3, 3), np.float32)  # an unusable PSF: statmorph runs without one
+    batch = CutoutBatch(object_id=[1], image=image[None, None], sigma=weightmap[None, None],
+                        mask=mask[None, None], psf=no_psf, bands=["r"], pixel_scale=PIX,
+                        zeropoints=[22.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=config(
+            background="none", half_mass=False, sersic_refine=False))
+        direct = statmorph.SourceMorphology(image, segmap, 1, mask=mask, weightmap=weightmap)
+    assert row["flag"] == MeasureFlag.SKIPPED  # only the switched-off half-mass radius
+    assert row["statmorph_flag"] == 0 and row["sersic_flag"] == 0
+    for key, expected in STATMORPH_REFERENCE.items():
+        ours = _ours_in_statmorph_units(row, key)
+        # our wrapper returns exactly what statmorph returns on the same input ...
+        assert ours == pytest.approx(float(direct[key]), rel=1e-6), key
+        # ... and that reproduces statmorph's published reference values. The Sersic
+        # fit drifts by ~2e-5 with astropy 8 / scipy: statmorph 0.7.2's own
+        # TestSourceMorphology fails on sersic_n here, so the fit gets 1e-3.
+        rel = 1e-3 if key.startswith("sersic") else 1e-5
+        assert ours == pytest.approx(expected, rel=rel), key
+
+
+def test_r50_of_a_noiseless_exponential_matches_galsim():
+    hlr = 1.5
+    batch, segmap = sersic_batch(n=1.0, hlr=hlr)
+    row = measure_object(batch, 0, segmap, config=config(half_mass=False))
+    assert row["statmorph_flag"] == 0
+    # statmorph's r50 holds half the light within 1.5 Petrosian radii: ~97% of an
+    # exponential's total, so it sits ~1-2% inside the true half-light radius
+    assert row["r50"] == pytest.approx(hlr, rel=0.03)
+    assert row["r20"] < row["r50"] < row["r80"] < row["rpetro_circ"]
+
+
+@pytest.mark.parametrize(("n", "hlr"), [(1.0, 1.0), (1.0, 2.5), (4.0, 1.0), (4.0, 2.5)])
+def test_sersic_index_of_a_psf_convolved_galaxy(n, hlr):
+    batch, segmap = sersic_batch(n=n, hlr=hlr, psf_fwhm=1.3, peak_snr=300.0, seed=2, q=0.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=config(half_mass=False))
+        raw = measure_object(batch, 0, segmap, config=config(half_mass=False,
+                                                             sersic_refine=False))
+    assert row["sersic_flag"] in (0, 1)
+    assert row["sersic_n"] == pytest.approx(n, rel=0.15)
+    # circularised effective radius
+    assert row["sersic_r_eff"] * math.sqrt(row["sersic_q"]) == pytest.approx(hlr, rel=0.10)
+    assert row["sersic_q"] == pytest.approx(0.7, abs=0.03)
+    if n == 4.0:  # statmorph's pixel-centre model is far off for a cuspy centre
+        assert raw["sersic_n"] > 1.2 * n
+
+
+# --------------------------------------------------------------------------- bad inputs
+def test_all_nan_image():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))
+    batch.image[:] = np.nan
+    with pytest.warns(MeasureWarning, match="object 11"):
+        row = measure_object(batch, 0, segmap, config=config())
+    assert row["flag"] & MeasureFlag.BAD_PIXELS
+    assert row["flag"] & MeasureFlag.STATMORPH_FAILED
+    assert_nothing_measured(row)
+
+
+def test_all_zero_image():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))
+    batch.image[:] = 0.0
+    with pytest.warns(MeasureWarning, match="object 11"):
+        row = measure_object(batch, 0, segmap, config=config())
+    assert row["flag"] & MeasureFlag.NO_FLUX
+    assert_nothing_measured(row)
+
+
+def test_missing_band_for_half_mass():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0, bands=("r", "i"))
+    with pytest.warns(MeasureWarning, match="object 11.*g band"):
+        row = measure_object(batch, 0, segmap, config=config(mass_to_light="bell2003_gr"))
+    assert row["flag"] & MeasureFlag.MISSING_BAND
+    assert row["flag"] & MeasureFlag.HALFMASS_FAILED
+    assert math.isnan(row["r50_mass"])
+    assert np.isfinite(row["r50"]) and np.isfinite(row["gini"])  # statmorph still ran
+
+
+def test_galaxy_at_the_edge():
+    # centred 2 pixels from the left border
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0, shift=(-30 * PIX, 0.0))
+    assert segmap[:, 0].any()
+    with pytest.warns(MeasureWarning, match="border"):
+        row = measure_object(batch, 0, segmap, config=config())
+    assert row["flag"] & MeasureFlag.EDGE
+    assert_nothing_measured(row)
+
+
+def test_segment_covering_the_whole_cutout():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0, bands=("g", "r", "i"))
+    segmap = np.ones_like(segmap)
+    with pytest.warns(MeasureWarning, match="no background"):
+        row = measure_object(batch, 0, segmap, config=config())
+    assert row["flag"] & MeasureFlag.NO_SKY
+    assert row["flag"] & MeasureFlag.STATMORPH_FAILED
+    for name in STATMORPH_ONLY:
+        assert math.isnan(row[name]), name
+
+
+def test_no_central_segment():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0)
+    with pytest.warns(MeasureWarning, match="no central segment"):
+        row = measure_object(batch, 0, np.where(segmap == 1, 2, 0), config=config())
+    assert row["flag"] & MeasureFlag.NO_CENTRAL_SEGMENT
+    assert_nothing_measured(row)
+
+
+def test_switched_off_measurements():
+    batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0, bands=("g", "r", "i"))
+    row = measure_object(batch, 0, segmap, config=config(statmorph=False, half_mass=False))
+    assert row["flag"] == MeasureFlag.SKIPPED
+    assert_nothing_measured(row)
+
+
+# --------------------------------------------------------------------------- shard
+def _shard():
+    """Three galaxies (a disc, a bulge, an all-NaN cutout) in g, r, i."""
+    parts = [sersic_batch(n=n, hlr=h, psf_fwhm=1.3, peak_snr=200.0, seed=k,
+                          bands=("g", "r", "i"), q=0.7)
+             for k, (n, h) in enumerate([(1.0, 2.0), (4.0, 1.5), (1.0, 1.0)])]
+    image = np.concatenate([p[0].image for p in parts])
+    image[2] = np.nan
+    batch = CutoutBatch(
+        object_id=[3, 5, 9], image=image,
+        sigma=np.concatenate([p[0].sigma for p in parts]),
+        mask=np.concatenate([p[0].mask for p in parts]), psf=parts[0][0].psf,
+        bands=["g", "r", "i"], pixel_scale=PIX, zeropoints=[22.5, 22.5, 22.5],
+    )
+    return batch, np.stack([p[1] for p in parts])
+
+
+def test_measure_shard_serial_equals_parallel():
+    batch, segmap = _shard()
+    cfg = {"measure": {}, "dask": {"scheduler": "threads", "workers": 2, "objects_per_task": 1}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        serial = measure_shard(batch, segmap, config=cfg, scheduler="synchronous", workers=1)
+        parallel = measure_shard(batch, segmap, config=cfg, label="measure test")
+    assert list(serial.columns) == ["object_id", *MEASURE_COLUMNS]
+    assert serial["object_id"].tolist() == [3, 5, 9]
+    assert serial["object_id"].dtype == np.int64 and serial["flag"].dtype == np.int64
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert np.isfinite(serial.loc[0, ["r50", "gini", "sersic_n", "r50_mass"]]).all()
+    assert serial.loc[1, "sersic_n"] > serial.loc[0, "sersic_n"]
+    assert serial.loc[2, "flag"] & MeasureFlag.BAD_PIXELS
+
+
+def test_measure_shard_rejects_a_mismatched_segmap():
+    batch, segmap = _shard()
+    with pytest.raises(ValueError, match="segmap"):
+        measure_shard(batch, segmap[:2], config=config())
