@@ -126,8 +126,7 @@ def _ours_in_statmorph_units(row, key):
 def statmorph_slice():
     """statmorph's own test galaxy (image, segmap, mask) and its weight map."""
     path = os.path.join(os.path.dirname(statmorph.__file__), "tests", "data", "slice.fits")
-    if not os.path.exists(path):
-        pytest.skip("statmorph's test image is not installed")
+    assert os.path.exists(path), f"statmorph's reference image is missing: {path}"
     with fits.open(path) as hdul:
         image = hdul[0].data.astype(np.float32)
         segmap = hdul[1].data.astype(np.int32)

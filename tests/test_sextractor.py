@@ -23,7 +23,8 @@ SKY = 600.0
 
 def _render(galaxies, *, seed=0, size=64):
     """Noisy GalSim image of ``galaxies`` [(x, y, flux, r50_arcsec)], sigma, fwhm px."""
-    galsim = pytest.importorskip("galsim")
+    import galsim
+
     psf = galsim.Moffat(beta=3.5, fwhm=PSF_FWHM_ARCSEC)
     centre = (size - 1) / 2.0
     model = np.zeros((size, size))
