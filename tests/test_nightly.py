@@ -14,14 +14,37 @@ import time
 import pytest
 
 from galcat.release import sha256_file
-from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in, snakemake
+from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in
 
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
 
 
+NIGHTLY = ROOT / "workflow" / "scripts" / "nightly.sh"
+
+
 def checksums(directory):
     return {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
+
+
+def night_command(work, config: dict, name: str) -> list[str]:
+    import yaml
+
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return [str(NIGHTLY), "--directory", str(work), "--configfile", str(path)]
+
+
+def night_env(date: str) -> dict:
+    return {**os.environ, "GALCAT_RELEASE": date,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_night(work, config: dict, date: str) -> set:
+    proc = subprocess.run(night_command(work, config, date), capture_output=True, text=True,
+                          env=night_env(date))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return jobs_in(proc.stderr + proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +52,17 @@ def nights(tiny_run, tmp_path_factory):
     """A copy of the finished tiny run, released on night 1, grown on night 2."""
     work = tmp_path_factory.mktemp("nightly") / "run"
     shutil.copytree(tiny_run, work, symlinks=True)
-    night1 = snakemake(work, TINY, "--config", "release=2026-11-20")
+    night1 = run_night(work, TINY, "2026-11-20")
     first = checksums(work / OUT / "releases" / "2026-11-20")
     grown = deep_update(TINY, {"synthetic": {"n_objects": 16}})
-    night2 = snakemake(work, grown, "--config", "release=2026-11-21")
-    return work, jobs_in(night1.stderr + night1.stdout), jobs_in(night2.stderr + night2.stdout), first, grown
+    night2 = run_night(work, grown, "2026-11-21")
+    return work, night1, night2, first, grown
 
 
-def test_first_night_only_releases(nights):
+def test_night_without_new_objects_runs_no_shard_job(nights):
     _, night1, _, _, _ = nights
-    assert night1 == {("release", None), ("all", None)}
+    assert night1 == {("query_catalog", None), ("catalogue", None), ("report", None),
+                      ("release", None), ("all", None)}
 
 
 def test_growth_runs_only_new_shards_and_aggregations(nights):
@@ -72,18 +96,12 @@ def test_two_dated_releases_first_unchanged(nights):
 def test_killed_night_keeps_previous_latest(nights):
     work, _, _, _, grown = nights
     bigger = deep_update(grown, {"synthetic": {"n_objects": 20}})
-    cfg = work / "night3.yaml"
-    import yaml
-
-    cfg.write_text(yaml.safe_dump(bigger))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-         str(work), "--cores", "2", "--configfile", str(cfg), "--config", "release=2026-11-22"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        night_command(work, bigger, "night3"), env=night_env("2026-11-22"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     started = work / OUT / "logs" / "segment" / "s000004.log"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while not started.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -92,7 +110,9 @@ def test_killed_night_keeps_previous_latest(nights):
     assert started.exists(), "the night was killed before it reached segment"
     assert os.readlink(releases / "latest") == "2026-11-21"
     assert not (releases / "2026-11-22").exists()
-    # the next night picks up where it stopped and completes
-    snakemake(work, None, "--configfile", str(cfg), "--config", "release=2026-11-22",
-              "--rerun-incomplete")
+    # the next night clears the killed night's lock, picks up where it stopped, completes
+    ran = run_night(work, bigger, "2026-11-22")
+    assert ("fetch_cutouts", "s000000") not in ran
     assert os.readlink(releases / "latest") == "2026-11-22"
+    manifest = json.loads((releases / "2026-11-22" / "manifest.json").read_text())
+    assert manifest["n_objects"] == 20 and manifest["changes"]["previous_release"] == "2026-11-21"

@@ -90,10 +90,14 @@ def map_blocks_of_objects(
     # worker processes every wave).
     serial = scheduler == "synchronous" or workers <= 1
     wave = max(1, workers) * 4
-    with _pool(scheduler, workers, serial) as pool:
+    with _pool(scheduler, workers, serial, func) as pool:
+        # With processes, ``func`` (and the shard it closes over) is shipped once
+        # per worker process by the pool's initializer; each task carries only
+        # its slice, so a task costs no more than its own objects.
+        task_func = _call_installed if scheduler == "processes" and not serial else func
         for first in range(0, len(blocks), wave):
             chunk: Sequence[slice] = blocks[first : first + wave]
-            tasks = [dask.delayed(func)(block) for block in chunk]
+            tasks = [dask.delayed(task_func, pure=False)(block) for block in chunk]
             if serial:
                 out = dask.compute(*tasks, scheduler="synchronous")
             else:
@@ -108,11 +112,28 @@ def map_blocks_of_objects(
     return results
 
 
-def _pool(scheduler: str, workers: int, serial: bool):
+_INSTALLED: list[Callable] = []
+
+
+def _install(pickled: bytes) -> None:
+    import cloudpickle
+
+    _INSTALLED[:] = [cloudpickle.loads(pickled)]
+
+
+def _call_installed(block: slice):
+    return _INSTALLED[0](block)
+
+
+def _pool(scheduler: str, workers: int, serial: bool, func: Callable):
     if serial:
         return contextlib.nullcontext()
     if scheduler == "processes":
-        return concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+        import cloudpickle
+
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, initializer=_install, initargs=(cloudpickle.dumps(func),)
+        )
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
 

@@ -10,7 +10,7 @@ rule catalogue:
         fits=f"{OUT}/catalogue.fits",
     params:
         config=get_report_config(),
-        config_hash=config_hash(config),
+        config_hash=get_config_hash(),
     log:
         f"{LOGS}/catalogue.log",
     benchmark:

@@ -89,8 +89,13 @@ def get_measure_config():
     return as_json({"measure": config["measure"], "dask": config["dask"]})
 
 
+def get_config_hash():
+    """Hash of every setting; the release date is a label of the run, not a setting."""
+    return config_hash({k: v for k, v in config.items() if k != "release"})
+
+
 def get_report_config():
-    return as_json({"survey": SURVEY, "config_hash": config_hash(config)})
+    return as_json({"survey": SURVEY, "config_hash": get_config_hash()})
 
 
 def get_features(wildcards):

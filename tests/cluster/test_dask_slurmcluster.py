@@ -1,0 +1,35 @@
+"""dask.scheduler: slurm spreads one shard's objects over dask-jobqueue workers
+that are themselves SLURM jobs, and gives the same result as a serial run."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from galcat.parallel import map_blocks_of_objects
+
+pytestmark = pytest.mark.slow
+
+
+def square_block(block: slice) -> list[int]:
+    import os
+
+    return [(i * i, os.environ.get("SLURM_JOB_ID", "")) for i in range(block.start, block.stop)]
+
+
+def test_blocks_run_on_slurm_workers(slurm, caplog):
+    caplog.set_level("INFO", logger="galcat.progress")
+    options = {"jobs": 1, "cores": 1, "memory": "400MB", "walltime": "00:05:00",
+               "queue": "cpu", "account": ""}
+    result = map_blocks_of_objects(square_block, 10, objects_per_task=3, scheduler="slurm",
+                                   slurm_cluster=options, label="slurm test")
+    flat = [value for block in result for value in block]
+    assert [v for v, _ in flat] == [i * i for i in range(10)]
+    job_ids = {job for _, job in flat}
+    assert len(job_ids) == 1 and job_ids.pop().isdigit(), "workers were not SLURM jobs"
+    assert "slurm test: 10/10 objects" in caplog.text
+    assert "#SBATCH -p cpu" in caplog.text
+    # the worker job is gone once the cluster is closed
+    queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True)
+    assert "dask-worker" not in queue.stdout
