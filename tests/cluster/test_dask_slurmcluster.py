@@ -4,6 +4,7 @@ that are themselves SLURM jobs, and gives the same result as a serial run."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -30,6 +31,11 @@ def test_blocks_run_on_slurm_workers(slurm, caplog):
     assert len(job_ids) == 1 and job_ids.pop().isdigit(), "workers were not SLURM jobs"
     assert "slurm test: 10/10 objects" in caplog.text
     assert "#SBATCH -p cpu" in caplog.text
-    # the worker job is gone once the cluster is closed
-    queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True)
-    assert "dask-worker" not in queue.stdout
+    # the worker job is cancelled when the cluster closes (SLURM takes a moment)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True)
+        if "dask-worker" not in queue.stdout:
+            break
+        time.sleep(1)
+    assert "dask-worker" not in queue.stdout, queue.stdout
