@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -146,6 +147,8 @@ def _map_on_slurm(
 
     jobs = int(options.pop("jobs", 1))
     options = {k: v for k, v in options.items() if v not in (None, "")}
+    # Worker job logs go next to the other logs, not into the working directory.
+    options.setdefault("log_directory", os.path.join("logs", "dask-slurm"))
     start = time.perf_counter()
     with SLURMCluster(**options) as cluster, Client(cluster) as client:
         cluster.scale(jobs=jobs)

@@ -19,7 +19,8 @@ def square_block(block: slice) -> list[int]:
     return [(i * i, os.environ.get("SLURM_JOB_ID", "")) for i in range(block.start, block.stop)]
 
 
-def test_blocks_run_on_slurm_workers(slurm, caplog):
+def test_blocks_run_on_slurm_workers(slurm, caplog, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="galcat.progress")
     options = {"jobs": 1, "cores": 1, "memory": "400MB", "walltime": "00:05:00",
                "queue": "cpu", "account": ""}
@@ -31,6 +32,7 @@ def test_blocks_run_on_slurm_workers(slurm, caplog):
     assert len(job_ids) == 1 and job_ids.pop().isdigit(), "workers were not SLURM jobs"
     assert "slurm test: 10/10 objects" in caplog.text
     assert "#SBATCH -p cpu" in caplog.text
+    assert list((tmp_path / "logs" / "dask-slurm").glob("*.out")), "no worker job log"
     # the worker job is cancelled when the cluster closes (SLURM takes a moment)
     deadline = time.time() + 60
     while time.time() < deadline:
