@@ -102,7 +102,10 @@ def map_blocks_of_objects(
             if serial:
                 out = dask.compute(*tasks, scheduler="synchronous")
             else:
-                out = dask.compute(*tasks, scheduler=scheduler, pool=pool)
+                # chunksize=1: one block per hand-out, or dask's default (6) gives
+                # one worker most of a wave and leaves the other idle
+                extra = {"chunksize": 1} if scheduler == "processes" else {}
+                out = dask.compute(*tasks, scheduler=scheduler, pool=pool, **extra)
             results[first : first + len(chunk)] = out
             done += sum(b.stop - b.start for b in chunk)
             elapsed = time.perf_counter() - start
@@ -146,6 +149,7 @@ def _map_on_slurm(
     from distributed import Client, as_completed
 
     jobs = int(options.pop("jobs", 1))
+    worker_wait_s = float(options.pop("worker_wait_s", 600))
     options = {k: v for k, v in options.items() if v not in (None, "")}
     # Worker job logs go next to the other logs, not into the working directory.
     options.setdefault("log_directory", os.path.join("logs", "dask-slurm"))
@@ -153,6 +157,13 @@ def _map_on_slurm(
     with SLURMCluster(**options) as cluster, Client(cluster) as client:
         cluster.scale(jobs=jobs)
         log.info("%s: SLURMCluster with %d job(s): %s", label, jobs, cluster.job_script())
+        try:
+            client.wait_for_workers(1, timeout=worker_wait_s)
+        except TimeoutError as exc:
+            raise RuntimeError(
+                f"{label}: no Dask worker joined within {worker_wait_s:.0f} s; check the "
+                f"worker job logs in {options['log_directory']!r} and `squeue`"
+            ) from exc
         futures = client.map(func, blocks, pure=False)
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(blocks)

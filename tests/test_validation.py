@@ -1,0 +1,316 @@
+"""Injection–recovery scoring (`galcat.validation`).
+
+Unit tests of the statistics, binning and deblending scores on hand-made arrays, then
+one end-to-end run on 50 synthetic galaxies (render, segment, measure with the default
+config) held to bounds twice as loose as the goals of bench/morphology_recovery.py.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from galcat import validation as v
+from galcat.config import load_config
+from galcat.morphology import MeasureFlag
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_nmad_of_hand_made_values():
+    # median 3, |x - 3| = 2 1 0 1 97 -> median 1; the outlier does not matter
+    assert v.nmad([1, 2, 3, 4, 100]) == pytest.approx(1.482602218505602)
+    assert v.nmad([5.0, 5.0, 5.0]) == 0.0
+    assert v.nmad([1.0, np.nan, 2.0, 3.0, np.inf]) == pytest.approx(1.482602218505602)
+    assert math.isnan(v.nmad([]))
+    assert math.isnan(v.nmad([np.nan, np.nan]))
+
+
+def test_nmad_is_the_standard_deviation_of_gaussian_data():
+    x = np.random.default_rng(1).normal(0.3, 0.07, 200_000)
+    assert v.nmad(x) == pytest.approx(0.07, rel=0.01)
+
+
+def test_fractional_error_and_median_abs():
+    err = v.fractional_error([1.1, 0.8, 2.0, np.nan, 1.0], [1.0, 1.0, 0.0, 1.0, 2.0])
+    np.testing.assert_allclose(err[[0, 1, 4]], [0.1, -0.2, -0.5])
+    assert np.isnan(err[2]) and np.isnan(err[3])  # truth 0, measurement NaN
+    assert v.median_abs([0.1, -0.2, -0.5, np.nan]) == pytest.approx(0.2)
+    assert math.isnan(v.median_abs([np.nan]))
+
+
+def test_summarize_counts_only_finite_values():
+    s = v.summarize([-0.1, 0.0, 0.3, np.nan])
+    assert s["n"] == 3
+    assert s["bias"] == pytest.approx(0.0)
+    assert s["median_abs"] == pytest.approx(0.1)
+    assert s["nmad"] == pytest.approx(1.482602218505602 * 0.1)
+    empty = v.summarize([np.nan])
+    assert empty["n"] == 0 and math.isnan(empty["bias"])
+
+
+def test_assign_bins_edges_are_left_closed():
+    idx = v.assign_bins([5.0, 20.0, 49.9, 50.0, 300.0, np.nan, -np.inf], (20.0, 50.0))
+    assert idx.tolist() == [0, 1, 1, 2, 2, -1, 0]
+    assert [v.bin_label((20, 50), k) for k in range(3)] == ["<20", "20-50", ">=50"]
+    with pytest.raises(IndexError):
+        v.bin_label((20, 50), 3)
+    for bad in ((), (50, 20), (20, 20)):
+        with pytest.raises(ValueError):
+            v.assign_bins([1.0], bad)
+
+
+def _table(**cols) -> pd.DataFrame:
+    n = len(next(iter(cols.values())))
+    base = {
+        "truth_merger": np.zeros(n, bool),
+        "truth_projection": np.zeros(n, bool),
+        "truth_size_clipped": np.zeros(n, bool),
+        "flag": np.zeros(n, np.int64),
+        "snr": np.full(n, 100.0),
+    }
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+def test_binned_statistics_by_hand():
+    q = v.Quantity("x", "x", "truth_x", "x")
+    t = _table(
+        snr=[10.0, 15.0, 30.0, 40.0, 45.0, 80.0],
+        x=[1.2, 0.8, 1.0, 1.1, np.nan, 2.0],
+        truth_x=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        flag=[0, MeasureFlag.STATMORPH_WARNING, 0, MeasureFlag.STATMORPH_FAILED, 0, 0],
+    )
+    t["err_x"] = v.fractional_error(t["x"], t["truth_x"])
+    s = v.binned_statistics(t, "snr", (20.0, 50.0), quantities=[q]).set_index("bin")
+    assert s.index.tolist() == ["<20", "20-50", ">=50"]
+    assert s.loc["<20", "n"] == 2 and s.loc["<20", "bias"] == pytest.approx(0.0)
+    assert s.loc["<20", "median_abs"] == pytest.approx(0.2)
+    assert s.loc["<20", "flagged"] == pytest.approx(0.5)
+    assert s.loc["<20", "flagged_bad"] == 0.0  # a warning only
+    assert s.loc["20-50", "n_bin"] == 3 and s.loc["20-50", "n"] == 2
+    assert s.loc["20-50", "failed"] == pytest.approx(1 / 3)
+    assert s.loc["20-50", "bias"] == pytest.approx(0.05)
+    assert s.loc["20-50", "flagged_bad"] == pytest.approx(1 / 3)
+    assert s.loc[">=50", "bias"] == pytest.approx(1.0)
+    # a selection that empties a bin keeps the row
+    sel = t["snr"].to_numpy() < 50
+    s2 = v.binned_statistics(t, "snr", (20.0, 50.0), quantities=[q], selection=sel)
+    assert s2.set_index("bin").loc[">=50", "n_bin"] == 0
+
+
+def test_benign_flags_are_the_two_warnings():
+    assert v.BENIGN_FLAGS == MeasureFlag.STATMORPH_WARNING | MeasureFlag.SERSIC_WARNING
+
+
+def test_headline_selects_isolated_high_snr_and_compares_with_goals():
+    t = _table(
+        snr=[100.0, 100.0, 100.0, 10.0, 100.0],
+        truth_merger=[False, False, False, False, True],
+        err_r50=[0.04, -0.03, 0.06, 0.9, 0.9],
+        err_r50_mass=[0.2, -0.2, 0.1, 0.0, 0.0],
+        err_sersic_n=[np.nan, np.nan, np.nan, 0.0, 0.0],
+    )
+    h = v.headline(t)
+    assert h["n"] == 3
+    assert h["figures"]["r50"] == pytest.approx(0.04)
+    assert h["pass"] == {"r50": True, "r50_mass": False, "sersic_n": False}
+    assert h["failed"]["sersic_n"] == 1.0
+    assert v.isolated(t).tolist() == [True, True, True, True, False]
+
+
+# --------------------------------------------------------------------------- S/N, sizes
+
+
+def test_snr_isophotal_and_optimal():
+    sigma = np.ones((2, 4, 4))
+    seg = np.zeros((2, 4, 4), np.int32)
+    seg[0, 1:3, 1:3] = 1  # 4 pixels of sigma 1 -> noise 2
+    seg[0, 0, 0] = 2  # a neighbour does not count
+    snr = v.snr_isophotal(np.array([10.0, 10.0]), sigma, seg)
+    assert snr[0] == pytest.approx(5.0)
+    assert np.isnan(snr[1])  # no label 1
+    model = np.zeros((4, 4))
+    model[0, 0], model[1, 1] = 3.0, 4.0
+    assert v.snr_optimal(model, 2 * np.ones((4, 4))) == pytest.approx(2.5)
+
+
+def test_sersic_circular_r50():
+    # a round exponential: the circular r50 is r_eff (truncation at 8 r_e loses 0.03%)
+    assert v.sersic_circular_r50(1.0, 1.0, 2.0)[0] == pytest.approx(2.0, rel=2e-3)
+    # flattened: between the minor (a q) and major (a) half-light axes, near sqrt(q) a
+    r = v.sersic_circular_r50([1.0, 4.0], [0.4, 0.4], [2.0, 2.0])
+    assert np.all((r > 0.8) & (r < 2.0))
+    assert v.sersic_circular_r50(1.0, 0.4, 2.0)[0] == pytest.approx(2.0 * math.sqrt(0.4), rel=0.1)
+    bad = v.sersic_circular_r50([np.nan, 1.0, 1.0], [0.5, 0.0, 0.5], [1.0, 1.0, -1.0])
+    assert np.all(np.isnan(bad))
+
+
+def test_dim_population_scales_fluxes_only():
+    rows = pd.DataFrame({
+        "object_id": [1, 2, 3],
+        "truth_flux_bulge_r": [1.0, 2.0, 3.0],
+        "truth_flux_companion_g": [0.5, 0.0, 1.0],
+        "mag_r": [17.0, 18.0, 16.0],
+        "truth_r50_r": [1.0, 2.0, 3.0],
+    })
+    out = v.dim_population(rows, 2.0, seed=7)
+    dm = out["dim_mag"].to_numpy()
+    assert np.all((dm >= 0) & (dm <= 2.0)) and len(set(dm)) == 3
+    np.testing.assert_allclose(out["truth_flux_bulge_r"], rows["truth_flux_bulge_r"] * 10 ** (-0.4 * dm))
+    np.testing.assert_allclose(out["mag_r"], rows["mag_r"] + dm)
+    np.testing.assert_array_equal(out["truth_r50_r"], rows["truth_r50_r"])
+    # depends only on (seed, object_id)
+    again = v.dim_population(rows.iloc[[2, 0]], 2.0, seed=7)
+    np.testing.assert_allclose(again["dim_mag"], dm[[2, 0]])
+    assert np.all(v.dim_population(rows, 0.0, seed=7)["dim_mag"] == 0.0)
+
+
+# --------------------------------------------------------------------------- deblending
+
+
+def _pair_row(angle_deg: float, merger: bool = False) -> dict:
+    return {
+        "truth_companion_sep": 10 * 0.4,  # 10 pixels of 0.4 arcsec
+        "truth_companion_angle_deg": angle_deg,
+        "truth_flux_bulge_r": 30.0,
+        "truth_flux_disc_r": 70.0,
+        "truth_flux_companion_r": 50.0,
+        "truth_merger": merger,
+        "truth_tail_frac": 0.1,
+        "truth_lopsided_frac": 0.1,
+    }
+
+
+def test_companion_pixel_follows_galsim_axes():
+    y, x = v.companion_pixel(_pair_row(0.0), 32, 0.4)
+    assert (y, x) == pytest.approx((15.5, 25.5))
+    y, x = v.companion_pixel(_pair_row(90.0), 32, 0.4)
+    assert (y, x) == pytest.approx((25.5, 15.5))
+
+
+def test_primary_flux_counts_tidal_features_of_mergers():
+    assert v.primary_flux(_pair_row(0.0), "r") == pytest.approx(100.0)
+    assert v.primary_flux(_pair_row(0.0, merger=True), "r") == pytest.approx(120.0)
+
+
+def test_deblend_outcome_on_hand_made_maps():
+    row = _pair_row(0.0)  # companion at (row 16, col 26) of a 33x33 cutout
+    seg = np.zeros((33, 33), np.int32)
+    seg[12:21, 12:21] = 1
+    seg[12:21, 22:31] = 2
+    image = np.zeros((33, 33))
+    image[seg == 1] = 90.0 / 81
+    image[seg == 2] = 45.0 / 81
+    ok = v.deblend_outcome(seg, row, 90.0, pixel_scale=0.4, image=image)
+    assert ok["recovered"] and ok["flux_ok"] and ok["success"] and ok["success_split"]
+    assert ok["flux_ratio"] == pytest.approx(0.9)
+    # measured split 90/135 = 2/3 vs true 100/150 = 2/3
+    assert ok["split_ratio"] == pytest.approx(1.0)
+    assert ok["companion_label"] == 2 and ok["visible"] is None
+
+    merged = seg.copy()
+    merged[merged == 2] = 1
+    bad = v.deblend_outcome(merged, row, 135.0, pixel_scale=0.4, image=image)
+    assert not bad["recovered"] and not bad["success"] and not bad["flux_ok"]
+    assert np.isnan(bad["split_ratio"])
+
+    # the companion is found but the centre is not label 1
+    swapped = np.where(seg == 1, 3, seg)
+    assert not v.deblend_outcome(swapped, row, 90.0, pixel_scale=0.4)["recovered"]
+
+    # recovered, but label 1 holds half the primary's light
+    low = v.deblend_outcome(seg, row, 50.0, pixel_scale=0.4)
+    assert low["recovered"] and not low["flux_ok"] and not low["success"]
+
+    truth = np.zeros((33, 33), np.uint8)
+    truth[16, 26] = 3
+    assert v.deblend_outcome(seg, row, 90.0, pixel_scale=0.4, truth_class=truth)["visible"]
+    truth[16, 26] = 1
+    assert not v.deblend_outcome(seg, row, 90.0, pixel_scale=0.4, truth_class=truth)["visible"]
+
+
+def test_deblend_summary_per_method_and_kind():
+    outcomes = pd.DataFrame({
+        "method": ["a", "a", "a", "b"],
+        "kind": ["merger", "projection", "merger", "merger"],
+        "recovered": [True, True, False, False],
+        "flux_ok": [True, False, False, True],
+        "success": [True, False, False, False],
+        "success_split": [True, True, False, False],
+        "visible": [True, True, False, True],
+        "flux_ratio": [1.0, 0.5, 2.0, 1.0],
+        "split_ratio": [1.0, 1.1, np.nan, np.nan],
+    })
+    s = v.deblend_summary(outcomes).set_index(["method", "kind"])
+    assert s.loc[("a", "all"), "n"] == 3
+    assert s.loc[("a", "all"), "recovered"] == pytest.approx(2 / 3)
+    assert s.loc[("a", "all"), "success_visible"] == pytest.approx(0.5)
+    assert s.loc[("a", "merger"), "success"] == pytest.approx(0.5)
+    assert s.loc[("b", "all"), "median_flux_ratio"] == 1.0
+    assert math.isnan(s.loc[("b", "all"), "median_split_ratio"])
+    assert v.run_deblending(pd.DataFrame()).empty
+
+
+# --------------------------------------------------------------------------- end to end
+
+#: Loose bounds (twice the goals of bench/morphology_recovery.py) for 50 galaxies.
+LOOSE = {"r50": 0.10, "r50_mass": 0.20, "sersic_n": 0.30}
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    cfg = load_config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, deblend = v.recovery_table(
+            50, cfg, methods=("watershed",), scheduler="synchronous", dim_max=0.0
+        )
+    return table, deblend
+
+
+@pytest.mark.slow
+def test_recovery_table_joins_truth_and_measurements(recovery):
+    table, deblend = recovery
+    assert len(table) == 50 and table["object_id"].is_unique
+    for col in ("truth_r50_r", "r50", "r50_mass", "seg_flag", "snr", "snr_optimal", "size_bin"):
+        assert col in table
+    assert table["snr"].min() > 20  # the magnitude-limited survey, not dimmed
+    # the truth-side S/N sees all of the primary's light
+    assert (table["snr_optimal"] > table["snr"]).mean() > 0.9
+    has = table["truth_merger"] | table["truth_projection"]
+    assert set(deblend["object_id"]) == set(table.loc[has, "object_id"])
+    assert set(deblend["method"]) == {"multithreshold", "watershed"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantity", list(LOOSE))
+def test_recovery_within_loose_bounds(recovery, quantity):
+    table, _ = recovery
+    h = v.headline(table, goals=LOOSE)
+    assert h["n"] >= 25
+    assert h["failed"][quantity] <= 0.1
+    assert h["pass"][quantity], (
+        f"median |d{quantity}|/{quantity} = {h['figures'][quantity]:.3f} > {LOOSE[quantity]}"
+    )
+
+
+@pytest.mark.slow
+def test_axis_ratio_and_flags(recovery):
+    table, _ = recovery
+    iso = table["isolated"].to_numpy(bool)
+    assert v.median_abs(table.loc[iso, "err_q"]) <= 0.10
+    flags = table.loc[iso, "flag"].to_numpy(np.int64)
+    assert np.mean(flags & ~v.BENIGN_FLAGS != 0) <= 0.2
+
+
+@pytest.mark.slow
+def test_deblending_recovers_most_companions(recovery):
+    _, deblend = recovery
+    s = v.run_deblending(deblend).set_index(["method", "kind"])
+    assert s.loc[("multithreshold", "all"), "n"] >= 4
+    assert s.loc[("multithreshold", "all"), "recovered"] >= 0.5
