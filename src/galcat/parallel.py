@@ -154,25 +154,31 @@ def _map_on_slurm(
     # Worker job logs go next to the other logs, not into the working directory.
     options.setdefault("log_directory", os.path.join("logs", "dask-slurm"))
     start = time.perf_counter()
-    with SLURMCluster(**options) as cluster, Client(cluster) as client:
-        cluster.scale(jobs=jobs)
-        log.info("%s: SLURMCluster with %d job(s): %s", label, jobs, cluster.job_script())
-        try:
-            client.wait_for_workers(1, timeout=worker_wait_s)
-        except TimeoutError as exc:
-            raise RuntimeError(
-                f"{label}: no Dask worker joined within {worker_wait_s:.0f} s; check the "
-                f"worker job logs in {options['log_directory']!r} and `squeue`"
-            ) from exc
-        futures = client.map(func, blocks, pure=False)
-        position = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(blocks)
-        done = 0
-        log.info("%s: 0/%d objects", label, n_objects)
-        for fut in as_completed(futures):
-            i = position[fut.key]
-            results[i] = fut.result()
-            done += blocks[i].stop - blocks[i].start
-            log.info("%s: %d/%d objects (%.1f s)", label, done, n_objects,
-                     time.perf_counter() - start)
+    hint = (f"check `squeue`, the sbatch errors logged above and the worker job logs "
+            f"in {options['log_directory']!r}")
+    try:
+        with SLURMCluster(**options) as cluster, Client(cluster) as client:
+            cluster.scale(jobs=jobs)
+            log.info("%s: SLURMCluster with %d job(s): %s", label, jobs, cluster.job_script())
+            try:
+                client.wait_for_workers(1, timeout=worker_wait_s)
+            except TimeoutError as exc:
+                raise RuntimeError(
+                    f"{label}: no Dask worker joined within {worker_wait_s:.0f} s; {hint}"
+                ) from exc
+            futures = client.map(func, blocks, pure=False)
+            position = {f.key: i for i, f in enumerate(futures)}
+            results: list[Any] = [None] * len(blocks)
+            done = 0
+            log.info("%s: 0/%d objects", label, n_objects)
+            for fut in as_completed(futures):
+                i = position[fut.key]
+                results[i] = fut.result()
+                done += blocks[i].stop - blocks[i].start
+                log.info("%s: %d/%d objects (%.1f s)", label, done, n_objects,
+                         time.perf_counter() - start)
+    except RuntimeError:
+        raise
+    except Exception as exc:  # dask reports a failed sbatch only as a bad cluster state
+        raise RuntimeError(f"{label}: the Dask SLURMCluster failed ({exc!r}); {hint}") from exc
     return results
