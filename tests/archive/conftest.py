@@ -82,3 +82,33 @@ def make_config(fake, tmp_path):
         return validated(deep_update(base, sections))
 
     return make
+
+
+@pytest.fixture
+def local_dir(archive_files):
+    return archive_files[0] / "local"
+
+
+@pytest.fixture
+def local_config(local_dir, tmp_path):
+    def make(**local) -> dict:
+        base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        section = {
+            "objects": str(local_dir / "objects.csv"),
+            "id_column": "id",
+            "z_column": "redshift",
+            "columns": ["name"],
+            "bands": ["g", "r"],
+            "images": {"kind": "mosaic", "files": {"g": str(local_dir / "mosaic_g.fits"),
+                                                   "r": str(local_dir / "mosaic_r.fits")}},
+            "noise": {"kind": "sigma", "files": {"g": str(local_dir / "noise_g.fits"),
+                                                 "r": str(local_dir / "noise_r.fits")}},
+            "psf": {"cube": str(local_dir / "psf_cube.fits")},
+            "cutout_size": 32,
+        }
+        config = deep_update(base, {"survey": "local", "sharding": {"objects_per_shard": 2},
+                                    "archive": {"cache_dir": str(tmp_path / "cache")}})
+        config["local"] = {**section, **local}
+        return validated(config)
+
+    return make

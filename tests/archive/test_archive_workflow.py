@@ -33,3 +33,19 @@ def test_sdss_dag_runs_end_to_end(make_config, tmp_path, truth):
     again = snakemake(tmp_path, config, "--forcerun", "query_catalog")
     ran = jobs_in(again.stderr + again.stdout)
     assert not {job for job in ran if job[0] in {"fetch_cutouts", "segment", "measure"}}
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "cutouts"])
+def test_local_fits_dag_runs_end_to_end(local_config, local_dir, tmp_path, kind):
+    if kind == "mosaic":
+        config = local_config()
+    else:
+        pattern = str(local_dir / "cutouts" / "{object_id}_{band}.fits")
+        config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
+                              psf={"fwhm_arcsec": {"g": 0.9, "r": 0.9}})
+    snakemake(tmp_path, config)
+    out = tmp_path / "results" / "local"
+    objects = pd.read_parquet(out / "objects.parquet")
+    cat = pd.read_parquet(out / "catalogue.parquet")
+    assert sorted(cat["object_id"]) == sorted(objects["object_id"])
+    assert cat["r50"].notna().sum() >= len(cat) - 1

@@ -7,12 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
 
 from galcat.store import read_cutouts, write_cutouts
 from galcat.surveys import get_survey
 from galcat.surveys.local import LocalDataError
-from tests.archive.conftest import ROOT, deep_update, validated
 from tests.archive.test_archive_clients import centroid, check_contract, fwhm_of
 
 SIZE = 32
@@ -32,36 +30,6 @@ def assert_centred(image, pixel, tol=0.3):
     assert cx == pytest.approx(ex, abs=tol) and cy == pytest.approx(ey, abs=tol)
 
 NJY_PER_NMGY = 3631.0
-
-
-@pytest.fixture
-def local_dir(archive_files):
-    return archive_files[0] / "local"
-
-
-@pytest.fixture
-def local_config(local_dir, tmp_path):
-    def make(**local) -> dict:
-        base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-        section = {
-            "objects": str(local_dir / "objects.csv"),
-            "id_column": "id",
-            "z_column": "redshift",
-            "columns": ["name"],
-            "bands": ["g", "r"],
-            "images": {"kind": "mosaic", "files": {"g": str(local_dir / "mosaic_g.fits"),
-                                                   "r": str(local_dir / "mosaic_r.fits")}},
-            "noise": {"kind": "sigma", "files": {"g": str(local_dir / "noise_g.fits"),
-                                                 "r": str(local_dir / "noise_r.fits")}},
-            "psf": {"cube": str(local_dir / "psf_cube.fits")},
-            "cutout_size": 32,
-        }
-        config = deep_update(base, {"survey": "local", "sharding": {"objects_per_shard": 2},
-                                    "archive": {"cache_dir": str(tmp_path / "cache")}})
-        config["local"] = {**section, **local}
-        return validated(config)
-
-    return make
 
 
 def test_local_mosaic_with_wcs(local_config, truth, tmp_path):

@@ -9,8 +9,8 @@ rule catalogue:
         parquet=f"{OUT}/catalogue.parquet",
         fits=f"{OUT}/catalogue.fits",
     params:
-        config=get_report_config(),
-        config_hash=get_config_hash(),
+        config=get_report_config,
+        config_hash=get_config_hash_param,
     log:
         f"{LOGS}/catalogue.log",
     benchmark:

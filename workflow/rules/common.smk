@@ -24,7 +24,11 @@ wildcard_constraints:
 
 
 def as_json(sections):
-    """The config sections a rule reads, as the stable JSON string in its params."""
+    """The config sections a rule reads, as the stable JSON string in its params.
+
+    Rules take it through an input function (get_*_config), never as a plain
+    string: Snakemake would read a config value such as "{object_id}.fits" as
+    a wildcard."""
     return json.dumps(sections, sort_keys=True, separators=(",", ":"))
 
 
@@ -56,7 +60,7 @@ def get_fetch_input(wildcards):
     return {"objects": f"{OUT}/objects/{wildcards.shard}.parquet"}
 
 
-def get_query_config():
+def get_query_config(wildcards):
     return as_json(
         {
             "survey": SURVEY,
@@ -81,11 +85,11 @@ def get_fetch_config(wildcards):
     )
 
 
-def get_segment_config():
+def get_segment_config(wildcards):
     return as_json({"segment": config["segment"], "dask": config["dask"]})
 
 
-def get_measure_config():
+def get_measure_config(wildcards):
     return as_json({"measure": config["measure"], "dask": config["dask"]})
 
 
@@ -94,8 +98,12 @@ def get_config_hash():
     return config_hash({k: v for k, v in config.items() if k != "release"})
 
 
-def get_report_config():
+def get_report_config(wildcards):
     return as_json({"survey": SURVEY, "config_hash": get_config_hash()})
+
+
+def get_config_hash_param(wildcards):
+    return get_config_hash()
 
 
 def get_features(wildcards):

@@ -10,7 +10,7 @@ rule measure:
     output:
         features=f"{OUT}/features/{{shard}}.parquet",
     params:
-        config=get_measure_config(),
+        config=get_measure_config,
     threads: 2
     log:
         f"{LOGS}/measure/{{shard}}.log",

@@ -8,7 +8,7 @@ rule query_catalog:
     output:
         objects=f"{OUT}/objects.parquet",
     params:
-        config=get_query_config(),
+        config=get_query_config,
     log:
         f"{LOGS}/query_catalog.log",
     benchmark:

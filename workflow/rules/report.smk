@@ -11,7 +11,7 @@ rule report:
             category="Catalogue",
         ),
     params:
-        config=get_report_config(),
+        config=get_report_config,
     log:
         f"{LOGS}/report.log",
     conda:

@@ -8,7 +8,7 @@ rule segment:
         segmaps=directory(f"{OUT}/segmaps/{{shard}}.zarr"),
         table=f"{OUT}/segmaps/{{shard}}.parquet",
     params:
-        config=get_segment_config(),
+        config=get_segment_config,
     threads: 2
     log:
         f"{LOGS}/segment/{{shard}}.log",
