@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from galcat.config import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -21,14 +23,7 @@ TINY = {
 }
 
 
-def deep_update(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
+deep_update = deep_merge  # the package's own merge, under the tests' name
 
 
 def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True):

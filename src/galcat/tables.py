@@ -74,23 +74,22 @@ def read_table(path: os.PathLike | str, *, columns: list[str] | None = None) -> 
     return pq.read_table(path, columns=columns).to_pandas()
 
 
+def _field_metadata(path: os.PathLike | str, key: bytes) -> dict[str, str]:
+    return {
+        f.name: f.metadata[key].decode()
+        for f in pq.read_schema(path)
+        if f.metadata and key in f.metadata
+    }
+
+
 def column_units(path: os.PathLike | str) -> dict[str, str]:
     """The unit of every column of a galcat Parquet table that has one."""
-    schema = pq.read_schema(path)
-    return {
-        f.name: f.metadata[b"unit"].decode()
-        for f in schema
-        if f.metadata and b"unit" in f.metadata
-    }
+    return _field_metadata(path, b"unit")
 
 
 def column_descriptions(path: os.PathLike | str) -> dict[str, str]:
-    schema = pq.read_schema(path)
-    return {
-        f.name: f.metadata[b"description"].decode()
-        for f in schema
-        if f.metadata and b"description" in f.metadata
-    }
+    """The description of every column of a galcat Parquet table that has one."""
+    return _field_metadata(path, b"description")
 
 
 def table_metadata(path: os.PathLike | str) -> dict:
