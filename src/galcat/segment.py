@@ -123,8 +123,8 @@ METHODS = ("multithreshold", "watershed", "dbscan")
 DEFAULTS: dict[str, Any] = {
     "method": "multithreshold",
     "detect_band": "r",
-    "nsigma": 1.5,
-    "n_pixels": 5,
+    "nsigma": 0.8,
+    "n_pixels": 10,
     "deblend_smoothing": 0.5,
     "deblend_nlevels": 32,
     "deblend_contrast": 0.01,
