@@ -4,11 +4,16 @@ Renders N synthetic galaxies, segments and measures them with galcat's own
 `segment_shard` and `measure_shard` (default config unless ``--set``), joins the
 features with the truth and scores them with `galcat.validation`:
 
-* median fractional bias and NMAD of r50 (statmorph, light), r50 of the Sérsic fit,
-  the half-mass r50, Sérsic n and the axis ratio, plus the flagged fraction, binned by
-  isophotal S/N and by size (truth r50 in PSF FWHM);
-* headline figures on isolated galaxies with S/N > 20: median |Δr50|/r50 (goal ≤ 5%),
-  |Δr50_mass|/r50_mass (≤ 10%), |Δn|/n (≤ 15%);
+* median fractional bias and NMAD of the light r50 (``r50``: the PSF-corrected
+  ``r50_psf_corrected``; ``r50_statmorph``: statmorph's, on the PSF-convolved image),
+  r50 of the Sérsic fit, the half-mass r50, Sérsic n (``sersic_n``: against the same fit
+  to the noiseless PSF-free render, the estimator-matched reference;
+  ``sersic_n_truth``: against the concentration-matched truth n) and the axis ratio,
+  plus the flagged fraction, binned by isophotal S/N and by size (truth r50 in PSF FWHM);
+* headline figures on isolated galaxies with S/N > 20: median |Δr50|/r50 of
+  r50_psf_corrected (goal ≤ 5%), |Δr50_mass|/r50_mass (≤ 10%), |Δn|/n against the
+  estimator-matched reference (≤ 15%); statmorph's r50 and n against truth_sersic_n are
+  printed below them ("not a goal");
 * deblending success of every segmentation method on the mergers and projections.
 
 Definitions (S/N, isolated, the dimming that populates low S/N, the deblending
@@ -89,7 +94,7 @@ def _plots(table: pd.DataFrame, stats_snr: pd.DataFrame, out: Path) -> list[str]
     qs = v.QUANTITIES
     iso = table["isolated"].to_numpy(bool)
     snr = np.clip(table["snr"].to_numpy(np.float64), 1, None)
-    fig, axes = plt.subplots(2, 3, figsize=(14, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(18, 9))
     for ax, q in zip(axes.flat, qs, strict=False):
         t = table[q.truth].to_numpy(np.float64)
         m = table[q.measured].to_numpy(np.float64)
@@ -225,7 +230,7 @@ def main() -> None:
               f"{str(head['pass'][q]):>5} {100 * head['failed'][q]:5.1f}%")
     extra = {}
     sel = iso & (sn > v.HEADLINE_MIN_SNR)
-    for q in ("r50_sersic", "q", "q_moments"):
+    for q in ("r50_statmorph", "r50_sersic", "sersic_n_truth", "q", "q_moments"):
         extra[q] = v.median_abs(table.loc[sel, f"err_{q}"])
         print(f"{q:>10} {100 * extra[q]:7.1f}%  (not a goal)")
 

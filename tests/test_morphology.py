@@ -187,6 +187,41 @@ def test_sersic_index_of_a_psf_convolved_galaxy(n, hlr):
         assert raw["sersic_n"] > 1.2 * n
 
 
+@pytest.mark.parametrize(("n", "hlr"), [(1.0, 0.6), (1.0, 2.5), (4.0, 1.0), (4.0, 1.5)])
+def test_r50_psf_corrected_of_a_psf_convolved_galaxy(n, hlr):
+    # round, untruncated galaxies: GalSim's half_light_radius is the circular r50, and
+    # the model is integrated to infinity (r50_model_extent = 0) like GalSim's profile
+    batch, segmap = sersic_batch(n=n, hlr=hlr, psf_fwhm=1.3, peak_snr=300.0, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap,
+                             config=config(half_mass=False, r50_model_extent=0.0))
+    assert not row["flag"] & MeasureFlag.R50_PSF_FAILED
+    assert row["r50_psf_corrected"] == pytest.approx(hlr, rel=0.05)
+    if hlr < 1.3:  # below one PSF FWHM statmorph's r50 (PSF-convolved) is far too large
+        assert row["r50"] > 1.15 * hlr
+
+
+def test_sersic_circular_fraction_matches_a_brute_force_sum():
+    from galcat import halfmass
+
+    n, r_eff, q, theta = 2.0, 6.0, 0.5, 0.4
+    size = 801
+    y, x = (np.mgrid[0:size, 0:size] - size // 2) * 0.1  # fine grid, units of pixels
+    c, s = math.cos(theta), math.sin(theta)
+    a = np.hypot(x * c + y * s, (-x * s + y * c) / q)
+    img = np.exp(-halfmass.sersic_bn(n) * (a / r_eff) ** (1 / n))
+    total = img[a <= 35.0].sum() / halfmass.sersic_enclosed_fraction(35.0, r_eff, n)
+    r = np.hypot(x, y)
+    for radius in (2.0, 6.0, 15.0):
+        brute = img[r <= radius].sum() / total
+        assert halfmass.sersic_circular_fraction(radius, r_eff, n, q) == pytest.approx(
+            brute, rel=5e-3)
+    cut = halfmass.sersic_circular_fraction(np.array([8.0, 1e4]), r_eff, n, q, trunc=12.0)
+    assert cut[1] == pytest.approx(1.0) and cut[0] > halfmass.sersic_circular_fraction(
+        8.0, r_eff, n, q)
+
+
 # --------------------------------------------------------------------------- bad inputs
 def test_all_nan_image():
     batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))
