@@ -528,6 +528,32 @@ def _half_light_guess(image: np.ndarray, a_pix: np.ndarray, r_max: float) -> tup
     return total, max(float(a_pix[inside][order][k]), 0.5)
 
 
+def _petrosian_aperture(
+    radius: np.ndarray, ring: np.ndarray, image: np.ndarray, valid: np.ndarray, extent: float
+) -> tuple[float, float, int]:
+    """The aperture: ``extent`` Petrosian radii of ``image`` cut at the cutout border
+    (pixels), the Petrosian radius itself (NaN if none) and the flags raised."""
+    flag = 0
+    border = np.concatenate([radius[0], radius[-1], radius[:, 0], radius[:, -1]])
+    a_edge = float(border.min())
+    n_edge = max(1, int(math.floor(a_edge)))
+    area = np.bincount(ring[ring < n_edge], minlength=n_edge).astype(float)
+    rp = petrosian_radius(_ring_sums(image, ring, n_edge), np.maximum(area, 1e-9))
+    if np.isfinite(rp):
+        r_ap = extent * rp
+        if r_ap > a_edge:
+            flag |= _BIT["TRUNCATED"]
+            r_ap = a_edge
+    else:
+        flag |= _BIT["NO_PETROSIAN"]
+        r_ap = a_edge
+    r_ap = max(r_ap, 1.0)
+    inside = radius <= r_ap
+    if np.count_nonzero(valid & inside) < 0.5 * np.count_nonzero(inside):
+        flag |= _BIT["MASKED"]
+    return r_ap, rp, flag
+
+
 def half_mass_radius(
     images_by_band: Mapping[str, np.ndarray],
     sigma_by_band: Mapping[str, np.ndarray],
@@ -651,23 +677,8 @@ def half_mass_radius(
     var = {band: np.where(valid, sigmas[band], 0.0) ** 2 for band in used}
 
     # 2. aperture: extent x Petrosian radius of the luminosity band, inside the cutout
-    border = np.concatenate([a_pix[0], a_pix[-1], a_pix[:, 0], a_pix[:, -1]])
-    a_edge = float(border.min())
-    n_edge = max(1, int(math.floor(a_edge)))
-    area = np.bincount(ring[ring < n_edge], minlength=n_edge).astype(float)
-    rp = petrosian_radius(_ring_sums(filled[lum], ring, n_edge), np.maximum(area, 1e-9))
-    if np.isfinite(rp):
-        r_max = extent * rp
-        if r_max > a_edge:
-            flag |= _BIT["TRUNCATED"]
-            r_max = a_edge
-    else:
-        flag |= _BIT["NO_PETROSIAN"]
-        r_max = a_edge
-    r_max = max(r_max, 1.0)
-    inside = a_pix <= r_max
-    if np.count_nonzero(valid & inside) < 0.5 * np.count_nonzero(inside):
-        flag |= _BIT["MASKED"]
+    r_max, rp, aperture_flag = _petrosian_aperture(a_pix, ring, filled[lum], valid, extent)
+    flag |= aperture_flag
 
     # 3. light and colour profiles on a fine grid: coarse rings of width <= 1 px
     #    (colour bins are built from them) split into _FINE steps (mass profile)
@@ -1018,23 +1029,8 @@ def psf_corrected_light_radius(
     # residual aperture: extent x circular Petrosian radius of the data, inside the cutout
     r_pix = elliptical_radius(shape, (xc, yc))
     ring = _ring_index(r_pix)
-    border = np.concatenate([r_pix[0], r_pix[-1], r_pix[:, 0], r_pix[:, -1]])
-    a_edge = float(border.min())
-    n_edge = max(1, int(math.floor(a_edge)))
-    area = np.bincount(ring[ring < n_edge], minlength=n_edge).astype(float)
-    rp = petrosian_radius(_ring_sums(filled, ring, n_edge), np.maximum(area, 1e-9))
-    if np.isfinite(rp):
-        r_ap = extent * rp
-        if r_ap > a_edge:
-            flag |= _BIT["TRUNCATED"]
-            r_ap = a_edge
-    else:
-        flag |= _BIT["NO_PETROSIAN"]
-        r_ap = a_edge
-    r_ap = max(r_ap, 1.0)
-    inside = r_pix <= r_ap
-    if np.count_nonzero(valid & inside) < 0.5 * np.count_nonzero(inside):
-        flag |= _BIT["MASKED"]
+    r_ap, rp, aperture_flag = _petrosian_aperture(r_pix, ring, filled, valid, extent)
+    flag |= aperture_flag
 
     n_in = int(math.ceil(r_ap)) * _FINE
     grid = np.concatenate([np.linspace(0.0, r_ap, n_in + 1),
