@@ -528,6 +528,17 @@ def _half_light_guess(image: np.ndarray, a_pix: np.ndarray, r_max: float) -> tup
     return total, max(float(a_pix[inside][order][k]), 0.5)
 
 
+def _geometry(centre, shape, q, theta) -> tuple[float, float, float, float] | None:
+    """Centre inside the image (else None), axis ratio in (0, 1] (else 1), angle (else 0)."""
+    xc, yc = float(centre[0]), float(centre[1])
+    if not (np.isfinite(xc) and np.isfinite(yc)
+            and 0 <= xc <= shape[1] - 1 and 0 <= yc <= shape[0] - 1):
+        return None
+    q = float(q) if np.isfinite(q) and 0 < q <= 1 else 1.0
+    theta = float(theta) if np.isfinite(theta) else 0.0
+    return xc, yc, q, theta
+
+
 def _petrosian_aperture(
     radius: np.ndarray, ring: np.ndarray, image: np.ndarray, valid: np.ndarray, extent: float
 ) -> tuple[float, float, int]:
@@ -654,12 +665,10 @@ def half_mass_radius(
         return done(float("nan"), _BIT["BAD_INPUT"])
     if mask is not None and np.shape(mask) != shape:
         return done(float("nan"), _BIT["BAD_INPUT"])
-    xc, yc = float(centre[0]), float(centre[1])
-    if not (np.isfinite(xc) and np.isfinite(yc)
-            and 0 <= xc <= shape[1] - 1 and 0 <= yc <= shape[0] - 1):
+    geometry = _geometry(centre, shape, q, theta)
+    if geometry is None:
         return done(float("nan"), _BIT["BAD_INPUT"])
-    q = float(q) if np.isfinite(q) and 0 < q <= 1 else 1.0
-    theta = float(theta) if np.isfinite(theta) else 0.0
+    xc, yc, q, theta = geometry
     zp = {band: float(zeropoints[list(bands).index(band)]) for band in used}
 
     base = np.ones(shape, dtype=bool) if mask is None else ~np.asarray(mask, dtype=bool)
@@ -983,12 +992,10 @@ def psf_corrected_light_radius(
     if image.ndim != 2 or sigma.shape != shape or (mask is not None
                                                     and np.shape(mask) != shape):
         return done(float("nan"), _BIT["BAD_INPUT"])
-    xc, yc = float(centre[0]), float(centre[1])
-    if not (np.isfinite(xc) and np.isfinite(yc)
-            and 0 <= xc <= shape[1] - 1 and 0 <= yc <= shape[0] - 1):
+    geometry = _geometry(centre, shape, q, theta)
+    if geometry is None:
         return done(float("nan"), _BIT["BAD_INPUT"])
-    q = float(q) if np.isfinite(q) and 0 < q <= 1 else 1.0
-    theta = float(theta) if np.isfinite(theta) else 0.0
+    xc, yc, q, theta = geometry
     valid = np.isfinite(image) & np.isfinite(sigma) & (sigma >= 0)
     if mask is not None:
         valid &= ~np.asarray(mask, dtype=bool)
