@@ -292,6 +292,19 @@ def _psfs(section: Mapping, bands: list[str], scale: float, size: int) -> np.nda
     return np.stack([_cutting.gaussian_psf(float(fwhm), scale, size) for _ in bands])
 
 
+
+def _cut_or_none(arrays, wcs, row, size: int, what: str, off_image: str):
+    """Cut ``arrays`` around the row's RA/Dec; None for an object wholly off the
+    image when ``off_image`` is 'mask' (it stays fully masked), else a clear error."""
+    try:
+        return _cutting.cut_arrays(arrays, wcs, float(row["ra"]), float(row["dec"]), size,
+                                   what=what)
+    except _cutting.OffImageError as exc:
+        if off_image != "mask":
+            raise LocalDataError(str(exc)) from None
+        log.warning("%s; kept fully masked", exc)
+        return None
+
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``local.bands`` band (see the module docstring)."""
     section = config["local"]
@@ -338,13 +351,8 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
             arrays = [data] + ([noise] if noise is not None else [])
             for i, row in rows.iterrows():
                 what = f"local object {int(row['object_id'])} ({b} band, {where})"
-                try:
-                    cut = _cutting.cut_arrays(arrays, wcs, float(row["ra"]), float(row["dec"]),
-                                              size, what=what)
-                except _cutting.OffImageError as exc:
-                    if off_image != "mask":
-                        raise LocalDataError(str(exc)) from None
-                    log.warning("%s; kept fully masked", exc)
+                cut = _cut_or_none(arrays, wcs, row, size, what, off_image)
+                if cut is None:
                     continue
                 if cut.partial:
                     partial.append(f"{int(row['object_id'])} ({b})")
@@ -372,13 +380,8 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
                     bscale = _cutting.pixel_scale_arcsec(wcs)
                     scale = scale or bscale
                     arrays = [data] + ([noise] if noise is not None else [])
-                    try:
-                        cut = _cutting.cut_arrays(arrays, wcs, float(row["ra"]),
-                                                  float(row["dec"]), size, what=what)
-                    except _cutting.OffImageError as exc:
-                        if off_image != "mask":
-                            raise LocalDataError(str(exc)) from None
-                        log.warning("%s; kept fully masked", exc)
+                    cut = _cut_or_none(arrays, wcs, row, size, what, off_image)
+                    if cut is None:
                         continue
                     if cut.partial:
                         partial.append(f"{oid} ({b})")
