@@ -26,7 +26,15 @@ from galcat.store import (
 from galcat.surveys import get_survey
 from galcat.tables import column_descriptions, column_units, read_table, write_table
 
-__all__ = ["run_fetch", "run_measure", "run_query", "run_segment", "concat_batches"]
+__all__ = [
+    "concat_batches",
+    "read_shard_rows",
+    "run_fetch",
+    "run_measure",
+    "run_plan_shards",
+    "run_query",
+    "run_segment",
+]
 
 log = logging.getLogger("galcat.stages")
 
@@ -110,7 +118,7 @@ def run_plan_shards(
     return final
 
 
-def shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
+def read_shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
     """The rows of ``shard`` in the object table, ascending object_id."""
     import pyarrow.parquet as pq
 
@@ -160,7 +168,7 @@ def run_fetch(
     if objects is None:
         rows = survey.shard_rows(config, shard)
     else:
-        rows = shard_rows(objects, shard)
+        rows = read_shard_rows(objects, shard)
     blocks = map_blocks_of_objects(
         lambda sl: survey.cutouts(rows.iloc[sl], config),
         len(rows),
