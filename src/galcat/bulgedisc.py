@@ -1,0 +1,543 @@
+"""Bulge + disc decomposition in several bands, and the radii it gives.
+
+A Sérsic bulge and an exponential disc, concentric and sharing one position angle,
+are fitted jointly to the images of several bands, each convolved with its own PSF
+(the "Ser+Exp" model of Simard et al. 2011 and Meert et al. 2015 for SDSS). The
+structure (bulge n, r_e, q; disc r_e, q) is common to all bands; the two fluxes of
+every band are linear parameters, solved exactly (non-negative, weighted least
+squares) for every trial structure ("variable projection"), so a fit in B bands
+has five non-linear parameters, not 5 + 2B. Sharing the structure is what makes
+the colours of the components measurable at S/N ≈ 20: each colour comes from the
+whole component, not from a noisy ring.
+
+Two radii follow from the fit (Szomoru et al. 2010, 2013: model + residual):
+
+* `light_radius`: the PSF-free circular curve of growth of bulge + disc (analytic,
+  `galcat.halfmass.sersic_circular_fraction`, the bulge cut at ``bulge_extent`` r_e)
+  plus the cumulative residual (data − model ⊗ PSF) inside an aperture of
+  ``extent`` circular Petrosian radii; beyond it only the model counts.
+* `mass_radius`: the traditional route with a resolved colour: each component's
+  colour gives its M/L through the colour–M/L relation, so the stellar-mass map is
+  ``M/L_b L_b(x, y) + M/L_d L_d(x, y)`` in the luminosity band, whose colour varies
+  across the galaxy as the bulge-to-disc ratio does; the residual of the luminosity
+  band adds mass at the local M/L of the model. Its circular curve of growth gives
+  the radius holding half the mass.
+
+Models are sampled at pixel centres and convolved with the effective PSF image, as
+statmorph does, except the pixels within `CORE_RADIUS` of the centre, where a cuspy
+bulge is integrated over `CORE_SUBSAMPLES`² sub-pixels, each convolved with the PSF
+shifted to its position (as `galcat.morphology.SersicPSFModel`).
+
+Cost: one fit in two bands of a 64 × 64 cutout takes ~0.1–0.3 s (40–150 model
+evaluations of two FFT convolutions per band).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize as opt
+import scipy.signal
+import scipy.special as sp
+from scipy import ndimage
+
+from galcat import halfmass
+
+__all__ = [
+    "CORE_RADIUS",
+    "CORE_SUBSAMPLES",
+    "BulgeDiscError",
+    "BulgeDiscFit",
+    "fit_bulge_disc",
+    "light_radius",
+    "mass_radius",
+]
+
+#: Pixels within this distance (pixels) of the centre are integrated over sub-pixels.
+CORE_RADIUS = 3.0
+#: Sub-samples per axis of the core pixels.
+CORE_SUBSAMPLES = 7
+#: Bounds of the bulge Sérsic index.
+N_BULGE_BOUNDS = (0.8, 6.0)
+
+
+class BulgeDiscError(RuntimeError):
+    """The bulge + disc fit failed; the message says why."""
+
+
+def _unit_sersic_peak(n: float, r_eff: float, q: float, trunc: float) -> tuple[float, float]:
+    """(b_n, I_e) of an elliptical Sérsic of unit total flux inside ``trunc`` r_e."""
+    bn = float(sp.gammaincinv(2.0 * n, 0.5))
+    norm = 2.0 * math.pi * q * r_eff**2 * n * math.exp(bn) * math.gamma(2 * n) / bn ** (2 * n)
+    inside = float(sp.gammainc(2.0 * n, bn * trunc ** (1.0 / n))) if np.isfinite(trunc) else 1.0
+    return bn, 1.0 / (norm * inside)
+
+
+class _Renderer:
+    """Unit-flux elliptical Sérsic profiles on one cutout, with and without each PSF."""
+
+    def __init__(self, shape: tuple[int, int], centre: tuple[float, float], theta: float,
+                 psfs: Sequence[np.ndarray]) -> None:
+        ny, nx = shape
+        self.shape = shape
+        x0, y0 = centre
+        y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
+        c, s = math.cos(theta), math.sin(theta)
+        self.xm = (x - x0) * c + (y - y0) * s
+        self.ym = -(x - x0) * s + (y - y0) * c
+        k = CORE_SUBSAMPLES
+        off = (np.arange(k) + 0.5) / k - 0.5
+        dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+        self.core = np.argwhere(np.hypot(x - x0, y - y0) < CORE_RADIUS)  # (row, col)
+        sx = x[tuple(self.core.T)][:, None] + dx[None, :] - x0
+        sy = y[tuple(self.core.T)][:, None] + dy[None, :] - y0
+        self.core_xm = sx * c + sy * s
+        self.core_ym = -sx * s + sy * c
+        self.psfs = []
+        for k, p in enumerate(psfs):
+            p = np.asarray(p, dtype=np.float64)
+            total = float(np.sum(p))
+            if p.ndim != 2 or not (np.isfinite(total) and total > 0):
+                raise BulgeDiscError(f"PSF {k} has no positive finite sum (shape {p.shape})")
+            self.psfs.append(p / total)
+        self.shifted = []
+        for p in self.psfs:
+            stack = [ndimage.shift(p, (oy, ox), order=3, mode="constant")
+                     for oy, ox in zip(dy, dx, strict=True)]
+            self.shifted.append(np.array([a / a.sum() for a in stack]))
+
+    def sample(self, n: float, r_eff: float, q: float, trunc: float):
+        """Pixel-centre samples and the sub-pixel samples of the core pixels."""
+        bn, amp = _unit_sersic_peak(n, r_eff, q, trunc)
+
+        def profile(xm, ym):
+            z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
+            out = amp * np.exp(-bn * (z ** (1.0 / n) - 1.0))
+            return np.where(z <= trunc, out, 0.0) if np.isfinite(trunc) else out
+
+        return profile(self.xm, self.ym), profile(self.core_xm, self.core_ym)
+
+    def intrinsic(self, samples) -> np.ndarray:
+        """PSF-free pixel values: centre samples, core pixels integrated."""
+        image, core = samples
+        out = image.copy()
+        out[tuple(self.core.T)] = core.mean(axis=1)
+        return out
+
+    def convolved(self, samples, band: int) -> np.ndarray:
+        """``samples`` convolved with the PSF of ``band`` (core sub-pixels each shifted)."""
+        image, core = samples
+        psf, shifted = self.psfs[band], self.shifted[band]
+        model = scipy.signal.fftconvolve(image, psf, mode="same")
+        ny, nx = self.shape
+        py, px = psf.shape
+        for (j, i), sub in zip(self.core, core, strict=True):
+            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
+            top, left = j - py // 2, i - px // 2
+            y0s, x0s = max(0, top), max(0, left)
+            y1s, x1s = min(ny, top + py), min(nx, left + px)
+            model[y0s:y1s, x0s:x1s] += stamp[y0s - top:y1s - top, x0s - left:x1s - left]
+        return model
+
+
+def _nonnegative_fluxes(columns: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Least-squares non-negative (bulge, disc) fluxes of ``data ≈ columns @ f``."""
+    f, *_ = np.linalg.lstsq(columns, data, rcond=None)
+    if np.all(f >= 0):
+        return f
+    best, best_chi = np.zeros(2), float(data @ data)
+    for k in range(2):
+        col = columns[:, k]
+        norm = float(col @ col)
+        if norm <= 0:
+            continue
+        fk = max(float(col @ data) / norm, 0.0)
+        chi = float(np.sum((data - fk * col) ** 2))
+        if chi < best_chi:
+            best, best_chi = np.zeros(2), chi
+            best[k] = fk
+    return best
+
+
+@dataclass(frozen=True)
+class BulgeDiscFit:
+    """A bulge + disc model of one galaxy; lengths in pixels, angles in radians.
+
+    ``flux_bulge[k]`` and ``flux_disc[k]`` are the total fluxes (image units) of band
+    ``bands[k]``; radii are semi-major half-light axes; the bulge is cut at
+    ``bulge_extent`` r_e (its flux is that inside the cut). ``chi2_red`` is the reduced
+    chi² over all bands.
+    """
+
+    bands: tuple[str, ...]
+    centre: tuple[float, float]
+    theta: float
+    n_bulge: float
+    r_bulge: float
+    q_bulge: float
+    r_disc: float
+    q_disc: float
+    flux_bulge: np.ndarray
+    flux_disc: np.ndarray
+    bulge_extent: float
+    chi2_red: float
+    nfev: int
+    flux_cov: np.ndarray = field(repr=False, compare=False)
+    convolved: dict[str, np.ndarray] = field(repr=False, compare=False)
+    intrinsic: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, compare=False)
+
+    def band(self, name: str) -> int:
+        try:
+            return self.bands.index(name)
+        except ValueError:
+            raise KeyError(f"band {name!r} was not fitted; fitted: {list(self.bands)}") from None
+
+    def circular_fraction(self, radius, component: str) -> np.ndarray:
+        """Fraction of ``component``'s light inside circles of ``radius`` pixels."""
+        if component == "bulge":
+            return halfmass.sersic_circular_fraction(
+                radius, self.r_bulge, self.n_bulge, self.q_bulge,
+                trunc=self.bulge_extent * self.r_bulge)
+        if component == "disc":
+            return halfmass.sersic_circular_fraction(radius, self.r_disc, 1.0, self.q_disc)
+        raise KeyError(f"component must be 'bulge' or 'disc'; got {component!r}")
+
+    def bulge_to_total(self, band: str) -> float:
+        k = self.band(band)
+        total = self.flux_bulge[k] + self.flux_disc[k]
+        return float(self.flux_bulge[k] / total) if total > 0 else math.nan
+
+
+class _Problem:
+    """The weighted residuals of a bulge + disc model for a vector of structure parameters
+    ``v = (log10 r_disc, log10 r_bulge/r_disc, n_bulge, q_bulge, q_disc)``."""
+
+    def __init__(self, images, sigmas, valid, psfs, centre, theta, bulge_extent) -> None:
+        self.images = [np.asarray(a, dtype=np.float64) for a in images]
+        sigs = [np.asarray(a, dtype=np.float64) for a in sigmas]
+        use = np.asarray(valid, dtype=bool).copy()
+        for img, sig in zip(self.images, sigs, strict=True):
+            use &= np.isfinite(img) & np.isfinite(sig) & (sig > 0)
+        if use.sum() < 20:
+            raise BulgeDiscError(f"only {int(use.sum())} usable pixels")
+        self.use = use
+        self.weights = [1.0 / sig[use] for sig in sigs]
+        self.data = [img[use] * w for img, w in zip(self.images, self.weights, strict=True)]
+        self.render = _Renderer(self.images[0].shape, centre, theta, psfs)
+        self.r_hi = 2.0 * max(self.images[0].shape)
+        self.trunc = float(bulge_extent) if bulge_extent > 0 else math.inf
+
+    def samples(self, v):
+        r_d = 10.0 ** v[0]
+        bulge = self.render.sample(v[2], r_d * 10.0 ** v[1], v[3], self.trunc)
+        disc = self.render.sample(1.0, r_d, v[4], math.inf)
+        return bulge, disc
+
+    def solve(self, v):
+        """(weighted residuals, fluxes (band, component), convolved unit models, samples)."""
+        bulge, disc = self.samples(v)
+        fluxes, resid, conv = [], [], []
+        for k in range(len(self.images)):
+            b = self.render.convolved(bulge, k)
+            d = self.render.convolved(disc, k)
+            w = self.weights[k]
+            cols = np.column_stack([b[self.use] * w, d[self.use] * w])
+            f = _nonnegative_fluxes(cols, self.data[k])
+            fluxes.append(f)
+            resid.append(self.data[k] - cols @ f)
+            conv.append((b, d))
+        return np.concatenate(resid), np.array(fluxes), conv, (bulge, disc)
+
+    def flux_covariance(self, v, fluxes, conv, prior, *, scale: float = 1.0,
+                        step: float = 1e-4) -> np.ndarray:
+        """Covariance of the fluxes (bulge, disc per band, band-major) with the structure
+        marginalised: the inverse Fisher matrix of all 5 + 2B parameters (Laplace
+        approximation; the structure columns by finite differences), times ``scale``."""
+        n_b = len(self.images)
+        cols = [np.column_stack([b[self.use], d[self.use]]) * self.weights[k][:, None]
+                for k, (b, d) in enumerate(conv)]
+        n_pix = [c.shape[0] for c in cols]
+        offsets = np.concatenate([[0], np.cumsum(n_pix)])
+        n_prior = prior(v).size
+        jac = np.zeros((offsets[-1] + n_prior, 5 + 2 * n_b))
+        for j in range(5):
+            dv = np.zeros(5)
+            dv[j] = step
+            bulge, disc = self.samples(np.asarray(v) + dv)
+            for k in range(n_b):
+                b = self.render.convolved(bulge, k)[self.use] * self.weights[k]
+                d = self.render.convolved(disc, k)[self.use] * self.weights[k]
+                moved = b * fluxes[k, 0] + d * fluxes[k, 1]
+                jac[offsets[k]:offsets[k + 1], j] = (moved - cols[k] @ fluxes[k]) / step
+            jac[offsets[-1]:, j] = (prior(np.asarray(v) + dv) - prior(v)) / step
+        for k in range(n_b):
+            jac[offsets[k]:offsets[k + 1], 5 + 2 * k:7 + 2 * k] = cols[k]
+        cov = np.linalg.pinv(jac.T @ jac) * scale
+        return cov[5:, 5:]
+
+    @staticmethod
+    def vector(r_bulge, r_disc, n_bulge, q_bulge, q_disc) -> np.ndarray:
+        return np.array([math.log10(r_disc), math.log10(r_bulge / r_disc), n_bulge,
+                         q_bulge, q_disc])
+
+
+#: Order of the structure vector of `_Problem`, and the prior keys.
+PARAMETERS = ("log_r_disc", "log_ratio", "n_bulge", "q_bulge", "q_disc")
+
+
+def _prior_terms(priors: Mapping[str, tuple[float, float]] | None):
+    """``v -> (v_k - mean_k) / sd_k`` for every prior given (Gaussian priors as residuals)."""
+    items = []
+    for key, (mean, sd) in (priors or {}).items():
+        if key not in PARAMETERS:
+            raise ValueError(f"unknown bulge + disc prior {key!r}; known: {list(PARAMETERS)}")
+        if not (np.isfinite(mean) and np.isfinite(sd) and sd > 0):
+            raise ValueError(f"bulge + disc prior {key!r} needs a finite mean and sd > 0; "
+                             f"got ({mean}, {sd})")
+        items.append((PARAMETERS.index(key), float(mean), float(sd)))
+    index = np.array([k for k, _, _ in items], dtype=int)
+    mean = np.array([m for _, m, _ in items])
+    sd = np.array([s for _, _, s in items])
+    return lambda v: (np.asarray(v)[index] - mean) / sd
+
+
+def fit_bulge_disc(
+    images: Sequence[np.ndarray],
+    sigmas: Sequence[np.ndarray],
+    valid: np.ndarray,
+    psfs: Sequence[np.ndarray],
+    centre: tuple[float, float],
+    *,
+    bands: Sequence[str],
+    theta: float,
+    r_start: float,
+    q_start: float,
+    bulge_extent: float = 8.0,
+    priors: Mapping[str, tuple[float, float]] | None = None,
+    max_ratio: float = 1.0,
+    max_nfev: int = 200,
+) -> BulgeDiscFit:
+    """Fit a Sérsic bulge + exponential disc jointly to ``images`` (one per band).
+
+    Parameters
+    ----------
+    images, sigmas : sequences of 2-D arrays
+        Background-subtracted images and their 1-sigma noise, one per band.
+    valid : 2-D bool array
+        Pixels that may be used (neighbours, bad pixels and non-finite values False).
+    psfs : sequence of 2-D arrays
+        Effective PSF image of each band (normalised here).
+    centre : (x, y)
+        Centre of both components, pixels (held fixed).
+    bands : sequence of str
+        Names of the bands, in the order of ``images``.
+    theta : float
+        Position angle of both major axes, radians from +x counter-clockwise (held).
+    r_start, q_start : float
+        Half-light semi-major axis (pixels) and axis ratio of a single-Sérsic fit,
+        the starting point.
+    bulge_extent : float
+        The bulge profile is cut at this many r_e (SDSS and the synthetic survey: 8).
+    max_nfev : int
+        Most model evaluations of the non-linear fit.
+
+    Returns
+    -------
+    BulgeDiscFit
+
+    Raises
+    ------
+    BulgeDiscError
+        No usable pixel, no positive flux, or the fit did not converge.
+    """
+    problem = _Problem(images, sigmas, valid, psfs, centre, theta, bulge_extent)
+    if not (np.isfinite(r_start) and r_start > 0):
+        raise BulgeDiscError(f"unusable starting radius {r_start!r}")
+    r_hi = problem.r_hi
+    solve = problem.solve
+    imgs = problem.images
+    trunc = problem.trunc
+
+    q0 = min(max(float(q_start), 0.1), 1.0) if np.isfinite(q_start) else 0.7
+    r0 = min(max(float(r_start), 0.6), r_hi / 2)
+    lo = [math.log10(0.5), math.log10(0.05), N_BULGE_BOUNDS[0], 0.2, 0.05]
+    hi = [math.log10(r_hi), math.log10(max_ratio), N_BULGE_BOUNDS[1], 1.0, 1.0]
+    x0 = np.clip([math.log10(r0 * 1.2), math.log10(0.35), 3.0, min(q0 + 0.2, 1.0), q0],
+                 np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+    prior = _prior_terms(priors)
+
+    def residual(v):
+        return np.concatenate([solve(v)[0], prior(v)])
+
+    try:
+        res = opt.least_squares(residual, x0, bounds=(lo, hi),
+                                x_scale=[0.1, 0.2, 0.5, 0.1, 0.1], max_nfev=max_nfev)
+    except (ValueError, FloatingPointError, OverflowError, np.linalg.LinAlgError) as exc:
+        raise BulgeDiscError(f"bulge + disc fit raised {type(exc).__name__}: {exc}") from exc
+    if not np.all(np.isfinite(res.x)) or res.status < 0:
+        raise BulgeDiscError(f"bulge + disc fit did not converge: {res.message}")
+    resid, fluxes, conv, samples = solve(res.x)
+    if not np.any(fluxes.sum(axis=1) > 0):
+        raise BulgeDiscError("no positive flux in any band")
+    flux_cov = problem.flux_covariance(res.x, fluxes, conv, prior,
+                                       scale=max(float(resid @ resid) / max(resid.size, 1), 1.0))
+    n_par = 5 + 2 * len(imgs)
+    dof = max(resid.size - n_par, 1)
+    r_d = 10.0 ** res.x[0]
+    return BulgeDiscFit(
+        bands=tuple(bands), centre=(float(centre[0]), float(centre[1])), theta=float(theta),
+        n_bulge=float(res.x[2]), r_bulge=float(r_d * 10.0 ** res.x[1]), q_bulge=float(res.x[3]),
+        r_disc=float(r_d), q_disc=float(res.x[4]),
+        flux_bulge=fluxes[:, 0].copy(), flux_disc=fluxes[:, 1].copy(),
+        bulge_extent=trunc, chi2_red=float(resid @ resid / dof), nfev=int(res.nfev),
+        flux_cov=flux_cov,
+        convolved={name: conv[k][0] * fluxes[k, 0] + conv[k][1] * fluxes[k, 1]
+                   for k, name in enumerate(bands)},
+        intrinsic={name: (problem.render.intrinsic(samples[0]) * fluxes[k, 0],
+                          problem.render.intrinsic(samples[1]) * fluxes[k, 1])
+                   for k, name in enumerate(bands)},
+    )
+
+
+def _aperture_and_grid(fit: BulgeDiscFit, image, valid, band: str, extent: float):
+    """Residual aperture (pixels, flags) and the radius grid of the curves of growth."""
+    shape = image.shape
+    r_pix = halfmass.elliptical_radius(shape, fit.centre)
+    ring = halfmass._ring_index(r_pix)
+    filled = np.where(valid, image, fit.convolved[band])
+    r_ap, rp, flag = halfmass._petrosian_aperture(r_pix, ring, filled, valid, extent)
+    r_big = max(fit.r_disc, fit.r_bulge * max(fit.bulge_extent, 1.0) if
+                np.isfinite(fit.bulge_extent) else fit.r_bulge)
+    n_in = int(math.ceil(r_ap)) * halfmass._FINE
+    grid = np.concatenate([np.linspace(0.0, r_ap, n_in + 1),
+                           np.geomspace(r_ap, max(r_ap * 1.01, 200.0 * r_big), 401)[1:]])
+    cumulative = halfmass._CumulativeProfile(
+        halfmass.elliptical_radius(shape, fit.centre, oversample=halfmass._SUBPIXELS),
+        halfmass._SUBPIXELS)
+    return r_ap, rp, flag, grid, cumulative
+
+
+def _half_radius(grid, cum, r_ap, fraction: float = 0.5) -> tuple[float, int]:
+    total = float(cum[-1])
+    if not np.all(np.isfinite(cum)) or total <= 0:
+        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_FLUX"]
+    r = halfmass._first_crossing(grid, cum, fraction * total)
+    if not np.isfinite(r):
+        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_CROSSING"]
+    return r, halfmass.HALFMASS_FLAGS_BY_NAME["EXTRAPOLATED"] if r > r_ap else 0
+
+
+def light_radius(fit: BulgeDiscFit, image: np.ndarray, valid: np.ndarray, *, band: str,
+                 extent: float = 3.0, fraction: float = 0.5) -> tuple[float, int]:
+    """PSF-corrected circular radius (pixels) holding ``fraction`` of the light of ``band``.
+
+    Bulge + disc model in circles about the fit's centre (analytic, to 200 × the larger
+    scale length) plus the residual ``image − model ⊗ PSF`` inside ``extent`` circular
+    Petrosian radii (masked pixels carry none). Returns ``(radius, flag)`` with bits of
+    `galcat.halfmass.HALFMASS_FLAGS`; NaN radius when a fatal bit is set.
+    """
+    k = fit.band(band)
+    image = np.asarray(image, dtype=np.float64)
+    r_ap, _, flag, grid, cumulative = _aperture_and_grid(fit, image, valid, band, extent)
+    residual = np.where(valid, image - fit.convolved[band], 0.0)
+    cum = (fit.flux_bulge[k] * fit.circular_fraction(grid, "bulge")
+           + fit.flux_disc[k] * fit.circular_fraction(grid, "disc")
+           + cumulative(residual, np.minimum(grid, r_ap)))
+    r, f = _half_radius(grid, cum, r_ap, fraction)
+    return r, flag | f
+
+
+def component_colours(fit: BulgeDiscFit, blue: str, red: str, dzp: float, *,
+                      prior: tuple[float, float] | None = None) -> dict[str, float]:
+    """Colours ``m_blue − m_red`` (mag) of bulge and disc, optionally shrunk to a prior.
+
+    The total colour of the galaxy is measured far better than the colour difference
+    ``Δ = c_bulge − c_disc``, whose error (``delta_err``, from `BulgeDiscFit.flux_cov`,
+    the structure marginalised) grows fast as the decomposition weakens at low S/N.
+    With ``prior = (mean, sd)`` Δ is replaced by its posterior mean under a Gaussian
+    prior, ``(Δ/σ² + mean/sd²) / (1/σ² + 1/sd²)``, and the two colours are re-solved so
+    that the blue-band flux of bulge + disc stays the fitted one; at high S/N Δ stays the
+    measured one, at low S/N it goes to the prior mean. A component without positive
+    flux in both bands takes the colour of the galaxy (Δ = 0 for it).
+    Returns ``bulge``, ``disc``, ``delta_measured``, ``delta_err``, ``delta``.
+    """
+    kb, kr = fit.band(blue), fit.band(red)
+    fb = np.array([fit.flux_bulge[kb], fit.flux_disc[kb]])
+    fr = np.array([fit.flux_bulge[kr], fit.flux_disc[kr]])
+    total_blue, total_red = float(fb.sum()), float(fr.sum())
+    if not (total_blue > 0 and total_red > 0):
+        raise BulgeDiscError(f"no positive total flux in {blue} and {red}")
+    total = dzp - 2.5 * math.log10(total_blue / total_red)
+    if not (np.all(fb > 0) and np.all(fr > 0)):
+        return {"bulge": total, "disc": total, "delta_measured": math.nan,
+                "delta_err": math.nan, "delta": 0.0}
+    delta_measured = float(-2.5 * math.log10(fb[0] / fr[0] * fr[1] / fb[1]))
+    idx = [2 * kb, 2 * kb + 1, 2 * kr, 2 * kr + 1]
+    cov = fit.flux_cov[np.ix_(idx, idx)]
+    grad = 2.5 / math.log(10) * np.array([-1 / fb[0], 1 / fb[1], 1 / fr[0], -1 / fr[1]])
+    var = float(grad @ cov @ grad)
+    delta = delta_measured
+    if prior is not None:
+        mean, sd = prior
+        if not (np.isfinite(var) and var > 0):
+            var = math.inf
+        w_data = 0.0 if math.isinf(var) else 1.0 / var
+        delta = (w_data * delta_measured + mean / sd**2) / (w_data + 1.0 / sd**2)
+    # keep the blue flux of the galaxy: F_blue = 10^(0.4 dzp) 10^(-0.4 c_d) (F_rb 10^(-0.4 Δ) + F_rd)
+    disc = -2.5 * math.log10(total_blue * 10.0 ** (-0.4 * dzp)
+                             / (fr[0] * 10.0 ** (-0.4 * delta) + fr[1]))
+    return {"bulge": disc + delta, "disc": disc, "delta_measured": delta_measured,
+            "delta_err": math.sqrt(var) if np.isfinite(var) else math.nan, "delta": delta}
+
+
+def mass_radius(
+    fit: BulgeDiscFit,
+    image: np.ndarray,
+    valid: np.ndarray,
+    *,
+    relation: str,
+    zeropoints: dict[str, float],
+    extent: float = 3.0,
+    colour_prior: tuple[float, float] | None = None,
+) -> tuple[float, int, dict]:
+    """Half-stellar-mass circular radius (pixels) from the components' colours.
+
+    The colour of each component (``m_blue − m_red`` of its fitted fluxes, clipped to
+    `galcat.halfmass.COLOUR_LIMITS`) gives its M/L (`galcat.halfmass.mass_to_light`);
+    the mass inside a circle is ``Σ_c M/L_c L_c(< R)`` in the luminosity band
+    (``image`` is that band) plus the residual inside the aperture times the model's
+    local M/L. A component with no flux in the luminosity band carries no mass.
+    Returns ``(radius, flag, info)``; ``info`` holds the colours and M/L ratios.
+    """
+    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[relation]
+    lum = halfmass.LUMINOSITY_BAND[relation]
+    lo, hi = halfmass.COLOUR_LIMITS[relation]
+    kl = fit.band(lum)
+    flag = 0
+    colours = component_colours(fit, blue, red, zeropoints[blue] - zeropoints[red],
+                                prior=colour_prior)
+    ml = {}
+    for comp in ("bulge", "disc"):
+        colour = colours[comp]
+        if not lo <= colour <= hi:
+            flag |= halfmass.HALFMASS_FLAGS_BY_NAME["COLOUR_CLIPPED"]
+        colours[comp] = float(np.clip(colour, lo, hi))
+        ml[comp] = float(halfmass.mass_to_light(colours[comp], relation))
+    image = np.asarray(image, dtype=np.float64)
+    r_ap, _, ap_flag, grid, cumulative = _aperture_and_grid(fit, image, valid, lum, extent)
+    bulge_l, disc_l = fit.intrinsic[lum]
+    light = bulge_l + disc_l
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local_ml = np.where(light > 0, (ml["bulge"] * bulge_l + ml["disc"] * disc_l) / light,
+                            ml["disc"])
+    residual = np.where(valid, image - fit.convolved[lum], 0.0) * local_ml
+    cum = (ml["bulge"] * fit.flux_bulge[kl] * fit.circular_fraction(grid, "bulge")
+           + ml["disc"] * fit.flux_disc[kl] * fit.circular_fraction(grid, "disc")
+           + cumulative(residual, np.minimum(grid, r_ap)))
+    r, f = _half_radius(grid, cum, r_ap)
+    info = {**colours, "colour_bulge": colours["bulge"], "colour_disc": colours["disc"],
+            "ml_bulge": ml["bulge"], "ml_disc": ml["disc"], "aperture_pix": r_ap}
+    return r, flag | ap_flag | f, info
