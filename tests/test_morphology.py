@@ -14,6 +14,7 @@ import statmorph
 from astropy.io import fits
 from scipy import ndimage
 
+from galcat.halfmass import HALFMASS_FLAGS_BY_NAME
 from galcat.morphology import (
     FEATURE_DESCRIPTIONS,
     FEATURE_UNITS,
@@ -187,15 +188,21 @@ def test_sersic_index_of_a_psf_convolved_galaxy(n, hlr):
         assert raw["sersic_n"] > 1.2 * n
 
 
+@pytest.mark.parametrize("model", ["bulge_disc", "sersic"])
 @pytest.mark.parametrize(("n", "hlr"), [(1.0, 0.6), (1.0, 2.5), (4.0, 1.0), (4.0, 1.5)])
-def test_r50_psf_corrected_of_a_psf_convolved_galaxy(n, hlr):
+def test_r50_psf_corrected_of_a_psf_convolved_galaxy(n, hlr, model):
     # round, untruncated galaxies: GalSim's half_light_radius is the circular r50, and
     # the model is integrated to infinity (r50_model_extent = 0) like GalSim's profile
     batch, segmap = sersic_batch(n=n, hlr=hlr, psf_fwhm=1.3, peak_snr=300.0, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        row = measure_object(batch, 0, segmap,
-                             config=config(half_mass=False, r50_model_extent=0.0))
+        row = measure_object(batch, 0, segmap, config=config(
+            half_mass=False, r50_model_extent=0.0, r50_model=model))
+    # a one-component galaxy is a bulge + disc with B/T = 1 (n = 4) or ~0 (n = 1)
+    if model == "bulge_disc":
+        assert row["bulge_to_total"] == pytest.approx(1.0 if n == 4.0 else 0.0, abs=0.15)
+    else:
+        assert math.isnan(row["bulge_to_total"])
     assert not row["flag"] & MeasureFlag.R50_PSF_FAILED
     assert row["r50_psf_corrected"] == pytest.approx(hlr, rel=0.05)
     if hlr < 1.3:  # below one PSF FWHM statmorph's r50 (PSF-convolved) is far too large
@@ -250,6 +257,22 @@ def test_missing_band_for_half_mass():
     assert row["flag"] & MeasureFlag.HALFMASS_FAILED
     assert math.isnan(row["r50_mass"])
     assert np.isfinite(row["r50"]) and np.isfinite(row["gini"])  # statmorph still ran
+
+
+def test_failed_bulge_disc_fit_falls_back_to_the_ring_route_and_the_sersic_r50():
+    # a band without a usable PSF model: the bulge + disc fit cannot run
+    batch, segmap = sersic_batch(n=1.0, hlr=2.0, psf_fwhm=1.3, peak_snr=300.0,
+                                 bands=("g", "r", "i"))
+    batch.psf[0] = 0.0
+    with pytest.warns(MeasureWarning, match="object 11: bulge \\+ disc fit failed: PSF 1"):
+        row = measure_object(batch, 0, segmap, config=config())
+    assert math.isnan(row["bulge_to_total"])
+    assert row["r50_mass_flag"] & HALFMASS_FLAGS_BY_NAME["NO_BULGE_DISC"]
+    # one colour, so mass follows light; without the g PSF the ring route cannot correct
+    # for the PSF, which widens the profile
+    assert 2.0 < row["r50_mass"] < 2.5
+    assert row["r50_psf_corrected"] == pytest.approx(2.0, rel=0.05)
+    assert not row["flag"] & (MeasureFlag.HALFMASS_FAILED | MeasureFlag.R50_PSF_FAILED)
 
 
 def test_galaxy_at_the_edge():

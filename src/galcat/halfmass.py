@@ -124,6 +124,8 @@ HALFMASS_FLAGS: dict[int, tuple[str, str]] = {
     512: ("EXTRAPOLATED", "the half-mass radius lies beyond the aperture, in the Sersic "
           "extrapolation"),
     1024: ("BAD_INPUT", "centre outside the cutout or shapes that disagree; radius NaN"),
+    2048: ("NO_BULGE_DISC", "colour model bulge_disc: the bulge + disc fit failed and the "
+           "gradient colour model was used instead"),
 }
 #: name → bit of `HALFMASS_FLAGS`.
 HALFMASS_FLAGS_BY_NAME: dict[str, int] = {name: bit for bit, (name, _) in HALFMASS_FLAGS.items()}
