@@ -233,6 +233,11 @@ def main() -> None:
     for q in ("r50_statmorph", "r50_sersic", "sersic_n_truth", "q", "q_moments"):
         extra[q] = v.median_abs(table.loc[sel, f"err_{q}"])
         print(f"{q:>10} {100 * extra[q]:7.1f}%  (not a goal)")
+    bt_diff = table.loc[sel, "diff_bulge_to_total"].to_numpy(np.float64)
+    extra["bulge_to_total_abs"] = v.median_abs(bt_diff)
+    print(f"bulge_to_total: median |B/T - truth_bt| = {extra['bulge_to_total_abs']:.3f} "
+          f"(bias {np.nanmedian(bt_diff):+.3f}, NaN {np.mean(~np.isfinite(bt_diff)):.1%}; "
+          "absolute, not a goal)")
 
     print("\ndeblending of galaxies with a companion (success = both objects recovered and "
           f"|F_1/F_primary - 1| <= {v.FLUX_TOLERANCE:g}; split = measured vs true F_1/(F_1+F_c))")

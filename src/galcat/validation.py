@@ -40,9 +40,11 @@ isolated
 Quantities compared (`QUANTITIES`)
 ----------------------------------
 ``r50``        the headline light r50: ``r50_psf_corrected``, the PSF-corrected circular
-               half-light radius (Szomoru et al. 2010: PSF-free Sérsic model + residual,
-               the model beyond the aperture; `galcat.halfmass.psf_corrected_light_radius`)
-               vs ``truth_r50_r`` (PSF-free circular-aperture r50).
+               half-light radius (Szomoru et al. 2010: PSF-free model + residual, the
+               model beyond the aperture; by default the bulge + disc model of
+               `galcat.bulgedisc.light_radius`, else the single Sérsic of
+               `galcat.halfmass.psf_corrected_light_radius`) vs ``truth_r50_r``
+               (PSF-free circular-aperture r50).
 ``r50_statmorph`` statmorph's circular r50 (light, PSF-convolved image, total = flux
                within 1.5 Petrosian radii) vs ``truth_r50_r``: not PSF-corrected, so
                +20% below one PSF FWHM and −10–15% above three.
@@ -50,8 +52,9 @@ Quantities compared (`QUANTITIES`)
                integrated with the synthetic survey's own enclosed-light table
                (`sersic_circular_r50`), vs ``truth_r50_r``. Reported as the extrapolated,
                PSF-corrected alternative to ``r50``.
-``r50_mass``   the half-mass radius of `galcat.halfmass` (colour -> M/L -> mass profile)
-               vs ``truth_r50_mass``.
+``r50_mass``   the half-mass radius (colour -> M/L -> mass profile; by default the
+               component colours of `galcat.bulgedisc.mass_radius`, else the ring
+               colours of `galcat.halfmass`) vs ``truth_r50_mass``.
 ``sersic_n``   the headline: ``sersic_n`` vs ``sersic_n_ref``, the same single-Sérsic fit
                (the same code path, `galcat.morphology.measure_object`) run on the
                NOISELESS, PSF-free render of the galaxy (`sersic_reference_n`). The
@@ -63,6 +66,9 @@ Quantities compared (`QUANTITIES`)
                (r80/r20) of the composite bulge + disc: a different estimator from a 2-D
                single-Sérsic fit, so its error mixes model mismatch with measurement.
 ``q``          ``sersic_q`` vs ``truth_q`` (axis ratio of the dominant component).
+``diff_bulge_to_total`` (a column, not a `QUANTITIES` entry) ``bulge_to_total`` −
+               ``truth_bt``: the r-band B/T of the bulge + disc fit
+               (`galcat.bulgedisc`) against the drawn one, an absolute difference.
 ``q_moments``  ``1 - ellipticity`` (image moments) vs ``truth_q``.
 
 Deblending
@@ -500,7 +506,7 @@ def sersic_reference_n(
 
     settings = measure_settings(config)
     band = band or settings["detect_band"]
-    settings = {**settings, "half_mass": False, "detect_band": band}
+    settings = {**settings, "half_mass": False, "detect_band": band, "r50_model": "sersic"}
     ps = float(config["synthetic"]["pixel_scale"])
     out = np.full(len(rows), np.nan)
     for i, (_, row) in enumerate(rows.iterrows()):
@@ -668,6 +674,9 @@ def recovery_table(
     errors = {
         f"err_{q.name}": fractional_error(table[q.measured], table[q.truth]) for q in QUANTITIES
     }
+    # B/T is a fraction: scored by its absolute difference, not relative to the truth
+    errors["diff_bulge_to_total"] = (table["bulge_to_total"].to_numpy(np.float64)
+                                     - table["truth_bt"].to_numpy(np.float64))
     table = pd.concat([table, pd.DataFrame(errors, index=table.index)], axis=1)
     deblend = pd.DataFrame(deblend_rows)
     return table, deblend
