@@ -39,8 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 import scipy.optimize as opt
-import scipy.signal
 import scipy.special as sp
 from scipy import ndimage
 
@@ -103,11 +103,23 @@ class _Renderer:
             if p.ndim != 2 or not (np.isfinite(total) and total > 0):
                 raise BulgeDiscError(f"PSF {k} has no positive finite sum (shape {p.shape})")
             self.psfs.append(p / total)
-        self.shifted = []
+        # per band: the PSF's transform (it is convolved with many models), the PSF
+        # shifted to every sub-pixel offset (flattened), and where each core pixel's
+        # stamp lands in the flattened image (-1 outside)
+        self.shifted, self.targets, self.transforms = [], [], []
         for p in self.psfs:
             stack = [ndimage.shift(p, (oy, ox), order=3, mode="constant")
                      for oy, ox in zip(dy, dx, strict=True)]
-            self.shifted.append(np.array([a / a.sum() for a in stack]))
+            self.shifted.append(np.array([a.ravel() / a.sum() for a in stack]))
+            py, px = p.shape
+            fy, fx = (scipy.fft.next_fast_len(ny + py - 1, real=True),
+                      scipy.fft.next_fast_len(nx + px - 1, real=True))
+            self.transforms.append((scipy.fft.rfft2(p, s=(fy, fx)), (fy, fx), (py, px)))
+            oy, ox = np.mgrid[0:py, 0:px]
+            rows = self.core[:, 0, None] - py // 2 + oy.ravel()[None, :]
+            cols = self.core[:, 1, None] - px // 2 + ox.ravel()[None, :]
+            inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+            self.targets.append((np.where(inside, rows * nx + cols, -1), inside))
 
     def sample(self, n: float, r_eff: float, q: float, trunc: float):
         """Pixel-centre samples and the sub-pixel samples of the core pixels."""
@@ -130,16 +142,18 @@ class _Renderer:
     def convolved(self, samples, band: int) -> np.ndarray:
         """``samples`` convolved with the PSF of ``band`` (core sub-pixels each shifted)."""
         image, core = samples
-        psf, shifted = self.psfs[band], self.shifted[band]
-        model = scipy.signal.fftconvolve(image, psf, mode="same")
         ny, nx = self.shape
-        py, px = psf.shape
-        for (j, i), sub in zip(self.core, core, strict=True):
-            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
-            top, left = j - py // 2, i - px // 2
-            y0s, x0s = max(0, top), max(0, left)
-            y1s, x1s = min(ny, top + py), min(nx, left + px)
-            model[y0s:y1s, x0s:x1s] += stamp[y0s - top:y1s - top, x0s - left:x1s - left]
+        transform, fshape, (py, px) = self.transforms[band]
+        full = scipy.fft.irfft2(scipy.fft.rfft2(image, s=fshape) * transform, s=fshape)
+        model = full[(py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx].copy()
+        if core.size:
+            # each core pixel: its sub-pixel samples through the shifted PSFs, in place of
+            # its centre sample through the PSF
+            stamps = (core / core.shape[1]) @ self.shifted[band]
+            stamps -= image[tuple(self.core.T)][:, None] * self.psfs[band].ravel()[None, :]
+            targets, inside = self.targets[band]
+            model += np.bincount(targets[inside], weights=stamps[inside],
+                                 minlength=ny * nx).reshape(ny, nx)
         return model
 
 
