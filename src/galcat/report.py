@@ -20,25 +20,30 @@ from galcat.tables import read_table, table_metadata
 
 __all__ = ["truth_comparisons", "write_report"]
 
-#: (measured column, truth column, label) pairs scored when both exist.
+#: (measured column, truth column, label, error) scored when both columns exist; error
+#: "fraction" is (measured - truth) / truth, "difference" measured - truth (for fractions
+#: such as B/T, whose truth can be ~0).
 TRUTH_PAIRS = (
-    ("r50", "truth_r50_r", "r50 (light, r band) [arcsec]"),
-    ("r50_mass", "truth_r50_mass", "half-mass radius [arcsec]"),
-    ("sersic_n", "truth_sersic_n", "Sérsic index"),
-    ("sersic_q", "truth_q", "axis ratio"),
+    ("r50_psf_corrected", "truth_r50_r", "r50 PSF-corrected (light, r band) [arcsec]",
+     "fraction"),
+    ("r50", "truth_r50_r", "r50 statmorph (PSF-convolved) [arcsec]", "fraction"),
+    ("r50_mass", "truth_r50_mass", "half-mass radius [arcsec]", "fraction"),
+    ("sersic_n", "truth_sersic_n", "Sérsic index (truth: concentration-matched)", "fraction"),
+    ("sersic_q", "truth_q", "axis ratio", "fraction"),
+    ("bulge_to_total", "truth_bt", "bulge-to-total (r band), difference", "difference"),
 )
 
 
 def truth_comparisons(cat: pd.DataFrame) -> pd.DataFrame:
-    """Median fractional bias and robust scatter of each measurement vs its truth."""
+    """Median bias and robust scatter of each measurement vs its truth (`TRUTH_PAIRS`)."""
     rows = []
-    for measured, truth, label in TRUTH_PAIRS:
+    for measured, truth, label, error in TRUTH_PAIRS:
         if measured not in cat or truth not in cat:
             continue
         m = cat[measured].to_numpy(float)
         t = cat[truth].to_numpy(float)
-        ok = np.isfinite(m) & np.isfinite(t) & (t != 0)
-        frac = (m[ok] - t[ok]) / t[ok]
+        ok = np.isfinite(m) & np.isfinite(t) & ((t != 0) | (error == "difference"))
+        frac = (m[ok] - t[ok]) / t[ok] if error == "fraction" else m[ok] - t[ok]
         mad = 1.4826 * np.median(np.abs(frac - np.median(frac))) if ok.any() else np.nan
         rows.append(
             {
@@ -47,9 +52,10 @@ def truth_comparisons(cat: pd.DataFrame) -> pd.DataFrame:
                 "truth": truth,
                 "n": int(ok.sum()),
                 "n_missing": int((~ok).sum()),
+                "error": error,
                 "median_bias": float(np.median(frac)) if ok.any() else np.nan,
                 "scatter_nmad": float(mad),
-                "median_abs_frac_error": float(np.median(np.abs(frac))) if ok.any() else np.nan,
+                "median_abs_error": float(np.median(np.abs(frac))) if ok.any() else np.nan,
             }
         )
     return pd.DataFrame(rows)
