@@ -14,6 +14,8 @@ features with the truth and scores them with `galcat.validation`:
   r50_psf_corrected (goal ≤ 5%), |Δr50_mass|/r50_mass (≤ 10%), |Δn|/n against the
   estimator-matched reference (≤ 15%); statmorph's r50 and n against truth_sersic_n are
   printed below them ("not a goal");
+* Sérsic n, r50 and q of single-Sérsic injections (``--single-sersic N``), whose index
+  is exact, unlike a bulge + disc's (`galcat.validation.single_sersic_table`);
 * deblending success of every segmentation method on the mergers and projections.
 
 Definitions (S/N, isolated, the dimming that populates low S/N, the deblending
@@ -147,6 +149,32 @@ def _plots(table: pd.DataFrame, stats_snr: pd.DataFrame, out: Path) -> list[str]
     return written
 
 
+def _print_single_sersic(single: pd.DataFrame) -> dict:
+    """Table of the single-Sersic injections (exact n) by S/N; returns the JSON summary."""
+    snr = single["snr"].to_numpy(np.float64)
+    print(f"\nsingle-Sersic injections ({len(single)} galaxies, r band, n ~ U(0.5, 6), "
+          "the index is exact): median bias / NMAD of (measured - truth) / truth, per cent")
+    print(f"{'S/N bin':>8} {'n':>4} {'sersic_n':>14} {'r50':>14} {'q':>14}")
+    idx = v.assign_bins(snr, v.SNR_EDGES)
+    for k in range(len(v.SNR_EDGES) + 1):
+        sub = single[idx == k]
+        cells = []
+        for col in ("err_sersic_n", "err_r50", "err_q"):
+            st = v.summarize(sub[col]) if len(sub) else {"bias": np.nan, "nmad": np.nan}
+            cells.append(f"{_fmt(st['bias']):>6}/{_fmt(st['nmad'], sign=False):<7}")
+        print(f"{v.bin_label(v.SNR_EDGES, k):>8} {len(sub):>4} " + " ".join(cells))
+    sel = snr > v.HEADLINE_MIN_SNR
+    out = {"n": int(sel.sum())}
+    for col, name in (("err_sersic_n", "sersic_n"), ("err_r50", "r50"), ("err_q", "q")):
+        err = single.loc[sel, col].to_numpy(np.float64)
+        out[name] = round(v.median_abs(err), 4)
+        out[f"{name}_nan"] = round(float(np.mean(~np.isfinite(err))), 4)
+    print(f"S/N > {v.HEADLINE_MIN_SNR:g} (n = {out['n']}): median |dn|/n = "
+          f"{100 * out['sersic_n']:.1f}% (goal {100 * v.GOALS['sersic_n']:.0f}%), "
+          f"|dr50|/r50 = {100 * out['r50']:.1f}%, |dq|/q = {100 * out['q']:.1f}%")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=400, help="galaxies (default 400)")
@@ -158,6 +186,8 @@ def main() -> None:
     parser.add_argument("--scheduler", default="processes",
                         choices=["threads", "processes", "synchronous"])
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--single-sersic", type=int, default=200, metavar="N",
+                        help="single-Sersic injections with exact n (0: skip; default 200)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override, e.g. measure.background=none")
     args = parser.parse_args()
@@ -175,6 +205,11 @@ def main() -> None:
         args.n, cfg, methods=args.methods, scheduler=args.scheduler, workers=args.workers,
         dim_max=args.dim_max,
     )
+    single = None
+    if args.single_sersic > 0:
+        single = v.single_sersic_table(args.single_sersic, cfg, scheduler=args.scheduler,
+                                       workers=args.workers)
+        single.to_csv(args.out / "single_sersic_objects.csv", index=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 
     iso = table["isolated"].to_numpy(bool)
@@ -239,6 +274,8 @@ def main() -> None:
           f"(bias {np.nanmedian(bt_diff):+.3f}, NaN {np.mean(~np.isfinite(bt_diff)):.1%}; "
           "absolute, not a goal)")
 
+    single_summary = _print_single_sersic(single) if single is not None else None
+
     print("\ndeblending of galaxies with a companion (success = both objects recovered and "
           f"|F_1/F_primary - 1| <= {v.FLUX_TOLERANCE:g}; split = measured vs true F_1/(F_1+F_c))")
     print(f"{'method':>15} {'kind':>11} {'n':>4} {'recovered':>9} {'flux ok':>8} "
@@ -282,6 +319,7 @@ def main() -> None:
         "flagged_fraction": rnd(float(np.mean(flag != 0))),
         "flagged_fraction_isolated": rnd(float(np.mean(flag[iso] != 0))),
         "flagged_bad_fraction": rnd(float(np.mean(flag & ~v.BENIGN_FLAGS != 0))),
+        "single_sersic": single_summary,
         "deblending": deblending,
         "isolated_isophotal_flux_ratio": rnd(np.nanmedian(iso_ratio)),
         "seconds_wall": round(wall, 1),

@@ -340,3 +340,22 @@ def test_deblending_recovers_most_companions(recovery):
     s = v.run_deblending(deblend).set_index(["method", "kind"])
     assert s.loc[("multithreshold", "all"), "n"] >= 4
     assert s.loc[("multithreshold", "all"), "recovered"] >= 0.5
+
+
+@pytest.mark.slow
+def test_single_sersic_injections_recover_the_exact_index():
+    """Galaxies that are one Sérsic profile have an exact n: the headline n is scored on
+    them too (bench/morphology_recovery.py prints the figure with 200 of them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = v.single_sersic_table(24, load_config(), scheduler="synchronous")
+    assert len(table) == 24 and table["object_id"].is_unique
+    assert table["truth_n"].between(*v.SINGLE_SERSIC_N).all()
+    # the r80 of every galaxy fits the cutout, as in the survey
+    cfg = load_config()
+    half_width = 0.5 * cfg["synthetic"]["cutout_size"] * cfg["synthetic"]["pixel_scale"]
+    assert (table["truth_r50"] < 0.8 * half_width).all()
+    sel = table["snr"] > v.HEADLINE_MIN_SNR
+    assert sel.sum() >= 12
+    assert v.median_abs(table.loc[sel, "err_sersic_n"]) <= 2 * v.GOALS["sersic_n"]
+    assert v.median_abs(table.loc[sel, "err_r50"]) <= 2 * v.GOALS["r50"]

@@ -123,6 +123,7 @@ __all__ = [
     "recovery_table",
     "run_deblending",
     "sersic_circular_r50",
+    "single_sersic_table",
     "snr_isophotal",
     "sersic_reference_n",
     "snr_optimal",
@@ -279,8 +280,9 @@ def snr_optimal(model: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return np.sqrt(term.sum(axis=(-2, -1)))
 
 
-def sersic_circular_r50(n, q, r_eff) -> np.ndarray:
-    """Circular-aperture half-light radius of Sérsic fits (arcsec).
+def sersic_circular_r50(n, q, r_eff, *, fraction: float = 0.5) -> np.ndarray:
+    """Circular-aperture half-light radius of Sérsic fits (arcsec); ``fraction`` other
+    than 0.5 gives the radius holding that fraction of the light (e.g. 0.8: r80).
 
     ``r_eff`` is the half-light **semi-major axis** (statmorph / astropy ``Sersic2D``);
     the profile is elliptical with axis ratio ``q``. The enclosed light in circles uses
@@ -305,9 +307,9 @@ def sersic_circular_r50(n, q, r_eff) -> np.ndarray:
         r_e = ri * math.sqrt(qi)  # GalSim's half_light_radius: circularised
         frac = np.asarray(synthetic.enclosed_fraction(min(max(ni, 0.5), 6.0), qi, 1.0, x))
         frac = np.maximum.accumulate(frac.astype(np.float64)) + 1e-12 * np.arange(x.size)
-        if frac[0] > 0.5 or frac[-1] < 0.5:
+        if frac[0] > fraction or frac[-1] < fraction:
             continue
-        out.flat[i] = r_e * float(np.interp(0.5, frac, x))
+        out.flat[i] = r_e * float(np.interp(fraction, frac, x))
     return out
 
 
@@ -680,6 +682,98 @@ def recovery_table(
     table = pd.concat([table, pd.DataFrame(errors, index=table.index)], axis=1)
     deblend = pd.DataFrame(deblend_rows)
     return table, deblend
+
+
+#: Sérsic index range of `single_sersic_table` (GalSim's range is 0.3-6.2).
+SINGLE_SERSIC_N = (0.5, 6.0)
+#: Matched-filter S/N range of `single_sersic_table` (log-uniform): isophotal S/N ~10-150.
+SINGLE_SERSIC_SNR = (25.0, 400.0)
+
+
+def single_sersic_table(
+    n: int,
+    config: Mapping,
+    *,
+    seed: int = 0,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Inject ``n`` single elliptical Sérsic galaxies, whose index is exact, and measure them.
+
+    The synthetic survey is bulge + disc, so its galaxies have no exact Sérsic index; here
+    each galaxy is one GalSim Sérsic (n ~ U(0.5, 6) on a 0.1 grid, truncated at 8 r_e as
+    the survey's bulges; circularised r_e ~ U(0.5, 2.5) arcsec, shrunk so that r80 fits the
+    cutout as the survey does; q ~ U(0.4, 1)), convolved with the survey's r-band PSF and
+    pixel, over its r-band sky noise, with the flux set by a matched-filter S/N
+    log-uniform in `SINGLE_SERSIC_SNR`. One band (r), segmented and measured with the
+    config's ``segment`` and ``measure`` sections (half-mass off: it needs colours).
+
+    Returns one row per galaxy: ``object_id``, ``truth_n``, ``truth_q``, ``truth_r50``
+    (circular, arcsec, `sersic_circular_r50`), ``snr`` (isophotal), the features
+    columns and ``err_sersic_n``, ``err_r50``, ``err_q`` (fractional errors).
+    """
+    import galsim
+
+    from galcat.morphology import MeasureWarning, measure_shard
+    from galcat.segment import segment_shard
+    from galcat.store import CutoutBatch
+    from galcat.surveys import synthetic
+
+    cfg = copy.deepcopy(dict(config))
+    cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
+    if scheduler is not None or workers is not None:
+        cfg["dask"] = dict(cfg.get("dask") or {})
+        if scheduler is not None:
+            cfg["dask"]["scheduler"] = scheduler
+        if workers is not None:
+            cfg["dask"]["workers"] = int(workers)
+    syn = cfg["synthetic"]
+    size, ps = int(syn["cutout_size"]), float(syn["pixel_scale"])
+    sky = synthetic.band_set(cfg)["r"].sky_sigma(ps)
+    psf_obj = synthetic._psf_profile(synthetic.psf_fwhm(cfg, "r"))
+    rng = np.random.default_rng([int(seed), 0x53E5])
+    n_true = np.round(rng.uniform(*SINGLE_SERSIC_N, n) / 0.1) * 0.1
+    r_e = rng.uniform(0.5, 2.5, n)
+    q = rng.uniform(0.4, 1.0, n)
+    beta = rng.uniform(0.0, 180.0, n)
+    target = np.exp(rng.uniform(*np.log(SINGLE_SERSIC_SNR), n))
+    noise = rng.standard_normal((n, size, size))
+    r_max = 0.8 * 0.5 * size * ps
+    images, truth_r50 = np.empty((n, 1, size, size)), np.empty(n)
+    for i in range(n):
+        # r80 of the circular curve of growth must fit the cutout, as in the survey
+        r80 = float(sersic_circular_r50(n_true[i], q[i], r_e[i] / math.sqrt(q[i]),
+                                        fraction=0.8)[0])
+        r_e[i] *= min(1.0, r_max / r80)
+        gal = galsim.Sersic(n=float(n_true[i]), half_light_radius=float(r_e[i]),
+                            trunc=synthetic.TRUNC * float(r_e[i]), flux_untruncated=True,
+                            flux=1.0, gsparams=synthetic._GSPARAMS)
+        gal = gal.shear(q=float(q[i]), beta=float(beta[i]) * galsim.degrees)
+        model = galsim.Convolve(gal, psf_obj, gsparams=synthetic._GSPARAMS).drawImage(
+            nx=size, ny=size, scale=ps, method="auto").array.astype(np.float64)
+        flux = target[i] / float(np.sqrt(np.sum((model / sky) ** 2)))
+        images[i, 0] = flux * model + sky * noise[i]
+        truth_r50[i] = float(sersic_circular_r50(n_true[i], q[i], r_e[i] / math.sqrt(q[i]))[0])
+    batch = CutoutBatch(
+        object_id=np.arange(1, n + 1, dtype=np.int64), image=images.astype(np.float32),
+        sigma=np.full(images.shape, sky, np.float32), mask=np.zeros(images.shape, bool),
+        psf=synthetic._psf_stamp(cfg, "r")[None].astype(np.float32), bands=["r"],
+        pixel_scale=ps, zeropoints=[22.5],
+    )
+    seg = segment_shard(batch, config=cfg, label="validation segment[single Sersic]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasureWarning)
+        feats = measure_shard(batch, seg.segmap, config=cfg,
+                              label="validation measure[single Sersic]")
+    table = pd.DataFrame({"object_id": batch.object_id, "truth_n": n_true, "truth_q": q,
+                          "truth_r50": truth_r50, "truth_snr_optimal": target})
+    table = table.merge(seg.table, on="object_id").merge(feats, on="object_id")
+    table["snr"] = snr_isophotal(table["seg_central_flux"].to_numpy(), batch.sigma[:, 0],
+                                 seg.segmap)
+    table["err_sersic_n"] = fractional_error(table["sersic_n"], table["truth_n"])
+    table["err_r50"] = fractional_error(table["r50_psf_corrected"], table["truth_r50"])
+    table["err_q"] = fractional_error(table["sersic_q"], table["truth_q"])
+    return table
 
 
 def binned_statistics(
