@@ -77,7 +77,7 @@ def _figures(cat: pd.DataFrame) -> list[tuple[str, str]]:
     pairs = [p for p in TRUTH_PAIRS if p[0] in cat and p[1] in cat]
     if pairs:
         fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4))
-        for ax, (measured, truth, label) in zip(np.atleast_1d(axes), pairs, strict=True):
+        for ax, (measured, truth, label, _) in zip(np.atleast_1d(axes), pairs, strict=True):
             t, m = cat[truth].to_numpy(float), cat[measured].to_numpy(float)
             ax.scatter(t, m, s=4, alpha=0.5)
             lo = np.nanmin([np.nanmin(t), np.nanmin(m)])
