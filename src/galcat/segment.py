@@ -628,17 +628,17 @@ def segment_image(
     sigma: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     *,
-    method: str = "multithreshold",
-    nsigma: float = 1.5,
-    n_pixels: int = 5,
+    method: str = DEFAULTS["method"],
+    nsigma: float = DEFAULTS["nsigma"],
+    n_pixels: int = DEFAULTS["n_pixels"],
     kernel_fwhm: float = FALLBACK_KERNEL_FWHM,
-    deblend_smoothing: float = 0.5,
-    deblend_nlevels: int = 32,
-    deblend_contrast: float = 0.01,
-    watershed_min_distance: int = 3,
-    dbscan_eps: float = 1.5,
-    dbscan_min_samples: int = 5,
-    dbscan_flux_scale: float = 1.0,
+    deblend_smoothing: float = DEFAULTS["deblend_smoothing"],
+    deblend_nlevels: int = DEFAULTS["deblend_nlevels"],
+    deblend_contrast: float = DEFAULTS["deblend_contrast"],
+    watershed_min_distance: int = DEFAULTS["watershed_min_distance"],
+    dbscan_eps: float = DEFAULTS["dbscan_eps"],
+    dbscan_min_samples: int = DEFAULTS["dbscan_min_samples"],
+    dbscan_flux_scale: float = DEFAULTS["dbscan_flux_scale"],
     max_bad_fraction: float = 0.1,
     huge_fraction: float = 0.5,
 ) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -660,10 +660,10 @@ def segment_image(
         Deblending method (see the module docstring). Default 'multithreshold'.
     nsigma : float, optional
         Detection threshold in units of the per-pixel noise, applied to the
-        smoothed image. Default 1.5.
+        smoothed image. Default `DEFAULTS["nsigma"]` (0.8, as the config).
     n_pixels : int, optional
         Minimum number of 8-connected pixels of a source and of a deblended
-        object. Default 5.
+        object. Default `DEFAULTS["n_pixels"]` (10, as the config).
     kernel_fwhm : float, optional
         FWHM in pixels of the Gaussian detection kernel (use the PSF's,
         `psf_fwhm_pixels`); 0 disables smoothing. Default 3.
