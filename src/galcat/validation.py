@@ -470,6 +470,17 @@ def dim_population(rows: pd.DataFrame, dim_max: float, seed: int) -> pd.DataFram
     return out
 
 
+def _set_dask(cfg: dict, scheduler: str | None, workers: int | None) -> None:
+    """Override the Dask scheduler and worker count of ``cfg`` (in place) where given."""
+    if scheduler is None and workers is None:
+        return
+    cfg["dask"] = dict(cfg.get("dask") or {})
+    if scheduler is not None:
+        cfg["dask"]["scheduler"] = scheduler
+    if workers is not None:
+        cfg["dask"]["workers"] = int(workers)
+
+
 def _render(n: int, config: Mapping, dim_max: float):
     from galcat.surveys import synthetic
 
@@ -584,12 +595,7 @@ def recovery_table(
     from galcat.surveys import synthetic
 
     cfg, truth = _render(n, config, dim_max)
-    if scheduler is not None or workers is not None:
-        cfg["dask"] = dict(cfg.get("dask") or {})
-        if scheduler is not None:
-            cfg["dask"]["scheduler"] = scheduler
-        if workers is not None:
-            cfg["dask"]["workers"] = int(workers)
+    _set_dask(cfg, scheduler, workers)
     per = int(shard_size or cfg.get("sharding", {}).get("objects_per_shard", 200))
     base_method = cfg.get("segment", {}).get("method", "multithreshold")
     all_methods = [base_method, *[m for m in methods if m != base_method]]
@@ -721,12 +727,7 @@ def single_sersic_table(
 
     cfg = copy.deepcopy(dict(config))
     cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
-    if scheduler is not None or workers is not None:
-        cfg["dask"] = dict(cfg.get("dask") or {})
-        if scheduler is not None:
-            cfg["dask"]["scheduler"] = scheduler
-        if workers is not None:
-            cfg["dask"]["workers"] = int(workers)
+    _set_dask(cfg, scheduler, workers)
     syn = cfg["synthetic"]
     size, ps = int(syn["cutout_size"]), float(syn["pixel_scale"])
     sky = synthetic.band_set(cfg)["r"].sky_sigma(ps)
