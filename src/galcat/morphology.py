@@ -38,7 +38,7 @@ For one object, in the detection band (``measure.detect_band``):
    PSFs, with the (refined) Sérsic centre and angle held (statmorph's r50, centre
    and moments when the Sérsic fit failed) and weak population priors
    (``measure.bulge_disc_priors``); ``bulge_to_total`` is its detection-band B/T.
-   ~0.2–0.4 s a galaxy; run when ``measure.r50_model`` or
+   ~0.1 s a galaxy (two bands); run when ``measure.r50_model`` or
    ``measure.half_mass_colour_model`` is ``bulge_disc`` (the defaults).
    **PSF-corrected r50** (``r50_psf_corrected``): statmorph's r50 is measured on
    the PSF-convolved image within 1.5 Petrosian radii (≈ +20% below one PSF FWHM,
