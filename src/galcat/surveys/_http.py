@@ -361,19 +361,26 @@ class ArchiveSession(requests.Session):
             })
         return response
 
+    def _wait_to_retry(self, attempt: int, attempts: int, *, what: str, last: str, url: str,
+                       retry_after: float | None = None) -> None:
+        """Exponential back-off before retry ``attempt`` (1-based), at least the server's
+        Retry-After when it sent one, never over ``archive.backoff_max_s``."""
+        s = self.settings
+        delay = min(s.backoff_s * 2 ** (attempt - 1), s.backoff_max_s)
+        if retry_after is not None:
+            delay = min(max(delay, retry_after), s.backoff_max_s)
+        log.warning("%s: %s on %s; retry %d/%d in %.1f s",
+                    what, last, url, attempt, attempts - 1, delay)
+        self.sleep(delay)
+
     def _send(self, method: str, url: str, *, what: str, **kwargs) -> requests.Response:
         s = self.settings
         attempts = int(s.retries) + 1
         last = ""
         for attempt in range(attempts):
             if attempt:
-                delay = min(s.backoff_s * 2 ** (attempt - 1), s.backoff_max_s)
-                retry_after = getattr(self, "_retry_after", None)
-                if retry_after is not None:
-                    delay = min(max(delay, retry_after), s.backoff_max_s)
-                log.warning("%s: %s on %s; retry %d/%d in %.1f s",
-                            what, last, url, attempt, attempts - 1, delay)
-                self.sleep(delay)
+                self._wait_to_retry(attempt, attempts, what=what, last=last, url=url,
+                                    retry_after=getattr(self, "_retry_after", None))
             self._retry_after = None
             try:
                 response = super().request(method, url, timeout=s.timeout_s, **kwargs)
@@ -397,10 +404,7 @@ class ArchiveSession(requests.Session):
                     f"{_snippet(response.content)!r}"
                 )
             return response
-        raise ArchiveError(
-            f"{what}: gave up after {attempts} attempts ({last}) on {url}; "
-            "raise archive.retries or archive.timeout_s, or try again later"
-        )
+        raise _gave_up(what, attempts, last, url)
 
     # -- validation -------------------------------------------------------------------
     @staticmethod
@@ -466,10 +470,7 @@ class ArchiveSession(requests.Session):
         last = ""
         for attempt in range(attempts):
             if attempt:
-                delay = min(s.backoff_s * 2 ** (attempt - 1), s.backoff_max_s)
-                log.warning("%s: %s on %s; retry %d/%d in %.1f s",
-                            what, last, url, attempt, attempts - 1, delay)
-                self.sleep(delay)
+                self._wait_to_retry(attempt, attempts, what=what, last=last, url=url)
             try:
                 with requests.Session.request(self, "GET", url, stream=True,
                                               timeout=s.timeout_s) as r:
@@ -523,10 +524,14 @@ class ArchiveSession(requests.Session):
                 return self.cache.put(key, tmp, {"url": url, "status": 200, "headers": {}})
             return tmp
         tmp.unlink(missing_ok=True)
-        raise ArchiveError(
-            f"{what}: gave up after {attempts} attempts ({last}) on {url}; "
-            "raise archive.retries or archive.timeout_s, or try again later"
-        )
+        raise _gave_up(what, attempts, last, url)
+
+
+def _gave_up(what: str, attempts: int, last: str, url: str) -> ArchiveError:
+    return ArchiveError(
+        f"{what}: gave up after {attempts} attempts ({last}) on {url}; "
+        "raise archive.retries or archive.timeout_s, or try again later"
+    )
 
 
 def _check_fits_file(path: Path, *, what: str, url: str) -> None:
