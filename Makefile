@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[ml,dev]'
 	command -v source-extractor >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq source-extractor >/dev/null)
 	touch $(STAMP)
