@@ -122,3 +122,35 @@ def test_leftovers_of_a_killed_write_are_cleared(tmp_path):
     (stale / "image").mkdir(parents=True)
     write_cutouts(tmp_path / "s.zarr", make_batch(), shard="s")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_reader_reads_whole_chunks_lazily_and_matches_read_cutouts(tmp_path):
+    import pickle
+
+    from galcat.store import OBJECTS_PER_CHUNK, CutoutReader
+
+    batch = make_batch(n=OBJECTS_PER_CHUNK + 5)
+    path = write_cutouts(tmp_path / "s000000.zarr", batch, shard="s000000")
+    reader = CutoutReader(path)
+    assert reader.n_objects == batch.n_objects and reader.bands == ["g", "r", "i"]
+    chunks = reader.chunks()
+    assert chunks == [slice(0, OBJECTS_PER_CHUNK), slice(OBJECTS_PER_CHUNK, batch.n_objects)]
+    # a reader travels to worker processes by pickling and reopens its arrays there
+    reader = pickle.loads(pickle.dumps(reader))
+    part = reader.read("image", chunks[1], bands=["i", "g"])
+    np.testing.assert_array_equal(part, batch.image[chunks[1]][:, [2, 0]])
+    np.testing.assert_array_equal(
+        reader.read("truth_class", chunks[0]), batch.extras["truth_class"][chunks[0]]
+    )
+
+
+def test_reader_names_a_missing_band_or_array(tmp_path):
+    from galcat.store import CutoutReader
+
+    reader = CutoutReader(write_cutouts(tmp_path / "s.zarr", make_batch(), shard="s"))
+    with pytest.raises(LayoutError, match=r"no band\(s\) \['z'\].*\['g', 'r', 'i'\]"):
+        reader.read("image", slice(0, 2), bands=["z"])
+    with pytest.raises(LayoutError, match="no array 'ivar'"):
+        reader.read("ivar", slice(0, 2))
+    with pytest.raises(FileNotFoundError, match="missing.zarr"):
+        CutoutReader(tmp_path / "missing.zarr")

@@ -73,11 +73,18 @@ def validate_config(config: dict) -> dict:
 
 
 def _fill_defaults(config: dict, schema: dict) -> None:
-    for key, sub in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
         if isinstance(config.get(key), dict) and sub.get("type") == "object":
             _fill_defaults(config[key], sub)
+    # entries of a name -> object mapping (the models section) get their defaults too
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        for key, value in config.items():
+            if key not in properties and isinstance(value, dict):
+                _fill_defaults(value, extra)
 
 
 def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dict:

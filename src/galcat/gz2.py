@@ -20,7 +20,7 @@ so each question's block of columns sums to 1.
 
 Public API: `ANSWERS`, `QUESTIONS`, `Question`, `column_names`,
 `expected_fractions`, `simulate_votes`, `normalise_per_question`,
-`probabilities_from_truth`, `check_sum_rules`.
+`probabilities_from_truth`, `check_sum_rules`, `walk_order`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ __all__ = [
     "normalise_per_question",
     "probabilities_from_truth",
     "simulate_votes",
+    "walk_order",
 ]
 
 #: Questions whose answers are normalised to sum to 1 for every galaxy (Kaggle).
@@ -142,6 +143,13 @@ def _walk_order() -> list[Question]:
 
 
 _ORDER = _walk_order()
+
+
+def walk_order() -> tuple[Question, ...]:
+    """The questions in the order the Kaggle weighting is computed: each question
+    after those whose answers lead to it (for code that walks the tree itself,
+    e.g. a network head that turns answer probabilities into fractions)."""
+    return tuple(_ORDER)
 
 
 def _check_probs(probs: np.ndarray) -> np.ndarray:

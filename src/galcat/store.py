@@ -44,6 +44,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "TRUTH_CLASSES",
     "CutoutBatch",
+    "CutoutReader",
     "LayoutError",
     "atomic_directory",
     "atomic_file",
@@ -248,6 +249,80 @@ def _open(path: os.PathLike | str, kind: str) -> zarr.Group:
             f"this galcat reads {LAYOUT_VERSION}"
         )
     return group
+
+
+class CutoutReader:
+    """Lazy, read-only access to one shard's cutout arrays, a chunk of objects at a time.
+
+    Opening reads only the attributes and ``object_id``; pixels are read when asked
+    for. Readers that stream a shard (the networks' data loaders) ask for whole
+    storage chunks (`chunks`), so every chunk is decompressed once. The reader
+    holds no open file handles and can be pickled into worker processes.
+
+    Parameters
+    ----------
+    path : path-like
+        A cutout group written by `write_cutouts`.
+
+    Attributes
+    ----------
+    path : Path
+    object_id : ndarray of int64, shape (n,)
+    bands : list of str
+    shape : tuple of int
+        ``(n, band, y, x)`` of ``image``.
+    chunk_objects : int
+        Objects per storage chunk of ``image``.
+    """
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        self.path = Path(path)
+        group = _open(self.path, "cutout")
+        self.object_id = np.asarray(group["object_id"][...], dtype=np.int64)
+        self.bands = list(group.attrs["bands"])
+        image = group["image"]
+        self.shape = tuple(int(s) for s in image.shape)
+        self.chunk_objects = int(image.chunks[0])
+        self._arrays: dict[str, zarr.Array] = {}
+
+    def __getstate__(self) -> dict:
+        # zarr arrays hold store handles; a worker process reopens its own.
+        return {**self.__dict__, "_arrays": {}}
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.object_id.shape[0])
+
+    def chunks(self) -> list[slice]:
+        """Object slices aligned with the storage chunks, in order."""
+        step = self.chunk_objects
+        return [slice(i, min(i + step, self.n_objects)) for i in range(0, self.n_objects, step)]
+
+    def band_indices(self, bands: list[str] | None) -> list[int]:
+        """Positions of ``bands`` on the band axis (all bands for None)."""
+        if bands is None:
+            return list(range(len(self.bands)))
+        missing = [b for b in bands if b not in self.bands]
+        if missing:
+            raise LayoutError(
+                f"cutout group {str(self.path)!r} has no band(s) {missing}; it has {self.bands}"
+            )
+        return [self.bands.index(b) for b in bands]
+
+    def read(self, name: str, objects: slice, *, bands: list[str] | None = None) -> np.ndarray:
+        """Array ``name`` (``image``, ``sigma``, ``mask`` or an extra) of ``objects``.
+
+        ``bands`` selects bands of a per-band array, in the order given.
+        """
+        if name not in self._arrays:
+            group = _open(self.path, "cutout")
+            if name not in group:
+                raise LayoutError(f"cutout group {str(self.path)!r} has no array {name!r}")
+            self._arrays[name] = group[name]
+        data = np.asarray(self._arrays[name][objects])
+        if bands is not None:
+            data = data[:, self.band_indices(bands)]
+        return data
 
 
 def read_cutouts(path: os.PathLike | str, *, objects: slice | None = None) -> CutoutBatch:

@@ -1,0 +1,28 @@
+"""galcat's networks: one training platform, a registry of model families.
+
+The wing of the package that imports torch (the rest of galcat never does).
+Families (`galcat.models.families`): ``r50`` (multi-band cutout -> half-mass
+radius), ``gz2`` (colour cutout -> 37 Galaxy Zoo 2 vote fractions) and
+``metallicity`` (colour cutout -> 12 + log(O/H)). The platform:
+
+* `galcat.models.data` — splits by a hash of object_id, a Dataset over the Zarr
+  shards read in whole chunks, the dihedral augmentation, the normalisation fit;
+* `galcat.models.registry` — `Family` and the registry;
+* `galcat.models.module` — the one LightningModule (a shared train/val/test step);
+* `galcat.models.train` — `train_model` (Lightning's Trainer: checkpoints,
+  resume, early stopping, LR on plateau, AMP on GPU, DDP, SLURM requeue);
+* `galcat.models.predict` — `predict_shard` (batched, eval mode, TTA);
+* `galcat.models.baselines`, `galcat.models.evaluate` — baselines and
+  ``metrics.json`` on the test split.
+
+`galcat.models._torch_compat` is imported first: it makes torchvision (and so
+Lightning and torchmetrics) importable beside the CPU build of torch.
+"""
+
+from galcat.models import (
+    _torch_compat,  # noqa: F401  (first: see its docstring)
+    families,  # noqa: E402, F401, I001  (registers the families)
+)
+from galcat.models.registry import FAMILIES, Family, Output, get_family, register
+
+__all__ = ["FAMILIES", "Family", "Output", "get_family", "register"]

@@ -1,0 +1,338 @@
+"""Training data straight from the Zarr shards: splits, dataset, batches, normalisation.
+
+* **Splits** (`assign_splits`): train / validation / test fixed by a hash of
+  ``object_id`` (SplitMix64 with a seed), so an object keeps its split when the
+  survey grows or shards change, and every model of a run has the same test set.
+* **Dataset** (`CutoutDataset`): the objects of one split, read from the shards
+  through `galcat.store.CutoutReader` (no copy of the survey into another
+  format). A batch is fetched by one DataLoader worker with ``__getitems__``,
+  which reads every storage chunk the batch touches once, as a whole.
+* **Batches** (`ChunkBatchSampler`): storage chunks in a random order per epoch,
+  objects shuffled within windows of ``window_chunks`` chunks, so a batch spans a
+  few chunks and each chunk is read about ``window_chunks * 16 / batch_size``
+  times per epoch. The order and each object's dihedral augmentation depend only
+  on (seed, epoch, object_id): a resumed run sees the batches an uninterrupted one
+  would, whatever the number of workers.
+* **Normalisation** (`fit_normalisation`): per-band sky scale and the mean and std
+  of the stretched pixels, from the training split only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from galcat.models.nets import DIHEDRAL, dihedral_numpy
+from galcat.store import CutoutReader
+
+__all__ = [
+    "SPLITS",
+    "ChunkBatchSampler",
+    "CutoutDataset",
+    "ShardIndex",
+    "assign_splits",
+    "bin_images",
+    "fit_normalisation",
+    "make_loader",
+]
+
+SPLITS = ("train", "validation", "test")
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele et al. 2014): a fast, well-mixed 64-bit hash."""
+    with np.errstate(over="ignore"):
+        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return z ^ (z >> np.uint64(31))
+
+
+def _hash(object_id: np.ndarray, *salts: int) -> np.ndarray:
+    h = np.asarray(object_id).astype(np.int64).view(np.uint64)
+    for s in salts:
+        h = _splitmix64(h ^ _splitmix64(np.full(h.shape, s, dtype=np.uint64)))
+    return _splitmix64(h)
+
+
+def assign_splits(
+    object_id: np.ndarray, *, validation_fraction: float, test_fraction: float, seed: int = 0
+) -> np.ndarray:
+    """The split of every object: ``"train"``, ``"validation"`` or ``"test"``.
+
+    Parameters
+    ----------
+    object_id : array of int
+    validation_fraction, test_fraction : float
+        Expected fractions (each in [0, 1), sum < 1).
+    seed : int
+        Salt of the hash; the same seed gives the same split.
+
+    Returns
+    -------
+    ndarray of str (object dtype), one per object. Cost: O(n), ~50 ns per object.
+    """
+    if not (0 <= validation_fraction < 1 and 0 <= test_fraction < 1
+            and validation_fraction + test_fraction < 1):
+        raise ValueError(
+            f"split fractions must be in [0, 1) with a sum < 1; got validation "
+            f"{validation_fraction}, test {test_fraction}"
+        )
+    u = (_hash(object_id, int(seed), 0x53504C54) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    out = np.full(u.shape, "train", dtype=object)
+    out[u < test_fraction + validation_fraction] = "validation"
+    out[u < test_fraction] = "test"
+    return out
+
+
+def dihedral_codes(object_id: np.ndarray, *, seed: int, epoch: int) -> np.ndarray:
+    """Augmentation code (0-7) of each object in one epoch, from (seed, epoch, id)."""
+    return (_hash(object_id, int(seed), int(epoch) + 1) % np.uint64(DIHEDRAL)).astype(np.int64)
+
+
+def bin_images(x: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor x factor`` pixel blocks of the last two axes (flux per pixel)."""
+    if factor == 1:
+        return x
+    *lead, ny, nx = x.shape
+    if ny % factor or nx % factor:
+        raise ValueError(f"cutouts of {ny}x{nx} pixels cannot be binned by {factor}")
+    return x.reshape(*lead, ny // factor, factor, nx // factor, factor).mean(axis=(-3, -1))
+
+
+@dataclass
+class ShardIndex:
+    """Where the objects of a split are: shard readers and per-object positions.
+
+    Attributes
+    ----------
+    readers : list of CutoutReader
+    shard : ndarray of int, shape (n,)
+        Index into ``readers`` of each object.
+    row : ndarray of int, shape (n,)
+        Row of each object within its shard.
+    object_id : ndarray of int64, shape (n,)
+    """
+
+    readers: list[CutoutReader]
+    shard: np.ndarray
+    row: np.ndarray
+    object_id: np.ndarray
+
+    @classmethod
+    def build(cls, readers: Sequence[CutoutReader], object_id: np.ndarray) -> ShardIndex:
+        """Locate ``object_id`` (any order) in ``readers``; a clear error if one is absent."""
+        ids = [r.object_id for r in readers]
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        shard = np.concatenate([np.full(len(a), i) for i, a in enumerate(ids)]) if ids else all_ids
+        row = np.concatenate([np.arange(len(a)) for a in ids]) if ids else all_ids
+        object_id = np.asarray(object_id, np.int64)
+        order = np.argsort(all_ids, kind="stable")
+        sorted_ids = all_ids[order]
+        pos = np.searchsorted(sorted_ids, object_id)
+        ok = pos < len(sorted_ids)
+        ok[ok] = sorted_ids[pos[ok]] == object_id[ok]
+        if not ok.all():
+            missing = object_id[~ok]
+            raise KeyError(
+                f"objects {missing[:5].tolist()} (of {len(missing)}) are in none of the "
+                f"cutout shards given: {[str(r.path) for r in readers][:3]}"
+            )
+        take = order[pos]
+        return cls(list(readers), shard[take], row[take], object_id)
+
+    def chunk_key(self) -> np.ndarray:
+        """A key per object that is equal for objects of the same storage chunk."""
+        per = np.array([r.chunk_objects for r in self.readers])
+        return self.shard.astype(np.int64) * (1 << 40) + self.row // per[self.shard]
+
+
+class CutoutDataset(Dataset):
+    """Cutouts (and targets) of a set of objects, read from the shards chunk by chunk.
+
+    Items are dicts: ``image`` float32 ``(band, y, x)`` (binned flux), ``target``
+    float32 ``(k,)``, ``index`` (position in the dataset) and one array per name
+    in ``pixel_arrays``. Index with ``(index, dihedral_code)`` pairs (as
+    `ChunkBatchSampler` yields them) or plain ints (no transform).
+
+    Parameters
+    ----------
+    index : ShardIndex
+    targets : ndarray, shape (n, k)
+        Fit-space targets of the objects, in ``index`` order.
+    bands : list of str or None
+        Bands to read, in this order (None: all of the shard's).
+    bin : int
+        Pixel binning factor.
+    pixel_arrays : sequence of str
+        Further per-pixel arrays to read and transform with the image.
+    """
+
+    def __init__(self, index: ShardIndex, targets: np.ndarray, *, bands: list[str] | None,
+                 bin: int = 1, pixel_arrays: Sequence[str] = ()) -> None:
+        self.index = index
+        self.targets = np.asarray(targets, dtype=np.float32).reshape(len(index.object_id), -1)
+        self.bands = bands
+        self.bin = int(bin)
+        self.pixel_arrays = tuple(pixel_arrays)
+        if index.readers:
+            index.readers[0].band_indices(bands)  # an unknown band fails here, not in a worker
+
+    def __len__(self) -> int:
+        return len(self.index.object_id)
+
+    def __getitem__(self, item) -> dict:
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: Sequence) -> list[dict]:
+        pairs = [(int(i[0]), int(i[1])) if isinstance(i, (tuple, list)) else (int(i), 0)
+                 for i in items]
+        idx = np.array([p[0] for p in pairs])
+        loaded = self._read(idx)
+        out = []
+        for j, (i, code) in enumerate(pairs):
+            sample = {
+                "image": torch.from_numpy(dihedral_numpy(loaded["image"][j], code)),
+                "target": torch.from_numpy(self.targets[i]),
+                "index": i,
+            }
+            for name in self.pixel_arrays:
+                sample[name] = torch.from_numpy(dihedral_numpy(loaded[name][j], code))
+            out.append(sample)
+        return out
+
+    def read_images(self, idx: np.ndarray) -> np.ndarray:
+        """Binned images ``(len(idx), band, y, x)`` of dataset positions ``idx``."""
+        return self._read(np.asarray(idx))["image"]
+
+    def _read(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        ix = self.index
+        names = ("image", *self.pixel_arrays)
+        out: dict[str, list] = {n: [None] * len(idx) for n in names}
+        per = np.array([r.chunk_objects for r in ix.readers])
+        shard, row = ix.shard[idx], ix.row[idx]
+        chunk = row // per[shard]
+        for s, c in sorted(set(zip(shard.tolist(), chunk.tolist(), strict=True))):
+            reader = ix.readers[s]
+            lo = c * reader.chunk_objects
+            sl = slice(lo, min(lo + reader.chunk_objects, reader.n_objects))
+            members = np.flatnonzero((shard == s) & (chunk == c))
+            for name in names:
+                bands = self.bands if name in ("image", "sigma", "mask") else None
+                block = reader.read(name, sl, bands=bands)[row[members] - lo]
+                if name == "image":
+                    block = bin_images(block.astype(np.float32), self.bin)
+                for m, arr in zip(members, block, strict=True):
+                    out[name][m] = arr
+        return {n: np.stack(v) if len(v) else np.zeros((0,)) for n, v in out.items()}
+
+
+class ChunkBatchSampler(Sampler):
+    """Batches of ``(index, dihedral_code)`` that each read a few whole chunks.
+
+    Parameters
+    ----------
+    chunk_key : ndarray, shape (n,)
+        `ShardIndex.chunk_key` of the dataset's objects.
+    object_id : ndarray, shape (n,)
+    batch_size : int
+    shuffle : bool
+        Random chunk order and shuffling within windows (training); else dataset order.
+    augment : bool
+        Draw a dihedral transform per object and epoch; else code 0.
+    seed : int
+    epoch : callable returning int, optional
+        Called when an epoch's iteration starts (the trainer's current epoch).
+    window_chunks : int
+        Chunks whose objects are shuffled together.
+    rank, world_size : int
+        Under DDP each process takes every ``world_size``-th batch, the same count each.
+    """
+
+    def __init__(self, chunk_key: np.ndarray, object_id: np.ndarray, *, batch_size: int,
+                 shuffle: bool, augment: bool, seed: int,
+                 epoch: Callable[[], int] | None = None, window_chunks: int = 8,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.chunk_key = np.asarray(chunk_key)
+        self.object_id = np.asarray(object_id)
+        self.batch_size = int(batch_size)
+        self.shuffle, self.augment, self.seed = shuffle, augment, int(seed)
+        self.epoch = epoch or (lambda: 0)
+        self.window_chunks = int(window_chunks)
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.object_id) / self.batch_size) // self.world_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Dataset positions in the order of ``epoch``."""
+        n = len(self.object_id)
+        if not self.shuffle:
+            return np.arange(n)
+        rng = np.random.default_rng([self.seed, 0x42415443, int(epoch)])
+        keys, inverse = np.unique(self.chunk_key, return_inverse=True)
+        members = [[] for _ in keys]
+        for i, k in enumerate(inverse):
+            members[k].append(i)
+        chunk_order = rng.permutation(len(keys))
+        parts = []
+        for w in range(0, len(keys), self.window_chunks):
+            window = np.concatenate([members[k] for k in chunk_order[w : w + self.window_chunks]])
+            parts.append(rng.permutation(window))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def __iter__(self):
+        epoch = int(self.epoch())
+        order = self.order(epoch)
+        codes = (dihedral_codes(self.object_id, seed=self.seed, epoch=epoch) if self.augment
+                 else np.zeros(len(order), np.int64))
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        n_each = len(batches) // self.world_size
+        for b in batches[self.rank :: self.world_size][:n_each]:
+            yield [(int(i), int(codes[i])) for i in b]
+
+
+def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000) -> dict[str, np.ndarray]:
+    """Per-band ``scale``, ``mean`` and ``std`` of `galcat.models.nets.Normalise`.
+
+    ``scale`` is the robust pixel noise of the band (1.4826 x the median absolute
+    deviation over all pixels; sky pixels dominate a cutout, so it is the sky
+    noise), ``mean`` and ``std`` those of ``asinh(x / scale)``. Computed from the
+    first ``max_objects`` objects of ``dataset`` (the training split) in storage
+    order, so the same split gives the same values. Cost: one read of those objects.
+    """
+    n = min(len(dataset), int(max_objects))
+    if n == 0:
+        raise ValueError("cannot fit the normalisation: the training split is empty")
+    order = np.lexsort((dataset.index.row, dataset.index.shard))[:n]
+    images = np.concatenate(
+        [dataset.read_images(order[i : i + 256]) for i in range(0, n, 256)]
+    ).astype(np.float64)
+    pixels = np.moveaxis(images, 1, 0).reshape(images.shape[1], -1)
+    med = np.median(pixels, axis=1, keepdims=True)
+    scale = 1.4826 * np.median(np.abs(pixels - med), axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    stretched = np.arcsinh(pixels / scale[:, None])
+    std = stretched.std(axis=1)
+    return {"scale": scale, "mean": stretched.mean(axis=1), "std": np.where(std > 0, std, 1.0)}
+
+
+def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: int) -> DataLoader:
+    """A DataLoader whose workers each fetch whole batches (`CutoutDataset.__getitems__`)."""
+    # workers are started anew each epoch (not persistent): the sampler, in the
+    # main process, decides the order, and the readers reopen their arrays in them
+    kwargs = {"prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(workers),
+                      pin_memory=torch.cuda.is_available(), **kwargs)
+
+
+def split_arrays(split: np.ndarray, targets: np.ndarray) -> Mapping[str, np.ndarray]:
+    """Positions of each split's objects that have a finite target (trainable)."""
+    usable = np.all(np.isfinite(targets), axis=1) if targets.size else np.ones(len(split), bool)
+    return {name: np.flatnonzero((split == name) & usable) for name in SPLITS}

@@ -1,0 +1,129 @@
+"""``gz2``: colour cutout -> the 37 Galaxy Zoo 2 vote fractions (Dieleman et al. 2015;
+Kattuparambil; Zoobot, Walmsley et al. 2022).
+
+The head turns 37 numbers into answer probabilities by a softmax per question,
+then walks the decision tree of `galcat.gz2` (Willett et al. 2013) with the Kaggle
+weighting: each question's answers are scaled by the fraction of volunteers who
+reached it. Every output therefore obeys the tree's sum rules exactly. Trained on
+the simulated volunteer votes (``gz2_*``) by least squares (the Kaggle RMSE), with
+a Gaussian width per answer; scored against the votes and against the expected
+fractions (``truth_gz2_*``), beside the label-noise floor (the RMSE of the
+expected fractions against the votes). Baselines: the mean vote of the training
+split and a random forest on the `measure` features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from galcat import gz2
+from galcat.models import baselines, scores
+from galcat.models.registry import Family, Output, register
+
+__all__ = ["GZ2", "TreeHead", "tree_fractions"]
+
+_INDEX = {a: i for i, a in enumerate(gz2.ANSWERS)}
+_ALWAYS = set(gz2.ALWAYS_REACHED)
+
+
+def tree_fractions(logits: torch.Tensor) -> torch.Tensor:
+    """Kaggle-weighted fractions ``(n, 37)`` from per-answer ``logits``.
+
+    The torch counterpart of `galcat.gz2.expected_fractions` applied to the
+    per-question softmax of ``logits`` (a test checks they agree).
+    """
+    cols: list[torch.Tensor | None] = [None] * len(gz2.ANSWERS)
+    ones = torch.ones(logits.shape[0], 1, dtype=logits.dtype, device=logits.device)
+    for q in gz2.walk_order():
+        probs = F.softmax(logits[:, list(q.columns)], dim=1)
+        if q.id in _ALWAYS:
+            reach = ones
+        else:
+            reach = sum(cols[_INDEX[a]] for a in q.reached_from)
+        for j, c in enumerate(q.columns):
+            cols[c] = reach * probs[:, j : j + 1]
+    return torch.cat(cols, dim=1)
+
+
+class TreeHead(nn.Module):
+    """Encoder features -> ``{"mean": fractions (n, 37), "std": (n, 37)}``."""
+
+    def __init__(self, n_features: int, *, hidden: int = 128) -> None:
+        super().__init__()
+        k = len(gz2.ANSWERS)
+        self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, 2 * k))
+        self.k = k
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = self.mlp(features)
+        return {"mean": tree_fractions(raw[:, : self.k]),
+                "std": F.softplus(raw[:, self.k :]) + 1e-3}
+
+
+class GZ2(Family):
+    name = "gz2"
+    summary = "colour cutout -> 37 Galaxy Zoo 2 vote fractions, sum rules of the tree exact"
+    label_columns = tuple(gz2.column_names("gz2_"))
+    standardise_targets = False
+
+    def targets(self, table: pd.DataFrame) -> np.ndarray:
+        return table[list(self.label_columns)].to_numpy(np.float64)
+
+    def head(self, n_features: int, n_targets: int) -> nn.Module:
+        return TreeHead(n_features)
+
+    def outputs(self) -> list[Output]:
+        out = []
+        for q in gz2.QUESTIONS:
+            for answer, label in zip(q.answers, q.labels, strict=True):
+                col = gz2.column_names("")[_INDEX[answer]]
+                out.append(Output(col, "", f"Galaxy Zoo 2 vote fraction {answer} ({q.id}: {label}) "
+                                  "predicted by the network, Kaggle weighting; _err is the 1-sigma "
+                                  "spread of a volunteer vote fraction about it"))
+        return sorted(out, key=lambda o: gz2.column_names("").index(o.name))
+
+    def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
+        names = gz2.column_names("")
+        out = {}
+        for j, name in enumerate(names):
+            out[name] = mean[:, j]
+            out[f"{name}_err"] = std[:, j]
+        return out
+
+    def _matrix(self, pred: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.stack([np.asarray(pred[c], np.float64) for c in gz2.column_names("")], axis=1)
+
+    def baselines(self, data) -> dict[str, dict[str, np.ndarray]]:
+        y = self.targets(data.table.loc[data.train])
+        n = int(data.test.sum())
+        names = gz2.column_names("")
+        rf = data.random_forest(y)
+        mean = baselines.mean_predictor(y, n)
+        return {"mean_vote": dict(zip(names, mean.T, strict=True)),
+                "random_forest": dict(zip(names, rf.T, strict=True))}
+
+    def score(self, data, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+        test = data.table.loc[data.test]
+        votes = self.targets(test)
+        expected = test[gz2.column_names("truth_gz2_")].to_numpy(np.float64)
+        out: dict = {"noise_floor_rmse": scores.rmse(expected, votes)}
+        for name, pred in predictions.items():
+            f = self._matrix(pred)
+            entry = {"rmse_votes": scores.rmse(f, votes), "rmse_expected": scores.rmse(f, expected),
+                     "sum_rule_max_violation": max(gz2.check_sum_rules(f).values())}
+            entry["rmse_votes_over_floor"] = entry["rmse_votes"] / out["noise_floor_rmse"]
+            if f"{gz2.column_names('')[0]}_err" in pred:
+                err = np.stack([np.asarray(pred[f"{c}_err"]) for c in gz2.column_names("")], 1)
+                entry["coverage_68"] = scores.coverage(f, err, votes)
+            out[name] = entry
+        return out
+
+
+register(GZ2())

@@ -1,0 +1,126 @@
+"""The one LightningModule every family trains in: a shared train/validation/test step.
+
+`GalaxyModule` wraps a family's `GalaxyNet`; its single `step` computes the
+family's loss on a batch for training, validation and test alike. The optimiser
+is AdamW; the learning rate is reduced on a validation-loss plateau. The module
+keeps its own per-epoch history (train and validation loss, learning rate) and
+the torch RNG state in every checkpoint, so a resumed run continues exactly
+where the killed one stopped, and the learning curve survives the kill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+
+from galcat.models.nets import GalaxyNet, build_encoder
+from galcat.models.registry import get_family
+
+__all__ = ["GalaxyModule", "build_net"]
+
+
+def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int) -> GalaxyNet:
+    """The untrained network of a model: normalisation, encoder, the family's head."""
+    fam = get_family(family)
+    encoder, n_features = build_encoder(settings, n_bands)
+    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets)
+
+
+class GalaxyModule(L.LightningModule):
+    """Training of one model.
+
+    Parameters
+    ----------
+    family : str
+        Registered family name.
+    settings : dict
+        The model's config entry (plain JSON types; saved as hyper-parameters).
+    n_bands, n_targets : int
+    """
+
+    def __init__(self, *, family: str, settings: dict, n_bands: int, n_targets: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.family = get_family(family)
+        self.settings = settings
+        self.net = build_net(family, settings, n_bands=n_bands, n_targets=n_targets)
+        self.history: list[dict[str, float]] = []
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x)
+
+    # ------------------------------------------------------------------ the step
+    def step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """The family's loss on ``batch``; the same for train, validation and test."""
+        out = self.net(batch["image"])
+        target = batch["target"]
+        if self.family.standardise_targets:
+            target = self.net.standardise(target)
+        loss = self.family.loss(out, target, batch)
+        n = torch.tensor(float(len(batch["image"])), device=loss.device)
+        total, count = self._sums.get(stage, (torch.zeros((), device=loss.device),) * 2)
+        self._sums[stage] = (total + loss.detach() * n, count + n)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.step(batch, "test")
+
+    def _epoch_mean(self, stage: str) -> float:
+        total, count = self._sums.pop(stage, (torch.zeros(()), torch.zeros(())))
+        total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum")
+        count = self.trainer.strategy.reduce(count.to(self.device), reduce_op="sum")
+        return float(total / count) if float(count) > 0 else float("nan")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._sums.pop("val", None)
+            return
+        val = self._epoch_mean("val")
+        train = self._epoch_mean("train")
+        self.log("val_loss", val, sync_dist=False)
+        lr = float(self.optimizers().param_groups[0]["lr"])
+        # Stepped here, before the epoch's checkpoint is written (Lightning steps
+        # plateau schedulers after it, and not at all on the epoch it resumes at).
+        self.lr_schedulers().step(val)
+        self.history.append({"epoch": int(self.current_epoch), "train_loss": train,
+                             "val_loss": val, "lr": lr})
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_loss", self._epoch_mean("test"))
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's own stepping is replaced by the one in `on_validation_epoch_end`."""
+
+    def configure_optimizers(self):
+        s = self.settings
+        opt = torch.optim.AdamW(self.parameters(), lr=float(s["learning_rate"]),
+                                weight_decay=float(s["weight_decay"]))
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=float(s["lr_factor"]), patience=int(s["lr_patience"]))
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["galcat_history"] = [dict(h) for h in self.history]
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["galcat_rng"] = rng
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [dict(h) for h in checkpoint.get("galcat_history", [])]
+        rng = checkpoint.get("galcat_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])

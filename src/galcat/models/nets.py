@@ -1,0 +1,190 @@
+"""The networks' building blocks: input normalisation, encoders and the whole net.
+
+Every family's network is ``GalaxyNet(normalise, encoder, head)``: the per-band
+normalisation fitted on the training split lives inside the network as buffers,
+so a saved model carries it and inference cannot use another; the head is the
+family's. Encoders (`build_encoder`):
+
+``small_cnn``
+    The small convolutional network of the seed papers (Dieleman et al. 2015;
+    Kim et al. for sizes; Wu & Boada 2019 for metallicity): a stem and three
+    stages that halve the resolution and double the channels, two 3x3
+    convolutions each, batch normalisation and ReLU, then global average
+    pooling. ``width`` sets the stem's channels (16: about 0.2 M parameters).
+``resnet18``
+    torchvision's ResNet-18 (He et al. 2016), random initialisation (no weights
+    can be downloaded), its first convolution taking the cutout's bands.
+
+Also here: the 8 dihedral transforms (4 rotations by 90 degrees, with and without
+a flip) used for augmentation and test-time averaging, in torch and numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "ARCHITECTURES",
+    "DIHEDRAL",
+    "GalaxyNet",
+    "Normalise",
+    "build_encoder",
+    "dihedral",
+    "dihedral_inverse",
+    "dihedral_numpy",
+]
+
+#: Number of dihedral transforms of a square image: rotations by 0, 90, 180, 270
+#: degrees (codes 0-3) and the same after a left-right flip (codes 4-7).
+DIHEDRAL = 8
+ARCHITECTURES = ("small_cnn", "resnet18")
+
+
+def dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
+    """Transform ``code`` (0-7) of the last two axes of ``x``: rotate, then flip."""
+    out = torch.rot90(x, code % 4, dims=(-2, -1))
+    return torch.flip(out, dims=(-1,)) if code >= 4 else out
+
+
+def dihedral_inverse(x: torch.Tensor, code: int) -> torch.Tensor:
+    """Undo `dihedral` ``code`` (for per-pixel outputs of transformed inputs)."""
+    out = torch.flip(x, dims=(-1,)) if code >= 4 else x
+    return torch.rot90(out, -(code % 4), dims=(-2, -1))
+
+
+def dihedral_numpy(x: np.ndarray, code: int) -> np.ndarray:
+    """`dihedral` for numpy arrays (the data loader's augmentation); a copy."""
+    out = np.rot90(x, code % 4, axes=(-2, -1))
+    if code >= 4:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+class Normalise(nn.Module):
+    """Per-band input normalisation ``(asinh(x / scale) - mean) / std``.
+
+    ``scale`` (the band's sky noise: the asinh stretch is linear below it and
+    logarithmic above, so faint outskirts and bright cores both stay in range),
+    ``mean`` and ``std`` are fitted on the training split
+    (`galcat.models.data.fit_normalisation`) and stored as buffers, so they are
+    saved and loaded with the weights.
+
+    Parameters
+    ----------
+    n_bands : int
+    """
+
+    def __init__(self, n_bands: int) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(n_bands))
+        self.register_buffer("mean", torch.zeros(n_bands))
+        self.register_buffer("std", torch.ones(n_bands))
+
+    def set(self, scale: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        """Store fitted values (one per band)."""
+        for name, value in (("scale", scale), ("mean", mean), ("std", std)):
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
+
+    def stretch(self, x: torch.Tensor) -> torch.Tensor:
+        """The asinh stretch alone (the normalisation's fit statistics use it)."""
+        return torch.asinh(x / self.scale[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.stretch(x) - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {k: getattr(self, k).tolist() for k in ("scale", "mean", "std")}
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def small_cnn(in_channels: int, *, width: int = 16) -> tuple[nn.Module, int]:
+    """The seed papers' small CNN; returns ``(encoder, n_features)``.
+
+    A 3x3 stride-2 stem (the PSF spans >= 2 pixels per FWHM in the surveys galcat
+    reads, so a learned stride-2 filter keeps what a full-resolution layer would
+    see, at a quarter of the cost), then three stages of two 3x3 convolutions
+    that halve the resolution and double the channels, and global average
+    pooling. Cost: about 12 M multiply-adds per 64x64x5 image at ``width`` 16,
+    four times that at 32.
+    """
+    layers = _conv(in_channels, width, stride=2)
+    c = width
+    for _ in range(3):
+        layers += _conv(c, 2 * c, stride=2) + _conv(2 * c, 2 * c)
+        c *= 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), c
+
+
+def resnet18(in_channels: int) -> tuple[nn.Module, int]:
+    """torchvision's ResNet-18, random init, ``in_channels`` bands; ``(encoder, 512)``.
+
+    Cost: about 150 M multiply-adds per 64x64 image (38 M at 32x32).
+    """
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    n_features = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, n_features
+
+
+def build_encoder(settings: Mapping, in_channels: int) -> tuple[nn.Module, int]:
+    """The encoder named by ``settings['architecture']``; ``(module, n_features)``."""
+    arch = settings["architecture"]
+    if arch == "small_cnn":
+        return small_cnn(in_channels, width=int(settings["width"]))
+    if arch == "resnet18":
+        return resnet18(in_channels)
+    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+class GalaxyNet(nn.Module):
+    """Normalisation, encoder and a family's head, with the target standardisation.
+
+    ``forward`` takes binned flux images ``(n, band, y, x)`` and returns the head's
+    dict of tensors in standardised target units; `to_fit_space` maps a Gaussian
+    head's ``mean``/``std`` back to the family's fitting space (e.g. log10 r50).
+
+    Parameters
+    ----------
+    n_bands : int
+    encoder : nn.Module
+    head : nn.Module
+        Maps the encoder's features (and, for decoders, nothing else) to a dict.
+    n_targets : int
+        Length of the target standardisation vectors.
+    """
+
+    def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int) -> None:
+        super().__init__()
+        self.normalise = Normalise(n_bands)
+        self.encoder = encoder
+        self.head = head
+        self.register_buffer("target_mean", torch.zeros(max(n_targets, 1)))
+        self.register_buffer("target_std", torch.ones(max(n_targets, 1)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(self.encoder(self.normalise(x)))
+
+    def set_target_scaling(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.target_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.target_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
+
+    def standardise(self, target: torch.Tensor) -> torch.Tensor:
+        return (target - self.target_mean) / self.target_std
+
+    def to_fit_space(self, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return mean * self.target_std + self.target_mean, std * self.target_std

@@ -1,0 +1,208 @@
+"""The model registry: one `Family` per kind of network, found by name.
+
+A family is everything that makes one kind of model (``families/{name}.py``):
+the targets it learns (from the object table), its head and loss, how its raw
+outputs become catalogue columns (with units, descriptions and uncertainties),
+its baselines and its scores. The platform (data, training loop, inference,
+evaluation) is shared and knows families only through this interface, so a new
+family is one module and one `register` call.
+
+A *model* is a named entry of the config's ``models`` section: a family plus its
+settings (architecture, bands, epochs...); several models may share a family
+(the r-band-only r50 beside the multi-band one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from galcat.models.evaluate import EvalData
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "GaussianHead",
+    "Output",
+    "get_family",
+    "mixture_of_gaussians",
+    "register",
+    "regression_loss",
+]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One per-object output column of a family (before the model's prefix).
+
+    Attributes
+    ----------
+    name : str
+        Column suffix, e.g. ``"r50_mass"``; the catalogue column is
+        ``nn_{model}_{name}``.
+    unit : str
+        Astropy unit string ("" dimensionless).
+    description : str
+    error : bool
+        True for a regression output: a ``{name}_err`` column (1-sigma, same unit)
+        follows it.
+    """
+
+    name: str
+    unit: str
+    description: str
+    error: bool = True
+
+
+class GaussianHead(nn.Module):
+    """Mean and standard deviation of ``k`` Gaussian outputs from encoder features.
+
+    A hidden layer, then ``2k`` numbers: the means, and softplus-positive standard
+    deviations (floored at 1e-3 in standardised units, so the likelihood stays
+    finite). Returns ``{"mean": (n, k), "std": (n, k)}``.
+    """
+
+    def __init__(self, n_features: int, k: int, *, hidden: int = 128) -> None:
+        super().__init__()
+        self.k = k
+        self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, 2 * k))
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = self.mlp(features)
+        return {"mean": raw[:, : self.k], "std": F.softplus(raw[:, self.k :]) + 1e-3}
+
+
+def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least squares for the mean plus the Gaussian NLL of the std at that mean.
+
+    The standard deviation is fitted by the Gaussian negative log-likelihood of
+    the residuals with the mean held fixed (detached), the mean by least squares.
+    A plain NLL lets the network inflate the sigma of hard galaxies and so fit
+    their means less (Seitzer et al. 2022, "On the pitfalls of heteroscedastic
+    uncertainty estimation"); here the two parts have separate gradients: the
+    mean is what a least-squares network gives, the std is a calibrated
+    Gaussian width. Targets are standardised; NaN targets are ignored.
+    """
+    ok = torch.isfinite(target)
+    if not bool(ok.any()):
+        return (mean.sum() + std.sum()) * 0.0
+    y = torch.where(ok, target, torch.zeros_like(target))
+    mse = ((mean - y) ** 2)[ok].mean()
+    resid = (mean.detach() - y) ** 2
+    nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
+    return mse + nll[ok].mean()
+
+
+def mixture_of_gaussians(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Combine test-time-augmented Gaussian outputs: an equal-weight mixture.
+
+    Mean of the means; variance = mean of the variances + variance of the means.
+    """
+    means = torch.stack([o["mean"] for o in outputs])
+    var = torch.stack([o["std"] ** 2 for o in outputs]).mean(0) + means.var(0, unbiased=False)
+    return {"mean": means.mean(0), "std": torch.sqrt(var)}
+
+
+class Family:
+    """Base class of a model family (subclass, then `register` an instance).
+
+    Class attributes
+    ----------------
+    name : str
+        Registry key, the ``family`` of a config entry.
+    summary : str
+        One line: input -> target (the paper it follows).
+    label_columns : tuple of str
+        Object-table columns the targets are made from.
+    standardise_targets : bool
+        Whether targets are standardised with the training split's mean and std.
+    pixel_arrays : tuple of str
+        Per-pixel cutout arrays (``sigma``, ``truth_class``...) the loss needs, read
+        and augmented with the image.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    label_columns: ClassVar[tuple[str, ...]]
+    standardise_targets: ClassVar[bool] = True
+    pixel_arrays: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ data
+    def targets(self, table: pd.DataFrame) -> np.ndarray:
+        """Targets in fitting space, ``(n, k)`` float64; a NaN row is not trained on."""
+        raise NotImplementedError
+
+    def check_labels(self, table: pd.DataFrame, *, source: str) -> None:
+        """Raise naming the missing label columns of the object table ``source``."""
+        missing = [c for c in self.label_columns if c not in table.columns]
+        if missing:
+            raise KeyError(
+                f"family {self.name!r} trains on columns {missing}, which the object table "
+                f"{source!r} lacks (it has no truth for this family)"
+            )
+
+    # ------------------------------------------------------------------ network
+    def head(self, n_features: int, n_targets: int) -> nn.Module:
+        """The head on the encoder's features; default: `GaussianHead`."""
+        return GaussianHead(n_features, n_targets)
+
+    def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor,
+             batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss of a batch; ``target`` is standardised. Default: `regression_loss`."""
+        return regression_loss(out["mean"], out["std"], target)
+
+    def combine(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Combine the outputs of the 8 dihedral transforms of the input (test time)."""
+        return mixture_of_gaussians(outputs)
+
+    # ------------------------------------------------------------------ outputs
+    def outputs(self) -> list[Output]:
+        """The per-object output columns (without the ``nn_{model}_`` prefix)."""
+        raise NotImplementedError
+
+    def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
+        """Fit-space ``mean``/``std`` ``(n, k)`` -> output columns in physical units."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation
+    def baselines(self, data: EvalData) -> dict[str, dict[str, np.ndarray]]:
+        """Baseline predictions for ``data.test`` objects: name -> output columns."""
+        raise NotImplementedError
+
+    def score(self, data: EvalData, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+        """Test-split scores of the model and baselines (JSON-ready)."""
+        raise NotImplementedError
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    """Add ``family`` to the registry under ``family.name``."""
+    if family.name in FAMILIES:
+        raise ValueError(f"model family {family.name!r} is registered twice")
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """The registered family ``name``; a clear error lists the known ones."""
+    # the family modules register themselves when imported
+    from galcat.models import families  # noqa: F401
+
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}"
+        ) from None

@@ -1,0 +1,44 @@
+"""A tiny rendered survey for the model tests: real Zarr shards with truths.
+
+64 synthetic galaxies at 32x32 pixels in two shards (rendered once per session,
+~5 s), the object table with every truth column, and tiny model settings that
+train in a second or two on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from galcat.config import load_config
+
+#: The survey of the model tests: small cutouts, two shards of 32.
+SURVEY = {"synthetic": {"n_objects": 64, "cutout_size": 32},
+          "sharding": {"objects_per_shard": 32}}
+
+
+def tiny_settings(config: dict, name: str, **changes) -> dict:
+    """``config['models'][name]`` shrunk to a tiny network and two short epochs."""
+    settings = copy.deepcopy(config["models"][name])
+    settings.update({"width": 4, "epochs": 2, "batch_size": 16, "bin": 1, "tta": False, **changes})
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    return load_config(overrides=SURVEY)
+
+
+@pytest.fixture(scope="session")
+def tiny_survey(tmp_path_factory, tiny_config) -> dict:
+    """``{"objects": path, "cutouts": [paths], "dir": path}`` of the rendered survey."""
+    from galcat.stages import run_fetch, run_query
+
+    root = tmp_path_factory.mktemp("model_survey")
+    objects = run_query(tiny_config, root / "objects.parquet")
+    config = {**tiny_config, "dask": {**tiny_config["dask"], "scheduler": "synchronous"}}
+    cutouts = [run_fetch({**config, "shard_size": 32}, None, shard, root / f"{shard}.zarr")
+               for shard in ("s000000", "s000001")]
+    return {"objects": Path(objects), "cutouts": [Path(c) for c in cutouts], "dir": root}

@@ -1,0 +1,127 @@
+"""The data side of the platform: splits, chunked reads, batches, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galcat.models.data import (
+    ChunkBatchSampler,
+    CutoutDataset,
+    ShardIndex,
+    assign_splits,
+    bin_images,
+    dihedral_codes,
+    fit_normalisation,
+)
+from galcat.models.nets import DIHEDRAL, dihedral, dihedral_inverse, dihedral_numpy
+from galcat.store import CutoutReader, read_cutouts
+
+SPLIT = {"validation_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
+
+
+def test_splits_are_a_fixed_function_of_the_object_id():
+    ids = np.arange(1, 20001)
+    split = assign_splits(ids, **SPLIT)
+    frac = {s: float(np.mean(split == s)) for s in ("train", "validation", "test")}
+    assert frac["test"] == pytest.approx(0.15, abs=0.01)
+    assert frac["validation"] == pytest.approx(0.15, abs=0.01)
+    # an object's split never depends on which other objects exist (nightly growth,
+    # another shard size): no object can move from test into training
+    sub = ids[::7][::-1]
+    np.testing.assert_array_equal(assign_splits(sub, **SPLIT), split[sub - 1])
+    other = assign_splits(ids, **{**SPLIT, "seed": 1})
+    assert np.mean(other != split) > 0.3
+
+
+def test_split_fractions_are_checked():
+    with pytest.raises(ValueError, match="validation 0.6, test 0.5"):
+        assign_splits(np.arange(5), validation_fraction=0.6, test_fraction=0.5)
+
+
+def test_dihedral_transforms_are_the_eight_distinct_symmetries_and_invert():
+    import torch
+
+    x = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    seen = {dihedral_numpy(x, c).tobytes() for c in range(DIHEDRAL)}
+    assert len(seen) == DIHEDRAL
+    t = torch.from_numpy(x)
+    for c in range(DIHEDRAL):
+        np.testing.assert_array_equal(dihedral(t, c).numpy(), dihedral_numpy(x, c))
+        assert torch.equal(dihedral_inverse(dihedral(t, c), c), t)
+    codes = dihedral_codes(np.arange(4000), seed=3, epoch=2)
+    assert set(codes.tolist()) == set(range(DIHEDRAL))
+    assert not np.array_equal(codes, dihedral_codes(np.arange(4000), seed=3, epoch=3))
+
+
+def test_bin_images_averages_blocks_and_names_a_bad_factor():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    np.testing.assert_allclose(bin_images(x, 2)[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    with pytest.raises(ValueError, match="5x5 pixels cannot be binned by 2"):
+        bin_images(np.zeros((1, 1, 5, 5)), 2)
+
+
+def _dataset(survey, ids, **kw):
+    readers = [CutoutReader(p) for p in survey["cutouts"]]
+    index = ShardIndex.build(readers, np.asarray(ids))
+    return CutoutDataset(index, np.asarray(ids, float)[:, None], **kw)
+
+
+def test_dataset_reads_the_objects_asked_for_in_any_order(tiny_survey):
+    ids = np.array([40, 3, 33, 17, 64])
+    ds = _dataset(tiny_survey, ids, bands=["i", "g"])
+    items = ds.__getitems__([(0, 0), (1, 5), (4, 0)])
+    shard1 = read_cutouts(tiny_survey["cutouts"][1])
+    shard0 = read_cutouts(tiny_survey["cutouts"][0])
+    np.testing.assert_array_equal(items[0]["image"].numpy(),
+                                  shard1.image[40 - 33][[shard1.bands.index("i"),
+                                                        shard1.bands.index("g")]])
+    np.testing.assert_array_equal(items[1]["image"].numpy(),
+                                  dihedral_numpy(shard0.image[2][[3, 1]], 5))
+    assert float(items[2]["target"][0]) == 64.0 and items[2]["index"] == 4
+
+
+def test_an_object_in_no_shard_or_an_unknown_band_is_named(tiny_survey):
+    readers = [CutoutReader(p) for p in tiny_survey["cutouts"]]
+    with pytest.raises(KeyError, match=r"objects \[999\]"):
+        ShardIndex.build(readers, np.array([1, 999]))
+    with pytest.raises(Exception, match=r"no band\(s\) \['Y'\]"):
+        _dataset(tiny_survey, [1, 2], bands=["Y"])
+
+
+def test_batches_cover_each_object_once_in_a_seeded_order_of_few_chunks(tiny_survey):
+    ids = np.arange(1, 65)
+    ds = _dataset(tiny_survey, ids, bands=None)
+    epoch = {"n": 0}
+
+    def sampler(**kw):
+        return ChunkBatchSampler(ds.index.chunk_key(), ids, batch_size=8, shuffle=True,
+                                 augment=True, seed=5, epoch=lambda: epoch["n"],
+                                 window_chunks=2, **kw)
+
+    first = [b for b in sampler()]
+    flat = [i for b in first for i, _ in b]
+    assert sorted(flat) == list(range(64))
+    assert [b for b in sampler()] == first  # same seed and epoch: same batches
+    epoch["n"] = 1
+    assert [b for b in sampler()] != first  # a new epoch reshuffles
+    # a batch spans at most window_chunks + 1 storage chunks of 16 objects
+    keys = ds.index.chunk_key()
+    assert max(len({keys[i] for i, _ in b}) for b in first) <= 3
+    # DDP: the ranks take disjoint batches, as many each
+    r0, r1 = list(sampler(rank=0, world_size=2)), list(sampler(rank=1, world_size=2))
+    assert len(r0) == len(r1) == 4
+    assert not {i for b in r0 for i, _ in b} & {i for b in r1 for i, _ in b}
+
+
+def test_normalisation_is_fitted_on_the_dataset_it_is_given(tiny_survey):
+    train = _dataset(tiny_survey, np.arange(1, 33), bands=["r"])
+    norm = fit_normalisation(train)
+    image = read_cutouts(tiny_survey["cutouts"][0]).image[:, 2]
+    mad = 1.4826 * np.median(np.abs(image - np.median(image)))
+    assert norm["scale"][0] == pytest.approx(mad, rel=1e-5)
+    stretched = np.arcsinh(image / mad)
+    assert norm["mean"][0] == pytest.approx(stretched.mean(), rel=1e-5)
+    assert norm["std"][0] == pytest.approx(stretched.std(), rel=1e-5)
+    other = fit_normalisation(_dataset(tiny_survey, np.arange(33, 65), bands=["r"]))
+    assert other["mean"][0] != norm["mean"][0]

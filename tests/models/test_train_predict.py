@@ -1,0 +1,134 @@
+"""Each family trains on the tiny survey; inference; splits; the saved model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from galcat import gz2
+from galcat.models import FAMILIES, get_family
+from galcat.models.data import ShardIndex, assign_splits, fit_normalisation
+from galcat.models.predict import load_model, predict_shard
+from galcat.models.train import train_model
+from galcat.store import CutoutReader
+from galcat.tables import column_descriptions, column_units
+from tests.models.conftest import tiny_settings
+
+
+def _train(tmp_path, survey, config, name, **changes):
+    return train_model(name, tiny_settings(config, name, **changes), training=config["training"],
+                       objects=survey["objects"], cutouts=survey["cutouts"],
+                       out_dir=tmp_path / name, threads=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_survey, tiny_config):
+    """The three families trained once on the tiny survey: name -> model.pt."""
+    root = tmp_path_factory.mktemp("trained")
+    return {name: _train(root, tiny_survey, tiny_config, name, tta=True)
+            for name in ("r50", "gz2", "metallicity")}
+
+
+def test_the_registry_holds_the_families_the_schema_allows():
+    import yaml
+
+    from galcat.config import schema_path
+
+    schema = yaml.safe_load(schema_path().read_text())
+    allowed = schema["properties"]["models"]["additionalProperties"]["properties"]["family"]["enum"]
+    assert sorted(allowed) == sorted(FAMILIES)
+    with pytest.raises(KeyError, match="unknown model family 'vae'; known: gz2, metallicity, r50"):
+        get_family("vae")
+
+
+@pytest.mark.parametrize("name", ["r50", "gz2", "metallicity"])
+def test_each_family_trains_and_predicts_with_units(trained, tiny_survey, tmp_path, name):
+    model_dir = trained[name].parent
+    for f in ("model.pt", "splits.parquet", "history.csv", "learning_curve.png", "train.json"):
+        assert (model_dir / f).stat().st_size > 0
+    assert not (model_dir / "checkpoints").exists()  # a finished model keeps no checkpoints
+    history = pd.read_csv(model_dir / "history.csv")
+    assert len(history) == 2 and np.isfinite(history["val_loss"]).all()
+
+    out = tmp_path / "pred.parquet"
+    df = predict_shard(trained[name], tiny_survey["cutouts"][1], out,
+                       splits=model_dir / "splits.parquet")
+    assert df["object_id"].tolist() == list(range(33, 65))
+    family = get_family(name)
+    units, desc = column_units(out), column_descriptions(out)
+    for o in family.outputs():
+        col = f"nn_{name}_{o.name}"
+        assert np.isfinite(df[col]).all()
+        assert units[col] == o.unit and desc[col]
+        if o.error:
+            assert (df[f"{col}_err"] > 0).all() and units[f"{col}_err"] == o.unit
+    assert set(df[f"nn_{name}_split"]) <= {"train", "validation", "test"}
+
+
+def test_gz2_outputs_obey_the_decision_tree(trained, tiny_survey, tmp_path):
+    from galcat.models.families.gz2 import tree_fractions
+
+    logits = torch.randn(6, 37, dtype=torch.float64)
+    probs = np.zeros((6, 37))
+    for q in gz2.QUESTIONS:
+        block = torch.softmax(logits[:, list(q.columns)], dim=1).numpy()
+        probs[:, list(q.columns)] = block
+    np.testing.assert_allclose(tree_fractions(logits).numpy(), gz2.expected_fractions(probs),
+                               atol=1e-12)
+    df = predict_shard(trained["gz2"], tiny_survey["cutouts"][0], tmp_path / "g.parquet")
+    fractions = df[[f"nn_gz2_{c}" for c in gz2.column_names("")]].to_numpy()
+    assert max(gz2.check_sum_rules(fractions, atol=1e-5).values()) < 1e-5
+
+
+def test_predictions_do_not_depend_on_the_batch_size(trained, tiny_survey, tmp_path):
+    runs = [predict_shard(trained["r50"], tiny_survey["cutouts"][0], tmp_path / f"{b}.parquet",
+                          batch_size=b) for b in (1, 5, 32, 256)]
+    for df in runs[1:]:
+        pd.testing.assert_frame_equal(df, runs[0], check_exact=True)
+    # and test-time augmentation changes them (it is on for this model)
+    plain = predict_shard(trained["r50"], tiny_survey["cutouts"][0], tmp_path / "p.parquet",
+                          tta=False)
+    assert not np.array_equal(plain["nn_r50_r50_mass"], runs[0]["nn_r50_r50_mass"])
+
+
+def test_splits_never_leak(trained, tiny_survey, tiny_config):
+    """Every model has the same hash split; the normalisation saw training objects only."""
+    frames = {n: pd.read_parquet(p.parent / "splits.parquet") for n, p in trained.items()}
+    first = frames["r50"]
+    for df in frames.values():
+        pd.testing.assert_frame_equal(df, first)
+    expected = assign_splits(first["object_id"].to_numpy(),
+                             validation_fraction=tiny_config["training"]["validation_fraction"],
+                             test_fraction=tiny_config["training"]["test_fraction"],
+                             seed=tiny_config["training"]["split_seed"])
+    np.testing.assert_array_equal(first["split"].to_numpy(), expected)
+    payload = torch.load(trained["r50"], weights_only=True)
+    readers = [CutoutReader(p) for p in tiny_survey["cutouts"]]
+    train_ids = first.loc[first["split"] == "train", "object_id"].to_numpy()
+    from galcat.models.data import CutoutDataset
+
+    ds = CutoutDataset(ShardIndex.build(readers, train_ids), np.zeros((len(train_ids), 1)),
+                       bands=payload["bands"])
+    norm = fit_normalisation(ds)
+    np.testing.assert_allclose(payload["normalisation"]["mean"], norm["mean"], rtol=1e-6)
+
+
+def test_a_foreign_file_is_not_loaded_as_a_model(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match="is not a galcat model"):
+        load_model(path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_a_survey_without_the_truth_is_refused_by_name(tmp_path, tiny_survey, tiny_config):
+    table = pd.read_parquet(tiny_survey["objects"]).drop(columns=["truth_metallicity"])
+    objects = tmp_path / "objects.parquet"
+    table.to_parquet(objects)
+    with pytest.raises(KeyError, match=r"\['truth_metallicity'\].*objects.parquet"):
+        train_model("metallicity", tiny_settings(tiny_config, "metallicity"),
+                    training=tiny_config["training"], objects=objects,
+                    cutouts=tiny_survey["cutouts"], out_dir=tmp_path / "m")
