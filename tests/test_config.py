@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from galcat.config import ConfigError, config_hash, load_config
+from galcat.config import (
+    ConfigError,
+    config_hash,
+    default_config_yaml,
+    defaults,
+    load_config,
+    record_default_reads,
+    schema,
+    settings,
+)
 from tests.conftest import TINY, deep_update, snakemake
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BAD = [
     ({"synthetic": {"n_objects": "many"}}, "synthetic.n_objects", "not of type 'integer'"),
@@ -39,3 +54,124 @@ def test_defaults_are_filled_and_hash_ignores_layout():
     assert config_hash(a) == config_hash(b)
     c = load_config(overrides={"synthetic": {"n_objects": 6}})
     assert config_hash(a) != config_hash(c)
+
+
+# --------------------------------------------------------------------------- one source
+def leaves(node: dict, path: tuple[str, ...] = ()):
+    """(path, schema node) of every leaf key below ``node``'s properties."""
+    for key, sub in node.get("properties", {}).items():
+        if sub.get("type") == "object" and sub.get("properties"):
+            yield from leaves(sub, (*path, key))
+        else:
+            yield (*path, key), sub
+
+
+SECTIONS = [k for k, v in schema()["properties"].items() if v.get("type") == "object"]
+LEAVES = [(p, n) for s in SECTIONS for p, n in leaves(schema()["properties"][s], (s,))]
+
+
+#: Required keys of sections that have some (the rest of each section is walked).
+REQUIRED = {"local": {"objects": "objects.csv", "bands": ["r"],
+                      "images": {"files": {"r": "r.fits"}}}}
+
+
+def dig(value, path):
+    for key in path:
+        value = value[key]
+    return value
+
+
+def nest(path, value):
+    for key in reversed(path):
+        value = {key: value}
+    return value
+
+
+def out_of_bounds(node: dict) -> list:
+    kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+    bad = []
+    for bound, step in (("minimum", -1), ("exclusiveMinimum", 0), ("maximum", 1),
+                        ("exclusiveMaximum", 0)):
+        if bound in node:
+            bad.append(node[bound] + step if "integer" in kinds else node[bound] + step * 0.5
+                       if step else node[bound])
+    if "enum" in node:
+        bad.append("not-a-choice")
+    if "pattern" in node:
+        bad.append("../$(rm -rf ~);")
+    return bad
+
+
+def test_every_section_of_the_schema_is_walked():
+    assert {"synthetic", "segment", "measure", "dask", "archive", "sdss"} <= set(SECTIONS)
+    assert len(LEAVES) > 100
+
+
+@pytest.mark.parametrize(("path", "node"), LEAVES, ids=lambda v: ".".join(v) if
+                         isinstance(v, tuple) else "")
+def test_code_reads_the_schema_default_and_rejects_out_of_bounds(path, node):
+    section = path[0]
+    assert node.get("description"), f"{'.'.join(path)} has no description"
+    base = {section: REQUIRED.get(section, {})}
+    if "default" in node:
+        assert dig(settings(base, section), path[1:]) == node["default"]
+        if section not in REQUIRED:
+            assert dig(defaults(section), path[1:]) == node["default"]
+    for bad in out_of_bounds(node):
+        with pytest.raises(ConfigError, match=re.escape(f"config key {'.'.join(path)}:")):
+            settings(deep_update(base, nest(path, bad)), section)
+
+
+def test_module_defaults_are_the_schema_defaults():
+    import inspect
+
+    from galcat import morphology, segment
+
+    assert segment.DEFAULTS == defaults("segment")
+    assert morphology.DEFAULTS == defaults("measure")
+    signature = inspect.signature(segment.segment_image).parameters
+    for key, value in defaults("segment").items():
+        if key in signature:
+            assert signature[key].default == value, key
+
+
+def test_default_config_file_is_written_from_the_schema():
+    """config/config.yaml is generated (`galcat defaults`): a default stands in one place."""
+    text = (ROOT / "config" / "config.yaml").read_text()
+    assert text == default_config_yaml(), "regenerate: galcat defaults > config/config.yaml"
+    assert load_config(ROOT / "config" / "config.yaml") == load_config()
+
+
+def test_numbers_are_floats_so_a_format_edit_changes_nothing():
+    a = load_config(overrides={"measure": {"half_mass_min_snr": 10}})
+    b = load_config(overrides={"measure": {"half_mass_min_snr": 10.0}})
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert isinstance(a["synthetic"]["psf_fwhm_r"], float)
+    assert isinstance(a["synthetic"]["n_objects"], int)
+
+
+def test_values_read_from_defaults_are_recorded():
+    with record_default_reads() as reads:
+        section = settings({"segment": {"nsigma": 2.0}}, "segment")
+        assert section["nsigma"] == 2.0 and reads == []
+        assert section["n_pixels"] == defaults("segment")["n_pixels"]
+        dict(settings({}, "dask"))
+    assert reads[0] == "segment.n_pixels"
+    assert "dask.workers" in reads and "dask.scheduler" in reads
+
+
+def test_non_finite_numbers_are_rejected():
+    with pytest.raises(ConfigError, match="segment.nsigma: nan is not a finite number"):
+        settings({"segment": {"nsigma": float("nan")}}, "segment")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("segment: [unclosed\n", "is not valid YAML"), ("- a list\n", "must hold a mapping")],
+)
+def test_a_bad_file_is_named(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert "bad.yaml" in str(err.value)

@@ -67,6 +67,19 @@ def test_nothing_changed_nothing_runs(tiny_run):
     assert jobs_in(proc.stdout) == set()
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"dask": {"workers": 1, "scheduler": "threads", "objects_per_task": 3}},
+        {"measure": {"half_mass_min_snr": 10, "r50_model_extent": 8}},  # 10.0, 8.0 as ints
+    ],
+    ids=["execution settings", "number format"],
+)
+def test_execution_and_number_format_edits_run_nothing(tiny_run, edit):
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert jobs_in(proc.stdout) == set()
+
+
 def test_comment_and_formatting_edits_run_nothing(tiny_run):
     text = (
         "# the same settings, written differently\n"

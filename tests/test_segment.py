@@ -370,23 +370,18 @@ def test_bad_option_raises_a_typed_error_naming_it(option, value):
     with pytest.raises(SegmentOptionError) as err:
         segment_image(np.zeros((N, N)), **{option: value})
     assert isinstance(err.value, ValueError)
-    assert f"{option}={value!r}" in str(err.value)
+    assert option in str(err.value) and repr(value) in str(err.value)
 
 
-def test_config_defaults_match_the_schema_and_validate():
-    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
-    props = schema["properties"]["segment"]["properties"]
-    assert set(props) == set(DEFAULTS)
-    for key, spec in props.items():
-        assert spec["default"] == DEFAULTS[key], key
-        assert spec.get("description"), key
+def test_segment_options_are_the_schema_section():
+    """Defaults and bounds come from the config schema (tests/test_config.py walks every
+    key); here: the section's own error type and messages."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    opts = segment_options(config)
-    assert set(opts) == set(DEFAULTS)
+    assert segment_options(config) == DEFAULTS
     assert segment_options({}) == DEFAULTS
     with pytest.raises(SegmentOptionError, match="'nsgima'"):
         segment_options({"segment": {"nsgima": 2}})
-    with pytest.raises(SegmentOptionError, match="method='fast'"):
+    with pytest.raises(SegmentOptionError, match="segment.method: 'fast'"):
         segment_options({"segment": {"method": "fast"}})
 
 
@@ -513,7 +508,7 @@ def test_failure_of_one_object_is_flagged_not_raised(batch, monkeypatch, caplog)
 
 
 def test_shard_stops_on_a_bad_option_or_a_missing_band(batch):
-    with pytest.raises(SegmentOptionError, match="nsigma=-1"):
+    with pytest.raises(SegmentOptionError, match="segment.nsigma: -1 "):
         segment_shard(batch, config=config(nsigma=-1))
     with pytest.raises(LayoutError, match="'i'"):
         segment_shard(batch, config=config(detect_band="i"))

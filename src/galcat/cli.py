@@ -1,139 +1,135 @@
 """The ``galcat`` command line: one subcommand per stage of the DAG.
 
-Snakemake rules call these; each takes the config sections it reads as one JSON
-object (``--config-json``) so that the rule's ``params`` hold exactly them.
+Snakemake rules call these. A stage takes the config sections it reads as one
+JSON object (``--config-json``, the rule's ``params``, so that an edit reruns
+exactly the rules it affects) and, where it parallelises, the job's execution
+settings (``--dask-json``, ``--threads``: how to run, never what comes out, so
+they are kept out of the params).
+
+Adding a stage: write ``run_<stage>`` in `galcat.stages`, its rule, and one
+entry in `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "Command", "main"]
 
 
-def _config_arg(text: str) -> dict:
+def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--config-json is not valid JSON: {exc}") from exc
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--config-json must be a JSON object")
+        raise argparse.ArgumentTypeError("must be a JSON object")
     return value
+
+
+def _one(flag: str, **kw) -> tuple[str, dict]:
+    return flag, {"required": True, **kw}
+
+
+def _many(flag: str) -> tuple[str, dict]:
+    return flag, {"required": True, "nargs": "+"}
+
+
+def _optional(flag: str, **kw) -> tuple[str, dict]:
+    return flag, {"default": None, **kw}
+
+
+CONFIG = _one("--config-json", type=_json_object, dest="config",
+              help="the config sections the stage reads (the rule's params), as JSON")
+DASK = _optional("--dask-json", type=_json_object, dest="dask",
+                 help="execution settings: the config's dask section, as JSON")
+THREADS = _optional("--threads", type=int, help="cores of the job (caps the Dask workers)")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help, the function it calls and that function's options.
+
+    ``target`` is ``"module:function"``, imported only when the command runs (so
+    ``galcat --help`` stays fast); the parsed options are its keyword arguments.
+    """
+
+    help: str
+    target: str
+    options: tuple[tuple[str, dict], ...]
+
+    def function(self) -> Callable:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+COMMANDS: dict[str, Command] = {
+    "query": Command("query the survey; write the object table", "galcat.stages:run_query",
+                     (CONFIG, _one("--output"))),
+    "shards": Command("list the shards of an object table and write each shard's rows",
+                      "galcat.stages:run_plan_shards",
+                      (_one("--objects"), _one("--output"), _one("--shard-dir"))),
+    "fetch": Command("stage the cutouts of one shard into Zarr", "galcat.stages:run_fetch",
+                     (CONFIG, DASK, THREADS, _optional("--objects"), _one("--shard"),
+                      _one("--output"))),
+    "segment": Command("segment the objects of one shard", "galcat.stages:run_segment",
+                       (CONFIG, DASK, THREADS, _one("--cutouts"), _one("--shard"),
+                        _one("--output-maps"), _one("--output-table"))),
+    "measure": Command("measure the objects of one shard", "galcat.stages:run_measure",
+                       (CONFIG, DASK, THREADS, _one("--cutouts"), _one("--segmaps"),
+                        _one("--segment-table"), _one("--shard"), _one("--output"))),
+    "catalogue": Command("join objects and features; write Parquet and FITS",
+                         "galcat.stages:run_catalogue",
+                         (CONFIG, _one("--objects"), _many("--features"),
+                          _one("--config-hash"), _one("--output-parquet"),
+                          _one("--output-fits"))),
+    "report": Command("write the HTML report", "galcat.stages:run_report",
+                      (CONFIG, _one("--catalogue"), _one("--output"))),
+    "release": Command("write a dated release and switch 'latest' to it",
+                       "galcat.stages:run_release",
+                       (_one("--releases-dir"), _one("--date"), _one("--catalogue"),
+                        _many("--files"))),
+    "validate-config": Command("validate config files against the schema",
+                               "galcat.stages:run_validate_config",
+                               (("configs", {"nargs": "*", "help": "YAML files, in order"}),)),
+    "defaults": Command("print the default config (the text of config/config.yaml)",
+                        "galcat.stages:run_defaults", ()),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="galcat", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-
-    def stage(name: str, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--config-json", type=_config_arg, required=True)
-        sp.add_argument("--threads", type=int, default=1)
-        return sp
-
-    q = stage("query", "query the survey; write the object table")
-    q.add_argument("--output", required=True)
-
-    f = stage("fetch", "stage the cutouts of one shard into Zarr")
-    f.add_argument("--objects", default=None,
-                   help="the shard's object table (archive surveys); synthetic makes its own")
-    f.add_argument("--shard", required=True)
-    f.add_argument("--output", required=True)
-
-    s = stage("segment", "segment the objects of one shard")
-    s.add_argument("--cutouts", required=True)
-    s.add_argument("--shard", required=True)
-    s.add_argument("--output-maps", required=True)
-    s.add_argument("--output-table", required=True)
-
-    m = stage("measure", "measure the objects of one shard")
-    m.add_argument("--cutouts", required=True)
-    m.add_argument("--segmaps", required=True)
-    m.add_argument("--segment-table", required=True)
-    m.add_argument("--shard", required=True)
-    m.add_argument("--output", required=True)
-
-    c = stage("catalogue", "join objects and features; write Parquet and FITS")
-    c.add_argument("--objects", required=True)
-    c.add_argument("--features", nargs="+", required=True)
-    c.add_argument("--config-hash", required=True)
-    c.add_argument("--output-parquet", required=True)
-    c.add_argument("--output-fits", required=True)
-
-    r = stage("report", "write the HTML report")
-    r.add_argument("--catalogue", required=True)
-    r.add_argument("--output", required=True)
-
-    rel = stage("release", "write a dated release and switch 'latest' to it")
-    rel.add_argument("--releases-dir", required=True)
-    rel.add_argument("--date", required=True)
-    rel.add_argument("--catalogue", required=True)
-    rel.add_argument("--files", nargs="+", required=True)
-
-    sh = sub.add_parser("shards", help="list the shards of an object table, one a line")
-    sh.add_argument("--objects", required=True)
-    sh.add_argument("--output", required=True)
-    sh.add_argument("--shard-dir", required=True)
-
-    v = sub.add_parser("validate-config", help="validate config files against the schema")
-    v.add_argument("configs", nargs="*")
+    for name, command in COMMANDS.items():
+        sp = sub.add_parser(name, help=command.help, description=command.help)
+        for flag, spec in command.options:
+            sp.add_argument(flag, **spec)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one subcommand; a configuration error is one line on stderr and exit code 2."""
+    args = vars(_parser().parse_args(argv))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.captureWarnings(True)
-    from galcat import stages
+    from galcat.config import ConfigError
 
-    if args.command == "query":
-        stages.run_query(args.config_json, args.output)
-    elif args.command == "fetch":
-        stages.run_fetch(
-            args.config_json, args.objects, args.shard, args.output, threads=args.threads
-        )
-    elif args.command == "segment":
-        stages.run_segment(
-            args.config_json, args.cutouts, args.shard, args.output_maps, args.output_table,
-            threads=args.threads,
-        )
-    elif args.command == "measure":
-        stages.run_measure(
-            args.config_json, args.cutouts, args.segmaps, args.segment_table, args.shard,
-            args.output, threads=args.threads,
-        )
-    elif args.command == "catalogue":
-        from galcat.catalogue import build_catalogue
-
-        build_catalogue(
-            args.objects, args.features, config_hash=args.config_hash,
-            survey=args.config_json["survey"], output_parquet=args.output_parquet,
-            output_fits=args.output_fits,
-        )
-    elif args.command == "report":
-        from galcat.report import write_report
-
-        write_report(args.catalogue, args.output, config=args.config_json)
-    elif args.command == "release":
-        from galcat.release import make_release
-
-        make_release(args.releases_dir, args.date, args.files, catalogue=args.catalogue)
-    elif args.command == "shards":
-        from galcat.stages import run_plan_shards
-
-        run_plan_shards(args.objects, args.output, args.shard_dir)
-    elif args.command == "validate-config":
-        from galcat.config import load_config
-
-        load_config(*args.configs)
-        print("config is valid")
+    command = COMMANDS[args.pop("command")]
+    try:
+        command.function()(**args)
+    except ConfigError as exc:
+        print(f"galcat: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

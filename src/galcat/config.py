@@ -1,40 +1,77 @@
-"""Loading, validating and hashing galcat configurations.
+"""Loading, validating and reading galcat configurations.
 
-The JSON Schema in ``config/schema.yaml`` is the single description of every
-key; Snakemake validates against it on load, and so does :func:`load_config`
-for users who call the package directly.
+The JSON Schema ``config/schema.yaml`` (shipped inside the package as
+``galcat/data/config_schema.yaml``) is the one source of every key, its type,
+bounds, description and default. Nothing else writes a default down:
+
+* `validate_config` checks a whole config against it, fills the defaults and
+  writes every number of a ``type: number`` key as a float (so ``1`` and
+  ``1.0`` are the same setting and rerun nothing);
+* `settings` gives the code one section, validated and with defaults filled,
+  and notes which values came from the schema rather than from the caller;
+* `defaults` gives the defaults of a section, and `default_config_yaml` writes
+  ``config/config.yaml`` from them (a test keeps that file in step).
+
+The params of every Snakemake rule hold the sections its code reads.
+`record_default_reads` lists the values a stage read without the caller having
+passed them; a test runs every rule's command under it, so a rule whose params
+miss a key its code reads fails the test suite instead of silently running on a
+default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import hashlib
 import json
+import math
 import os
+import re
+import textwrap
+from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "config_hash", "default_config_path", "load_config", "schema_path"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "check_section",
+    "config_hash",
+    "deep_merge",
+    "default_config_yaml",
+    "defaults",
+    "load_config",
+    "record_default_reads",
+    "schema",
+    "schema_path",
+    "settings",
+    "validate_config",
+]
+
+#: Sections that belong to one survey (or the archive transport). They are not
+#: written into the default ``config/config.yaml``; ``config/surveys/*.yaml`` set them.
+SURVEY_SECTIONS = ("archive", "sdss", "manga", "jades", "local")
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of bounds."""
 
 
-def _repo_file(*parts: str) -> Path:
-    # The package lives in src/galcat inside the workflow repository; the config
-    # files are the workflow's, so they are found relative to it.
-    return Path(__file__).resolve().parents[2].joinpath(*parts)
-
-
 def schema_path() -> Path:
-    return _repo_file("config", "schema.yaml")
+    """Path of the JSON Schema of the configuration (package data)."""
+    return Path(str(resources.files("galcat").joinpath("data", "config_schema.yaml")))
 
 
-def default_config_path() -> Path:
-    return _repo_file("config", "config.yaml")
+@functools.cache
+def schema() -> dict:
+    """The parsed JSON Schema of the configuration (read once per process)."""
+    with open(schema_path()) as fh:
+        return yaml.safe_load(fh)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -48,55 +85,354 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- validation
+def _non_finite(value: Any, path: list[str]) -> Iterator[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"config key {'.'.join(path)}: {value!r} is not a finite number"
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _non_finite(sub, [*path, str(key)])
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _non_finite(sub, [*path, str(i)])
+
+
+def _errors(value: Any, node: dict, prefix: str) -> list[str]:
+    import jsonschema
+
+    validator_cls = jsonschema.validators.validator_for(schema())
+    errors = sorted(validator_cls(node).iter_errors(value), key=lambda e: list(e.path))
+    lines = []
+    for err in errors:
+        path = [prefix] if prefix else []
+        path += [str(p) for p in err.absolute_path]
+        where = ".".join(path) or "(top level)"
+        lines.append(f"config key {where}: {err.message}")
+    # JSON Schema bounds let NaN through (every comparison with it is false)
+    lines += _non_finite(value, [prefix] if prefix else [])
+    return lines
+
+
+def _fill(value: dict, node: dict, path: str, filled: set[str]) -> None:
+    """Fill defaults of ``node``'s properties into ``value``; note filled paths."""
+    props = node.get("properties", {})
+    for key, sub in props.items():
+        where = f"{path}.{key}" if path else key
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+            filled.add(where)
+        if isinstance(value.get(key), dict) and sub.get("type") == "object":
+            _fill(value[key], sub, where, filled)
+    # the entries of a name -> settings mapping (the models section) too
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        for key, sub_value in value.items():
+            if key not in props and isinstance(sub_value, dict):
+                _fill(sub_value, extra, f"{path}.{key}" if path else key, filled)
+
+
+def _is_float_type(node: dict) -> bool:
+    kinds = node.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return "number" in kinds and "integer" not in kinds
+
+
+def _normalise(value: Any, node: dict) -> Any:
+    """Numbers of ``type: number`` keys as floats, recursively (1 and 1.0 are one value)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and _is_float_type(node):
+        return float(value)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        patterns = node.get("patternProperties", {})
+        extra = node.get("additionalProperties")
+        for key in list(value):
+            sub = props.get(key)
+            if sub is None and patterns:
+                sub = next(iter(patterns.values()))
+            if sub is None and isinstance(extra, dict):
+                sub = extra
+            if sub is not None:
+                value[key] = _normalise(value[key], sub)
+        return value
+    if isinstance(value, list):
+        prefix = node.get("prefixItems", [])
+        items = node.get("items") if isinstance(node.get("items"), dict) else {}
+        return [
+            _normalise(v, prefix[i] if i < len(prefix) else items) for i, v in enumerate(value)
+        ]
+    return value
+
+
 def validate_config(config: dict) -> dict:
-    """Validate ``config`` against the schema, filling defaults; return it.
+    """Validate ``config`` against the schema, fill defaults, normalise numbers; return it.
+
+    ``config`` is changed in place (Snakemake's global ``config`` is passed).
 
     Raises
     ------
     ConfigError
-        Naming the offending key path and the rule it breaks.
+        Naming every offending key path and the rule it breaks.
     """
-    import jsonschema
-
-    with open(schema_path()) as fh:
-        schema = yaml.safe_load(fh)
-    validator_cls = jsonschema.validators.validator_for(schema)
-    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
-    if errors:
-        lines = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            lines.append(f"config key {where}: {err.message}")
+    _fill(config, schema(), "", set())
+    lines = _errors(config, schema(), "")
+    if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
-    _fill_defaults(config, schema)
+    normalised = _normalise(config, schema())
+    config.update(normalised)
     return config
 
 
-def _fill_defaults(config: dict, schema: dict) -> None:
-    properties = schema.get("properties", {})
-    for key, sub in properties.items():
-        if key not in config and "default" in sub:
-            config[key] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(key), dict) and sub.get("type") == "object":
-            _fill_defaults(config[key], sub)
-    # entries of a name -> object mapping (the models section) get their defaults too
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict) and extra.get("type") == "object":
-        for key, value in config.items():
-            if key not in properties and isinstance(value, dict):
-                _fill_defaults(value, extra)
+# --------------------------------------------------------------------------- sections
+_RECORDERS: list[list[str]] = []
 
 
+@contextlib.contextmanager
+def record_default_reads() -> Iterator[list[str]]:
+    """Collect the config paths read from schema defaults instead of from the caller.
+
+    Inside the block every `Settings` value that the caller did not pass (its
+    section or key was missing and the schema default stood in) is appended,
+    as ``section.key``, to the list this yields, once per read.
+    """
+    reads: list[str] = []
+    _RECORDERS.append(reads)
+    try:
+        yield reads
+    finally:
+        _RECORDERS.remove(reads)
+
+
+class Settings(dict):
+    """One config section, validated, with the schema defaults filled in.
+
+    A plain dict to read, except that a value the caller did not pass is
+    reported to `record_default_reads` when it is read, however it is read
+    (indexing, ``get``, ``pop``, ``items``, ``values``, ``dict(s)``, ``**s``).
+    """
+
+    def __init__(self, values: Mapping, *, path: str, filled: frozenset[str]):
+        super().__init__()
+        self._path = path
+        self._filled = filled
+        for key, value in values.items():
+            where = f"{path}.{key}"
+            if isinstance(value, dict):
+                inner = frozenset(p for p in filled if p.startswith(where + "."))
+                value = Settings(value, path=where, filled=inner)
+            dict.__setitem__(self, key, value)
+
+    def _note(self, key: str) -> None:
+        where = f"{self._path}.{key}"
+        if _RECORDERS and (where in self._filled or self._path in self._filled):
+            for reads in _RECORDERS:
+                reads.append(where)
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def pop(self, key, *default):
+        if key in self:
+            self._note(key)
+        return super().pop(key, *default)
+
+    # Overriding __iter__ makes dict(s), {**s} and f(**s) read through __getitem__.
+    def __iter__(self):
+        return super().__iter__()
+
+    def items(self):
+        for key in self:
+            self._note(key)
+        return super().items()
+
+    def values(self):
+        for key in self:
+            self._note(key)
+        return super().values()
+
+    def copy(self) -> Settings:
+        return Settings(dict(dict.items(self)), path=self._path, filled=self._filled)
+
+    def __reduce__(self):  # pickled (Dask processes) as a plain dict
+        return (dict, (dict(dict.items(self)),))
+
+
+@functools.lru_cache(maxsize=256)
+def _section(name: str, text: str) -> tuple[dict, frozenset[str]]:
+    node = schema()["properties"].get(name)
+    if node is None:
+        raise ConfigError(f"config has no section {name!r}; known: {sorted(schema()['properties'])}")
+    filled: set[str] = set()
+    value = json.loads(text)
+    if value is None:  # the section is missing: all of it is the schema's
+        value, filled = {}, {name}
+    if isinstance(value, dict):
+        _fill(value, node, name, filled)
+    lines = _errors(value, node, name)
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return _normalise(value, node), frozenset(filled)
+
+
+def settings(
+    config: Mapping | None, name: str, *, error: type[ConfigError] = ConfigError
+) -> Settings:
+    """Section ``name`` of ``config``, validated, with the schema defaults filled in.
+
+    Parameters
+    ----------
+    config : mapping or None
+        A whole galcat config, or a part of one (a rule's params). A missing
+        section or key takes the schema default.
+    name : str
+        Top-level section (``segment``, ``measure``, ``dask``, ...).
+    error : subclass of ConfigError, optional
+        Exception raised for an invalid section (a module's own typed error).
+
+    Returns
+    -------
+    Settings
+        A dict; values the caller did not pass are noted when read
+        (`record_default_reads`). Cached per distinct section: cheap to call.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or a value of the wrong type or out of bounds, naming
+        ``section.key`` and the bad value.
+    """
+    value, filled = _checked(name, (config or {}).get(name), error)
+    return Settings(copy.deepcopy(value), path=name, filled=filled)
+
+
+def check_section(
+    name: str, values: Mapping, *, error: type[ConfigError] = ConfigError
+) -> dict:
+    """``values`` checked as section ``name``: a plain dict with the defaults filled in.
+
+    For keyword options of a library function that are also config keys: the
+    schema holds their bounds. Unlike `settings`, reads are not recorded.
+    """
+    return copy.deepcopy(_checked(name, dict(values), error)[0])
+
+
+def _checked(name: str, raw: Any, error: type[ConfigError]) -> tuple[dict, frozenset[str]]:
+    text = json.dumps(raw, sort_keys=True, default=str)
+    try:
+        return _section(name, text)
+    except ConfigError as exc:
+        if error is ConfigError:
+            raise
+        raise error(str(exc)) from None
+
+
+def defaults(name: str | None = None) -> dict:
+    """The schema defaults of section ``name`` (or of the whole config) as plain dicts."""
+    if name is None:
+        out: dict = {}
+        _fill(out, schema(), "", set())
+        return _normalise(out, schema())
+    return copy.deepcopy(_section(name, "null")[0])
+
+
+# --------------------------------------------------------------------------- files
 def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dict:
-    """The default config merged with ``paths`` (in order) and ``overrides``, validated."""
-    with open(default_config_path()) as fh:
-        config = yaml.safe_load(fh)
+    """The defaults merged with the YAML files ``paths`` (in order) and ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        A file that is not valid YAML, whose top level is not a mapping, or a
+        value that breaks the schema, naming the file or the key.
+    """
+    config: dict = {}
     for path in paths:
-        with open(path) as fh:
-            config = deep_merge(config, yaml.safe_load(fh) or {})
+        config = deep_merge(config, _read_yaml(path))
     if overrides:
         config = deep_merge(config, overrides)
     return validate_config(config)
+
+
+def _read_yaml(path: os.PathLike | str) -> dict:
+    try:
+        with open(path) as fh:
+            value = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
+    return value
+
+
+def default_config_yaml() -> str:
+    """The text of ``config/config.yaml``: every default outside the survey sections.
+
+    Written from the schema (descriptions as comments), never by hand, so that a
+    default stands in one place.
+    """
+    top = schema()
+    out = [
+        "# galcat default configuration: the synthetic survey, offline, a laptop in minutes.",
+        "# Written from config/schema.yaml by `galcat defaults > config/config.yaml`: change a",
+        "# default there. Put your own changes in your own file (snakemake --configfile mine.yaml).",
+        "# The archive surveys' sections are in config/surveys/*.yaml.",
+        "",
+    ]
+    values = defaults()
+    for key, node in top["properties"].items():
+        if key in SURVEY_SECTIONS or key not in values:
+            continue
+        out += _yaml_block(key, values[key], node, indent=0)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _first_sentence(node: dict) -> str:
+    # The whole description is in the schema; the config file keeps it short.
+    text = " ".join(str(node.get("description", "")).split())
+    parts = re.split(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.\s+", text, maxsplit=1)
+    return parts[0] + "." if len(parts) > 1 else text
+
+
+def _comment(node: dict, indent: int, width: int = 92) -> list[str]:
+    text = _first_sentence(node)
+    if not text:
+        return []
+    pad = " " * indent + "# "
+    return textwrap.wrap(text, width=width, initial_indent=pad, subsequent_indent=pad)
+
+
+def _yaml_block(key: str, value: Any, node: dict, *, indent: int) -> list[str]:
+    pad = " " * indent
+    props = node.get("properties", {})
+    expand = isinstance(value, dict) and props and value
+    flow = "" if expand else yaml.safe_dump(
+        {key: value}, default_flow_style=True, width=10_000, allow_unicode=True
+    ).strip()[1:-1]
+    description = _first_sentence(node)
+    if flow and indent and len(pad + flow + description) < 88:
+        # a short description reads best beside its value
+        return [f"{pad}{flow}  # {description}" if description else pad + flow]
+    lines = _comment(node, indent)
+    if expand:
+        lines.append(f"{pad}{key}:")
+        for sub_key, sub_value in value.items():
+            lines += _yaml_block(sub_key, sub_value, props.get(sub_key, {}), indent=indent + 2)
+        if indent == 0:
+            lines.append("")
+        return lines
+    lines.append(pad + flow)
+    if indent == 0:
+        lines.append("")
+    return lines
 
 
 def config_hash(config: Any) -> str:

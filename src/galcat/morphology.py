@@ -80,7 +80,8 @@ import scipy.special as sp
 from scipy import ndimage
 
 from galcat import bulgedisc, halfmass
-from galcat.parallel import map_blocks_of_objects
+from galcat.config import defaults, settings
+from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
 __all__ = [
@@ -101,26 +102,8 @@ __all__ = [
     "statmorph_columns",
 ]
 
-#: Defaults of the ``measure`` config section (mirrors config/schema.yaml).
-DEFAULTS: dict[str, Any] = {
-    "detect_band": "r",
-    "statmorph": True,
-    "half_mass": True,
-    "mass_to_light": "bell2003_gr",
-    "background": "none",
-    "half_mass_annuli": "circular",
-    "half_mass_colour_model": "bulge_disc",
-    "half_mass_psf_correction": True,
-    "half_mass_min_snr": 10.0,
-    "half_mass_extent": 2.0,
-    "sersic_refine": True,
-    "r50_model_extent": 8.0,
-    "r50_model": "bulge_disc",
-    # population priors of the bulge + disc fit (mean, sd); see config/schema.yaml
-    "bulge_disc_priors": {"log_ratio": (-0.46, 0.25), "n_bulge": (3.5, 1.5),
-                          "q_bulge": (0.8, 0.2)},
-    "half_mass_colour_prior": (0.15, 0.15),
-}
+#: Defaults of the ``measure`` config section, read from the config schema (their one home).
+DEFAULTS: dict[str, Any] = defaults("measure")
 
 #: Fewest background pixels for a background estimate (else NO_SKY).
 MIN_SKY_PIXELS = 20
@@ -279,12 +262,14 @@ _INT_COLUMNS = ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag")
 
 
 def measure_settings(config: Mapping | None) -> dict[str, Any]:
-    """The ``measure`` section of ``config`` with defaults filled in."""
-    section = dict((config or {}).get("measure") or {})
-    unknown = set(section) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown measure option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **section}
+    """The ``measure`` section of ``config``, validated, with the schema defaults filled in.
+
+    Raises
+    ------
+    galcat.config.ConfigError
+        For an unknown key or a value of the wrong type or out of bounds, naming it.
+    """
+    return settings(config, "measure")
 
 
 # --------------------------------------------------------------------------- statmorph
@@ -912,14 +897,13 @@ def measure_shard(
                          f"{batch.image.shape[-2]}, {batch.image.shape[-1]}); "
                          f"got {segmap.shape}")
     settings = measure_settings(config)
-    dask_cfg = dict(config.get("dask") or {})
+    parallel = dask_options(config)
+    parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
     blocks = map_blocks_of_objects(
         functools.partial(_measure_block, batch, segmap, settings),
         batch.n_objects,
-        objects_per_task=int(dask_cfg.get("objects_per_task", 8)),
-        scheduler=scheduler or dask_cfg.get("scheduler", "threads"),
-        workers=int(workers or dask_cfg.get("workers", 1)),
         label=label,
+        **parallel,
     )
     rows = [row for block in blocks for row in block]
     table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS])

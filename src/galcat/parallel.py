@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import dask
@@ -23,14 +23,26 @@ log = logging.getLogger("galcat.progress")
 T = TypeVar("T")
 
 
-def dask_options(config: dict) -> dict:
-    """Keyword arguments of `map_blocks_of_objects` from a config's ``dask`` section."""
-    dask_cfg = config.get("dask", {})
+def dask_options(config: Mapping | None, *, threads: int | None = None) -> dict:
+    """Keyword arguments of `map_blocks_of_objects` from a config's ``dask`` section.
+
+    Parameters
+    ----------
+    config : mapping or None
+        A galcat config (or the part of one that holds ``dask``); missing keys
+        take the schema defaults.
+    threads : int, optional
+        The cores of the job running this (a Snakemake rule's threads, set by
+        the profile): they decide the number of workers inside the job.
+    """
+    from galcat.config import settings
+
+    section = settings(config, "dask")
     return {
-        "objects_per_task": int(dask_cfg.get("objects_per_task", 8)),
-        "scheduler": dask_cfg.get("scheduler", "threads"),
-        "workers": int(dask_cfg.get("workers", 1)),
-        "slurm_cluster": dask_cfg.get("slurm_cluster"),
+        "objects_per_task": section["objects_per_task"],
+        "scheduler": section["scheduler"],
+        "workers": int(threads) if threads else section["workers"],
+        "slurm_cluster": dict(section["slurm_cluster"]),
     }
 
 

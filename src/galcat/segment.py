@@ -86,14 +86,15 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from galcat.parallel import map_blocks_of_objects
+from galcat.config import ConfigError, check_section, defaults, settings
+from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
 __all__ = [
@@ -119,20 +120,8 @@ log = logging.getLogger("galcat.segment")
 #: Deblending methods `segment_image` accepts.
 METHODS = ("multithreshold", "watershed", "dbscan")
 
-#: Defaults of the ``segment`` config section (mirrors config/schema.yaml).
-DEFAULTS: dict[str, Any] = {
-    "method": "multithreshold",
-    "detect_band": "r",
-    "nsigma": 0.8,
-    "n_pixels": 10,
-    "deblend_smoothing": 0.5,
-    "deblend_nlevels": 32,
-    "deblend_contrast": 0.01,
-    "watershed_min_distance": 3,
-    "dbscan_eps": 1.5,
-    "dbscan_min_samples": 5,
-    "dbscan_flux_scale": 1.0,
-}
+#: Defaults of the ``segment`` config section, read from the config schema (their one home).
+DEFAULTS: dict[str, Any] = defaults("segment")
 
 #: Fewest sky pixels for the source-masked background estimate.
 MIN_SKY_PIXELS = 64
@@ -219,19 +208,11 @@ def flag_names(flag: int) -> list[str]:
     return [name for bit, name in _FLAG_NAMES.items() if flag & (1 << bit)]
 
 
-class SegmentOptionError(ValueError):
+class SegmentOptionError(ConfigError):
     """A segmentation option is out of range or of the wrong type."""
 
 
 # --------------------------------------------------------------------------- options
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise SegmentOptionError(f"segment option {name}={value!r} must be an integer")
-    if value < low:
-        raise SegmentOptionError(f"segment option {name}={value!r} must be >= {low}")
-    return int(value)
 
 
 def _check_real(
@@ -246,46 +227,23 @@ def _check_real(
 
 
 def _validate(
-    *,
-    method: Any,
-    nsigma: Any,
-    n_pixels: Any,
-    kernel_fwhm: Any,
-    deblend_smoothing: Any,
-    deblend_nlevels: Any,
-    deblend_contrast: Any,
-    watershed_min_distance: Any,
-    dbscan_eps: Any,
-    dbscan_min_samples: Any,
-    dbscan_flux_scale: Any,
-    max_bad_fraction: Any,
-    huge_fraction: Any,
+    *, kernel_fwhm: Any, max_bad_fraction: Any, huge_fraction: Any, **options: Any
 ) -> dict[str, Any]:
-    if not isinstance(method, str) or method not in METHODS:
-        raise SegmentOptionError(
-            f"segment option method={method!r} is not one of {', '.join(METHODS)}"
-        )
-    return {
-        "method": method,
-        "nsigma": _check_real("nsigma", nsigma, low=0.0, low_open=True),
-        "n_pixels": _check_int("n_pixels", n_pixels, 1),
-        "kernel_fwhm": _check_real("kernel_fwhm", kernel_fwhm, low=0.0, high=100.0),
-        "deblend_smoothing": _check_real("deblend_smoothing", deblend_smoothing, low=0.0, high=1.0),
-        "deblend_nlevels": _check_int("deblend_nlevels", deblend_nlevels, 1),
-        "deblend_contrast": _check_real("deblend_contrast", deblend_contrast, low=0.0, high=1.0),
-        "watershed_min_distance": _check_int("watershed_min_distance", watershed_min_distance, 1),
-        "dbscan_eps": _check_real("dbscan_eps", dbscan_eps, low=0.0, low_open=True),
-        "dbscan_min_samples": _check_int("dbscan_min_samples", dbscan_min_samples, 1),
-        "dbscan_flux_scale": _check_real("dbscan_flux_scale", dbscan_flux_scale, low=0.0),
-        "max_bad_fraction": _check_real("max_bad_fraction", max_bad_fraction, low=0.0, high=1.0),
-        "huge_fraction": _check_real(
-            "huge_fraction", huge_fraction, low=0.0, high=1.0, low_open=True
-        ),
-    }
+    """Keyword options of `segment_image`: the config's by the schema, the rest here."""
+    checked = check_section("segment", options, error=SegmentOptionError)
+    checked.pop("detect_band")
+    checked["kernel_fwhm"] = _check_real("kernel_fwhm", kernel_fwhm, low=0.0, high=100.0)
+    checked["max_bad_fraction"] = _check_real(
+        "max_bad_fraction", max_bad_fraction, low=0.0, high=1.0
+    )
+    checked["huge_fraction"] = _check_real(
+        "huge_fraction", huge_fraction, low=0.0, high=1.0, low_open=True
+    )
+    return checked
 
 
-def segment_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``segment`` section of a galcat config, defaults filled in and validated.
+def segment_options(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``segment`` section of a galcat config, validated, defaults filled in.
 
     Parameters
     ----------
@@ -301,27 +259,10 @@ def segment_options(config: Mapping[str, Any]) -> dict[str, Any]:
     Raises
     ------
     SegmentOptionError
-        For an unknown key or a value out of range, naming it.
+        For an unknown key or a value of the wrong type or out of the schema's
+        bounds, naming it.
     """
-    section = dict(config.get("segment") or {})
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise SegmentOptionError(f"unknown segment option(s) {unknown}; known: {sorted(DEFAULTS)}")
-    opts = {**DEFAULTS, **section}
-    band = opts["detect_band"]
-    if not isinstance(band, str) or not band:
-        raise SegmentOptionError(f"segment option detect_band={band!r} must be a band name")
-    checked = _validate(
-        kernel_fwhm=FALLBACK_KERNEL_FWHM,
-        max_bad_fraction=0.1,
-        huge_fraction=0.5,
-        **{k: v for k, v in opts.items() if k != "detect_band"},
-    )
-    checked.pop("kernel_fwhm")
-    checked.pop("max_bad_fraction")
-    checked.pop("huge_fraction")
-    checked["detect_band"] = band
-    return checked
+    return settings(config, "segment", error=SegmentOptionError)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -657,13 +598,15 @@ def segment_image(
     mask : 2D bool array_like or `None`, optional
         True where a pixel is bad. Bad pixels never belong to an object.
     method : {'multithreshold', 'watershed', 'dbscan'}, optional
-        Deblending method (see the module docstring). Default 'multithreshold'.
+        Deblending method (see the module docstring). Every option that is also
+        a key of the config's ``segment`` section defaults to its schema default
+        (`DEFAULTS`, ``galcat defaults``) and is checked against its bounds.
     nsigma : float, optional
         Detection threshold in units of the per-pixel noise, applied to the
-        smoothed image. Default `DEFAULTS["nsigma"]` (0.8, as the config).
+        smoothed image.
     n_pixels : int, optional
         Minimum number of 8-connected pixels of a source and of a deblended
-        object. Default `DEFAULTS["n_pixels"]` (10, as the config).
+        object.
     kernel_fwhm : float, optional
         FWHM in pixels of the Gaussian detection kernel (use the PSF's,
         `psf_fwhm_pixels`); 0 disables smoothing. Default 3.
@@ -671,24 +614,23 @@ def segment_image(
         FWHM of the deblending kernel as a fraction of ``kernel_fwhm``, in
         [0, 1]: the detected sources are split on an image smoothed this much
         (1: the detection image; 0: unsmoothed). A PSF-sized kernel erases the
-        saddle between galaxies a few PSF widths apart. Default 0.5.
+        saddle between galaxies a few PSF widths apart.
     deblend_nlevels : int, optional
-        Multi-thresholding levels (``multithreshold``). Default 32.
+        Multi-thresholding levels (``multithreshold``).
     deblend_contrast : float, optional
         Fraction of a source's flux a branch needs to become a separate object
-        (``multithreshold``), in [0, 1]; 1 disables deblending. Default 0.01.
+        (``multithreshold``), in [0, 1]; 1 disables deblending.
     watershed_min_distance : int, optional
         Minimum distance in pixels between watershed markers (``watershed``).
-        Default 3.
     dbscan_eps : float, optional
         DBSCAN neighbourhood radius in the scaled feature space, in pixels
-        (``dbscan``). Default 1.5 (the 8 neighbours of a pixel of equal flux).
+        (``dbscan``); 1.5 takes the 8 neighbours of a pixel of equal flux.
     dbscan_min_samples : int, optional
         DBSCAN points within ``dbscan_eps`` (itself included) that make a core
-        point (``dbscan``). Default 5.
+        point (``dbscan``).
     dbscan_flux_scale : float, optional
         Pixels per dex of smoothed flux in the DBSCAN features (``dbscan``); 0
-        clusters on position alone. Default 1.
+        clusters on position alone.
     max_bad_fraction : float, optional
         Fraction of bad pixels above which ``BAD_PIXELS`` is set. Default 0.1.
     huge_fraction : float, optional
@@ -993,7 +935,6 @@ def segment_shard(
     result does not depend on the scheduler or the number of workers.
     """
     opts = segment_options(config)
-    dask_cfg = dict(config.get("dask") or {})
     band_name = opts.pop("detect_band")
     band = batch.band_index(band_name)
     psf = np.asarray(batch.psf[band], dtype=np.float64)
@@ -1017,10 +958,8 @@ def segment_shard(
     blocks = map_blocks_of_objects(
         run_block,
         batch.n_objects,
-        objects_per_task=int(dask_cfg.get("objects_per_task", 8)),
-        scheduler=str(dask_cfg.get("scheduler", "threads")),
-        workers=int(dask_cfg.get("workers", 1)),
         label=label or f"segment[{opts['method']}]",
+        **dask_options(config),
     )
     results = [item for block in blocks for item in block]
 

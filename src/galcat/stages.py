@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galcat.config import settings
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import (
     CutoutBatch,
@@ -29,11 +30,16 @@ from galcat.tables import column_descriptions, column_units, read_table, write_t
 __all__ = [
     "concat_batches",
     "read_shard_rows",
+    "run_catalogue",
+    "run_defaults",
     "run_fetch",
     "run_measure",
     "run_plan_shards",
     "run_query",
+    "run_release",
+    "run_report",
     "run_segment",
+    "run_validate_config",
 ]
 
 log = logging.getLogger("galcat.stages")
@@ -43,11 +49,17 @@ class EmptyShardError(RuntimeError):
     """A shard named in the DAG has no objects in the object table."""
 
 
-def _with_workers(config: dict, threads: int | None) -> dict:
-    # The job's threads (set by the profile) decide the Dask workers inside it.
-    if threads:
-        config = {**config, "dask": {**config.get("dask", {}), "workers": int(threads)}}
-    return config
+def _with_execution(config: dict, dask: dict | None, threads: int | None) -> dict:
+    """The rule's params plus the job's execution settings (never part of the params).
+
+    How a job runs (Dask scheduler, workers, the job's threads) changes no output
+    (serial output equals parallel output, by test), so it reaches the stage
+    beside the params and an edit of it reruns nothing.
+    """
+    execution = dict(settings({"dask": dask}, "dask"))
+    if threads:  # the job's cores (set by the profile) decide its Dask workers
+        execution["workers"] = int(threads)
+    return {**config, "dask": execution}
 
 
 def check_object_table(df: pd.DataFrame, *, source: str) -> None:
@@ -156,6 +168,7 @@ def run_fetch(
     shard: str,
     output: os.PathLike | str,
     *,
+    dask: dict | None = None,
     threads: int | None = None,
 ) -> Path:
     """Stage the cutouts of one shard into Zarr.
@@ -163,7 +176,7 @@ def run_fetch(
     ``objects`` is the shard's own object table (archive surveys); a survey that
     can make its rows alone (synthetic: ``shard_rows``) is called with None.
     """
-    config = _with_workers(config, threads)
+    config = _with_execution(config, dask, threads)
     survey = get_survey(config["survey"])
     if objects is None:
         rows = survey.shard_rows(config, shard)
@@ -186,12 +199,13 @@ def run_segment(
     output_maps: os.PathLike | str,
     output_table: os.PathLike | str,
     *,
+    dask: dict | None = None,
     threads: int | None = None,
 ) -> None:
     """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
     from galcat.segment import segment_shard
 
-    config = _with_workers(config, threads)
+    config = _with_execution(config, dask, threads)
     batch = read_cutouts(cutouts)
     result = segment_shard(batch, config=config, label=f"segment {shard}")
     write_segmaps(
@@ -199,7 +213,7 @@ def run_segment(
         result.segmap,
         batch.object_id,
         shard=shard,
-        method=config["segment"]["method"],
+        method=settings(config, "segment")["method"],
     )
     write_table(result.table, output_table, units=result.units)
 
@@ -212,12 +226,13 @@ def run_measure(
     shard: str,
     output: os.PathLike | str,
     *,
+    dask: dict | None = None,
     threads: int | None = None,
 ) -> Path:
     """Measure every object of a shard; write features keyed by object_id."""
     from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
 
-    config = _with_workers(config, threads)
+    config = _with_execution(config, dask, threads)
     batch = read_cutouts(cutouts)
     object_id, segmap = read_segmaps(segmaps)
     if not np.array_equal(object_id, batch.object_id):
@@ -233,3 +248,54 @@ def run_measure(
         units={**column_units(segment_table), **FEATURE_UNITS},
         descriptions=FEATURE_DESCRIPTIONS,
     )
+
+
+def run_catalogue(
+    config: dict,
+    objects: os.PathLike | str,
+    features: list[os.PathLike | str],
+    config_hash: str,
+    output_parquet: os.PathLike | str,
+    output_fits: os.PathLike | str,
+) -> None:
+    """Join the object table and every shard's features into the catalogue."""
+    from galcat.catalogue import build_catalogue
+
+    build_catalogue(
+        objects, features, config_hash=config_hash, survey=config["survey"],
+        output_parquet=output_parquet, output_fits=output_fits,
+    )
+
+
+def run_report(config: dict, catalogue: os.PathLike | str, output: os.PathLike | str) -> None:
+    """Write the HTML report of the catalogue."""
+    from galcat.report import write_report
+
+    write_report(catalogue, output, config=config)
+
+
+def run_release(
+    releases_dir: os.PathLike | str,
+    date: str,
+    catalogue: os.PathLike | str,
+    files: list[os.PathLike | str],
+) -> None:
+    """Write the dated release ``date`` and switch ``latest`` to it."""
+    from galcat.release import make_release
+
+    make_release(releases_dir, date, files, catalogue=catalogue)
+
+
+def run_validate_config(configs: list[os.PathLike | str]) -> None:
+    """Validate YAML config files (merged in order on the defaults) against the schema."""
+    from galcat.config import load_config
+
+    load_config(*configs)
+    print("config is valid")
+
+
+def run_defaults() -> None:
+    """Print the default configuration, the text of ``config/config.yaml``."""
+    from galcat.config import default_config_yaml
+
+    print(default_config_yaml(), end="")

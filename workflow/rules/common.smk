@@ -60,14 +60,22 @@ def get_fetch_input(wildcards):
     return {"objects": f"{OUT}/objects/{wildcards.shard}.parquet"}
 
 
+def params_of(*sections, **extra):
+    """The named config sections (and extra values) as one rule's params JSON."""
+    return as_json({**{name: config[name] for name in sections}, **extra})
+
+
+# The archive transport (time-outs, retries, off-image policy) shapes what every
+# survey but the synthetic one stages, so its edits rerun query and fetch.
+SURVEY_SECTIONS = ("survey", SURVEY) if SURVEY == "synthetic" else ("survey", SURVEY, "archive")
+
+# How a job runs, not what it writes (serial output equals parallel output, by
+# test): passed beside the params, so an edit reruns nothing.
+DASK_JSON = as_json(config["dask"])
+
+
 def get_query_config(wildcards):
-    return as_json(
-        {
-            "survey": SURVEY,
-            SURVEY: config[SURVEY],
-            "sharding": config["sharding"],
-        }
-    )
+    return params_of(*SURVEY_SECTIONS, "sharding")
 
 
 def get_fetch_config(wildcards):
@@ -76,30 +84,30 @@ def get_fetch_config(wildcards):
     survey_cfg = {k: v for k, v in config[SURVEY].items() if k != "n_objects"}
     return as_json(
         {
-            "survey": SURVEY,
+            **{name: config[name] for name in SURVEY_SECTIONS},
             SURVEY: survey_cfg,
             "sharding": config["sharding"],
-            "dask": config["dask"],
             "shard_size": get_shard_size(wildcards.shard),
         }
     )
 
 
 def get_segment_config(wildcards):
-    return as_json({"segment": config["segment"], "dask": config["dask"]})
+    return params_of("segment")
 
 
 def get_measure_config(wildcards):
-    return as_json({"measure": config["measure"], "dask": config["dask"]})
+    return params_of("measure")
 
 
 def get_config_hash():
-    """Hash of every setting; the release date is a label of the run, not a setting."""
-    return config_hash({k: v for k, v in config.items() if k != "release"})
+    """Hash of every setting that shapes the outputs: the release date is a label of
+    the run and the dask section says how jobs run, so neither counts."""
+    return config_hash({k: v for k, v in config.items() if k not in ("release", "dask")})
 
 
 def get_report_config(wildcards):
-    return as_json({"survey": SURVEY, "config_hash": get_config_hash()})
+    return params_of("survey", config_hash=get_config_hash())
 
 
 def get_config_hash_param(wildcards):

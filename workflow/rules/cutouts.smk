@@ -10,6 +10,9 @@ rule fetch_cutouts:
         config=get_fetch_config,
         objects=lambda wildcards, input: f"--objects {input.objects}" if input else "",
     threads: 2
+    resources:
+        # how the job runs, not what it writes: beside the params, so an edit reruns nothing
+        dask=DASK_JSON,
     log:
         f"{LOGS}/fetch_cutouts/{{shard}}.log",
     benchmark:
@@ -17,6 +20,6 @@ rule fetch_cutouts:
     conda:
         ENV
     shell:
-        "galcat fetch --config-json {params.config:q} --threads {threads}"
+        "galcat fetch --config-json {params.config:q} --dask-json {resources.dask:q} --threads {threads}"
         " {params.objects} --shard {wildcards.shard}"
         " --output {output.cutouts} 2> {log}"

@@ -12,6 +12,9 @@ rule measure:
     params:
         config=get_measure_config,
     threads: 2
+    resources:
+        # how the job runs, not what it writes: beside the params, so an edit reruns nothing
+        dask=DASK_JSON,
     log:
         f"{LOGS}/measure/{{shard}}.log",
     benchmark:
@@ -19,7 +22,7 @@ rule measure:
     conda:
         ENV
     shell:
-        "galcat measure --config-json {params.config:q} --threads {threads}"
+        "galcat measure --config-json {params.config:q} --dask-json {resources.dask:q} --threads {threads}"
         " --cutouts {input.cutouts} --segmaps {input.segmaps}"
         " --segment-table {input.table} --shard {wildcards.shard}"
         " --output {output.features} 2> {log}"

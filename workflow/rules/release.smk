@@ -18,6 +18,6 @@ rule release:
     conda:
         ENV
     shell:
-        "galcat release --config-json '{{}}' --releases-dir {params.releases_dir}"
+        "galcat release --releases-dir {params.releases_dir}"
         " --date {wildcards.date} --catalogue {input.parquet}"
         " --files {input.parquet} {input.fits} {input.html} 2> {log}"

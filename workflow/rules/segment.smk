@@ -10,6 +10,9 @@ rule segment:
     params:
         config=get_segment_config,
     threads: 2
+    resources:
+        # how the job runs, not what it writes: beside the params, so an edit reruns nothing
+        dask=DASK_JSON,
     log:
         f"{LOGS}/segment/{{shard}}.log",
     benchmark:
@@ -17,6 +20,6 @@ rule segment:
     conda:
         ENV
     shell:
-        "galcat segment --config-json {params.config:q} --threads {threads}"
+        "galcat segment --config-json {params.config:q} --dask-json {resources.dask:q} --threads {threads}"
         " --cutouts {input.cutouts} --shard {wildcards.shard}"
         " --output-maps {output.segmaps} --output-table {output.table} 2> {log}"

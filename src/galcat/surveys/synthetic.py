@@ -104,6 +104,7 @@ from scipy.optimize import brentq
 from scipy.special import gammainc, gammaincinv
 
 from galcat import gz2, relations
+from galcat.config import settings
 from galcat.sharding import shard_name, shard_of
 from galcat.store import CutoutBatch
 
@@ -187,7 +188,7 @@ BAND_SETS: dict[str, dict[str, Band]] = {
 
 def band_set(config: Mapping) -> dict[str, Band]:
     """The bands of ``config['synthetic']['band_set']`` in order."""
-    name = _syn(config).get("band_set", "sdss")
+    name = _syn(config)["band_set"]
     try:
         return BAND_SETS[name]
     except KeyError:
@@ -211,6 +212,8 @@ BLOCK_SIZE = 8192
 TRUNC = 8.0
 #: Sérsic indices are quantised to this step.
 N_STEP = 0.1
+#: Band of the per-pixel truth map ``truth_class``.
+TRUTH_CLASS_BAND = "r"
 #: Largest r80 (and companion separation) as a fraction of the cutout half-width.
 FIT_FRACTION = 0.8
 _STREAM_POP = 0x67616C63
@@ -221,7 +224,8 @@ _GSPARAMS = galsim.GSParams(folding_threshold=5e-3, maxk_threshold=1e-3, maximum
 
 
 def _syn(config: Mapping) -> Mapping:
-    return config["synthetic"] if "synthetic" in config else config
+    """The ``synthetic`` section, validated, with the schema defaults filled in."""
+    return settings(config, "synthetic")
 
 
 # =========================================================================== cosmology
@@ -480,10 +484,10 @@ _MASS_BANDS = {k: _ALL_BANDS[k] for k in ("g", "r", "i")}
 
 def _candidates(rng: np.random.Generator, m: int, syn: Mapping) -> dict[str, np.ndarray]:
     """Draws that decide the apparent magnitude (and so whether a galaxy is observed)."""
-    ml = relations.mass_to_light(syn.get("mass_to_light", "bell2003_gr"))
-    mzr_cfg = syn.get("mzr", {}) or {}
-    mzr = relations.get(relations.MZR, mzr_cfg.get("relation", "tremonti2004"), "mzr")
-    scatter = float(mzr_cfg.get("scatter_dex", 0.10))
+    ml = relations.mass_to_light(syn["mass_to_light"])
+    mzr_cfg = syn["mzr"]
+    mzr = relations.get(relations.MZR, mzr_cfg["relation"], "mzr")
+    scatter = float(mzr_cfg["scatter_dex"])
     lm = syn["log_mass"]
     zr = syn["redshift"]
     c: dict[str, np.ndarray] = {}
@@ -544,8 +548,8 @@ def _structure(rng: np.random.Generator, p: dict[str, np.ndarray], syn: Mapping)
     )
     p["pa_deg"] = rng.uniform(0.0, 180.0, m)
     # neighbours: merger, projection or none (mutually exclusive)
-    f_m = float(syn.get("merger_fraction", 0.0))
-    f_p = float(syn.get("projection_fraction", 0.0))
+    f_m = float(syn["merger_fraction"])
+    f_p = float(syn["projection_fraction"])
     if f_m + f_p > 1.0:
         raise ValueError(f"merger_fraction + projection_fraction must be <= 1; got {f_m} + {f_p}")
     kind = rng.random(m)
@@ -603,7 +607,7 @@ def _structure(rng: np.random.Generator, p: dict[str, np.ndarray], syn: Mapping)
         projection=proj,
     )
     expected = gz2.expected_fractions(probs).astype(np.float32).T
-    votes = gz2.simulate_votes(probs, int(syn.get("gz2_voters", 40)), rng).astype(np.float32).T
+    votes = gz2.simulate_votes(probs, int(syn["gz2_voters"]), rng).astype(np.float32).T
     for j in range(expected.shape[0]):
         p[f"gz2_expected_{j}"] = np.ascontiguousarray(expected[j])
         p[f"gz2_votes_{j}"] = np.ascontiguousarray(votes[j])
@@ -638,7 +642,7 @@ def _derive(p: dict[str, np.ndarray], config: Mapping) -> dict[str, np.ndarray]:
     bands = band_set(config)
     n = p["z"].size
     size_rel = relations.get(
-        relations.SIZE_MASS, syn.get("size_mass_relation", "vanderwel2014"), "size_mass_relation"
+        relations.SIZE_MASS, syn["size_mass_relation"], "size_mass_relation"
     )
     r_med, r_sig = size_rel(p["log_mass"], p["early"], p["z"])
     r_kpc = r_med * 10.0 ** (r_sig * p["size_eps"])
@@ -891,7 +895,7 @@ def query_ids(config: Mapping, first: int, last: int) -> pd.DataFrame:
     if not 1 <= first <= last:
         raise ValueError(f"object ids must satisfy 1 <= first <= last; got {first}, {last}")
     syn = _syn(config)
-    per_shard = int(config.get("sharding", {}).get("objects_per_shard", 200))
+    per_shard = int(settings(config, "sharding")["objects_per_shard"])
     bands = band_set(config)
     b0, b1 = (first - 1) // BLOCK_SIZE, (last - 1) // BLOCK_SIZE
     blocks = [_draw_block(syn, k) for k in range(b0, b1 + 1)]
@@ -1151,17 +1155,16 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
 
     Rows are rendered in ascending ``object_id``. ``extras['truth_class']`` (uint8,
     (n, y, x)) holds the `galcat.store.TRUTH_CLASSES` code of the component that
-    dominates each pixel of the noiseless PSF-convolved detection-band image where it
-    exceeds the 1-sigma sky noise (0 background elsewhere). The detection band is
-    ``config['segment']['detect_band']`` when it is in the band set, else r.
+    dominates each pixel of the noiseless PSF-convolved r-band image where it exceeds
+    the 1-sigma sky noise (0 background elsewhere). The truth is the survey's own: it
+    does not follow a setting of a later stage (every band set has r).
     """
     syn = _syn(config)
     bands = band_set(config)
     names = list(bands)
     size, scale = int(syn["cutout_size"]), float(syn["pixel_scale"])
     seed = int(syn["seed"])
-    det = (config.get("segment", {}) or {}).get("detect_band", "r")
-    det = det if det in bands else ("r" if "r" in bands else names[0])
+    det = TRUTH_CLASS_BAND
     rows = rows.sort_values("object_id") if len(rows) else rows
     n = len(rows)
     image = np.zeros((n, len(names), size, size), dtype=np.float32)
