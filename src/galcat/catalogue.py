@@ -43,34 +43,57 @@ def provenance(config_hash: str, *, survey: str) -> dict:
     }
 
 
+def _stack(paths: Sequence[os.PathLike | str], units: dict, descriptions: dict) -> pd.DataFrame:
+    """Row-wise concatenation of per-shard tables; their units and descriptions noted."""
+    parts = []
+    for path in paths:
+        parts.append(read_table(path))
+        units.update(column_units(path))
+        descriptions.update(column_descriptions(path))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"object_id": []})
+
+
+def _join(cat: pd.DataFrame, table: pd.DataFrame, what: str) -> pd.DataFrame:
+    clash = (set(table.columns) & set(cat.columns)) - {"object_id"}
+    if clash:
+        raise ValueError(f"{what} columns {sorted(clash)} clash with columns already joined")
+    return cat.merge(table, on="object_id", how="left", validate="one_to_one")
+
+
 def build_catalogue(
     objects: os.PathLike | str,
     features: Sequence[os.PathLike | str],
     *,
+    predictions: Sequence[os.PathLike | str] = (),
     config_hash: str,
     survey: str,
     output_parquet: os.PathLike | str,
     output_fits: os.PathLike | str,
 ) -> pd.DataFrame:
-    """Join the object table with every shard's features; write Parquet and FITS."""
-    obj = read_table(objects)
+    """Join the object table with every shard's features and the models' predictions
+    (per-shard tables keyed by object_id, grouped by model through their columns);
+    write Parquet and FITS."""
     units = column_units(objects)
     descriptions = column_descriptions(objects)
-    parts = []
-    for path in features:
-        parts.append(read_table(path))
-        units.update(column_units(path))
-        descriptions.update(column_descriptions(path))
-    feat = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"object_id": []})
-    clash = (set(feat.columns) & set(obj.columns)) - {"object_id"}
-    if clash:
-        raise ValueError(f"feature columns {sorted(clash)} clash with object-table columns")
-    cat = obj.merge(feat, on="object_id", how="left", validate="one_to_one")
+    cat = read_table(objects)
+    cat = _join(cat, _stack(features, units, descriptions), "feature")
+    by_model: dict[tuple[str, ...], list] = {}
+    for path in predictions:
+        by_model.setdefault(tuple(pq_columns(path)), []).append(path)
+    for paths in by_model.values():
+        cat = _join(cat, _stack(paths, units, descriptions), "prediction")
     cat = cat.sort_values("object_id").reset_index(drop=True)
     prov = provenance(config_hash, survey=survey)
     write_table(cat, output_parquet, units=units, descriptions=descriptions, metadata=prov)
     write_fits(cat, output_fits, units=units, descriptions=descriptions, provenance=prov)
     return cat
+
+
+def pq_columns(path: os.PathLike | str) -> list[str]:
+    """Column names of a Parquet table (read from its schema only)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def write_fits(

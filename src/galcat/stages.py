@@ -257,13 +257,14 @@ def run_catalogue(
     config_hash: str,
     output_parquet: os.PathLike | str,
     output_fits: os.PathLike | str,
+    predictions: list[os.PathLike | str] | None = None,
 ) -> None:
-    """Join the object table and every shard's features into the catalogue."""
+    """Join the object table, every shard's features and the models' predictions."""
     from galcat.catalogue import build_catalogue
 
     build_catalogue(
-        objects, features, config_hash=config_hash, survey=config["survey"],
-        output_parquet=output_parquet, output_fits=output_fits,
+        objects, features, predictions=predictions or (), config_hash=config_hash,
+        survey=config["survey"], output_parquet=output_parquet, output_fits=output_fits,
     )
 
 

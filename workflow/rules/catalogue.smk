@@ -1,10 +1,11 @@
-# catalogue: join objects and features (later: predictions); Parquet and FITS.
+# catalogue: join objects, features and every model's predictions; Parquet and FITS.
 
 
 rule catalogue:
     input:
         objects=f"{OUT}/objects.parquet",
         features=get_features,
+        predictions=get_predictions,
     output:
         parquet=f"{OUT}/catalogue.parquet",
         fits=f"{OUT}/catalogue.fits",
@@ -20,4 +21,5 @@ rule catalogue:
     shell:
         "galcat catalogue --config-json {params.config:q} --config-hash {params.config_hash}"
         " --objects {input.objects} --features {input.features}"
+        " --predictions {input.predictions}"
         " --output-parquet {output.parquet} --output-fits {output.fits} 2> {log}"

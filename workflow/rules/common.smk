@@ -21,6 +21,7 @@ ENV = "../../envs/galcat.yaml"
 
 wildcard_constraints:
     shard=r"s\d{6}",
+    model=r"[a-z][a-z0-9_]{0,31}",
 
 
 def as_json(sections):
@@ -118,11 +119,81 @@ def get_features(wildcards):
     return expand(f"{OUT}/features/{{shard}}.parquet", shard=get_shards())
 
 
+# --------------------------------------------------------------------- models
+def get_models():
+    """Names of the enabled models (config models section), in config order."""
+    return [name for name, entry in config["models"].items() if entry["enabled"]]
+
+
+def get_cutouts(wildcards):
+    return expand(f"{OUT}/cutouts/{{shard}}.zarr", shard=get_shards())
+
+
+def get_label_tables(wildcards):
+    """The object tables the models learn their labels from. Archive surveys use
+    the per-shard tables, rewritten only when a shard's rows change, so that a
+    nightly query that adds nothing retrains nothing."""
+    if SURVEY == "synthetic":
+        return [f"{OUT}/objects.parquet"]
+    return expand(f"{OUT}/objects/{{shard}}.parquet", shard=get_shards())
+
+
+def _model_entry(model, keys=None, drop=()):
+    entry = config["models"][model]
+    return {k: v for k, v in entry.items() if (keys is None or k in keys) and k not in drop}
+
+
+SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
+
+
+def get_train_config(wildcards):
+    # tta is read by predict only: editing it must not retrain
+    return as_json({
+        "models": {wildcards.model: _model_entry(wildcards.model, drop=("tta",))},
+        "training": {k: config["training"][k] for k in SPLIT_KEYS},
+    })
+
+
+def get_predict_config(wildcards):
+    return as_json({"models": {wildcards.model: _model_entry(wildcards.model, ("family", "tta"))}})
+
+
+def get_evaluate_config(wildcards):
+    sections = {
+        "survey": SURVEY,
+        "models": {wildcards.model: _model_entry(wildcards.model, ("family", "seed"))},
+        "segment": {"detect_band": config["segment"]["detect_band"]},
+    }
+    if SURVEY == "synthetic":
+        sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}
+    return as_json(sections)
+
+
+def get_segmaps(wildcards):
+    return expand(f"{OUT}/segmaps/{{shard}}.zarr", shard=get_shards())
+
+
+def get_model_predictions(wildcards):
+    return expand(f"{OUT}/predictions/{wildcards.model}/{{shard}}.parquet", shard=get_shards())
+
+
+def get_predictions(wildcards):
+    """Every enabled model's predictions of every shard (the catalogue joins them)."""
+    return expand(
+        f"{OUT}/predictions/{{model}}/{{shard}}.parquet", model=get_models(), shard=get_shards()
+    )
+
+
+def get_model_metrics():
+    return expand(f"{OUT}/models/{{model}}/metrics.json", model=get_models())
+
+
 def get_final_outputs():
     outputs = [
         f"{OUT}/catalogue.parquet",
         f"{OUT}/catalogue.fits",
         f"{OUT}/report.html",
+        *get_model_metrics(),
     ]
     if config.get("release"):
         outputs.append(f"{OUT}/releases/{config['release']}")

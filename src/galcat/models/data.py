@@ -20,15 +20,18 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from galcat.models.nets import DIHEDRAL, dihedral_numpy
 from galcat.store import CutoutReader
+from galcat.tables import read_table
 
 __all__ = [
     "SPLITS",
@@ -39,6 +42,7 @@ __all__ = [
     "bin_images",
     "fit_normalisation",
     "make_loader",
+    "read_labels",
 ]
 
 SPLITS = ("train", "validation", "test")
@@ -330,6 +334,21 @@ def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: 
     kwargs = {"prefetch_factor": 4} if workers > 0 else {}
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(workers),
                       pin_memory=torch.cuda.is_available(), **kwargs)
+
+
+def read_labels(objects: os.PathLike | str | Sequence[os.PathLike | str]) -> pd.DataFrame:
+    """The object table(s) the labels come from, one row per object, by object_id.
+
+    ``objects`` is the survey's object table or the per-shard tables of an archive
+    survey (concatenated).
+    """
+    paths = [objects] if isinstance(objects, (str, os.PathLike)) else list(objects)
+    table = pd.concat([read_table(p) for p in paths], ignore_index=True)
+    dup = table["object_id"].duplicated()
+    if dup.any():
+        raise ValueError(f"object_id {table['object_id'][dup].iloc[0]} appears twice in the "
+                         f"object tables {[str(p) for p in paths][:3]}")
+    return table.sort_values("object_id").reset_index(drop=True)
 
 
 def split_arrays(split: np.ndarray, targets: np.ndarray) -> Mapping[str, np.ndarray]:

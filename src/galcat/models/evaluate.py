@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from galcat.models import baselines as _baselines
+from galcat.models.data import read_labels
 from galcat.models.registry import Family, get_family
 from galcat.store import atomic_file
 from galcat.tables import read_table
@@ -81,7 +82,7 @@ def evaluate_model(
     name: str,
     settings: Mapping,
     *,
-    objects: os.PathLike | str,
+    objects: os.PathLike | str | Sequence[os.PathLike | str],
     features: Sequence[os.PathLike | str],
     cutouts: Sequence[os.PathLike | str],
     segmaps: Sequence[os.PathLike | str],
@@ -117,7 +118,7 @@ def evaluate_model(
     random forests (seconds per thousand training objects).
     """
     family = get_family(settings["family"])
-    table = read_table(objects)
+    table = read_labels(objects)
     feats = _read_all(features)
     phot = _baselines.isophotal_photometry(cutouts, segmaps)
     rf_table = _baselines.feature_table(feats, phot)

@@ -37,11 +37,12 @@ from galcat.models.data import (
     assign_splits,
     fit_normalisation,
     make_loader,
+    read_labels,
     split_arrays,
 )
 from galcat.models.registry import get_family
 from galcat.store import CutoutReader, atomic_file
-from galcat.tables import read_table, write_table
+from galcat.tables import write_table
 
 __all__ = ["MODEL_FORMAT", "save_model", "train_model"]
 
@@ -132,7 +133,7 @@ def train_model(
     settings: Mapping,
     *,
     training: Mapping,
-    objects: os.PathLike | str,
+    objects: os.PathLike | str | Sequence[os.PathLike | str],
     cutouts: Sequence[os.PathLike | str],
     out_dir: os.PathLike | str,
     threads: int = 1,
@@ -151,8 +152,8 @@ def train_model(
     training : mapping
         The shared ``training`` section: ``validation_fraction``, ``test_fraction``,
         ``split_seed``.
-    objects : path-like
-        Object table with the family's label columns.
+    objects : path-like or sequence of path-like
+        Object table(s) with the family's label columns (`galcat.models.data.read_labels`).
     cutouts : sequence of path-like
         The shards' cutout groups; objects of the table that are in none of them are
         left out.
@@ -180,7 +181,7 @@ def train_model(
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
     readers = [CutoutReader(p) for p in cutouts]
-    table = read_table(objects)
+    table = read_labels(objects)
     family.check_labels(table, source=str(objects))
     in_shards = np.isin(table["object_id"].to_numpy(), np.concatenate([r.object_id for r in readers]))
     table = table.loc[in_shards].sort_values("object_id").reset_index(drop=True)

@@ -1,0 +1,90 @@
+"""The models' stages of the DAG: ``train[model]``, ``predict[model, shard]``, ``evaluate[model]``.
+
+Called by the ``galcat train|predict|evaluate`` commands (`galcat.cli`), which the
+rules of ``workflow/rules/train.smk`` and ``predict.smk`` run. Each reads the
+config sections its rule passes in its params through `galcat.config.settings`
+and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
+
+What each rule's params hold (so that an edit reruns exactly what it changes):
+``train`` the model's entry without ``tta`` and the split settings; ``predict``
+the model's ``tta`` (the batch size is an execution setting, passed beside);
+``evaluate`` the model's ``family`` and ``seed``, the detection band and, for the
+synthetic survey, its MZR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from galcat.config import settings
+
+__all__ = ["SPLIT_KEYS", "model_entry", "run_evaluate", "run_predict", "run_train"]
+
+#: Keys of the ``training`` section that decide the split (train and evaluate read them).
+SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
+#: Keys of a model entry that only inference reads.
+INFERENCE_KEYS = ("tta",)
+
+
+def model_entry(config: dict, model: str) -> dict:
+    """The validated entry ``models.{model}`` of ``config``; a clear error if absent."""
+    models = settings(config, "models")
+    if model not in models:
+        from galcat.config import ConfigError
+
+        raise ConfigError(f"config key models.{model}: no such model; the config has "
+                          f"{sorted(models)}")
+    return models[model]
+
+
+def run_train(
+    config: dict, model: str, objects: Sequence[os.PathLike | str],
+    cutouts: Sequence[os.PathLike | str],
+    output_dir: os.PathLike | str, threads: int | None = None,
+) -> Path:
+    """Train ``model``; write its directory (``model.pt``, ``splits.parquet``...)."""
+    from galcat.models.train import train_model
+
+    entry = model_entry(config, model)
+    train_settings = {k: entry[k] for k in entry if k not in INFERENCE_KEYS}
+    training = settings(config, "training")
+    return train_model(model, train_settings, training={k: training[k] for k in SPLIT_KEYS},
+                       objects=objects, cutouts=cutouts, out_dir=output_dir,
+                       threads=threads or 1)
+
+
+def run_predict(
+    config: dict, model: str, model_file: os.PathLike | str, splits: os.PathLike | str,
+    cutouts: os.PathLike | str, output: os.PathLike | str, batch_size: int | None = None,
+    threads: int | None = None,
+) -> None:
+    """Predictions of ``model`` for one shard."""
+    from galcat.models.predict import predict_shard
+
+    entry = model_entry(config, model)
+    predict_shard(model_file, cutouts, output, splits=splits, tta=bool(entry["tta"]),
+                  batch_size=batch_size or 256, threads=threads or 1)
+
+
+def run_evaluate(
+    config: dict, model: str, objects: Sequence[os.PathLike | str],
+    features: Sequence[os.PathLike | str],
+    cutouts: Sequence[os.PathLike | str], segmaps: Sequence[os.PathLike | str],
+    predictions: Sequence[os.PathLike | str], splits: os.PathLike | str,
+    output: os.PathLike | str, threads: int | None = None,
+) -> None:
+    """``metrics.json`` of ``model``: test-split scores of the model and its baselines."""
+    from galcat.models.evaluate import evaluate_model
+
+    entry = model_entry(config, model)
+    context = {}
+    if config["survey"] == "synthetic":
+        mzr = settings(config, "synthetic")["mzr"]
+        context = {"mzr_relation": mzr["relation"], "mzr_scatter_dex": mzr["scatter_dex"]}
+    evaluate_model(model, {"family": entry["family"], "seed": entry["seed"]}, objects=objects,
+                   features=features, cutouts=cutouts, segmaps=segmaps, predictions=predictions,
+                   splits=splits, output=output, context=context,
+                   detect_band=settings(config, "segment")["detect_band"],
+                   threads=threads or 1)

@@ -1,0 +1,53 @@
+# predict: per model and shard, batched inference over every cutout of the shard.
+# evaluate: per model, test-split scores of the model and its baselines.
+
+
+rule predict:
+    input:
+        model=f"{OUT}/models/{{model}}/model.pt",
+        splits=f"{OUT}/models/{{model}}/splits.parquet",
+        cutouts=f"{OUT}/cutouts/{{shard}}.zarr",
+    output:
+        predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
+    params:
+        config=get_predict_config,
+    threads: 2
+    resources:
+        # how the job runs, not what it writes (predictions do not depend on it)
+        batch_size=config["training"]["predict_batch_size"],
+    log:
+        f"{LOGS}/predict/{{model}}/{{shard}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}/{{shard}}.tsv"
+    conda:
+        ENV
+    shell:
+        "galcat predict --config-json {params.config:q} --threads {threads}"
+        " --batch-size {resources.batch_size} --model {wildcards.model}"
+        " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
+        " --output {output.predictions} 2> {log}"
+
+
+rule evaluate:
+    input:
+        objects=get_label_tables,
+        features=get_features,
+        cutouts=get_cutouts,
+        segmaps=get_segmaps,
+        predictions=get_model_predictions,
+        splits=f"{OUT}/models/{{model}}/splits.parquet",
+    output:
+        metrics=f"{OUT}/models/{{model}}/metrics.json",
+    params:
+        config=get_evaluate_config,
+    threads: 2
+    log:
+        f"{LOGS}/evaluate/{{model}}.log",
+    conda:
+        ENV
+    shell:
+        "galcat evaluate --config-json {params.config:q} --threads {threads}"
+        " --model {wildcards.model} --objects {input.objects} --features {input.features}"
+        " --cutouts {input.cutouts} --segmaps {input.segmaps}"
+        " --predictions {input.predictions} --splits {input.splits}"
+        " --output {output.metrics} 2> {log}"
