@@ -39,7 +39,7 @@ def graph(tiny_run):
 
 
 def expected_jobs(rules: set[str]) -> set[tuple[str, str | None]]:
-    per_shard = {"fetch_cutouts", "segment", "measure"}
+    per_shard = {"fetch_cutouts", "segment", "measure", "predict"}
     jobs = set()
     for rule in rules:
         if rule in per_shard:

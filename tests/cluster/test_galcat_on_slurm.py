@@ -17,6 +17,7 @@ from tests.cluster.test_slurm import field, load_profile, scontrol_job
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+MODEL_RULES = ("train", "predict", "evaluate")
 
 
 def galcat_test_profile(dest: Path, logdir: Path) -> dict:
@@ -26,7 +27,8 @@ def galcat_test_profile(dest: Path, logdir: Path) -> dict:
     defaults.update(slurm_partition="cpu", runtime=10, mem_mb=500)
     prof["default-resources"] = defaults
     prof["set-resources"] = {
-        rule: {**res, "runtime": 10, "mem_mb": 500}
+        # torch alone takes ~0.5 GB: the model rules get more
+        rule: {**res, "runtime": 10, "mem_mb": 2000 if rule in MODEL_RULES else 500}
         for rule, res in prof["set-resources"].items()
     }
     for res in prof["set-resources"].values():
@@ -52,6 +54,9 @@ def test_tiny_dag_completes_on_slurm(slurm, tmp_path):
     config.write_text(yaml.safe_dump({
         "synthetic": {"n_objects": 4}, "sharding": {"objects_per_shard": 2},
         "dask": {"objects_per_task": 2},
+        # one model is enough to see train on the GPU partition and predict after it
+        "models": {"r50": {"epochs": 1}, "gz2": {"enabled": False},
+                   "metallicity": {"enabled": False}},
     }))
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
@@ -66,9 +71,19 @@ def test_tiny_dag_completes_on_slurm(slurm, tmp_path):
     by_rule: dict[str, list[str]] = {}
     for jobid, rule in submitted:
         by_rule.setdefault(rule, []).append(jobid)
-    # the per-shard rules went to SLURM, the light ones ran locally
+    # the per-shard rules and the model's went to SLURM, the light ones ran locally
     assert {r: len(j) for r, j in by_rule.items()} == {
-        "fetch_cutouts": 2, "segment": 2, "measure": 2}
+        "fetch_cutouts": 2, "segment": 2, "measure": 2, "train": 1, "predict": 2, "evaluate": 1}
+    # train asked for a GPU on the GPU partition; predict was submitted after it ended
+    calls = {m.group(1): m.group(0).split("--wrap")[0]
+             for m in re.finditer(r"sbatch call: sbatch .*?--comment rule_(\w+).*", log)}
+    assert " -p gpu " in calls["train"] and "--gpus=1" in calls["train"], calls["train"]
+    train_job = scontrol_job(by_rule["train"][0])
+    assert field(train_job, "Partition") == "gpu"
+    assert field(train_job, "TresPerJob") == "gres:gpu:1", train_job
+    train_end = field(train_job, "EndTime")
+    for jobid in by_rule["predict"]:
+        assert field(scontrol_job(jobid), "SubmitTime") >= train_end
     for jobid in by_rule["measure"]:
         record = scontrol_job(jobid)
         assert field(record, "Partition") == "cpu"
@@ -76,3 +91,4 @@ def test_tiny_dag_completes_on_slurm(slurm, tmp_path):
     cat = pd.read_parquet(workdir / "results" / "synthetic" / "catalogue.parquet")
     assert cat["object_id"].tolist() == [1, 2, 3, 4]
     assert cat["r50"].notna().sum() >= 3
+    assert cat["nn_r50_r50_mass"].notna().all()

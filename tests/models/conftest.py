@@ -38,7 +38,8 @@ def tiny_survey(tmp_path_factory, tiny_config) -> dict:
 
     root = tmp_path_factory.mktemp("model_survey")
     objects = run_query(tiny_config, root / "objects.parquet")
-    config = {**tiny_config, "dask": {**tiny_config["dask"], "scheduler": "synchronous"}}
-    cutouts = [run_fetch({**config, "shard_size": 32}, None, shard, root / f"{shard}.zarr")
+    dask = {**tiny_config["dask"], "scheduler": "synchronous"}
+    cutouts = [run_fetch({**tiny_config, "shard_size": 32}, None, shard, root / f"{shard}.zarr",
+                         dask=dask)
                for shard in ("s000000", "s000001")]
     return {"objects": Path(objects), "cutouts": [Path(c) for c in cutouts], "dir": root}

@@ -43,6 +43,8 @@ rule evaluate:
     threads: 2
     log:
         f"{LOGS}/evaluate/{{model}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}.tsv"
     conda:
         ENV
     shell:

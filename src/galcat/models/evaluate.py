@@ -145,6 +145,11 @@ def evaluate_model(
     data = EvalData(table=table, train=(table["split"].to_numpy() == "train"), test=test_all,
                     features=rf_cols, snr_column=f"iso_snr_{detect_band}",
                     context=dict(context or {}), seed=int(settings["seed"]), threads=threads)
+    if not test_all.any():
+        return _write(output, {"model": name, "family": family.name, "settings": dict(settings),
+                               "n_objects": {"train": int(data.train.sum()), "test": 0,
+                                             "scored": 0},
+                               "failed_on_test": {}, "scores": {}})
     model_cols = [c for c in table.columns if c.startswith("model:")]
     preds = {"model": {c[6:]: table.loc[test_all, c].to_numpy() for c in model_cols}}
     preds.update(family.baselines(data))
@@ -167,6 +172,10 @@ def evaluate_model(
         "failed_on_test": failed,
         "scores": scores,
     }
+    return _write(output, result)
+
+
+def _write(output: os.PathLike | str, result: dict) -> dict:
     final = Path(output)
     tmp = atomic_file(final)
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True, default=float) + "\n")

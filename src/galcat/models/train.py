@@ -196,10 +196,15 @@ def train_model(
                           ("validation_fraction", "test_fraction", "split_seed")}})
     targets = family.targets(table)
     members = split_arrays(split, targets)
-    for stage in ("train", "validation"):
-        if members[stage].size == 0:
-            raise ValueError(f"model {name!r}: the {stage} split has no objects with a finite "
-                             f"target among {len(table)} objects; add objects or change the split")
+    if members["train"].size == 0:
+        raise ValueError(f"model {name!r}: the training split has no objects with a finite "
+                         f"target among {len(table)} objects; add objects or change the split")
+    if members["validation"].size == 0:
+        # only a toy survey has none: the training objects stand in, so early
+        # stopping and the learning-rate plateau then watch the training loss
+        log.warning("model %s: the validation split is empty among %d objects; validating on "
+                    "the training split", name, len(table))
+        members["validation"] = members["train"]
     bands = settings.get("bands") or list(readers[0].bands)
     index = ShardIndex.build(readers, table["object_id"].to_numpy())
 

@@ -1,0 +1,168 @@
+"""Throughput of the networks: Zarr loading rate beside training and inference rates.
+
+For every model of the config (default: config/science.yaml's) it measures, in
+images per second:
+
+* loading: the training DataLoader alone (whole-chunk reads from the Zarr shards,
+  binning, the dihedral augmentation, collation) with 0, 1 and 2 worker processes;
+* training: forward, backward and optimiser step of the model's network on batches
+  already in memory (the rate at which training consumes images);
+* inference: eval-mode forward passes, without and with the 8-fold test-time
+  averaging.
+
+on the CPU with the given threads and, where CUDA is present, on the GPU. The goal
+(issue 10): loading >= 3x the training consumption rate. The cutouts are rendered
+into a temporary directory (synthetic survey, 64x64, 5 bands) unless --cutouts
+points at staged shards.
+
+    .venv/bin/python bench/model_throughput.py [--objects 512] [--threads 2]
+
+Prints a table and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from galcat.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_LOAD_OVER_TRAIN = 3.0
+
+
+def render(n: int, tmp: Path) -> list[Path]:
+    from galcat.stages import run_fetch
+
+    per = 256
+    config = load_config(overrides={"synthetic": {"n_objects": n},
+                                    "sharding": {"objects_per_shard": per}})
+    shards = [f"s{i:06d}" for i in range((n + per - 1) // per)]
+    return [run_fetch({**config, "shard_size": min(per, n - i * per)}, None, s, tmp / f"{s}.zarr",
+                      dask={**config["dask"], "scheduler": "synchronous"})
+            for i, s in enumerate(shards)]
+
+
+def dataset(cutouts, settings):
+    from galcat.models.data import CutoutDataset, ShardIndex
+    from galcat.store import CutoutReader
+
+    readers = [CutoutReader(p) for p in cutouts]
+    ids = np.concatenate([r.object_id for r in readers])
+    return CutoutDataset(ShardIndex.build(readers, ids), np.zeros((len(ids), 1)),
+                         bands=settings["bands"], bin=settings["bin"])
+
+
+def loading_rate(ds, settings, workers: int, epochs: int = 2) -> float:
+    from galcat.models.data import ChunkBatchSampler, make_loader
+
+    n = 0
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        sampler = ChunkBatchSampler(ds.index.chunk_key(), ds.index.object_id,
+                                    batch_size=settings["batch_size"], shuffle=True, augment=True,
+                                    seed=0, epoch=lambda e=epoch: e)
+        for batch in make_loader(ds, sampler, workers=workers):
+            n += len(batch["image"])
+    return n / (time.perf_counter() - t0)
+
+
+def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
+    import torch
+
+    from galcat.models.module import build_net
+    from galcat.models.nets import DIHEDRAL, dihedral
+    from galcat.models.registry import get_family
+
+    family = get_family(settings["family"])
+    k = len(family.label_columns)
+    net = build_net(settings["family"], settings, n_bands=shape[0], n_targets=k).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    b = settings["batch_size"]
+    x = torch.rand(b, *shape, device=device) * 10
+    y = torch.rand(b, k, device=device)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        loss = family.loss(net(x), y, {})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        train_step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    sync()
+    out = {"train": steps * b / (time.perf_counter() - t0)}
+    net.eval()
+    with torch.no_grad():
+        for tta in (False, True):
+            codes = range(DIHEDRAL) if tta else (0,)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                family.combine([net(dihedral(x, c)) for c in codes])
+            sync()
+            out["infer_tta" if tta else "infer"] = steps * b / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(ROOT / "config" / "science.yaml"))
+    ap.add_argument("--objects", type=int, default=512, help="galaxies rendered (no --cutouts)")
+    ap.add_argument("--cutouts", nargs="*", help="staged cutout shards to read instead")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=8, help="timed batches per network rate")
+    args = ap.parse_args()
+
+    import torch
+
+    import galcat.models  # noqa: F401  (torchvision shim first)
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    models = {n: e for n, e in config["models"].items() if e["enabled"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        cutouts = args.cutouts or render(args.objects, Path(tmp))
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        rows = []
+        for name, settings in models.items():
+            ds = dataset(cutouts, settings)
+            shape = tuple(ds.read_images(np.arange(1))[0].shape)
+            load = {w: loading_rate(ds, settings, w) for w in (0, 1, 2)}
+            for device in devices:
+                rates = net_rates(settings, shape, device, steps=args.steps)
+                rows.append({"model": name, "architecture": settings["architecture"],
+                             "input": "x".join(map(str, shape)), "device": device,
+                             "load_w0": load[0], "load_w1": load[1], "load_w2": load[2], **rates,
+                             "load_over_train": max(load.values()) / rates["train"]})
+    head = (f"{'model':<13}{'net':<10}{'input':<10}{'dev':<5}{'load w0':>9}{'w1':>8}{'w2':>8}"
+            f"{'train':>8}{'infer':>8}{'+tta':>8}{'load/train':>11}")
+    print(f"images per second ({args.threads} CPU threads; loading from Zarr, whole chunks)")
+    print(head)
+    for r in rows:
+        print(f"{r['model']:<13}{r['architecture']:<10}{r['input']:<10}{r['device']:<5}"
+              f"{r['load_w0']:9.0f}{r['load_w1']:8.0f}{r['load_w2']:8.0f}{r['train']:8.0f}"
+              f"{r['infer']:8.0f}{r['infer_tta']:8.0f}{r['load_over_train']:11.1f}")
+    ok = all(r["load_over_train"] >= GOAL_LOAD_OVER_TRAIN for r in rows)
+    print(f"goal: loading >= {GOAL_LOAD_OVER_TRAIN:.0f}x training consumption on every device: "
+          f"{'met' if ok else 'NOT met'}")
+    print(json.dumps({"bench": "model_throughput", "threads": args.threads,
+                      "gpu": torch.cuda.is_available(), "rows": [
+                          {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}
+                          for r in rows], "goal_loading_3x_training": ok}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The models in the real DAG (the tiny run): outputs, catalogue columns, partial reruns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from galcat import gz2
+from galcat.tables import column_descriptions, column_units
+from tests.conftest import TINY, deep_update, snakemake
+
+pytestmark = pytest.mark.slow
+OUT = "results/synthetic"
+SHARDS = ("s000000", "s000001", "s000002")
+MODELS = ("r50", "gz2", "metallicity")
+AGGREGATIONS = {("catalogue", None, None), ("report", None, None), ("all", None, None)}
+
+
+def planned(output: str) -> set[tuple[str, str | None, str | None]]:
+    """(rule, model, shard) of every job a dry run lists."""
+    jobs, rule, wc = set(), None, {}
+    for text in output.splitlines() + ["rule end:"]:
+        head = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):\s*$", text)
+        if head:
+            if rule is not None:
+                jobs.add((rule, wc.get("model"), wc.get("shard")))
+            rule, wc = head.group(1), {}
+        elif rule is not None and re.match(r"^\s+wildcards:", text):
+            wc = dict(re.findall(r"(\w+)=([\w]+)", text))
+    return jobs
+
+
+def model_jobs(model: str, *rules: str) -> set[tuple[str, str | None, str | None]]:
+    jobs = set()
+    for rule in rules:
+        if rule == "predict":
+            jobs |= {("predict", model, s) for s in SHARDS}
+        else:
+            jobs.add((rule, model, None))
+    return jobs
+
+
+def test_every_model_trains_predicts_and_is_scored(tiny_run):
+    out = tiny_run / OUT
+    for model in MODELS:
+        d = out / "models" / model
+        for name in ("model.pt", "splits.parquet", "history.csv", "learning_curve.png",
+                     "train.json", "metrics.json"):
+            assert (d / name).stat().st_size > 0, f"{model}: {name}"
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert "model" in metrics["scores"] and metrics["n_objects"]["scored"] >= 1
+        for shard in SHARDS:
+            assert (out / "predictions" / model / f"{shard}.parquet").exists()
+    baselines = json.loads((out / "models" / "gz2" / "metrics.json").read_text())["scores"]
+    assert {"mean_vote", "random_forest", "noise_floor_rmse"} <= set(baselines)
+
+
+def test_the_catalogue_joins_the_predictions_with_units_and_descriptions(tiny_run):
+    path = tiny_run / OUT / "catalogue.parquet"
+    cat = pd.read_parquet(path)
+    units, desc = column_units(path), column_descriptions(path)
+    expected = {"nn_r50_r50_mass": "arcsec", "nn_r50_r50_mass_err": "arcsec",
+                "nn_metallicity_metallicity": "dex", "nn_metallicity_metallicity_err": "dex"}
+    for col, unit in expected.items():
+        assert cat[col].notna().all() and units[col] == unit and desc[col]
+    fractions = cat[[f"nn_gz2_{c}" for c in gz2.column_names("")]].to_numpy()
+    assert max(gz2.check_sum_rules(fractions, atol=1e-5).values()) < 1e-5
+    assert set(cat["nn_r50_split"]) <= {"train", "validation", "test"}
+
+
+def test_editing_one_model_reruns_that_model_and_the_aggregations_only(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"models": {"gz2": {"epochs": 3}}}), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
+def test_editing_test_time_augmentation_reruns_predictions_only(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"models": {"r50": {"tta": False}}}), "-n")
+    assert planned(proc.stdout) == model_jobs("r50", "predict", "evaluate") | AGGREGATIONS
+
+
+def test_the_prediction_batch_size_reruns_nothing(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"training": {"predict_batch_size": 7}}), "-n")
+    assert planned(proc.stdout) == set()
+
+
+def test_a_split_change_retrains_every_model(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"training": {"split_seed": 9}}), "-n")
+    jobs = planned(proc.stdout)
+    assert {("train", m, None) for m in MODELS} <= jobs
+    assert not {j for j in jobs if j[0] in {"fetch_cutouts", "segment", "measure"}}
