@@ -75,9 +75,8 @@ def loading_rate(ds, settings, workers: int, epochs: int = 2) -> float:
 def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
     import torch
 
-    from galcat.models.module import build_net
     from galcat.models.nets import DIHEDRAL, dihedral
-    from galcat.models.registry import get_family
+    from galcat.models.registry import build_net, get_family
 
     family = get_family(settings["family"])
     k = len(family.label_columns)
@@ -92,7 +91,7 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
             torch.cuda.synchronize()
 
     def train_step():
-        loss = family.loss(net(x), y, {})
+        loss = family.loss(net(x), y, {}, net)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -15,17 +15,9 @@ from collections.abc import Mapping
 import lightning as L
 import torch
 
-from galcat.models.nets import GalaxyNet, build_encoder
-from galcat.models.registry import get_family
+from galcat.models.registry import build_net, get_family
 
-__all__ = ["GalaxyModule", "build_net"]
-
-
-def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int) -> GalaxyNet:
-    """The untrained network of a model: normalisation, encoder, the family's head."""
-    fam = get_family(family)
-    encoder, n_features = build_encoder(settings, n_bands)
-    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets)
+__all__ = ["GalaxyModule"]
 
 
 class GalaxyModule(L.LightningModule):
@@ -59,7 +51,7 @@ class GalaxyModule(L.LightningModule):
         target = batch["target"]
         if self.family.standardise_targets:
             target = self.net.standardise(target)
-        loss = self.family.loss(out, target, batch)
+        loss = self.family.loss(out, target, batch, self.net)
         n = torch.tensor(float(len(batch["image"])), device=loss.device)
         total, count = self._sums.get(stage, (torch.zeros((), device=loss.device),) * 2)
         self._sums[stage] = (total + loss.detach() * n, count + n)

@@ -103,7 +103,7 @@ class Normalise(nn.Module):
 def _conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        nn.GroupNorm(min(8, c_out // 4), c_out),
         nn.ReLU(inplace=True),
     ]
 
@@ -175,13 +175,16 @@ class GalaxyNet(nn.Module):
         self.head = head
         self.register_buffer("target_mean", torch.zeros(max(n_targets, 1)))
         self.register_buffer("target_std", torch.ones(max(n_targets, 1)))
+        # typical spread of the targets the loss sees (1 once standardised)
+        self.register_buffer("loss_scale", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.head(self.encoder(self.normalise(x)))
 
-    def set_target_scaling(self, mean: np.ndarray, std: np.ndarray) -> None:
+    def set_target_scaling(self, mean: np.ndarray, std: np.ndarray, loss_scale: float = 1.0) -> None:
         self.target_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.target_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
+        self.loss_scale.fill_(float(loss_scale))
 
     def standardise(self, target: torch.Tensor) -> torch.Tensor:
         return (target - self.target_mean) / self.target_std

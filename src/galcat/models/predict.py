@@ -26,9 +26,8 @@ import pandas as pd
 import torch
 
 from galcat.models.data import bin_images
-from galcat.models.module import build_net
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral
-from galcat.models.registry import Family, get_family
+from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
 from galcat.store import CutoutReader
 from galcat.tables import read_table, write_table

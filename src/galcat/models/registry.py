@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from galcat.models.nets import GalaxyNet, build_encoder
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -33,6 +35,7 @@ __all__ = [
     "Family",
     "GaussianHead",
     "Output",
+    "build_net",
     "get_family",
     "mixture_of_gaussians",
     "register",
@@ -82,7 +85,8 @@ class GaussianHead(nn.Module):
         return {"mean": raw[:, : self.k], "std": F.softplus(raw[:, self.k :]) + 1e-3}
 
 
-def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, *,
+                    scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Least squares for the mean plus the Gaussian NLL of the std at that mean.
 
     The standard deviation is fitted by the Gaussian negative log-likelihood of
@@ -91,13 +95,18 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor)
     their means less (Seitzer et al. 2022, "On the pitfalls of heteroscedastic
     uncertainty estimation"); here the two parts have separate gradients: the
     mean is what a least-squares network gives, the std is a calibrated
-    Gaussian width. Targets are standardised; NaN targets are ignored.
+    Gaussian width. NaN targets are ignored.
+
+    ``scale`` divides the residuals of the least-squares term: the typical spread
+    of the targets, so that term is of order one like the likelihood term (1 for
+    standardised targets; targets in their own units, such as vote fractions,
+    would otherwise give the mean a gradient ~100 times weaker than the std's).
     """
     ok = torch.isfinite(target)
     if not bool(ok.any()):
         return (mean.sum() + std.sum()) * 0.0
     y = torch.where(ok, target, torch.zeros_like(target))
-    mse = ((mean - y) ** 2)[ok].mean()
+    mse = (((mean - y) / scale) ** 2)[ok].mean()
     resid = (mean.detach() - y) ** 2
     nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
     return mse + nll[ok].mean()
@@ -157,9 +166,12 @@ class Family:
         return GaussianHead(n_features, n_targets)
 
     def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor,
-             batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Training loss of a batch; ``target`` is standardised. Default: `regression_loss`."""
-        return regression_loss(out["mean"], out["std"], target)
+             batch: Mapping[str, torch.Tensor], net: nn.Module) -> torch.Tensor:
+        """Training loss of a batch (``target`` standardised if `standardise_targets`).
+
+        Default: `regression_loss` with the network's ``loss_scale``.
+        """
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale)
 
     def combine(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Combine the outputs of the 8 dihedral transforms of the input (test time)."""
@@ -193,6 +205,13 @@ def register(family: Family) -> Family:
         raise ValueError(f"model family {family.name!r} is registered twice")
     FAMILIES[family.name] = family
     return family
+
+
+def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int) -> GalaxyNet:
+    """The untrained network of a model: normalisation, encoder, the family's head."""
+    fam = get_family(family)
+    encoder, n_features = build_encoder(settings, n_bands)
+    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets)
 
 
 def get_family(name: str) -> Family:

@@ -50,6 +50,8 @@ log = logging.getLogger("galcat.models.train")
 
 #: Version tag of ``model.pt``.
 MODEL_FORMAT = "galcat.model/1"
+#: Largest gradient norm of a step (Lightning's gradient clipping).
+GRADIENT_CLIP = 1.0
 
 
 def _device_kind() -> str:
@@ -220,13 +222,17 @@ def train_model(
     if family.standardise_targets:
         t_mean, t_std = np.nanmean(y_train, axis=0), np.nanstd(y_train, axis=0)
         t_std = np.where(t_std > 0, t_std, 1.0)
+        loss_scale = 1.0
     else:
         t_mean, t_std = np.zeros(targets.shape[1]), np.ones(targets.shape[1])
+        # one number for all outputs: their relative weights stay those of plain
+        # least squares (the Kaggle RMSE for the vote fractions)
+        loss_scale = float(np.sqrt(np.nanmean(np.nanvar(y_train, axis=0)))) or 1.0
 
     module = GalaxyModule(family=family.name, settings=settings, n_bands=len(bands),
                           n_targets=targets.shape[1])
     module.net.normalise.set(norm["scale"], norm["mean"], norm["std"])
-    module.net.set_target_scaling(t_mean, t_std)
+    module.net.set_target_scaling(t_mean, t_std, loss_scale)
 
     ckpt_dir = _checkpoint_dir(out, {"name": name, "settings": settings, "bands": bands,
                                      "training": dict(training),
@@ -239,6 +245,8 @@ def train_model(
     trainer = L.Trainer(
         max_epochs=int(settings["epochs"]), accelerator="auto", devices="auto", strategy="auto",
         precision=_precision(),
+        # a rare outlier with a small predicted sigma must not throw the weights off
+        gradient_clip_val=GRADIENT_CLIP,
         # CUDA has no deterministic backward for some pooling layers: warn there, enforce on CPU
         deterministic=True if cpu else "warn",
         callbacks=[checkpoint, stopping], logger=False, enable_progress_bar=False,

@@ -26,9 +26,11 @@ from galcat import gz2
 from galcat.models import baselines, scores
 from galcat.models.registry import Family, Output, register
 
-__all__ = ["GZ2", "TreeHead", "tree_fractions"]
+__all__ = ["GZ2", "MIN_STD", "TreeHead", "tree_fractions"]
 
 _INDEX = {a: i for i, a in enumerate(gz2.ANSWERS)}
+#: Floor of the predicted standard deviation of a vote fraction.
+MIN_STD = 0.005
 _ALWAYS = set(gz2.ALWAYS_REACHED)
 
 
@@ -52,7 +54,12 @@ def tree_fractions(logits: torch.Tensor) -> torch.Tensor:
 
 
 class TreeHead(nn.Module):
-    """Encoder features -> ``{"mean": fractions (n, 37), "std": (n, 37)}``."""
+    """Encoder features -> ``{"mean": fractions (n, 37), "std": (n, 37)}``.
+
+    The standard deviations are floored at `MIN_STD` (a fifth of the 1/40 step of
+    a vote fraction of 40 volunteers): without a floor the likelihood of the many
+    answers that nobody reaches drives them to zero and the training diverges.
+    """
 
     def __init__(self, n_features: int, *, hidden: int = 128) -> None:
         super().__init__()
@@ -64,7 +71,7 @@ class TreeHead(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.mlp(features)
         return {"mean": tree_fractions(raw[:, : self.k]),
-                "std": F.softplus(raw[:, self.k :]) + 1e-3}
+                "std": F.softplus(raw[:, self.k :]) + MIN_STD}
 
 
 class GZ2(Family):
