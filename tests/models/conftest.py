@@ -43,3 +43,20 @@ def tiny_survey(tmp_path_factory, tiny_config) -> dict:
                          dask=dask)
                for shard in ("s000000", "s000001")]
     return {"objects": Path(objects), "cutouts": [Path(c) for c in cutouts], "dir": root}
+
+
+@pytest.fixture(scope="session")
+def tiny_measured(tiny_survey, tiny_config) -> dict:
+    """Segmentation maps and `measure` features of the tiny survey (~30 s)."""
+    from galcat.stages import run_measure, run_segment
+
+    root, dask = tiny_survey["dir"], {**tiny_config["dask"], "scheduler": "synchronous"}
+    out = {"segmaps": [], "features": []}
+    for cut in tiny_survey["cutouts"]:
+        shard = cut.stem
+        maps, table = root / f"seg_{shard}.zarr", root / f"seg_{shard}.parquet"
+        run_segment(tiny_config, cut, shard, maps, table, dask=dask)
+        out["features"].append(run_measure(tiny_config, cut, maps, table, shard,
+                                           root / f"features_{shard}.parquet", dask=dask))
+        out["segmaps"].append(maps)
+    return out

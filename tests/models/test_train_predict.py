@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,3 +134,46 @@ def test_a_survey_without_the_truth_is_refused_by_name(tmp_path, tiny_survey, ti
         train_model("metallicity", tiny_settings(tiny_config, "metallicity"),
                     training=tiny_config["training"], objects=objects,
                     cutouts=tiny_survey["cutouts"], out_dir=tmp_path / "m")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["r50", "gz2", "metallicity"])
+def test_metrics_score_the_model_and_its_baselines_on_the_same_objects(
+        trained, tiny_survey, tiny_measured, tmp_path, name):
+    from galcat.models.evaluate import evaluate_model
+
+    model_dir = trained[name].parent
+    preds = [predict_shard(trained[name], c, tmp_path / f"{c.stem}.parquet",
+                           splits=model_dir / "splits.parquet") for c in tiny_survey["cutouts"]]
+    features = tiny_measured["features"]
+    if name == "r50":  # a traditional measurement that failed on two test galaxies
+        split = pd.read_parquet(model_dir / "splits.parquet")
+        failed = split.loc[split["split"] == "test", "object_id"].to_numpy()[:2]
+        table = pd.concat([pd.read_parquet(f) for f in features])
+        table.loc[table["object_id"].isin(failed), "r50_mass"] = np.nan
+        features = [tmp_path / "features.parquet"]
+        table.to_parquet(features[0])
+    settings = {"family": name, "seed": 0}
+    result = evaluate_model(
+        name, settings, objects=tiny_survey["objects"], features=features,
+        cutouts=tiny_survey["cutouts"], segmaps=tiny_measured["segmaps"],
+        predictions=[tmp_path / f"{c.stem}.parquet" for c in tiny_survey["cutouts"]],
+        splits=model_dir / "splits.parquet", output=tmp_path / "metrics.json",
+        context={"mzr_relation": "tremonti2004", "mzr_scatter_dex": 0.1})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(
+        json.dumps(result, default=float))
+    n_test = int((pd.concat(preds)[f"nn_{name}_split"] == "test").sum())
+    expected = {"r50": {"model", "traditional"}, "gz2": {"model", "mean_vote", "random_forest"},
+                "metallicity": {"model", "mzr", "random_forest"}}[name]
+    assert expected <= set(result["scores"]) and set(result["failed_on_test"]) == expected
+    assert result["n_objects"]["test"] == n_test
+    if name == "r50":
+        assert result["failed_on_test"]["traditional"] == 2
+        assert result["n_objects"]["scored"] == n_test - 2
+        for key in ("model", "traditional"):  # both scored on the same galaxies
+            assert sum(b["n"] for b in result["scores"][key]["by_snr"]) == n_test - 2
+    else:
+        assert result["n_objects"]["scored"] == n_test
+    if name == "gz2":
+        s = result["scores"]
+        assert s["noise_floor_rmse"] > 0 and s["model"]["sum_rule_max_violation"] < 1e-5
