@@ -82,11 +82,6 @@ def test_editing_test_time_augmentation_reruns_predictions_only(tiny_run):
     assert planned(proc.stdout) == model_jobs("r50", "predict", "evaluate") | AGGREGATIONS
 
 
-def test_the_prediction_batch_size_reruns_nothing(tiny_run):
-    proc = snakemake(tiny_run, deep_update(TINY, {"training": {"predict_batch_size": 7}}), "-n")
-    assert planned(proc.stdout) == set()
-
-
 def test_a_split_change_retrains_every_model(tiny_run):
     proc = snakemake(tiny_run, deep_update(TINY, {"training": {"split_seed": 9}}), "-n")
     jobs = planned(proc.stdout)

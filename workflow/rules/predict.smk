@@ -12,9 +12,6 @@ rule predict:
     params:
         config=get_predict_config,
     threads: 2
-    resources:
-        # how the job runs, not what it writes (predictions do not depend on it)
-        batch_size=config["training"]["predict_batch_size"],
     log:
         f"{LOGS}/predict/{{model}}/{{shard}}.log",
     benchmark:
@@ -23,7 +20,7 @@ rule predict:
         ENV
     shell:
         "galcat predict --config-json {params.config:q} --threads {threads}"
-        " --batch-size {resources.batch_size} --model {wildcards.model}"
+        " --model {wildcards.model}"
         " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
         " --output {output.predictions} 2> {log}"
 

@@ -7,7 +7,7 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without ``tta`` and the split settings; ``predict``
-the model's ``tta`` (the batch size is an execution setting, passed beside);
+the model's ``tta``;
 ``evaluate`` the model's ``family`` and ``seed``, the detection band and, for the
 synthetic survey, its MZR.
 """
