@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -170,9 +171,6 @@ def train_model(
     ``small_cnn`` of width 16; a GPU is ~100 times faster.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from galcat.models.module import GalaxyModule
 
     t_start = time.perf_counter()
     settings = dict(settings)
@@ -182,11 +180,78 @@ def train_model(
     torch.set_num_threads(max(1, int(threads)))
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
+    data = _prepare_data(name, settings, training, family, objects, cutouts, out)
+    module = _build_module(family, settings, data)
+    ckpt_dir = _checkpoint_dir(out, {"name": name, "settings": settings, "bands": data.bands,
+                                     "training": dict(training),
+                                     "objects": [int(v.size) for v in data.members.values()]})
+    trainer, checkpoint = _trainer(settings, ckpt_dir, out)
+    workers = _loader_workers(threads)
+
+    def loader(stage: str, *, shuffle: bool):
+        ds = data.datasets[stage]
+        sampler = ChunkBatchSampler(
+            ds.index.chunk_key(), ds.index.object_id, batch_size=int(settings["batch_size"]),
+            shuffle=shuffle, augment=shuffle, seed=int(settings["seed"]),
+            epoch=lambda: trainer.current_epoch, rank=trainer.global_rank,
+            world_size=trainer.world_size)
+        return make_loader(ds, sampler, workers=workers)
+
+    resume = ckpt_dir / "last.ckpt"
+    log.info("train %s (%s): %d train, %d validation, %d test objects; bands %s; %s%s",
+             name, family.name, *(data.members[s].size for s in ("train", "validation", "test")),
+             data.bands, _device_kind(), f"; resuming from {resume}" if resume.exists() else "")
+    t_fit = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader("train", shuffle=True),
+                val_dataloaders=loader("validation", shuffle=False),
+                ckpt_path=str(resume) if resume.exists() else None, weights_only=True)
+    fit_seconds = time.perf_counter() - t_fit
+
+    best = checkpoint.best_model_path or str(resume)
+    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    test_loss = float("nan")
+    if data.members["test"].size:  # the test split's only use in training: a final loss
+        result = trainer.test(module, dataloaders=loader("test", shuffle=False), verbose=False)
+        test_loss = float(result[0]["test_loss"]) if result else float("nan")
+    if trainer.global_rank != 0:
+        return out / "model.pt"
+    summary = {
+        "model": name, "family": family.name, "device": _device_kind(),
+        "precision": _precision(), "threads": int(threads), "loader_workers": workers,
+        "n_objects": {s: int(v.size) for s, v in data.members.items()},
+        "best_val_loss": None if checkpoint.best_model_score is None
+        else float(checkpoint.best_model_score),
+        "test_loss": test_loss, "fit_seconds": fit_seconds,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    path = _write_outputs(name, family, settings, module, data, summary, out)
+    # Checkpoints exist to resume a killed job; a finished model needs none, and a
+    # forced rerun should start afresh.
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    (out / "checkpoints.json").unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class _Data:
+    """The objects of a training run: labels, splits, targets and their datasets."""
+
+    table: pd.DataFrame
+    targets: np.ndarray
+    members: dict[str, np.ndarray]
+    bands: list[str]
+    datasets: dict[str, CutoutDataset]
+
+
+def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
+                  out: Path) -> _Data:
+    """Labels of the objects in the shards, the hash split (written), the datasets."""
     readers = [CutoutReader(p) for p in cutouts]
     table = read_labels(objects)
     family.check_labels(table, source=str(objects))
-    in_shards = np.isin(table["object_id"].to_numpy(), np.concatenate([r.object_id for r in readers]))
-    table = table.loc[in_shards].sort_values("object_id").reset_index(drop=True)
+    in_shards = np.isin(table["object_id"].to_numpy(),
+                        np.concatenate([r.object_id for r in readers]))
+    table = table.loc[in_shards].reset_index(drop=True)
     split = assign_splits(table["object_id"].to_numpy(),
                           validation_fraction=float(training["validation_fraction"]),
                           test_fraction=float(training["test_fraction"]),
@@ -197,7 +262,7 @@ def train_model(
                 metadata={"model": name, **{k: training[k] for k in
                           ("validation_fraction", "test_fraction", "split_seed")}})
     targets = family.targets(table)
-    members = split_arrays(split, targets)
+    members = dict(split_arrays(split, targets))
     if members["train"].size == 0:
         raise ValueError(f"model {name!r}: the training split has no objects with a finite "
                          f"target among {len(table)} objects; add objects or change the split")
@@ -207,111 +272,79 @@ def train_model(
         log.warning("model %s: the validation split is empty among %d objects; validating on "
                     "the training split", name, len(table))
         members["validation"] = members["train"]
-    bands = settings.get("bands") or list(readers[0].bands)
+    bands = list(settings.get("bands") or readers[0].bands)
     index = ShardIndex.build(readers, table["object_id"].to_numpy())
-
-    def dataset(stage: str) -> CutoutDataset:
-        sel = members[stage]
+    datasets = {}
+    for stage, sel in members.items():
         sub = ShardIndex(index.readers, index.shard[sel], index.row[sel], index.object_id[sel])
-        return CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
-                             pixel_arrays=family.pixel_arrays)
+        datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
+                                        pixel_arrays=family.pixel_arrays)
+    return _Data(table, targets, members, bands, datasets)
 
-    data = {stage: dataset(stage) for stage in ("train", "validation", "test")}
-    norm = fit_normalisation(data["train"])
-    y_train = targets[members["train"]]
+
+def _build_module(family, settings: dict, data: _Data):
+    """The LightningModule with the normalisation and target scaling of the training split."""
+    from galcat.models.module import GalaxyModule
+
+    norm = fit_normalisation(data.datasets["train"])
+    y = data.targets[data.members["train"]]
+    k = data.targets.shape[1]
     if family.standardise_targets:
-        t_mean, t_std = np.nanmean(y_train, axis=0), np.nanstd(y_train, axis=0)
-        t_std = np.where(t_std > 0, t_std, 1.0)
-        loss_scale = 1.0
+        mean, std = np.nanmean(y, axis=0), np.nanstd(y, axis=0)
+        std, loss_scale = np.where(std > 0, std, 1.0), 1.0
     else:
-        t_mean, t_std = np.zeros(targets.shape[1]), np.ones(targets.shape[1])
         # one number for all outputs: their relative weights stay those of plain
         # least squares (the Kaggle RMSE for the vote fractions)
-        loss_scale = float(np.sqrt(np.nanmean(np.nanvar(y_train, axis=0)))) or 1.0
-
-    module = GalaxyModule(family=family.name, settings=settings, n_bands=len(bands),
-                          n_targets=targets.shape[1])
+        mean, std = np.zeros(k), np.ones(k)
+        loss_scale = float(np.sqrt(np.nanmean(np.nanvar(y, axis=0)))) or 1.0
+    module = GalaxyModule(family=family.name, settings=settings, n_bands=len(data.bands),
+                          n_targets=k)
     module.net.normalise.set(norm["scale"], norm["mean"], norm["std"])
-    module.net.set_target_scaling(t_mean, t_std, loss_scale)
+    module.net.set_target_scaling(mean, std, loss_scale)
+    return module
 
-    ckpt_dir = _checkpoint_dir(out, {"name": name, "settings": settings, "bands": bands,
-                                     "training": dict(training),
-                                     "objects": [int(members[s].size) for s in members]})
+
+def _trainer(settings: Mapping, ckpt_dir: Path, out: Path):
+    """Lightning's Trainer with a checkpoint every epoch and early stopping."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
                                  mode="min", save_top_k=1, save_last=True, every_n_epochs=1)
     stopping = EarlyStopping(monitor="val_loss", mode="min",
                              patience=int(settings["early_stopping_patience"]))
-    cpu = not torch.cuda.is_available()
     trainer = L.Trainer(
         max_epochs=int(settings["epochs"]), accelerator="auto", devices="auto", strategy="auto",
         precision=_precision(),
         # a rare outlier with a small predicted sigma must not throw the weights off
         gradient_clip_val=GRADIENT_CLIP,
         # CUDA has no deterministic backward for some pooling layers: warn there, enforce on CPU
-        deterministic=True if cpu else "warn",
+        deterministic=True if not torch.cuda.is_available() else "warn",
         callbacks=[checkpoint, stopping], logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out),
     )
-    rank, world = trainer.global_rank, trainer.world_size
-    workers = _loader_workers(threads)
-    batch = int(settings["batch_size"])
+    return trainer, checkpoint
 
-    def loader(stage: str, *, shuffle: bool):
-        ds = data[stage]
-        sampler = ChunkBatchSampler(
-            ds.index.chunk_key(), ds.index.object_id, batch_size=batch, shuffle=shuffle,
-            augment=shuffle, seed=int(settings["seed"]), epoch=lambda: trainer.current_epoch,
-            rank=rank, world_size=world)
-        return make_loader(ds, sampler, workers=workers)
 
-    resume = ckpt_dir / "last.ckpt"
-    log.info("train %s (%s): %d train, %d validation, %d test objects; bands %s; %s%s",
-             name, family.name, *(members[s].size for s in ("train", "validation", "test")),
-             bands, _device_kind(), f"; resuming from {resume}" if resume.exists() else "")
-    t_fit = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader("train", shuffle=True),
-                val_dataloaders=loader("validation", shuffle=False),
-                ckpt_path=str(resume) if resume.exists() else None, weights_only=True)
-    fit_seconds = time.perf_counter() - t_fit
-
-    best = checkpoint.best_model_path or str(resume)
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    test_loss = float("nan")
-    if members["test"].size:
-        result = trainer.test(module, dataloaders=loader("test", shuffle=False), verbose=False)
-        test_loss = float(result[0]["test_loss"]) if result else float("nan")
-    if trainer.global_rank != 0:
-        return out / "model.pt"
-
+def _write_outputs(name: str, family, settings: dict, module, data: _Data, summary: dict,
+                   out: Path) -> Path:
+    """history.csv, learning_curve.png, train.json and model.pt."""
     history = module.history
     pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "lr"]).to_csv(
         out / "history.csv", index=False)
     _write_curve(history, out / "learning_curve.png", title=f"{name} ({family.name})")
-    epochs_run = len(history)
-    images = epochs_run * members["train"].size
-    _json(out / "train.json", {
-        "model": name, "family": family.name, "device": _device_kind(),
-        "precision": _precision(), "threads": int(threads), "loader_workers": workers,
-        "n_objects": {s: int(members[s].size) for s in members},
-        "epochs_run": epochs_run,
-        "best_epoch": int(np.nanargmin([h["val_loss"] for h in history])) if history else None,
-        "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score
-        is not None else None,
-        "test_loss": test_loss, "fit_seconds": fit_seconds,
-        "train_images_per_second": images / fit_seconds if fit_seconds > 0 else None,
-        "total_seconds": time.perf_counter() - t_start,
-    })
-    path = save_model(out / "model.pt", {
+    epochs = len(history)
+    summary.update(
+        epochs_run=epochs,
+        best_epoch=int(np.nanargmin([h["val_loss"] for h in history])) if history else None,
+        train_images_per_second=(epochs * data.members["train"].size / summary["fit_seconds"]
+                                 if summary["fit_seconds"] > 0 else None))
+    _json(out / "train.json", summary)
+    net = module.net
+    return save_model(out / "model.pt", {
         "format": MODEL_FORMAT, "name": name, "family": family.name, "settings": settings,
-        "bands": list(bands), "n_targets": int(targets.shape[1]),
-        "state_dict": module.net.state_dict(),
-        "normalisation": {k: [float(v) for v in norm[k]] for k in norm},
-        "target_scaling": {"mean": [float(v) for v in t_mean], "std": [float(v) for v in t_std]},
+        "bands": list(data.bands), "n_targets": int(data.targets.shape[1]),
+        "state_dict": net.state_dict(), "normalisation": net.normalise.as_dict(),
+        "target_scaling": {"mean": net.target_mean.tolist(), "std": net.target_std.tolist()},
     })
-    # Checkpoints exist to resume a killed job; a finished model needs none, and a
-    # forced rerun should start afresh.
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    (out / "checkpoints.json").unlink(missing_ok=True)
-    return path
