@@ -11,7 +11,9 @@ rule predict:
         predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
     params:
         config=get_predict_config,
-    threads: 2
+    # a short job whose start (importing torch) is a good part of it: one core
+    # each lets two run side by side; the SLURM profile gives it more
+    threads: 1
     log:
         f"{LOGS}/predict/{{model}}/{{shard}}.log",
     benchmark:
