@@ -53,8 +53,9 @@ MIN_BIN = 10
 
 
 def snakemake(config: Path, cores: int, *targets: str) -> float:
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-           str(ROOT), "--cores", str(cores), "--configfile", str(config), *targets]
+    # targets before --configfile, which takes every path that follows it
+    cmd = [str(BIN / "snakemake"), *targets, "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(ROOT), "--cores", str(cores), "--configfile", str(config)]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -1,0 +1,37 @@
+"""torchvision, Lightning and torchmetrics import through galcat.models beside the CPU torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_the_ecosystem_imports_and_resnet18_builds():
+    import galcat.models  # noqa: F401  (the shim runs first)
+    import lightning
+    import torch
+    import torchmetrics
+    import torchvision
+
+    from galcat.models._torch_compat import TORCHVISION_SHIM
+    from galcat.models.nets import resnet18
+
+    net, n_features = resnet18(5)
+    assert net(torch.zeros(2, 5, 32, 32)).shape == (2, n_features) == (2, 512)
+    assert lightning.__version__ and torchmetrics.__version__
+    # the shim is needed exactly where torchvision's compiled operators are missing
+    has_ops = hasattr(torch.ops.torchvision, "nms") and torchvision.__version__
+    assert has_ops
+    if TORCHVISION_SHIM:
+        assert "+cpu" in torch.__version__
+
+
+def test_torch_threads_wait_passively_unless_the_user_chose():
+    code = "import os, galcat.models; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE", out.stderr[-2000:]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
