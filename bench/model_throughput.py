@@ -80,7 +80,8 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
 
     family = get_family(settings["family"])
     k = len(family.label_columns)
-    net = build_net(settings["family"], settings, n_bands=shape[0], n_targets=k).to(device)
+    net = build_net(settings["family"], settings, n_bands=shape[0], n_targets=k,
+                    size=shape[-1]).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     b = settings["batch_size"]
     x = torch.rand(b, *shape, device=device) * 10

@@ -8,12 +8,12 @@ import sys
 
 
 def test_the_ecosystem_imports_and_resnet18_builds():
-    import galcat.models  # noqa: F401  (the shim runs first)
     import lightning
     import torch
     import torchmetrics
     import torchvision
 
+    import galcat.models  # noqa: F401  (the shim runs first)
     from galcat.models._torch_compat import TORCHVISION_SHIM
     from galcat.models.nets import resnet18
 

@@ -30,14 +30,17 @@ class GalaxyModule(L.LightningModule):
     settings : dict
         The model's config entry (plain JSON types; saved as hyper-parameters).
     n_bands, n_targets : int
+    size : int
+        Side of the (binned) cutouts in pixels.
     """
 
-    def __init__(self, *, family: str, settings: dict, n_bands: int, n_targets: int) -> None:
+    def __init__(self, *, family: str, settings: dict, n_bands: int, n_targets: int,
+                 size: int) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.family = get_family(family)
         self.settings = settings
-        self.net = build_net(family, settings, n_bands=n_bands, n_targets=n_targets)
+        self.net = build_net(family, settings, n_bands=n_bands, n_targets=n_targets, size=size)
         self.history: list[dict[str, float]] = []
         self._sums: dict[str, torch.Tensor] = {}
 

@@ -97,7 +97,7 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
     settings = dict(payload["settings"])
     bands = list(payload["bands"])
     net = build_net(payload["family"], settings, n_bands=len(bands),
-                    n_targets=int(payload["n_targets"]))
+                    n_targets=int(payload["n_targets"]), size=int(payload["size"]))
     net.load_state_dict(payload["state_dict"])
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available()
                                                            else "cpu")

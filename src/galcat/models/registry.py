@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galcat.models.nets import GalaxyNet, build_encoder
+from galcat.models.nets import AperturePhotometry, GalaxyNet, build_encoder
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -38,6 +38,7 @@ __all__ = [
     "build_net",
     "get_family",
     "mixture_of_gaussians",
+    "mlp",
     "register",
     "regression_loss",
 ]
@@ -66,23 +67,30 @@ class Output:
     error: bool = True
 
 
+def mlp(n_in: int, n_out: int, *, hidden: int = 128) -> nn.Module:
+    """One hidden layer of ``hidden`` ReLU units."""
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_out))
+
+
 class GaussianHead(nn.Module):
     """Mean and standard deviation of ``k`` Gaussian outputs from encoder features.
 
-    A hidden layer, then ``2k`` numbers: the means, and softplus-positive standard
-    deviations (floored at 1e-3 in standardised units, so the likelihood stays
-    finite). Returns ``{"mean": (n, k), "std": (n, k)}``.
+    Two small MLPs: one for the means, one for softplus-positive standard
+    deviations (floored at ``min_std``, in standardised units, so the likelihood
+    stays finite). The second sees the features detached: the encoder is trained
+    by the means' loss alone, and the widths are fitted on top of it (see
+    `regression_loss`). Returns ``{"mean": (n, k), "std": (n, k)}``.
     """
 
-    def __init__(self, n_features: int, k: int, *, hidden: int = 128) -> None:
+    def __init__(self, n_features: int, k: int, *, min_std: float = 1e-3) -> None:
         super().__init__()
-        self.k = k
-        self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, 2 * k))
+        self.mean = mlp(n_features, k)
+        self.std = mlp(n_features, k)
+        self.min_std = min_std
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        raw = self.mlp(features)
-        return {"mean": raw[:, : self.k], "std": F.softplus(raw[:, self.k :]) + 1e-3}
+        return {"mean": self.mean(features),
+                "std": F.softplus(self.std(features.detach())) + self.min_std}
 
 
 def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, *,
@@ -93,9 +101,10 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     the residuals with the mean held fixed (detached), the mean by least squares.
     A plain NLL lets the network inflate the sigma of hard galaxies and so fit
     their means less (Seitzer et al. 2022, "On the pitfalls of heteroscedastic
-    uncertainty estimation"); here the two parts have separate gradients: the
-    mean is what a least-squares network gives, the std is a calibrated
-    Gaussian width. NaN targets are ignored.
+    uncertainty estimation"); here the two parts have separate gradients (and
+    the heads give the std branch detached features): the mean is what a
+    least-squares network gives, the std a calibrated Gaussian width about it.
+    NaN targets are ignored.
 
     ``scale`` divides the residuals of the least-squares term: the typical spread
     of the targets, so that term is of order one like the likelihood term (1 for
@@ -207,11 +216,20 @@ def register(family: Family) -> Family:
     return family
 
 
-def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int) -> GalaxyNet:
-    """The untrained network of a model: normalisation, encoder, the family's head."""
+def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
+              size: int) -> GalaxyNet:
+    """The untrained network of a model: normalisation, encoder (with the aperture
+    photometry when ``settings['photometry']``), the family's head.
+
+    ``size`` is the side of the (binned) cutouts in pixels.
+    """
     fam = get_family(family)
     encoder, n_features = build_encoder(settings, n_bands)
-    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets)
+    phot = AperturePhotometry(size, n_bands) if settings["photometry"] else None
+    if phot is not None:
+        n_features += phot.n_features
+    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets,
+                     photometry=phot)
 
 
 def get_family(name: str) -> Family:

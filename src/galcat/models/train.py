@@ -51,6 +51,8 @@ log = logging.getLogger("galcat.models.train")
 
 #: Version tag of ``model.pt``.
 MODEL_FORMAT = "galcat.model/1"
+#: Training objects the input statistics are fitted on.
+NORMALISATION_OBJECTS = 2000
 #: Largest gradient norm of a step (Lightning's gradient clipping).
 GRADIENT_CLIP = 1.0
 
@@ -240,6 +242,7 @@ class _Data:
     targets: np.ndarray
     members: dict[str, np.ndarray]
     bands: list[str]
+    size: int
     datasets: dict[str, CutoutDataset]
 
 
@@ -279,14 +282,15 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
         sub = ShardIndex(index.readers, index.shard[sel], index.row[sel], index.object_id[sel])
         datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
                                         pixel_arrays=family.pixel_arrays)
-    return _Data(table, targets, members, bands, datasets)
+    size = readers[0].shape[-1] // int(settings["bin"])
+    return _Data(table, targets, members, bands, size, datasets)
 
 
 def _build_module(family, settings: dict, data: _Data):
     """The LightningModule with the normalisation and target scaling of the training split."""
     from galcat.models.module import GalaxyModule
 
-    norm = fit_normalisation(data.datasets["train"])
+    norm = fit_normalisation(data.datasets["train"], max_objects=NORMALISATION_OBJECTS)
     y = data.targets[data.members["train"]]
     k = data.targets.shape[1]
     if family.standardise_targets:
@@ -298,9 +302,13 @@ def _build_module(family, settings: dict, data: _Data):
         mean, std = np.zeros(k), np.ones(k)
         loss_scale = float(np.sqrt(np.nanmean(np.nanvar(y, axis=0)))) or 1.0
     module = GalaxyModule(family=family.name, settings=settings, n_bands=len(data.bands),
-                          n_targets=k)
+                          n_targets=k, size=data.size)
     module.net.normalise.set(norm["scale"], norm["mean"], norm["std"])
     module.net.set_target_scaling(mean, std, loss_scale)
+    if module.net.photometry is not None:
+        train = data.datasets["train"]
+        sample = train.read_images(np.arange(min(len(train), NORMALISATION_OBJECTS)))
+        module.net.photometry.fit(torch.from_numpy(sample), module.net.normalise.scale)
     return module
 
 
@@ -344,7 +352,7 @@ def _write_outputs(name: str, family, settings: dict, module, data: _Data, summa
     net = module.net
     return save_model(out / "model.pt", {
         "format": MODEL_FORMAT, "name": name, "family": family.name, "settings": settings,
-        "bands": list(data.bands), "n_targets": int(data.targets.shape[1]),
+        "bands": list(data.bands), "n_targets": int(data.targets.shape[1]), "size": data.size,
         "state_dict": net.state_dict(), "normalisation": net.normalise.as_dict(),
         "target_scaling": {"mean": net.target_mean.tolist(), "std": net.target_std.tolist()},
     })

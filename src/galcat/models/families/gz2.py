@@ -24,7 +24,7 @@ from torch import nn
 
 from galcat import gz2
 from galcat.models import baselines, scores
-from galcat.models.registry import Family, Output, register
+from galcat.models.registry import Family, Output, mlp, register
 
 __all__ = ["GZ2", "MIN_STD", "TreeHead", "tree_fractions"]
 
@@ -61,17 +61,15 @@ class TreeHead(nn.Module):
     answers that nobody reaches drives them to zero and the training diverges.
     """
 
-    def __init__(self, n_features: int, *, hidden: int = 128) -> None:
+    def __init__(self, n_features: int) -> None:
         super().__init__()
-        k = len(gz2.ANSWERS)
-        self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, 2 * k))
-        self.k = k
+        self.logits = mlp(n_features, len(gz2.ANSWERS))
+        self.std = mlp(n_features, len(gz2.ANSWERS))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        raw = self.mlp(features)
-        return {"mean": tree_fractions(raw[:, : self.k]),
-                "std": F.softplus(raw[:, self.k :]) + MIN_STD}
+        # the widths are fitted on detached features, as in GaussianHead
+        return {"mean": tree_fractions(self.logits(features)),
+                "std": F.softplus(self.std(features.detach())) + MIN_STD}
 
 
 class GZ2(Family):
