@@ -40,6 +40,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "Settings",
+    "check_config_files",
     "check_section",
     "config_hash",
     "deep_merge",
@@ -169,12 +170,79 @@ def validate_config(config: dict) -> dict:
         Naming every offending key path and the rule it breaks.
     """
     _fill(config, schema(), "", set())
-    lines = _errors(config, schema(), "")
+    lines = _errors(config, schema(), "") or _cross_field_errors(config)
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     normalised = _normalise(config, schema())
     config.update(normalised)
     return config
+
+
+def _ranges(value: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+    """Every {min, max} mapping below ``value``: (path, min, max)."""
+    if isinstance(value, dict):
+        if set(value) >= {"min", "max"} and not any(isinstance(v, dict) for v in value.values()):
+            yield path, value["min"], value["max"]
+        for key, sub in value.items():
+            yield from _ranges(sub, f"{path}.{key}")
+
+
+def _cross_field_errors(config: dict) -> list[str]:
+    """What one key's bounds cannot say: ranges, odd stamps, bands, paths, dates, job count."""
+    from galcat.surveys import configured_bands
+
+    survey = config["survey"]
+    errors = []
+    for section in (survey,):
+        for path, low, high in _ranges(config.get(section), section):
+            if low is not None and high is not None and low > high:
+                errors.append(f"config key {path}: min {low} is above max {high}")
+        size = (config.get(section) or {}).get("psf_stamp_size")
+        if size is not None and size % 2 == 0:
+            errors.append(f"config key {section}.psf_stamp_size: {size} is even; a PSF stamp "
+                          "needs a centre pixel (use an odd size)")
+    if survey != "local" or config.get("local"):
+        bands = configured_bands(config)
+        for section in ("segment", "measure"):
+            band = config[section]["detect_band"]
+            if band not in bands:
+                errors.append(f"config key {section}.detect_band: {band!r} is not a band of "
+                              f"survey {survey!r}, which has {bands}")
+    results = Path(config["results"])
+    if results.is_absolute() or ".." in results.parts:
+        errors.append(f"config key results: {str(results)!r} must stay inside the working "
+                      "directory (a relative path without '..')")
+    cache = (config.get("archive") or {}).get("cache_dir")
+    if cache and ".." in Path(cache).parts:
+        errors.append(f"config key archive.cache_dir: {cache!r} must not contain '..'")
+    if "release" in config:
+        import datetime as dt
+
+        try:
+            dt.date.fromisoformat(config["release"])
+        except ValueError:
+            errors.append(f"config key release: {config['release']!r} is not a calendar date "
+                          "(YYYY-MM-DD)")
+    errors += _job_ceiling_errors(config)
+    return errors
+
+
+def _job_ceiling_errors(config: dict) -> list[str]:
+    survey = config["survey"]
+    key = "n_objects" if survey == "synthetic" else "max_objects"
+    n_objects = (config.get(survey) or {}).get(key)
+    sharding = config["sharding"]
+    if not n_objects:
+        return []
+    n_shards = math.ceil(n_objects / sharding["objects_per_shard"])
+    if n_shards <= sharding["max_shards"]:
+        return []
+    need = math.ceil(n_objects / sharding["max_shards"])
+    return [f"config key {survey}.{key}: {n_objects} objects in shards of "
+            f"{sharding['objects_per_shard']} make {n_shards} shards, more than "
+            f"sharding.max_shards ({sharding['max_shards']}); raise "
+            f"sharding.objects_per_shard to at least {need} (or max_shards, if planning "
+            f"that many jobs is what you want)"]
 
 
 # --------------------------------------------------------------------------- sections
@@ -351,10 +419,37 @@ def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dic
     return validate_config(config)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently: a second ``segment:`` block would
+    drop every setting of the first.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); the first would be ignored",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(*paths: os.PathLike | str) -> None:
+    """Raise `ConfigError` for a config file that cannot be read, is not YAML, is not
+    a mapping, or gives a key twice (for files another loader read: Snakemake's)."""
+    for path in paths:
+        _read_yaml(path)
+
+
 def _read_yaml(path: os.PathLike | str) -> dict:
     try:
         with open(path) as fh:
-            value = yaml.safe_load(fh)
+            value = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -4,11 +4,13 @@ import json
 
 from snakemake.utils import validate
 
-from galcat.config import config_hash, validate_config
+from galcat.config import check_config_files, config_hash, validate_config
 from galcat.sharding import shard_names
 
-# Our own validation first: its message names the offending key path. Then
+# Our own validation first: its message names the offending key path (and a key
+# given twice in a file, which Snakemake's YAML loader keeps silently). Then
 # Snakemake's, which also fills in the schema's defaults.
+check_config_files(*workflow.configfiles)
 validate_config(config)
 validate(config, schema="../../config/schema.yaml")
 
@@ -125,5 +127,5 @@ def get_final_outputs():
         f"{OUT}/report.html",
     ]
     if config.get("release"):
-        outputs.append(f"{OUT}/releases/{config['release']}")
+        outputs.append(f"{OUT}/releases/{config['release']}.manifest.json")
     return outputs

@@ -107,6 +107,7 @@ from galcat import gz2, relations
 from galcat.config import settings
 from galcat.sharding import shard_name, shard_of
 from galcat.store import CutoutBatch
+from galcat.surveys import SYNTHETIC_BAND_SETS
 
 __all__ = [
     "BAND_SETS",
@@ -181,8 +182,7 @@ _ALL_BANDS = {
 #: Band sets: ``sdss`` (u g r i z, SDSS effective wavelengths, approximate single-epoch
 #: SDSS sky noise) and ``wide12`` (NUV, ugriz, y J H K, W1 W2). Values are `Band`.
 BAND_SETS: dict[str, dict[str, Band]] = {
-    "sdss": {k: _ALL_BANDS[k] for k in ("u", "g", "r", "i", "z")},
-    "wide12": dict(_ALL_BANDS),
+    name: {k: _ALL_BANDS[k] for k in names} for name, names in SYNTHETIC_BAND_SETS.items()
 }
 
 
