@@ -98,6 +98,11 @@ COMMANDS: dict[str, Command] = {
     "validate-config": Command("validate config files against the schema",
                                "galcat.stages:run_validate_config",
                                (("configs", {"nargs": "*", "help": "YAML files, in order"}),)),
+    "status": Command("list the galcat version each shard's tables were written by",
+                      "galcat.stages:run_status",
+                      (_one("--results", help="results/{survey} of a run"),
+                       ("--outdated", {"action": "store_true",
+                                       "help": "print only the tables of another version"}))),
     "defaults": Command("print the default config (the text of config/config.yaml)",
                         "galcat.stages:run_defaults", ()),
 }

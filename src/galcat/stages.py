@@ -16,6 +16,7 @@ import pandas as pd
 
 from galcat.config import settings
 from galcat.parallel import dask_options, map_blocks_of_objects
+from galcat.provenance import stage_metadata
 from galcat.store import (
     CutoutBatch,
     atomic_file,
@@ -39,6 +40,7 @@ __all__ = [
     "run_release",
     "run_report",
     "run_segment",
+    "run_status",
     "run_validate_config",
 ]
 
@@ -215,7 +217,8 @@ def run_segment(
         shard=shard,
         method=settings(config, "segment")["method"],
     )
-    write_table(result.table, output_table, units=result.units)
+    write_table(result.table, output_table, units=result.units,
+                metadata=stage_metadata("segment", shard, config))
 
 
 def run_measure(
@@ -247,6 +250,7 @@ def run_measure(
         output,
         units={**column_units(segment_table), **FEATURE_UNITS},
         descriptions=FEATURE_DESCRIPTIONS,
+        metadata=stage_metadata("measure", shard, config),
     )
 
 
@@ -299,3 +303,22 @@ def run_defaults() -> None:
     from galcat.config import default_config_yaml
 
     print(default_config_yaml(), end="")
+
+
+def run_status(results: os.PathLike | str, outdated: bool = False) -> None:
+    """Print each shard's recorded galcat version (or, with ``outdated``, only the
+    paths written by another version, for ``snakemake -R $(galcat status --outdated)``)."""
+    from galcat.provenance import code_version, shard_status
+
+    table = shard_status(results)
+    if outdated:
+        for path in table.loc[table["outdated"], "path"]:
+            print(path)
+        return
+    print(f"galcat {code_version()}; {len(table)} shard tables under {results}")
+    if len(table):
+        print(table.drop(columns="path").to_string(index=False))
+    stale = int(table["outdated"].sum())
+    if stale:
+        print(f"{stale} written by another version: "
+              f"snakemake -R $(galcat status --outdated --results {results}) reruns them")
