@@ -92,3 +92,10 @@ def test_portal_long_polling_and_integer_obsid(fake, make_config):
     assert answer["status"] == "COMPLETE"
     fields = {f["name"]: f["type"] for f in answer["fields"]}
     assert fields["obsid"] == "string" and isinstance(answer["data"][0]["obsid"], int)
+
+
+def test_a_missing_extension_is_named_with_those_present(fake, make_config):
+    config = make_config("jades", jades={"position_hdu": "CIRC"})
+    with pytest.raises(ArchiveError, match=r"missing HDU CIRC \(its HDUs are \['FLAG', 'KRON', "
+                                           r"'PHOTOZ', 'PRIMARY', 'SIZE'\]\)"):
+        get_survey("jades").query(config)

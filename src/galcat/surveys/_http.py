@@ -74,9 +74,12 @@ __all__ = [
     "EmptyResultError",
     "HTMLPageError",
     "HTTPSettings",
+    "HTTPStatusError",
+    "IncompleteBody",
     "RemoteFITS",
     "assign_shards",
     "check_fits_bytes",
+    "html_page_text",
     "open_fits_bytes",
     "session_for",
 ]

@@ -187,13 +187,15 @@ def needed_columns(section: Mapping, release: JadesRelease) -> dict[str, list[st
     filters = [f.upper() for f in section["filters"]]
     photoz = [redshift_column(section, release)] + [c for c in (release.z_l68, release.z_u68)
                                                      if c]
-    need = {
-        section.get("position_hdu", "FLAG"): list(release.position_columns),
-        release.flux_hdu: [t.format(F=f) for f in filters
-                           for t in (release.flux, release.flux_err)],
-        release.photoz_hdu: photoz,
-        release.size_hdu: [release.rhalf.format(F=f) for f in filters],
-    }
+    need: dict[str, list[str]] = {}
+    for hdu, columns in (
+        (section.get("position_hdu", "FLAG"), list(release.position_columns)),
+        (release.flux_hdu, [t.format(F=f) for f in filters
+                            for t in (release.flux, release.flux_err)]),
+        (release.photoz_hdu, photoz),
+        (release.size_hdu, [release.rhalf.format(F=f) for f in filters]),
+    ):
+        need.setdefault(hdu, []).extend(c for c in columns if c not in need.get(hdu, []))
     return need
 
 
@@ -218,12 +220,13 @@ def check_layout(cat: RemoteFITS, section: Mapping, release: JadesRelease, what:
         if lacking:
             have[hdu] = names
     if missing:
-        found = "; ".join(f"{h} has {n[:12]}{' ...' if len(n) > 12 else ''}"
-                          for h, n in have.items())
+        found = [f"{h} has {n[:12]}{' ...' if len(n) > 12 else ''}" for h, n in have.items()]
+        if any(m.startswith("HDU ") for m in missing):
+            found.append(f"its HDUs are {sorted(hdus)}")
         raise ArchiveError(
             f"{what} does not have the {release.name} layout of jades.release = "
-            f"{section.get('release', 'dr2')!r}: missing {', '.join(missing)}"
-            + (f" ({found})" if found else f"; its HDUs are {sorted(hdus)}")
+            f"{section.get('release', 'dr2')!r}: missing {', '.join(missing)} "
+            f"({'; '.join(found)})"
         )
 
 

@@ -5,7 +5,7 @@
     rows, ordered by ``objID``) built and parsed by astroquery's
     :class:`~astroquery.sdss.SDSSClass` (``query_sql``'s payload, URL and CSV
     parser; the SkyServer base URL is ``sdss.skyserver_url``) and sent as a POST
-    form: a query this long (about 5 KB, 6 KB URL-encoded) is over the query-string
+    form: a query this long (about 5 kB) is over the query-string
     cap SkyServer puts on a GET, and its ``x_results.aspx`` reads forms as well.
     It joins ``PhotoObj`` (photometry, the run/camcol/field of the frame),
     ``SpecObj`` (spectroscopic redshift, science-primary spectra of galaxies),
@@ -91,8 +91,8 @@ TABLES: dict[str, tuple[str, str]] = {
     "z2": ("zoo2MainSpecz",
            "LEFT OUTER JOIN zoo2MainSpecz AS z2 ON z2.specobjid = s.specObjID"),
 }
-#: Tables joined whatever the columns: PhotoObj, SpecObj and Field carry the core columns.
-ALWAYS_JOINED = ("p", "s", "f", "g", "z2")
+#: The spine every other table joins through.
+ALWAYS_JOINED = ("p", "s")
 
 #: Galaxy Zoo 2 answers: Kaggle answer -> zoo2MainSpecz column stem.
 GZ2_COLUMNS = {
@@ -312,6 +312,7 @@ def build_sql(section: Mapping, *, after_objid: int = 0, top: int = 1000) -> str
         for alias, expr in cols.items()
     )
     used = set(ALWAYS_JOINED) | {expr.split(".")[0] for expr in cols.values()}
+    used |= set(re.findall(r"\b([a-z][a-z0-9]?)\.[A-Za-z]", " ".join(where)))
     joins = "".join(f"  {TABLES[t][1]}\n" for t in TABLES if t in used and TABLES[t][1])
     return (
         f"SELECT TOP {int(top):d}\n  {select}\n"
@@ -444,12 +445,11 @@ def _unsigned_ids(values: pd.Series) -> np.ndarray:
 def _gz2_kaggle(df: pd.DataFrame) -> pd.DataFrame:
     """Kaggle-weighted ``gz2_class{q}_{a}`` from the zoo2MainSpecz vote fractions
     (:func:`galcat.gz2.kaggle_fractions`; an object absent from Galaxy Zoo 2 is NaN)."""
-    raw = np.stack([
-        df[col].to_numpy(dtype=float) if (col := "gz2_raw_" + a.removeprefix("Class")
-                                          .replace(".", "_")) in df
-        else np.full(len(df), np.nan)
-        for a in gz2.ANSWERS
-    ], axis=1)
+    raw = np.full((len(df), len(gz2.ANSWERS)), np.nan)
+    for k, answer in enumerate(gz2.ANSWERS):
+        col = "gz2_raw_" + answer.removeprefix("Class").replace(".", "_")
+        if col in df:
+            raw[:, k] = df[col].to_numpy(dtype=float)
     values = gz2.kaggle_fractions(raw)
     out = pd.DataFrame(values, columns=gz2.column_names("gz2_"), index=df.index)
     return pd.concat([df.drop(columns=[c for c in out.columns if c in df]), out], axis=1)
