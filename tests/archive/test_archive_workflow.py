@@ -25,6 +25,13 @@ def test_sdss_dag_runs_end_to_end(make_config, tmp_path, truth):
     cat = pd.read_parquet(out / "catalogue.parquet")
     assert sorted(cat["object_id"]) == sorted(objects["object_id"])
     assert cat["r50"].notna().any()
+    # spectrum ids over 2**63 stay exact through Parquet and FITS
+    from astropy.table import Table
+
+    exact = [truth["sdss"]["specobjid"][str(o)] for o in cat["object_id"]]
+    assert [str(v) for v in cat["specobjid"]] == exact
+    fits_cat = Table.read(out / "catalogue.fits")
+    assert [str(v) for v in fits_cat["specobjid"]] == exact
     ran = jobs_in(proc.stderr + proc.stdout)
     assert ("plan_shards", None) in ran
     assert {s for r, s in ran if r == "fetch_cutouts"} == set(shards)
