@@ -66,6 +66,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from galcat import __version__
+from galcat.config import defaults, settings
 from galcat.sharding import shard_name
 
 __all__ = [
@@ -130,23 +131,25 @@ class HTTPStatusError(ArchiveError):
 # --------------------------------------------------------------------------- settings
 
 
+_ARCHIVE = defaults("archive")
+
+
 @dataclass(frozen=True)
 class HTTPSettings:
-    """Transport settings, from the ``archive`` section of the config."""
+    """Transport settings, from the ``archive`` section of the config (defaults: its schema)."""
 
-    timeout_s: float = 60.0
-    retries: int = 4
-    backoff_s: float = 2.0
-    backoff_max_s: float = 60.0
-    cache_dir: str | None = "archive_cache"
-    query_cache_ttl_hours: float = 12.0
-    max_download_mb: float = 2048.0
+    timeout_s: float = _ARCHIVE["timeout_s"]
+    retries: int = _ARCHIVE["retries"]
+    backoff_s: float = _ARCHIVE["backoff_s"]
+    backoff_max_s: float = _ARCHIVE["backoff_max_s"]
+    cache_dir: str | None = _ARCHIVE["cache_dir"]
+    query_cache_ttl_hours: float = _ARCHIVE["query_cache_ttl_hours"]
+    max_download_mb: float = _ARCHIVE["max_download_mb"]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> HTTPSettings:
-        section = dict(config.get("archive") or {})
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in section.items() if k in known})
+        section = settings(config, "archive")
+        return cls(**{f: section[f] for f in cls.__dataclass_fields__ if f in section})
 
 
 def session_for(config: Mapping[str, Any], survey: str) -> ArchiveSession:

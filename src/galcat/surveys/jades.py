@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from astropy.wcs import WCS
 
+from galcat.config import settings
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -166,7 +167,7 @@ def _col(hdu, name: str) -> np.ndarray | None:
 
 def release_of(section: Mapping) -> JadesRelease:
     """The layout of ``jades.release``; a clear error for a release galcat cannot read."""
-    name = str(section.get("release", "dr2"))
+    name = str(section["release"])
     if name not in RELEASES:
         raise ValueError(f"jades.release {name!r}: galcat reads the catalogue layouts of "
                          f"{sorted(RELEASES)}")
@@ -189,7 +190,7 @@ def needed_columns(section: Mapping, release: JadesRelease) -> dict[str, list[st
                                                      if c]
     need: dict[str, list[str]] = {}
     for hdu, columns in (
-        (section.get("position_hdu", "FLAG"), list(release.position_columns)),
+        (section["position_hdu"], list(release.position_columns)),
         (release.flux_hdu, [t.format(F=f) for f in filters
                             for t in (release.flux, release.flux_err)]),
         (release.photoz_hdu, photoz),
@@ -225,23 +226,23 @@ def check_layout(cat: RemoteFITS, section: Mapping, release: JadesRelease, what:
             found.append(f"its HDUs are {sorted(hdus)}")
         raise ArchiveError(
             f"{what} does not have the {release.name} layout of jades.release = "
-            f"{section.get('release', 'dr2')!r}: missing {', '.join(missing)} "
+            f"{section['release']!r}: missing {', '.join(missing)} "
             f"({'; '.join(found)})"
         )
 
 
 def query(config: Mapping) -> pd.DataFrame:
     """The JADES object table (see the module docstring)."""
-    section = config["jades"]
+    section = settings(config, "jades")
     release = release_of(section)
     session = session_for(config, "jades")
     uri = catalog_uri(section)
     url = mast_download_url(section, uri)
     what = f"JADES catalogue {uri}"
-    cat = RemoteFITS(session, url, what=what, use_range=section.get("range_requests", True))
+    cat = RemoteFITS(session, url, what=what, use_range=section["range_requests"])
     check_layout(cat, section, release, what)
     filters = [f.upper() for f in section["filters"]]
-    pos = cat.read_hdu(section.get("position_hdu", "FLAG"))
+    pos = cat.read_hdu(section["position_hdu"])
     ids = _col(pos, "ID")
     df = pd.DataFrame({"object_id": ids.astype(np.int64), "ra": _col(pos, "RA").astype(float),
                        "dec": _col(pos, "DEC").astype(float)})
@@ -264,7 +265,7 @@ def query(config: Mapping) -> pd.DataFrame:
         df[f"r50_{f.lower()}"] = _col(size_hdu, release.rhalf.format(F=f)).astype(float)
     n_all = len(df)
     keep = np.isfinite(df["ra"]) & np.isfinite(df["dec"]) & (df["object_id"] >= 1)
-    sel = section.get("selection", {}) or {}
+    sel = section["selection"]
     for key in ("z", "ra", "dec"):
         rng = sel.get(key) or {}
         if rng.get("min") is not None:
@@ -272,7 +273,7 @@ def query(config: Mapping) -> pd.DataFrame:
         if rng.get("max") is not None:
             keep &= df[key] <= float(rng["max"])
     if sel.get("mag_max") is not None:
-        band = sel.get("mag_band", filters[0]).lower()
+        band = (sel.get("mag_band") or filters[0]).lower()  # default: the first filter
         if f"mag_{band}" not in df:
             raise ValueError(f"jades.selection.mag_band {band!r} is not one of jades.filters")
         keep &= df[f"mag_{band}"] <= float(sel["mag_max"])
@@ -284,7 +285,7 @@ def query(config: Mapping) -> pd.DataFrame:
                                f"{dict(sel)}; widen it")
     df["jades_id"] = df["object_id"].astype(str)
     df["jades_field"] = section["field"]
-    out = assign_shards(df, config["sharding"]["objects_per_shard"])
+    out = assign_shards(df, settings(config, "sharding")["objects_per_shard"])
     cols = ["object_id", "ra", "dec", "z", "shard"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
@@ -301,7 +302,7 @@ def _check_ids(hdu, ids: np.ndarray, what: str) -> None:
 def _lookup_mosaics(session: ArchiveSession, section: Mapping, filters) -> dict[str, str]:
     """Data URIs of the mosaics, checked against MAST with astroquery.mast."""
     wanted = {f: mosaic_uri(section, f) for f in filters}
-    if section.get("product_lookup", "mast_query") != "mast_query":
+    if section["product_lookup"] != "mast_query":
         return wanted
     from astroquery.mast import ObservationsClass
 
@@ -345,11 +346,11 @@ def _lookup_mosaics(session: ArchiveSession, section: Mapping, filters) -> dict[
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``jades.filters`` filter (see the module docstring)."""
-    section = config["jades"]
+    section = settings(config, "jades")
     filters = [f.upper() for f in section["filters"]]
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    off_image = config.get("archive", {}).get("off_image", "error")
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    off_image = settings(config, "archive")["off_image"]
     rows = rows.sort_values("object_id").reset_index(drop=True)
     if rows.empty:
         raise EmptyResultError("JADES cutouts: no rows given")
@@ -362,11 +363,11 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     partial: list[str] = []
     scales: list[float] = []
     psf_fwhm = {**NIRCAM_FWHM, **{k.upper(): float(v) for k, v in
-                                  (section.get("psf_fwhm_arcsec") or {}).items()}}
+                                  section["psf_fwhm_arcsec"].items()}}
     for j, f in enumerate(filters):
         url = mast_download_url(section, uris[f])
         mosaic = RemoteFITS(session, url, what=f"JADES {f} mosaic",
-                            use_range=section.get("range_requests", True))
+                            use_range=section["range_requests"])
         sci = mosaic.hdu_info("SCI")
         names = {h.name for h in mosaic.hdus()}
         noise_hdu = "ERR" if "ERR" in names else "WHT" if "WHT" in names else None

@@ -42,6 +42,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
+from galcat.config import settings
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import EmptyResultError, assign_shards, warn_partial
@@ -177,7 +178,7 @@ class _Images:
 
 def query(config: Mapping) -> pd.DataFrame:
     """The object table of ``survey: local`` (see the module docstring)."""
-    section = config["local"]
+    section = settings(config, "local")
     path = _path(section["objects"], "local.objects")
     table = _read_table(path)
     if table.empty:
@@ -197,7 +198,7 @@ def query(config: Mapping) -> pd.DataFrame:
         return None
 
     out = pd.DataFrame(index=table.index)
-    ids = column(section.get("id_column"), "id_column")
+    ids = column(section["id_column"], "id_column")
     if ids is None:
         out["object_id"] = np.arange(1, len(table) + 1, dtype=np.int64)
     elif pd.api.types.is_integer_dtype(ids):
@@ -211,11 +212,11 @@ def query(config: Mapping) -> pd.DataFrame:
     if out["object_id"].duplicated().any():
         dup = out.loc[out["object_id"].duplicated(), "object_id"].head(5).tolist()
         raise LocalDataError(f"local.id_column: ids are not unique (e.g. {dup})")
-    xcol, ycol = section.get("x_column"), section.get("y_column")
+    xcol, ycol = section["x_column"], section["y_column"]
     if xcol or ycol:
         if not (xcol and ycol):
             raise LocalDataError("local: give both x_column and y_column, or neither")
-        origin = int(section.get("pixel_origin", 0))
+        origin = int(section["pixel_origin"])
         out["x"] = column(xcol, "x_column").astype(float) - origin
         out["y"] = column(ycol, "y_column").astype(float) - origin
         wcs, what = _mosaic_wcs(section)
@@ -226,17 +227,18 @@ def query(config: Mapping) -> pd.DataFrame:
         ra, dec = wcs.pixel_to_world_values(out["x"].to_numpy(), out["y"].to_numpy())
         out["ra"], out["dec"] = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
     else:
-        out["ra"] = column(section.get("ra_column", "ra"), "ra_column").astype(float)
-        out["dec"] = column(section.get("dec_column", "dec"), "dec_column").astype(float)
-    zc = column(section.get("z_column"), "z_column")
+        out["ra"] = column(section["ra_column"], "ra_column").astype(float)
+        out["dec"] = column(section["dec_column"], "dec_column").astype(float)
+    zc = column(section["z_column"], "z_column")
     out["z"] = zc.astype(float) if zc is not None else np.nan
-    for name in section.get("columns", []) or []:
+    for name in section["columns"]:
         out[name] = column(name, "columns").to_numpy()
     bad = ~(np.isfinite(out["ra"]) & np.isfinite(out["dec"]))
     if bad.any():
         raise LocalDataError(f"local.objects: {int(bad.sum())} row(s) without a finite position "
                              f"(object ids {out.loc[bad, 'object_id'].head(5).tolist()})")
-    out = assign_shards(out.reset_index(drop=True), config["sharding"]["objects_per_shard"])
+    out = assign_shards(out.reset_index(drop=True),
+                        settings(config, "sharding")["objects_per_shard"])
     first = ["object_id", "ra", "dec", "z", "shard"]
     return out[first + [c for c in out.columns if c not in first]]
 
@@ -307,15 +309,15 @@ def _cut_or_none(arrays, wcs, row, size: int, what: str, off_image: str):
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``local.bands`` band (see the module docstring)."""
-    section = config["local"]
+    section = settings(config, "local")
     bands = list(section["bands"])
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    off_image = config.get("archive", {}).get("off_image", "error")
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    off_image = settings(config, "archive")["off_image"]
     images_spec = section["images"]
-    kind = images_spec.get("kind", "mosaic")
-    noise_spec = section.get("noise") or {}
-    noise_kind = noise_spec.get("kind", "sigma")
+    kind = images_spec["kind"]
+    noise_spec = section["noise"]
+    noise_kind = noise_spec.get("kind", "sigma")  # filled only when noise maps are given
     rows = rows.sort_values("object_id").reset_index(drop=True)
     if rows.empty:
         raise EmptyResultError("local cutouts: no rows given")

@@ -55,6 +55,7 @@ from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
 from galcat import gz2
+from galcat.config import check_section, settings
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -264,11 +265,11 @@ def _range(sel: Mapping, key: str, expr: str, out: list[str]) -> None:
 
 def _select_columns(section: Mapping) -> dict[str, str]:
     cols = {alias: expr for alias, (expr, _, _) in CORE_COLUMNS.items()}
-    for name in section.get("extra_columns", []) or []:
+    for name in section["extra_columns"]:
         if name not in EXTRA_COLUMNS:
             raise ValueError(f"sdss.extra_columns: {name!r} is not one of {sorted(EXTRA_COLUMNS)}")
         cols[name] = EXTRA_COLUMNS[name][0]
-    suffix = GZ2_SUFFIX[section.get("gz2_fraction", "debiased")]
+    suffix = GZ2_SUFFIX[section["gz2_fraction"]]
     for key, stem in GZ2_COLUMNS.items():
         cols[f"gz2_raw_{key.replace('.', '_')}"] = f"z2.{stem}{suffix}"
     for alias, expr in cols.items():  # defence in depth: only identifiers reach SQL
@@ -284,24 +285,29 @@ def _outer(table_alias: str) -> bool:
 
 
 def build_sql(section: Mapping, *, after_objid: int = 0, top: int = 1000) -> str:
-    """The SkyServer SQL of one batch: objects with ``objID > after_objid``, by objID."""
+    """The SkyServer SQL of one batch: objects with ``objID > after_objid``, by objID.
+
+    ``section`` (the config's ``sdss`` section, whole or in part) is checked against
+    the schema first: only allow-listed names and numbers reach the SQL.
+    """
+    section = check_section("sdss", section)
     cols = _select_columns(section)
-    sel = section.get("selection", {}) or {}
+    sel = section["selection"]
     where = ["p.type = 3", "s.sciencePrimary = 1"]
-    spec_class = sel.get("spec_class", "GALAXY")
+    spec_class = sel["spec_class"]
     if spec_class not in SPEC_CLASS:
         raise ValueError(f"sdss.selection.spec_class must be one of {sorted(SPEC_CLASS)}")
     if SPEC_CLASS[spec_class]:
         where.append(f"s.class = {SPEC_CLASS[spec_class]}")
-    if sel.get("zwarning_zero", True):
+    if sel["zwarning_zero"]:
         where.append("s.zWarning = 0")
     _range(sel, "ra", "p.ra", where)
     _range(sel, "dec", "p.dec", where)
     _range(sel, "z", "s.z", where)
     _range(sel, "petro_mag_r", "p.petroMag_r", where)
-    if sel.get("require_mpajhu", False):
+    if sel["require_mpajhu"]:
         where.append("g.lgm_tot_p50 > 0")
-    if sel.get("require_gz2", False):
+    if sel["require_gz2"]:
         where.append("z2.specobjid IS NOT NULL")
     where.append(f"p.objID > {int(after_objid):d}")
     # Columns of the LEFT-JOINed tables are NULL for objects they lack; ask for
@@ -364,11 +370,11 @@ def _run_sql(client, session: ArchiveSession, section: Mapping, sql: str, what: 
 
 def query(config: Mapping) -> pd.DataFrame:
     """The SDSS object table (see the module docstring)."""
-    section = config["sdss"]
+    section = settings(config, "sdss")
     session = session_for(config, "sdss")
     client = _sdss_client(session)
-    max_objects = int(section.get("max_objects", 1000))
-    batch = int(section.get("batch_size", 500))
+    max_objects = int(section["max_objects"])
+    batch = int(section["batch_size"])
     tables: list[pd.DataFrame] = []
     last = 0
     n = 0
@@ -394,7 +400,7 @@ def query(config: Mapping) -> pd.DataFrame:
     if not tables:
         raise EmptyResultError(
             "SDSS: the query matched no object (sdss.selection = "
-            f"{dict(section.get('selection', {}))}); widen the selection"
+            f"{dict(section['selection'])}); widen the selection"
         )
     df = pd.concat(tables, ignore_index=True)
     return _finish(df, section, config)
@@ -422,7 +428,7 @@ def _finish(df: pd.DataFrame, section: Mapping, config: Mapping) -> pd.DataFrame
             data[col] = data[col].astype(np.int64)
     data["specobjid"] = _unsigned_ids(df["specobjid"])
     out = pd.DataFrame(data)
-    out = assign_shards(out, config["sharding"]["objects_per_shard"])
+    out = assign_shards(out, settings(config, "sharding")["objects_per_shard"])
     cols = ["object_id", "ra", "dec", "z", "shard"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
@@ -535,12 +541,12 @@ def psf_from_psfield(table, row: float, col: float) -> np.ndarray:
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``sdss.bands`` band (see the module docstring)."""
-    section = config["sdss"]
-    bands = list(section.get("bands", BANDS))
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    psf_mode = section.get("psf", "psfield")
-    off_image = config.get("archive", {}).get("off_image", "error")
+    section = settings(config, "sdss")
+    bands = list(section["bands"])
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    psf_mode = section["psf"]
+    off_image = settings(config, "archive")["off_image"]
     rows = rows.sort_values("object_id").reset_index(drop=True)
     n, nb = len(rows), len(bands)
     if n == 0:
