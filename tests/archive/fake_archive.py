@@ -36,7 +36,8 @@ every such request until :meth:`reset`. Actions: ``503`` / ``500`` / ``502`` / `
 (that status), ``timeout`` (answer after ``slow_s`` seconds), ``drop`` (close the
 connection), ``html`` (200 with an HTML maintenance page), ``truncate`` (half the file,
 with a matching Content-Length), ``norange`` (ignore ``Range``: 200 with the whole file),
-``redirect`` (302 to ``/cloud/...``), ``empty`` (a CSV with a header and no rows), ``ok``.
+``redirect`` (302 to ``/cloud/...``), ``empty`` (a CSV with a header and no rows),
+``cut`` (announce the whole answer, send half of it and close the connection), ``ok``.
 """
 
 from __future__ import annotations
@@ -242,8 +243,15 @@ class FakeArchive:
                 for k, v in (extra or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                if self.command == "HEAD":
+                    return
+                if getattr(self, "cut_body", False):  # the ``cut`` fault
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(body)
 
             def _fault(self, action: str) -> bool:
                 """Apply a fault; True if the request has been answered."""
@@ -265,6 +273,7 @@ class FakeArchive:
                 if action == "html":
                     self._send(200, HTML_ERROR, "text/html; charset=utf-8")
                     return True
+                self.cut_body = action == "cut"
                 return False
 
             def _serve_file(self, path: Path, action: str):

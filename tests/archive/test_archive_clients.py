@@ -284,6 +284,13 @@ def test_dropped_connection_is_retried(fake, make_config):
     assert len(df) == 2
 
 
+def test_connection_dropped_mid_body_is_retried(fake, make_config):
+    """urllib3 2 raises a dropped body as ChunkedEncodingError, not a ConnectionError."""
+    fake.add_fault("x_results.aspx", "cut", "cut")
+    df = get_survey("sdss").query(make_config("sdss"))
+    assert len(df) > 0  # before the fix: ChunkedEncodingError after the first attempt
+
+
 # --------------------------------------------------------------------------- SQL safety
 
 

@@ -485,7 +485,10 @@ class ArchiveSession(requests.Session):
                 last = f"timed out after {s.timeout_s:g} s ({type(exc).__name__})"
                 self.history.append((method.upper(), url, "timeout"))
                 continue
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                # urllib3 2 reports a body cut short as a ChunkedEncodingError (a
+                # ProtocolError underneath), which is not a ConnectionError
                 last = f"connection failed ({exc.__class__.__name__}: {exc})"
                 self.history.append((method.upper(), url, "connection-error"))
                 continue

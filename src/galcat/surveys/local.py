@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,9 +115,10 @@ def _open_image(path: Path, hdu, what: str) -> tuple[np.ndarray, fits.Header]:
             if h.data is None:
                 raise LocalDataError(f"{what}: HDU {hdu!r} of {str(path)!r} holds no data")
             return np.asarray(h.data, dtype=np.float64), h.header.copy()
-    except OSError as exc:
-        raise LocalDataError(f"{what}: {str(path)!r} is not a readable FITS file ({exc})") \
-            from exc
+    except (OSError, ValueError, TypeError) as exc:
+        # a file cut short fails only when its data are read, as a reshape ValueError
+        raise LocalDataError(f"{what}: {str(path)!r} is not a readable FITS file; truncated "
+                             f"or damaged? ({exc})") from exc
 
 
 def _wcs(header: fits.Header) -> WCS | None:
@@ -327,7 +329,8 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     mask = np.ones(image.shape, dtype=bool)
     partial: list[str] = []
     estimated: list[str] = []
-    scale = section.get("pixel_scale")
+    configured_scale = section["pixel_scale"]
+    scale = configured_scale
     if kind == "mosaic":
         imgs = _Images(images_spec, bands, "local.images")
         noises = _Images(noise_spec, bands, "local.noise") if (
@@ -365,6 +368,7 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         pattern = images_spec.get("pattern")
         if not pattern or "{object_id}" not in pattern:
             raise LocalDataError("local.images.pattern must contain {object_id}")
+        scale = None  # the cutouts' own: from each WCS, or local.pixel_scale without one
         for i, row in rows.iterrows():
             oid = int(row["object_id"])
             sid = str(row.get("source_id", oid))
@@ -380,7 +384,7 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
                 wcs = _wcs(header)
                 if wcs is not None:
                     bscale = _cutting.pixel_scale_arcsec(wcs)
-                    scale = scale or bscale
+                    scale = _one_scale(scale, bscale, what)
                     arrays = [data] + ([noise] if noise is not None else [])
                     cut = _cut_or_none(arrays, wcs, row, size, what, off_image)
                     if cut is None:
@@ -390,11 +394,13 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
                     img, nz, m = cut.arrays[0], cut.arrays[1] if noise is not None else None, \
                         cut.mask
                 else:
-                    if not scale:
+                    # never another cutout's scale: only the one the user set
+                    if not configured_scale:
                         raise LocalDataError(
                             f"{what}: the cutout has no WCS and local.pixel_scale is not set"
                         )
-                    bscale = float(scale)
+                    bscale = float(configured_scale)
+                    scale = _one_scale(scale, bscale, what)
                     img = _centre(data, size)
                     nz = _centre(noise, size) if noise is not None else None
                     m = ~np.isfinite(img) | (~np.isfinite(nz) if nz is not None else False)
@@ -416,6 +422,15 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         psf=psf, bands=bands, pixel_scale=float(scale), zeropoints=[_cutting.ZEROPOINT] * nb,
         flux_unit="nanomaggy", survey="local",
     )
+
+
+def _one_scale(scale: float | None, this: float, what: str) -> float:
+    """The shard's pixel scale: every cutout of a shard must share one (arcsec/pixel)."""
+    if scale is not None and not math.isclose(this, float(scale), rel_tol=1e-3):
+        raise LocalDataError(f"{what}: pixel scale {this:.5g} arcsec differs from the "
+                             f"{float(scale):.5g} arcsec of the other cutouts; resample the "
+                             "cutouts to one scale (a shard has one pixel scale)")
+    return float(this if scale is None else scale)
 
 
 def _store(i, j, img, noise, m, image, sigma, mask, estimated, what) -> None:
