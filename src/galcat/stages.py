@@ -201,7 +201,10 @@ def run_segment(
         shard=shard,
         method=config["segment"]["method"],
     )
-    write_table(result.table, output_table, units=result.units)
+    from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS
+
+    write_table(result.table, output_table, units=result.units,
+                descriptions=SEGMENT_COLUMN_DESCRIPTIONS)
 
 
 def run_measure(
@@ -215,6 +218,7 @@ def run_measure(
     threads: int | None = None,
 ) -> Path:
     """Measure every object of a shard; write features keyed by object_id."""
+    from galcat import photometry
     from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
 
     config = _with_workers(config, threads)
@@ -227,9 +231,11 @@ def run_measure(
     features = measure_shard(batch, segmap, config=config, label=f"measure {shard}")
     seg = read_table(segment_table)
     table = seg.merge(features, on="object_id", how="outer", validate="one_to_one")
+    mag_units, mag_descriptions = photometry.column_docs(features.columns)
     return write_table(
         table,
         output,
-        units={**column_units(segment_table), **FEATURE_UNITS},
-        descriptions=FEATURE_DESCRIPTIONS,
+        units={**column_units(segment_table), **FEATURE_UNITS, **mag_units},
+        descriptions={**column_descriptions(segment_table), **FEATURE_DESCRIPTIONS,
+                      **mag_descriptions},
     )
