@@ -62,16 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--config-hash", required=True)
     c.add_argument("--output-parquet", required=True)
     c.add_argument("--output-fits", required=True)
+    c.add_argument("--output-votable", default=None)
 
     r = stage("report", "write the HTML report")
     r.add_argument("--catalogue", required=True)
     r.add_argument("--output", required=True)
+    r.add_argument("--figures", nargs="*", default=[],
+                   help="PNG files to draw, each named after a figure of galcat.report.FIGURES")
+    r.add_argument("--analysis-dir", default=None,
+                   help="directory of the analyses' JSON and PNG files, listed if present")
 
     rel = stage("release", "write a dated release and switch 'latest' to it")
     rel.add_argument("--releases-dir", required=True)
     rel.add_argument("--date", required=True)
     rel.add_argument("--catalogue", required=True)
     rel.add_argument("--files", nargs="+", required=True)
+
+    col = sub.add_parser("columns", help="write the Markdown column reference of a catalogue")
+    col.add_argument("--catalogue", required=True)
+    col.add_argument("--output", required=True)
 
     sh = sub.add_parser("shards", help="list the shards of an object table, one a line")
     sh.add_argument("--objects", required=True)
@@ -115,16 +124,22 @@ def main(argv: list[str] | None = None) -> int:
         build_catalogue(
             args.objects, args.features, config_hash=args.config_hash,
             survey=args.config_json["survey"], output_parquet=args.output_parquet,
-            output_fits=args.output_fits,
+            output_fits=args.output_fits, output_votable=args.output_votable,
+            mass_to_light=args.config_json.get("measure", {}).get("mass_to_light", "bell2003_gr"),
         )
     elif args.command == "report":
         from galcat.report import write_report
 
-        write_report(args.catalogue, args.output, config=args.config_json)
+        write_report(args.catalogue, args.output, config=args.config_json,
+                     figures=args.figures, analysis_dir=args.analysis_dir)
     elif args.command == "release":
         from galcat.release import make_release
 
         make_release(args.releases_dir, args.date, args.files, catalogue=args.catalogue)
+    elif args.command == "columns":
+        from galcat.columns import write_column_reference
+
+        write_column_reference(args.catalogue, args.output)
     elif args.command == "shards":
         from galcat.stages import run_plan_shards
 
