@@ -3,6 +3,7 @@ the stellar mass; the column reference docs/catalogue.md."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -45,6 +46,7 @@ def read_strict(path) -> Table:
     ("nanomaggy/pixel", ("nJy / pix", 3631.0, "")),
     ("dex(solMass)", ("", 1.0, "log10 of solMass")),
     ("dex(1/yr)", ("", 1.0, "log10 of 1 / yr")),
+    ("electron/count", ("", 1.0, "in electron / ct")),  # no standard spells electron
     ("", ("", 1.0, "")),
 ])
 def test_units_are_published_in_a_standard_spelling(unit, expected):
@@ -63,12 +65,12 @@ def test_every_ucd_is_in_the_ivoa_vocabulary():
     assert ucd_for("truth_r50_mass") == ucd_for("r50_mass") == "phys.angSize;src"
     assert ucd_for("truth_r50_kpc") == "phys.size.radius"
     assert ucd_for("mag_model_err_g") == "stat.error;phot.mag"
-    assert ucd_for("log_mass_flag") == "meta.code.qual"
+    assert ucd_for("log_mass_phot_flag") == "meta.code.qual"
     assert ucd_for("no_such_quantity") is None
 
 
 def test_flag_bits_of_every_flag_column_are_single_bits_with_names():
-    for column in ("flag", "seg_flag", "r50_mass_flag", "log_mass_flag"):
+    for column in ("flag", "seg_flag", "r50_mass_flag", "log_mass_phot_flag"):
         bits = flag_bits(column)
         assert bits, column
         for value, name, meaning in bits:
@@ -122,7 +124,7 @@ def test_three_formats_carry_the_same_units_descriptions_and_ucds(inputs):
     assert cat["object_id"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(cat["flux_x"], [3631.0, 7262.0, 10893.0])  # nanomaggy -> nJy
     assert np.isnan(cat.loc[1, "p_merger"]) and cat.loc[2, "p_merger"] == 0.9
-    assert np.isfinite(cat.loc[:1, "log_mass"]).all() and np.isnan(cat.loc[2, "log_mass"])
+    assert np.isfinite(cat.loc[:1, "log_mass_phot"]).all() and np.isnan(cat.loc[2, "log_mass_phot"])
     tables = {name: read_strict(inputs / name) for name in FORMATS}
     for name, table in tables.items():
         assert table.colnames == list(cat.columns), name
@@ -143,11 +145,24 @@ def test_three_formats_carry_the_same_units_descriptions_and_ucds(inputs):
     assert table_metadata(inputs / "catalogue.parquet")["survey"] == "synthetic"
 
 
-def test_a_column_without_unit_or_description_stops_the_catalogue(inputs):
+def test_a_users_column_without_metadata_is_published_as_undocumented(inputs, caplog):
+    """Only a user's own columns (local.columns) come without metadata: never fatal."""
     write_table(pd.DataFrame({"object_id": [1, 2, 3], "mystery": [1, 2, 3]}),
                 inputs / "extra.parquet", units={"object_id": ""},
                 descriptions={"object_id": "id"})
-    with pytest.raises(ColumnMetadataError, match=r"mystery \(from .*extra.parquet\)"):
+    with caplog.at_level("WARNING", logger="galcat.catalogue"):
+        build(inputs, extra=[inputs / "extra.parquet"])
+    assert re.search(r"mystery \(from .*extra.parquet\)", caplog.text)
+    table = read_strict(inputs / "catalogue.fits")
+    assert table["mystery"].unit is None
+    assert table["mystery"].description.startswith("(undocumented: carried from ")
+
+
+def test_a_unit_astropy_cannot_parse_stops_the_catalogue_naming_the_column(inputs):
+    write_table(pd.DataFrame({"object_id": [1, 2, 3], "odd": [1.0, 2.0, 3.0]}),
+                inputs / "extra.parquet", units={"object_id": "", "odd": "furlong2"},
+                descriptions={"object_id": "id", "odd": "odd"})
+    with pytest.raises(ColumnMetadataError, match="column 'odd': unit 'furlong2'"):
         build(inputs, extra=[inputs / "extra.parquet"])
     assert not (inputs / "catalogue.parquet").exists()
 
@@ -171,6 +186,7 @@ def test_every_column_of_the_real_catalogue_has_a_unit_and_a_description(tiny_ru
     for column in table.colnames:
         col = table[column]
         assert col.description and col.description.strip(), (name, column)
+        assert not col.description.startswith("(undocumented"), (name, column)
         assert not isinstance(col.unit, u.UnrecognizedUnit), (name, column, col.unit)
         if declared[column]:
             assert col.unit == u.Unit(declared[column]), (name, column, col.unit)
@@ -180,7 +196,7 @@ def test_every_column_of_the_real_catalogue_has_a_unit_and_a_description(tiny_ru
                          "truth_flux_bulge_r": u.nJy, "seg_background": u.nJy / u.pix,
                          "truth_r50_kpc": u.kpc, "seg_central_area": u.pix}.items():
         assert table[column].unit == unit, (name, column)
-    for column in ("log_mass", "truth_log_mass", "truth_ssfr"):
+    for column in ("log_mass_phot", "truth_log_mass", "truth_ssfr"):
         assert "log10" in table[column].description, (name, column)
     assert sum(1 for c in table.colnames if table[c].meta.get("ucd")) > 0.8 * len(table.colnames)
 
@@ -192,18 +208,18 @@ def test_fits_header_has_a_comment_and_the_votable_a_ucd_for_every_column(tiny_r
     n = header["TFIELDS"]
     assert all(header.get(f"TCOMM{i}") for i in range(1, n + 1))
     vot = parse_single_table(out / "catalogue.vot")
-    assert {f.name: f.ucd for f in vot.fields}["log_mass"] == "phys.mass"
+    assert {f.name: f.ucd for f in vot.fields}["log_mass_phot"] == "phys.mass"
 
 
 @pytest.mark.slow
 def test_stellar_mass_of_the_tiny_run_against_truth(tiny_run):
     cat = pd.read_parquet(tiny_run / "results" / "synthetic" / "catalogue.parquet")
-    ok = cat["log_mass_flag"] == 0
+    ok = cat["log_mass_phot_flag"] == 0
     assert ok.mean() > 0.8
-    delta = (cat["log_mass"] - cat["truth_log_mass"])[ok]
+    delta = (cat["log_mass_phot"] - cat["truth_log_mass"])[ok]
     # the goal (0.1 dex) is for the default run; printed by bench/stellar_mass.py
     assert np.median(np.abs(delta)) <= 0.1
-    assert (cat.loc[ok, "log_mass_err"] >= 0.1).all()  # never below the relation's scatter
+    assert (cat.loc[ok, "log_mass_phot_err"] >= 0.1).all()  # never below the relation's scatter
 
 
 @pytest.mark.slow
@@ -213,6 +229,6 @@ def test_column_reference_is_up_to_date(tiny_run):
     --output docs/catalogue.md"""
     text = column_reference(tiny_run / "results" / "synthetic" / "catalogue.parquet")
     assert (ROOT / "docs" / "catalogue.md").read_text() == text
-    for column in ("log_mass", "mag_model_g", "seg_flag", "gini"):
+    for column in ("log_mass_phot", "mag_model_g", "seg_flag", "gini"):
         assert f"| `{column}` |" in text
-    assert "### `log_mass_flag`" in text and "`NO_REDSHIFT`" in text
+    assert "### `log_mass_phot_flag`" in text and "`NO_REDSHIFT`" in text

@@ -57,8 +57,8 @@ def _catalogue(tmp_path):
     cat = pd.DataFrame({
         "object_id": np.arange(1, n + 1), "shard": ["s000000"] * n,
         "z": rng.uniform(0.02, 0.15, n), "flag": np.zeros(n, dtype=np.int64),
-        "log_mass": truth + rng.normal(0, 0.05, n), "log_mass_err": np.full(n, 0.11),
-        "log_mass_flag": np.zeros(n, dtype=np.int64), "truth_log_mass": truth,
+        "log_mass_phot": truth + rng.normal(0, 0.05, n), "log_mass_phot_err": np.full(n, 0.11),
+        "log_mass_phot_flag": np.zeros(n, dtype=np.int64), "truth_log_mass": truth,
         "gini": rng.uniform(0.4, 0.6, n), "m20": rng.uniform(-2.5, -1.5, n),
         "r50_psf_corrected": rng.uniform(1, 3, n), "truth_r50_r": rng.uniform(1, 3, n),
         "bulge_to_total": rng.uniform(0, 1, n),
@@ -71,7 +71,7 @@ def test_headline_numbers_put_the_stellar_mass_beside_its_goal(tmp_path):
     cat = _catalogue(tmp_path)
     rows = {r["quantity"]: r for r in headline_numbers(cat)}
     mass = rows["stellar mass vs truth: median |Δ log M*| [dex]"]
-    delta = np.abs(cat["log_mass"] - cat["truth_log_mass"])
+    delta = np.abs(cat["log_mass_phot"] - cat["truth_log_mass"])
     assert float(mass["value"]) == pytest.approx(np.median(delta), abs=1e-3)
     assert mass["goal"] == "≤ 0.1"
     assert rows["galaxies with a photometric stellar mass"]["value"] == "40 (100.0%)"

@@ -30,11 +30,11 @@ def test_true_magnitudes_give_the_true_mass(relation):
     rows = synthetic.query(cfg)
     mags, errs = _mags(rows)
     out = photometric_mass(mags, errs, rows["z"], relation=relation)
-    delta = out["log_mass"] - rows["truth_log_mass"].to_numpy()
+    delta = out["log_mass_phot"] - rows["truth_log_mass"].to_numpy()
     assert np.median(np.abs(delta)) < 0.03  # bell2003_gr 0.005, zibetti2009_gi 0.016
     assert np.all(np.abs(delta) < 0.15)
     # zero magnitude errors: the error is the relation's own scatter
-    np.testing.assert_allclose(out["log_mass_err"], relations.mass_to_light(relation).scatter_dex)
+    np.testing.assert_allclose(out["log_mass_phot_err"], relations.mass_to_light(relation).scatter_dex)
 
 
 def test_errors_propagate_per_band_with_the_red_band_also_the_luminosity_band(objects):
@@ -46,10 +46,10 @@ def test_errors_propagate_per_band_with_the_red_band_also_the_luminosity_band(ob
     b = relations.mass_to_light("bell2003_gr").b
     # log M = a + b (g - r) - 0.4 r + ...: d/dg = b, d/dr = -(b + 0.4)
     expected = np.sqrt(0.1**2 + (b * 0.02) ** 2 + ((b + 0.4) * 0.03) ** 2)
-    np.testing.assert_allclose(out["log_mass_err"], expected)
+    np.testing.assert_allclose(out["log_mass_phot_err"], expected)
     # a shift of 0.1 mag in both bands (colour kept) is 0.04 dex of luminosity
     shifted = photometric_mass({k: v + 0.1 for k, v in mags.items()}, errs, rows["z"])
-    np.testing.assert_allclose(out["log_mass"] - shifted["log_mass"], 0.04)
+    np.testing.assert_allclose(out["log_mass_phot"] - shifted["log_mass_phot"], 0.04)
 
 
 def test_bad_galaxies_are_flagged_never_fatal(objects):
@@ -61,14 +61,14 @@ def test_bad_galaxies_are_flagged_never_fatal(objects):
     z[1] = -1.0                                    # no usable redshift
     mags["g"][2] = mags["r"][2] + 3.0              # g - r = 3: beyond the calibration
     out = photometric_mass(mags, errs, z, relation="bell2003_gr")
-    flags = out["log_mass_flag"]
-    assert flags[0] == MassFlag.NO_PHOTOMETRY and np.isnan(out["log_mass"][0])
-    assert flags[1] == MassFlag.NO_REDSHIFT and np.isnan(out["log_mass_err"][1])
-    assert flags[2] == MassFlag.COLOUR_CLIPPED and np.isfinite(out["log_mass"][2])
+    flags = out["log_mass_phot_flag"]
+    assert flags[0] == MassFlag.NO_PHOTOMETRY and np.isnan(out["log_mass_phot"][0])
+    assert flags[1] == MassFlag.NO_REDSHIFT and np.isnan(out["log_mass_phot_err"][1])
+    assert flags[2] == MassFlag.COLOUR_CLIPPED and np.isfinite(out["log_mass_phot"][2])
     assert flags[3] == 0
     # a relation whose band the survey lacks: every galaxy flagged, none fatal
     out = photometric_mass({"g": mags["r"], "r": mags["r"]}, errs, z, relation="zibetti2009_gi")
-    assert np.all(out["log_mass_flag"] & MassFlag.NO_PHOTOMETRY)
+    assert np.all(out["log_mass_phot_flag"] & MassFlag.NO_PHOTOMETRY)
 
 
 def test_unknown_relation_or_cosmology_is_a_clear_error(objects):
@@ -94,6 +94,6 @@ def test_catalogue_masses_read_the_model_magnitudes(objects):
                         "mag_model_g": rows["mag_g"], "mag_model_err_g": 0.0})
     out = stellar_mass.catalogue_masses(cat, relation="bell2003_gr")
     assert list(out.columns) == ["object_id", *stellar_mass.MASS_COLUMNS]
-    np.testing.assert_allclose(out["log_mass"], rows["truth_log_mass"], atol=0.06)
+    np.testing.assert_allclose(out["log_mass_phot"], rows["truth_log_mass"], atol=0.06)
     with pytest.raises(ValueError, match="no redshift column 'z'"):
         stellar_mass.catalogue_masses(cat.drop(columns="z"), relation="bell2003_gr")

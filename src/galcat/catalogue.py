@@ -13,16 +13,19 @@ table three times from the same columns and metadata:
   that records the config hash, code version, input versions and creation time;
 * ``catalogue.vot`` — a VOTable (BINARY2) with unit, UCD and DESCRIPTION per FIELD.
 
-Every column must come with a declared unit (``''`` dimensionless) and a description:
-a column without one stops the stage with `galcat.columns.ColumnMetadataError` naming
-it and the table it came from. Units are published as `galcat.columns.published_unit`
-says (nanomaggy columns are converted to nJy; log columns are dimensionless with the
-quantity named in the description).
+Every galcat column comes with a declared unit (``''`` dimensionless) and a
+description. A column without them can only be a user's own (``local.columns``, carried
+along from their table): it is published as `UNDOCUMENTED` (the table it came from
+named, unit unknown) and logged as a warning, never fatal; the tests check that no
+galcat column is. Units are published as `galcat.columns.published_unit` says
+(nanomaggy columns are converted to nJy; log columns are dimensionless with the quantity
+named in the description).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -34,11 +37,12 @@ import numpy as np
 import pandas as pd
 
 from galcat import __version__, stellar_mass
-from galcat.columns import ColumnMetadataError, published_unit, ucd_for
+from galcat.columns import published_unit, ucd_for
 from galcat.store import atomic_file
 from galcat.tables import column_descriptions, column_units, read_table, write_table
 
 __all__ = [
+    "UNDOCUMENTED",
     "CatalogueColumns",
     "build_catalogue",
     "provenance",
@@ -46,6 +50,11 @@ __all__ = [
     "write_fits",
     "write_votable",
 ]
+
+log = logging.getLogger("galcat.catalogue")
+
+#: Description of a column that came without one (``{source}``: the table it came from).
+UNDOCUMENTED = "(undocumented: carried from {source}; unit unknown)"
 
 PROVENANCE_PACKAGES = ("numpy", "astropy", "photutils", "statmorph", "galsim", "zarr", "snakemake")
 
@@ -108,22 +117,26 @@ def publish_columns(cat: pd.DataFrame, units: Mapping[str, str],
     Returns the converted table (a copy where a column is rescaled) and its
     `CatalogueColumns`.
 
+    A column without a declared unit or description gets `UNDOCUMENTED` (warned).
+
     Raises
     ------
     galcat.columns.ColumnMetadataError
-        Columns without a declared unit or a description (named, with the input table
-        each came from), or a unit with no FITS/VOUnit spelling.
+        A unit astropy cannot parse, naming the column.
     """
     sources = sources or {}
     missing = [name for name in cat.columns
                if name not in units or not str(descriptions.get(name, "")).strip()]
     if missing:
-        where = "; ".join(f"{name} (from {sources.get(name, 'galcat')})" for name in missing)
-        raise ColumnMetadataError(f"catalogue columns without a declared unit or a "
-                                  f"description: {where}")
+        log.warning("catalogue columns without a declared unit or a description: %s",
+                    "; ".join(f"{n} (from {sources.get(n, 'galcat')})" for n in missing))
     out = cat.copy()
     pub = CatalogueColumns({}, {}, {})
     for name in cat.columns:
+        if name in missing:
+            pub.units[name] = ""
+            pub.descriptions[name] = UNDOCUMENTED.format(source=sources.get(name, "galcat"))
+            continue
         unit, scale, note = published_unit(units[name], column=name)
         if scale != 1.0:
             out[name] = cat[name].to_numpy(dtype=np.float64) * scale
@@ -259,7 +272,7 @@ def write_fits(table, path: os.PathLike | str, *, columns: CatalogueColumns,
     meta["CREATED"] = (provenance["created_utc"], "UTC creation time")
     meta["PYTHONV"] = provenance["python"]
     if "mass_to_light" in provenance:
-        meta["MLREL"] = (provenance["mass_to_light"], "colour -> M/L relation of log_mass")
+        meta["MLREL"] = (provenance["mass_to_light"], "colour -> M/L relation of log_mass_phot")
     for i, (pkg, version) in enumerate(sorted(provenance["packages"].items())):
         meta[f"PKG{i}"] = f"{pkg}={version}"
 

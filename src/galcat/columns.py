@@ -9,7 +9,9 @@ IVOA VOUnit recommendation and astropy's generic format all read (`published_uni
 * ``dex(...)`` (log quantities) is astropy-only: FITS and VOUnit have no log unit
   astropy reads back, so a log column is dimensionless by design and its description
   names the quantity and its unit (``log10 ... in solMass``);
-* astropy aliases (``Msun``) are written in their standard spelling (``solMass``).
+* astropy aliases (``Msun``) are written in their standard spelling (``solMass``);
+* a unit no standard spells (``electron/count``, an SDSS gain) is, like a log, kept in
+  the description of a dimensionless column.
 
 UCDs (IVOA UCD1+ words, `ucd_for`) are given where the vocabulary has one; flag bits are
 read through `flag_bits`, the one place that knows where each flag column's bits are
@@ -84,13 +86,13 @@ def published_unit(unit: str, *, column: str = "?") -> tuple[str, float, str]:
     scale : float
         Multiply the values by it (nanomaggy -> nJy: 3631; else 1).
     note : str
-        For a log column, the quantity and unit its description must name
-        (``'log10 of solMass'``); else ``''``.
+        For a log column or a unit no standard spells, what its description must name
+        (``'log10 of solMass'``, ``'in electron / count'``); else ``''``.
 
     Raises
     ------
     ColumnMetadataError
-        A unit astropy cannot parse, or one with no standard spelling.
+        A unit astropy cannot parse.
     """
     from astropy import units as u
 
@@ -112,9 +114,9 @@ def published_unit(unit: str, *, column: str = "?") -> tuple[str, float, str]:
     try:
         for fmt in ("fits", "vounit"):
             _strict_unit(parsed.to_string(fmt), fmt)
-    except (ValueError, TypeError, UserWarning) as exc:
-        raise ColumnMetadataError(f"column {column!r}: unit {text!r} has no FITS/VOUnit "
-                                  f"spelling ({exc})") from None
+    except (ValueError, TypeError, UserWarning):
+        # a real unit no standard spells (electron/count): named in the description
+        return "", 1.0, f"in {parsed.to_string()}"
     return parsed.to_string(), scale, ""
 
 
@@ -131,8 +133,8 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"mag_.+", "phot.mag"),
     (r"flux_err_.+", "stat.error;phot.flux.density"),
     (r"flux_.+", "phot.flux.density"),
-    (r"log_mass_err", "stat.error;phys.mass"),
-    (r"log_mass", "phys.mass"),
+    (r"log_mass_phot_err", "stat.error;phys.mass"),
+    (r"log_mass(_phot|_nsa|_p\d\d)?|nsa_elpetro_mass", "phys.mass"),
     (r"log_ml_.+", "phys.composition.massLightRatio"),
     (r"gr_.+", "phot.color"),
     (r"metallicity", "phys.abund.Z"),
@@ -174,7 +176,7 @@ FLAG_SOURCES: dict[str, str] = {
     "flag": "galcat.morphology:MEASURE_FLAGS",
     "seg_flag": "galcat.segment:SEGMENT_FLAGS",
     "r50_mass_flag": "galcat.halfmass:HALFMASS_FLAGS",
-    "log_mass_flag": "galcat.stellar_mass:MASS_FLAGS",
+    "log_mass_phot_flag": "galcat.stellar_mass:MASS_FLAGS",
 }
 
 

@@ -27,7 +27,7 @@ relation's own scatter at fixed colour (`galcat.relations.MassToLight.scatter_de
 redshift's error is not propagated.
 
 A galaxy without the magnitudes or a usable redshift gets NaN and a bit in
-``log_mass_flag`` (`MassFlag`); it never stops the catalogue.
+``log_mass_phot_flag`` (`MassFlag`); it never stops the catalogue.
 """
 
 from __future__ import annotations
@@ -60,34 +60,34 @@ _Z_MIN = 1e-5
 
 
 class MassFlag(enum.IntFlag):
-    """Bits of ``log_mass_flag``."""
+    """Bits of ``log_mass_phot_flag``."""
 
     NO_PHOTOMETRY = 1
     NO_REDSHIFT = 2
     COLOUR_CLIPPED = 4
 
 
-#: bit value -> (name, meaning) of every bit of ``log_mass_flag``.
+#: bit value -> (name, meaning) of every bit of ``log_mass_phot_flag``.
 MASS_FLAGS: dict[int, tuple[str, str]] = {
     MassFlag.NO_PHOTOMETRY.value: (
         "NO_PHOTOMETRY", "a model magnitude of the colour or the luminosity band is missing "
-        "(no bulge + disc fit, or the band is not in the survey); log_mass is NaN"),
+        "(no bulge + disc fit, or the band is not in the survey); log_mass_phot is NaN"),
     MassFlag.NO_REDSHIFT.value: (
-        "NO_REDSHIFT", "the redshift is missing or not positive; log_mass is NaN"),
+        "NO_REDSHIFT", "the redshift is missing or not positive; log_mass_phot is NaN"),
     MassFlag.COLOUR_CLIPPED.value: (
         "COLOUR_CLIPPED", "the colour lies outside the relation's calibrated range and was "
-        "clipped to it; log_mass is kept"),
+        "clipped to it; log_mass_phot is kept"),
 }
 
 #: Catalogue columns this module adds: name -> (unit, description).
 MASS_COLUMNS: dict[str, tuple[str, str]] = {
-    "log_mass": ("", "log10 of the photometric stellar mass in solar masses (log10 M*/solMass, "
-                 "dex): colour -> M/L (measure.mass_to_light) times the luminosity of the "
+    "log_mass_phot": ("", "log10 of the photometric stellar mass in solar masses "
+                      "(log10 M*/solMass, dex): colour -> M/L (measure.mass_to_light) times the luminosity of the "
                  "model magnitude at the redshift (Planck18, no k-correction); "
                  "galcat.stellar_mass"),
-    "log_mass_err": ("", "1-sigma error of log_mass in dex: magnitude errors and the "
+    "log_mass_phot_err": ("", "1-sigma error of log_mass_phot in dex: magnitude errors and the "
                      "relation's scatter at fixed colour, in quadrature"),
-    "log_mass_flag": ("", "bit word of galcat.stellar_mass.MASS_FLAGS (0: measured)"),
+    "log_mass_phot_flag": ("", "bit word of galcat.stellar_mass.MASS_FLAGS (0: measured)"),
 }
 
 
@@ -150,8 +150,8 @@ def photometric_mass(
     Returns
     -------
     dict
-        ``log_mass`` (log10 M*/Msun), ``log_mass_err`` (dex) and ``log_mass_flag``
-        (int64, `MassFlag` bits), one value per galaxy. Cost: vectorised, ~1 s for
+        ``log_mass_phot`` (log10 M*/Msun), ``log_mass_phot_err`` (dex) and
+        ``log_mass_phot_flag`` (int64, `MassFlag` bits), one value per galaxy. Cost: vectorised, ~1 s for
         10^6 galaxies.
 
     Raises
@@ -193,7 +193,7 @@ def photometric_mass(
     log_mass[bad] = np.nan
     err = np.sqrt(variance)
     err[bad | ~np.isfinite(err)] = np.nan
-    return {"log_mass": log_mass, "log_mass_err": err, "log_mass_flag": flag}
+    return {"log_mass_phot": log_mass, "log_mass_phot_err": err, "log_mass_phot_flag": flag}
 
 
 def catalogue_masses(cat: pd.DataFrame, *, relation: str,
