@@ -87,13 +87,15 @@ def inputs(tmp_path):
     objects = pd.DataFrame({"object_id": [1, 2, 3], "ra": [10.0, 11.0, 12.0],
                             "dec": [0.0, 1.0, 2.0], "z": [0.05, 0.1, np.nan],
                             "shard": ["s0", "s0", "s1"], "flux_x": [1.0, 2.0, 3.0],
-                            "truth_log_mass": [10.0, 10.5, 11.0]})
+                            "truth_log_mass": [10.0, 10.5, 11.0],
+                            "truth_merger": [True, False, False]})
     write_table(objects, tmp_path / "objects.parquet",
                 units={"object_id": "", "ra": "deg", "dec": "deg", "z": "", "shard": "",
-                       "flux_x": "nanomaggy", "truth_log_mass": "dex(solMass)"},
+                       "flux_x": "nanomaggy", "truth_log_mass": "dex(solMass)",
+                       "truth_merger": ""},
                 descriptions={"object_id": "id", "ra": "RA", "dec": "Dec", "z": "redshift",
                               "shard": "shard", "flux_x": "a flux",
-                              "truth_log_mass": "true mass"})
+                              "truth_log_mass": "true mass", "truth_merger": "a merger"})
     feat_units = {"object_id": "", "r50": "arcsec", "mag_model_r": "mag",
                   "mag_model_err_r": "mag", "mag_model_g": "mag", "mag_model_err_g": "mag"}
     feat_desc = {k: f"about {k}" for k in feat_units}
@@ -141,6 +143,9 @@ def test_three_formats_carry_the_same_units_descriptions_and_ucds(inputs):
     assert header["CONFHASH"] == "0123456789abcdef" and header["MLREL"] == "bell2003_gr"
     vot = parse_single_table(inputs / "catalogue.vot")
     assert {info.name: info.value for info in vot.infos}["config_hash"] == "0123456789abcdef"
+    # a flag is "boolean": astropy's default "bit" is read by STIL (TOPCAT) as a bit array
+    assert {f.name: f.datatype for f in vot.fields}["truth_merger"] == "boolean"
+    assert tables["catalogue.vot"]["truth_merger"].tolist() == [True, False, False]
     assert tables["catalogue.parquet"].meta["config_hash"] == "0123456789abcdef"
     assert table_metadata(inputs / "catalogue.parquet")["survey"] == "synthetic"
 

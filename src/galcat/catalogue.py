@@ -11,7 +11,7 @@ table three times from the same columns and metadata:
 * ``catalogue.fits`` — a binary table: ``TUNITn`` (FITS units), ``TCOMMn`` (the
   description, what TOPCAT shows), ``TUCDn`` (the UCD, as STIL writes it), and a header
   that records the config hash, code version, input versions and creation time;
-* ``catalogue.vot`` — a VOTable (BINARY2) with unit, UCD and DESCRIPTION per FIELD.
+* ``catalogue.vot`` — a VOTable (BINARY) with unit, UCD and DESCRIPTION per FIELD.
 
 Every galcat column comes with a declared unit (``''`` dimensionless) and a
 description. A column without them can only be a user's own (``local.columns``, carried
@@ -290,16 +290,25 @@ def write_fits(table, path: os.PathLike | str, *, columns: CatalogueColumns,
 
 
 def write_votable(table, path: os.PathLike | str, *, provenance: dict) -> Path:
-    """Write the catalogue as a VOTable (BINARY2 serialization, nulls kept).
+    """Write the catalogue as a VOTable (BINARY serialization; a missing float is NaN).
 
     Each FIELD carries its unit (VOUnit), UCD and DESCRIPTION; the provenance is
-    written as INFO elements of the table.
+    written as INFO elements of the table. Cost: astropy serialises row by row, ~0.45 ms
+    a row of 184 columns here (BINARY2, with per-row null masks, took 4x longer): about
+    8 minutes for a million galaxies.
     """
     from astropy.io.votable import from_table
+    from astropy.io.votable.converters import get_converter
     from astropy.io.votable.tree import Info
 
     votable = from_table(table.copy(copy_data=False))
     resource_table = votable.get_first_table()
+    for field in resource_table.fields:
+        # astropy writes a bool column as datatype "bit", which STIL (TOPCAT) reads
+        # as a bit array and fails on; "boolean" is the VOTable type of a flag
+        if field.datatype == "bit" and field.arraysize is None:
+            field.datatype = "boolean"
+            field.converter = get_converter(field)
     resource_table.name = "catalogue"
     resource_table.description = (f"galcat catalogue of survey {provenance['survey']}: "
                                   "objects, measured features and photometric stellar masses")
@@ -310,4 +319,4 @@ def write_votable(table, path: os.PathLike | str, *, provenance: dict) -> Path:
     for pkg, version in sorted(provenance["packages"].items()):
         resource_table.infos.append(Info(name=f"package_{pkg}", value=str(version)))
     return _write_atomic(Path(path),
-                         lambda tmp: votable.to_xml(str(tmp), tabledata_format="binary2"))
+                         lambda tmp: votable.to_xml(str(tmp), tabledata_format="binary"))

@@ -144,7 +144,8 @@ def _truth_figure(cat: pd.DataFrame):
     sub = _sample(cat)
     ncols = min(4, len(pairs))
     nrows = math.ceil(len(pairs) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 4 * nrows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[len(pairs):]:
         ax.axis("off")
     for ax, (measured, truth, label, _) in zip(axes.flat, pairs, strict=False):
