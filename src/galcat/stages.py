@@ -189,7 +189,7 @@ def run_segment(
     threads: int | None = None,
 ) -> None:
     """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
-    from galcat.segment import segment_shard
+    from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS, segment_shard
 
     config = _with_workers(config, threads)
     batch = read_cutouts(cutouts)
@@ -201,8 +201,6 @@ def run_segment(
         shard=shard,
         method=config["segment"]["method"],
     )
-    from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS
-
     write_table(result.table, output_table, units=result.units,
                 descriptions=SEGMENT_COLUMN_DESCRIPTIONS)
 
