@@ -39,7 +39,9 @@ For one object, in the detection band (``measure.detect_band``):
    and moments when the Sérsic fit failed) and weak population priors
    (``measure.bulge_disc_priors``); ``bulge_to_total`` is its detection-band B/T.
    ~0.1 s a galaxy (two bands); run when ``measure.r50_model`` or
-   ``measure.half_mass_colour_model`` is ``bulge_disc`` (the defaults).
+   ``measure.half_mass_colour_model`` is ``bulge_disc`` (the defaults). Its total
+   fluxes are the model photometry ``mag_model_{band}`` of the stellar mass
+   (`galcat.photometry`); without the fit they are NaN.
    **PSF-corrected r50** (``r50_psf_corrected``): statmorph's r50 is measured on
    the PSF-convolved image within 1.5 Petrosian radii (≈ +20% below one PSF FWHM,
    −10–15% above three, where that total and the cutout miss the wings). Szomoru
@@ -79,7 +81,7 @@ import scipy.signal
 import scipy.special as sp
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass
+from galcat import bulgedisc, halfmass, photometry
 from galcat.config import defaults, settings
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
@@ -97,6 +99,7 @@ __all__ = [
     "measure_object",
     "measure_settings",
     "measure_shard",
+    "photometry_bands",
     "refine_sersic",
     "run_statmorph",
     "statmorph_columns",
@@ -635,6 +638,7 @@ def measure_object(
                                  background, object_id)
             row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
                                      if bd_fit is not None else math.nan)
+            row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
             if opts["r50_model"] == "bulge_disc" and bd_fit is not None:
                 flag |= _r50_bulge_disc(row, bd_fit, image, bg, bad, batch, opts)
             else:
@@ -750,6 +754,15 @@ def _bulge_disc_start(morph, model) -> tuple[float, ...] | None:
     start = (_value(morph, "r50"), _value(morph, "xc_asymmetry"), _value(morph, "yc_asymmetry"),
              1.0 - _value(morph, "ellipticity_asymmetry"), _value(morph, "orientation_asymmetry"))
     return start if np.all(np.isfinite(start)) and start[0] > 0 else None
+
+
+def _zeropoints(batch: CutoutBatch) -> dict[str, float]:
+    return {band: float(zp) for band, zp in zip(batch.bands, batch.zeropoints, strict=True)}
+
+
+def photometry_bands(settings: Mapping, bands) -> list[str]:
+    """Bands of the ``mag_model_*`` columns: those of `_bulge_disc_bands` in ``bands``."""
+    return [band for band in _bulge_disc_bands(settings) if band in bands]
 
 
 def _bulge_disc(batch, index, seg, opts, start, background, object_id):
@@ -888,7 +901,9 @@ def measure_shard(
     Returns
     -------
     pandas.DataFrame
-        ``object_id`` (int64) then `MEASURE_COLUMNS`; units in `FEATURE_UNITS`.
+        ``object_id`` (int64), `MEASURE_COLUMNS` (units in `FEATURE_UNITS`), then the
+        model photometry ``mag_model_{band}``, ``mag_model_err_{band}`` of
+        `photometry_bands` (`galcat.photometry`; NaN where the bulge + disc fit failed).
     """
     segmap = np.asarray(segmap)
     if segmap.ndim != 3 or segmap.shape[0] != batch.n_objects \
@@ -906,8 +921,9 @@ def measure_shard(
         **parallel,
     )
     rows = [row for block in blocks for row in block]
-    table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS])
+    mags = photometry.column_names(photometry_bands(settings, batch.bands))
+    table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS, *mags])
     table["object_id"] = table["object_id"].astype(np.int64)
-    for name in MEASURE_COLUMNS:
+    for name in [*MEASURE_COLUMNS, *mags]:
         table[name] = table[name].astype(np.int64 if name in _INT_COLUMNS else np.float64)
     return table

@@ -205,7 +205,7 @@ def run_segment(
     threads: int | None = None,
 ) -> None:
     """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
-    from galcat.segment import segment_shard
+    from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS, segment_shard
 
     config = _with_execution(config, dask, threads)
     batch = read_cutouts(cutouts)
@@ -218,6 +218,7 @@ def run_segment(
         method=settings(config, "segment")["method"],
     )
     write_table(result.table, output_table, units=result.units,
+                descriptions=SEGMENT_COLUMN_DESCRIPTIONS,
                 metadata=stage_metadata("segment", shard, config))
 
 
@@ -233,6 +234,7 @@ def run_measure(
     threads: int | None = None,
 ) -> Path:
     """Measure every object of a shard; write features keyed by object_id."""
+    from galcat import photometry
     from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
 
     config = _with_execution(config, dask, threads)
@@ -245,11 +247,13 @@ def run_measure(
     features = measure_shard(batch, segmap, config=config, label=f"measure {shard}")
     seg = read_table(segment_table)
     table = seg.merge(features, on="object_id", how="outer", validate="one_to_one")
+    mag_units, mag_descriptions = photometry.column_docs(features.columns)
     return write_table(
         table,
         output,
-        units={**column_units(segment_table), **FEATURE_UNITS},
-        descriptions=FEATURE_DESCRIPTIONS,
+        units={**column_units(segment_table), **FEATURE_UNITS, **mag_units},
+        descriptions={**column_descriptions(segment_table), **FEATURE_DESCRIPTIONS,
+                      **mag_descriptions},
         metadata=stage_metadata("measure", shard, config),
     )
 
@@ -261,21 +265,30 @@ def run_catalogue(
     config_hash: str,
     output_parquet: os.PathLike | str,
     output_fits: os.PathLike | str,
+    output_votable: os.PathLike | str | None = None,
 ) -> None:
     """Join the object table and every shard's features into the catalogue."""
     from galcat.catalogue import build_catalogue
 
     build_catalogue(
         objects, features, config_hash=config_hash, survey=config["survey"],
-        output_parquet=output_parquet, output_fits=output_fits,
+        output_parquet=output_parquet, output_fits=output_fits, output_votable=output_votable,
+        mass_to_light=settings(config, "measure")["mass_to_light"],
     )
 
 
-def run_report(config: dict, catalogue: os.PathLike | str, output: os.PathLike | str) -> None:
-    """Write the HTML report of the catalogue."""
+def run_report(
+    config: dict,
+    catalogue: os.PathLike | str,
+    output: os.PathLike | str,
+    figures: list[os.PathLike | str] = (),
+    analysis_dir: os.PathLike | str | None = None,
+) -> None:
+    """Write the HTML report of the catalogue (and the figures Snakemake's report shows)."""
     from galcat.report import write_report
 
-    write_report(catalogue, output, config=config)
+    write_report(catalogue, output, config=config, figures=list(figures),
+                 analysis_dir=analysis_dir)
 
 
 def run_release(

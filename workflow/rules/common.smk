@@ -112,6 +112,17 @@ def get_report_config(wildcards):
     return params_of("survey", config_hash=get_config_hash())
 
 
+def get_catalogue_config(wildcards):
+    """The catalogue's settings: the survey and the colour -> M/L relation of the
+    photometric stellar mass (the one measure uses for the half-mass radius)."""
+    return as_json(
+        {
+            "survey": SURVEY,
+            "measure": {"mass_to_light": config["measure"]["mass_to_light"]},
+        }
+    )
+
+
 def get_config_hash_param(wildcards):
     return get_config_hash()
 
@@ -120,11 +131,20 @@ def get_features(wildcards):
     return expand(f"{OUT}/features/{{shard}}.parquet", shard=get_shards())
 
 
+def get_analysis_outputs(wildcards):
+    """The analyses' JSON and PNG files under {OUT}/analysis, inputs of the report so
+    that it runs after them. None yet: each analysis rule adds its outputs here."""
+    return []
+
+
 def get_final_outputs():
     outputs = [
         f"{OUT}/catalogue.parquet",
         f"{OUT}/catalogue.fits",
+        f"{OUT}/catalogue.vot",
         f"{OUT}/report.html",
+        # REPORT_FIGURES: report.smk, included after this file and before rule all
+        *expand(f"{OUT}/figures/{{name}}.png", name=REPORT_FIGURES),
     ]
     if config.get("release"):
         outputs.append(f"{OUT}/releases/{config['release']}.manifest.json")
