@@ -9,6 +9,7 @@ rule release:
     input:
         parquet=f"{OUT}/catalogue.parquet",
         fits=f"{OUT}/catalogue.fits",
+        votable=f"{OUT}/catalogue.vot",
         html=f"{OUT}/report.html",
     output:
         manifest=f"{OUT}/releases/{{date}}.manifest.json",
@@ -23,4 +24,4 @@ rule release:
     shell:
         "galcat release --releases-dir {params.releases_dir}"
         " --date {wildcards.date} --catalogue {input.parquet}"
-        " --files {input.parquet} {input.fits} {input.html} 2> {log}"
+        " --files {input.parquet} {input.fits} {input.votable} {input.html} 2> {log}"
