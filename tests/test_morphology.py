@@ -209,26 +209,6 @@ def test_r50_psf_corrected_of_a_psf_convolved_galaxy(n, hlr, model):
         assert row["r50"] > 1.15 * hlr
 
 
-def test_sersic_circular_fraction_matches_a_brute_force_sum():
-    from galcat import halfmass
-
-    n, r_eff, q, theta = 2.0, 6.0, 0.5, 0.4
-    size = 801
-    y, x = (np.mgrid[0:size, 0:size] - size // 2) * 0.1  # fine grid, units of pixels
-    c, s = math.cos(theta), math.sin(theta)
-    a = np.hypot(x * c + y * s, (-x * s + y * c) / q)
-    img = np.exp(-halfmass.sersic_bn(n) * (a / r_eff) ** (1 / n))
-    total = img[a <= 35.0].sum() / halfmass.sersic_enclosed_fraction(35.0, r_eff, n)
-    r = np.hypot(x, y)
-    for radius in (2.0, 6.0, 15.0):
-        brute = img[r <= radius].sum() / total
-        assert halfmass.sersic_circular_fraction(radius, r_eff, n, q) == pytest.approx(
-            brute, rel=5e-3)
-    cut = halfmass.sersic_circular_fraction(np.array([8.0, 1e4]), r_eff, n, q, trunc=12.0)
-    assert cut[1] == pytest.approx(1.0) and cut[0] > halfmass.sersic_circular_fraction(
-        8.0, r_eff, n, q)
-
-
 # --------------------------------------------------------------------------- bad inputs
 def test_all_nan_image():
     batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))

@@ -32,7 +32,7 @@ For one object, in the detection band (``measure.detect_band``):
    statmorph's Sérsic fit are refitted with the centre, axis ratio and angle
    held (`refine_sersic`): statmorph samples its model at pixel centres, which
    for a cuspy n = 4 galaxy a few pixels across gives n ≈ 5–7; the refit
-   integrates the core over sub-pixels and gives n ≈ 4.3 (`SersicPSFModel`).
+   integrates the core over sub-pixels and gives n ≈ 4.3 (`sersic_model`).
    **Bulge + disc** (`galcat.bulgedisc`): a Sérsic bulge + exponential disc fitted
    jointly to the detection band and the bands of the M/L colour, through their
    PSFs, with the (refined) Sérsic centre and angle held (statmorph's r50, centre
@@ -75,11 +75,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.optimize as opt
-import scipy.signal
-import scipy.special as sp
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass
+from galcat import bulgedisc, halfmass, sersic
 from galcat.parallel import map_blocks_of_objects
 from galcat.store import CutoutBatch
 
@@ -91,13 +89,13 @@ __all__ = [
     "MEASURE_FLAGS",
     "MeasureFlag",
     "MeasureWarning",
-    "SersicPSFModel",
     "flag_names",
     "measure_object",
     "measure_settings",
     "measure_shard",
     "refine_sersic",
     "run_statmorph",
+    "sersic_model",
     "statmorph_columns",
 ]
 
@@ -233,7 +231,7 @@ _STATMORPH_COLUMNS: dict[str, tuple[str, str]] = {
 }
 _SERSIC_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_n": ("", "Sersic index of the PSF-convolved 2-D Sersic fit (statmorph's, refined "
-                 "with a sub-pixel core, see galcat.morphology.SersicPSFModel)"),
+                 "with a sub-pixel core, see galcat.morphology.sersic_model)"),
     "sersic_r_eff": ("arcsec", "half-light semi-major axis of the Sersic fit "
                      "(circularised: sersic_r_eff * sqrt(sersic_q))"),
     "sersic_q": ("", "axis ratio b/a of statmorph's Sersic fit"),
@@ -389,67 +387,31 @@ CORE_SUBSAMPLES = 5
 CORE_RADIUS = 1.0
 
 
-class SersicPSFModel:
-    """Elliptical Sérsic (astropy Sersic2D parameters) convolved with an effective PSF.
+def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
+                 centre: tuple[float, float], theta: float) -> sersic.SersicImage:
+    """The Sérsic model of the refit: `galcat.sersic.SersicImage` with this module's core.
 
-    statmorph samples its model at pixel centres and convolves the samples with
-    the PSF image. An effective PSF (a PSF image, which includes the pixel
-    response) wants exactly that, except at a cuspy centre, where one sample
-    misrepresents the light of its pixel: an n = 4 galaxy of 2.5 px half-light
-    radius then fits n ≈ 7 (5 at 6 px). Here the pixels within `CORE_RADIUS` of
-    the centre are integrated over `CORE_SUBSAMPLES`² sub-pixels, each convolved
-    with the PSF shifted (cubic spline) to its sub-pixel position; the rest is
-    statmorph's sampling. On the same galaxies this gives n ≈ 4.3.
+    statmorph samples its model at pixel centres and convolves the samples with the
+    PSF image. An effective PSF (a PSF image, which includes the pixel response) wants
+    exactly that, except at a cuspy centre, where one sample misrepresents the light of
+    its pixel: an n = 4 galaxy of 2.5 px half-light radius then fits n ≈ 7 (5 at 6 px).
+    Here the pixels within `CORE_RADIUS` of the centre are integrated over
+    `CORE_SUBSAMPLES`² sub-pixels, each through the PSF shifted to its sub-pixel
+    position; on the same galaxies this gives n ≈ 4.3. ``psf`` None: no PSF.
     """
+    return sersic.SersicImage(shape, centre, theta, [psf], core_radius=CORE_RADIUS,
+                              core_subsamples=CORE_SUBSAMPLES)
 
-    def __init__(self, shape: tuple[int, int], psf: np.ndarray | None) -> None:
-        self.shape = shape
-        ny, nx = shape
-        self.y, self.x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        s = CORE_SUBSAMPLES
-        offsets = (np.arange(s) + 0.5) / s - 0.5
-        dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
-        self.dy, self.dx = dy.ravel(), dx.ravel()
-        self.psf = None if psf is None else np.asarray(psf, dtype=np.float64) / np.sum(psf)
-        self.shifted = None
-        if self.psf is not None:
-            stack = [ndimage.shift(self.psf, (oy, ox), order=3, mode="constant")
-                     for oy, ox in zip(self.dy, self.dx, strict=True)]
-            self.shifted = np.array([p / p.sum() for p in stack])
 
-    @staticmethod
-    def sersic(x, y, amplitude, r_eff, n, x0, y0, q, theta):
-        """astropy's Sersic2D with ``q = 1 − ellip`` (``r_eff`` semi-major)."""
-        bn = sp.gammaincinv(2.0 * n, 0.5)
-        c, s = math.cos(theta), math.sin(theta)
-        xm = (x - x0) * c + (y - y0) * s
-        ym = -(x - x0) * s + (y - y0) * c
-        z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
-        return amplitude * np.exp(-bn * (z ** (1.0 / n) - 1.0))
-
-    def __call__(self, params) -> np.ndarray:
-        amplitude, r_eff, n, x0, y0, q, theta = params
-        g = self.sersic(self.x, self.y, *params)
-        iy, ix = np.nonzero(np.hypot(self.x - x0, self.y - y0) < CORE_RADIUS)
-        if self.psf is None:
-            for j, i in zip(iy, ix, strict=True):
-                g[j, i] = self.sersic(i + self.dx, j + self.dy, *params).mean()
-            return g
-        model = scipy.signal.fftconvolve(g, self.psf, mode="same")
-        ny, nx = self.shape
-        py, px = self.psf.shape
-        for j, i in zip(iy, ix, strict=True):
-            sub = self.sersic(i + self.dx, j + self.dy, *params)
-            stamp = np.tensordot(sub / sub.size, self.shifted, axes=1) - g[j, i] * self.psf
-            top, left = j - py // 2, i - px // 2
-            y0s, x0s = max(0, top), max(0, left)
-            y1s, x1s = min(ny, top + py), min(nx, left + px)
-            model[y0s:y1s, x0s:x1s] += stamp[y0s - top:y1s - top, x0s - left:x1s - left]
-        return model
+def _model_image(render: sersic.SersicImage, params) -> np.ndarray:
+    """``render``'s PSF-convolved image of statmorph's Sérsic parameters
+    ``(amplitude, r_eff, n, x0, y0, q, theta)`` (centre and angle are the renderer's)."""
+    amplitude, r_eff, n, _, _, q, _ = params
+    return render.convolved(render.sample(amplitude, r_eff, n, q))
 
 
 def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, int]:
-    """Refit amplitude, r_eff and n of statmorph's Sérsic with `SersicPSFModel`.
+    """Refit amplitude, r_eff and n of statmorph's Sérsic with `sersic_model`.
 
     ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)``; centre,
     axis ratio and angle stay fixed (statmorph gets them right). Returns
@@ -461,15 +423,15 @@ def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, int]:
 
 def _refine_fit(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
     """`refine_sersic`'s fit: ``(amplitude, r_eff_pixels, n, flag)``."""
-    model = SersicPSFModel(image.shape, psf)
+    amplitude, r_eff, n, x0, y0, q, theta = start
+    render = sersic_model(image.shape, psf, (x0, y0), theta)
     weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
     use = weight > 0
     data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
-    amplitude, r_eff, n, x0, y0, q, theta = start
 
     def residual(v):
         params = (10.0 ** v[0], 10.0 ** v[1], v[2], x0, y0, q, theta)
-        return (data - model(params)[use]) * w
+        return (data - _model_image(render, params)[use]) * w
 
     lo = [math.log10(amplitude) - 4.0, math.log10(0.3), 0.2]
     hi = [math.log10(amplitude) + 4.0, math.log10(5.0 * max(image.shape)), 8.0]
@@ -721,11 +683,10 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
         if not (np.isfinite([amplitude, r_eff, n, x0, y0, q, theta]).all() and amplitude > 0
                 and r_eff > 0 and n > 0 and 0 < q <= 1):
             raise ValueError(f"unusable Sersic fit {model}")
-        bn = halfmass.sersic_bn(n)
-        total = amplitude * (2.0 * math.pi * q * r_eff**2 * n * math.exp(bn)
-                             * math.gamma(2.0 * n) / bn ** (2.0 * n))
+        total = sersic.total_flux(amplitude, r_eff, n, q)
         psf = _normalised_psf(batch.psf[band])
-        convolved = SersicPSFModel(image.shape, psf)((amplitude, r_eff, n, x0, y0, q, theta))
+        convolved = _model_image(sersic_model(image.shape, psf, (x0, y0), theta),
+                                 (amplitude, r_eff, n, x0, y0, q, theta))
         radius, _ = halfmass.psf_corrected_light_radius(
             np.asarray(image, dtype=np.float64) - bg, np.asarray(sigma, dtype=np.float64),
             bad, (x0, y0), pixel_scale=batch.pixel_scale, psf=psf, q=q, theta=theta,

@@ -101,9 +101,8 @@ import galsim
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
-from scipy.special import gammainc, gammaincinv
 
-from galcat import gz2, relations
+from galcat import gz2, relations, sersic
 from galcat.sharding import shard_name, shard_of
 from galcat.store import CutoutBatch
 
@@ -262,14 +261,9 @@ _FRACS = (0.2, 0.5, 0.8)
 _DISC_N_INDEX = int(np.argmin(np.abs(_N_GRID - 1.0)))
 
 
-def _sersic_b(n: np.ndarray | float) -> np.ndarray:
-    return gammaincinv(2.0 * np.asarray(n, dtype=np.float64), 0.5)
-
-
 def _trunc_fraction(n: np.ndarray | float) -> np.ndarray:
     """Fraction of an untruncated Sérsic's light within TRUNC r_e."""
-    n = np.asarray(n, dtype=np.float64)
-    return gammainc(2.0 * n, _sersic_b(n) * TRUNC ** (1.0 / n))
+    return sersic.enclosed_fraction(TRUNC, 1.0, np.asarray(n, dtype=np.float64))
 
 
 @cache
@@ -284,9 +278,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     lr = np.linspace(-4.0, 3.0, 3501)
     table = np.empty((_N_GRID.size, _Q_GRID.size, _LX_GRID.size))
     for i, n in enumerate(_N_GRID):
-        b = _sersic_b(n)
-        lt = _trunc_fraction(n)
-        cum = np.minimum(gammainc(2.0 * n, b * 10.0 ** (lr / n)), lt) / lt
+        cum = sersic.enclosed_fraction(10.0**lr, 1.0, n, trunc=TRUNC)
         table[i] = np.interp(log_rho, lr, cum).mean(axis=2)
     x = 10.0**_LX_GRID
     ramp = 1e-12 * np.arange(_LX_GRID.size)
@@ -455,7 +447,7 @@ def circular_radius(row: Mapping, frac: float = 0.5, *, weight: str = "r") -> fl
 @cache
 def _concentration_table() -> tuple[np.ndarray, np.ndarray]:
     n = np.linspace(0.2, 10.0, 981)
-    c = (gammaincinv(2 * n, 0.8) / gammaincinv(2 * n, 0.2)) ** n
+    c = (sersic.b_n(n, 0.8) / sersic.b_n(n, 0.2)) ** n
     return c, n
 
 
