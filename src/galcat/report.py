@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galcat.metrics import summarize
 from galcat.store import atomic_file
 from galcat.tables import read_table, table_metadata
 
@@ -35,7 +36,8 @@ TRUTH_PAIRS = (
 
 
 def truth_comparisons(cat: pd.DataFrame) -> pd.DataFrame:
-    """Median bias and robust scatter of each measurement vs its truth (`TRUTH_PAIRS`)."""
+    """Median bias and robust scatter (`galcat.metrics.summarize`) of each measurement vs
+    its truth (`TRUTH_PAIRS`)."""
     rows = []
     for measured, truth, label, error in TRUTH_PAIRS:
         if measured not in cat or truth not in cat:
@@ -44,7 +46,7 @@ def truth_comparisons(cat: pd.DataFrame) -> pd.DataFrame:
         t = cat[truth].to_numpy(float)
         ok = np.isfinite(m) & np.isfinite(t) & ((t != 0) | (error == "difference"))
         frac = (m[ok] - t[ok]) / t[ok] if error == "fraction" else m[ok] - t[ok]
-        mad = 1.4826 * np.median(np.abs(frac - np.median(frac))) if ok.any() else np.nan
+        stats = summarize(frac)
         rows.append(
             {
                 "quantity": label,
@@ -53,9 +55,9 @@ def truth_comparisons(cat: pd.DataFrame) -> pd.DataFrame:
                 "n": int(ok.sum()),
                 "n_missing": int((~ok).sum()),
                 "error": error,
-                "median_bias": float(np.median(frac)) if ok.any() else np.nan,
-                "scatter_nmad": float(mad),
-                "median_abs_error": float(np.median(np.abs(frac))) if ok.any() else np.nan,
+                "median_bias": stats["bias"],
+                "scatter_nmad": stats["nmad"],
+                "median_abs_error": stats["median_abs"],
             }
         )
     return pd.DataFrame(rows)
