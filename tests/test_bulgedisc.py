@@ -39,7 +39,7 @@ def _noiseless(cfg, row, noise: float = 1e-3, seed: int | None = None):
             img = img + sig * rng.standard_normal(img.shape)
         images.append(img)
         sigmas.append(sig)
-        psfs.append(synthetic._psf_stamp(cfg, band))
+        psfs.append(synthetic.psf_image(cfg, band))
     return images, sigmas, psfs
 
 

@@ -114,8 +114,10 @@ __all__ = [
     "band_set",
     "circular_radius",
     "cutouts",
+    "draw_profile",
     "enclosed_fraction",
     "psf_fwhm",
+    "psf_image",
     "query",
     "render_noiseless",
 ]
@@ -1127,7 +1129,19 @@ def render_noiseless(
     return _draw(galsim.Add(objs), size, scale, p)
 
 
-def _psf_stamp(config: Mapping, band: str) -> np.ndarray:
+def draw_profile(obj: galsim.GSObject, config: Mapping, *, band: str = "r") -> np.ndarray:
+    """Noiseless cutout (2-D float64) of any GalSim profile, drawn as the survey draws its
+    galaxies: convolved with the PSF of ``band`` (pixel response included) at the
+    survey's cutout size, pixel scale and GalSim accuracy. ``obj`` is centred on the
+    cutout centre. Cost: one GalSim FFT draw (~5 ms for 64 × 64)."""
+    syn = _syn(config)
+    return _draw(obj, int(syn["cutout_size"]), float(syn["pixel_scale"]),
+                 _psf_profile(psf_fwhm(config, band)))
+
+
+def psf_image(config: Mapping, band: str) -> np.ndarray:
+    """The PSF stamp of ``band`` as the cutouts carry it (``psf_stamp_size`` pixels,
+    unit sum, float64)."""
     syn = _syn(config)
     ps = int(syn["psf_stamp_size"])
     img = (
@@ -1190,7 +1204,7 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         image[i] = noisy
         sigma[i] = sig
         mask[i] = ~np.isfinite(noisy)
-    psf_arr = np.stack([_psf_stamp(config, k) for k in names]).astype(np.float32)
+    psf_arr = np.stack([psf_image(config, k) for k in names]).astype(np.float32)
     return CutoutBatch(
         object_id=rows["object_id"].to_numpy(dtype=np.int64),
         image=np.nan_to_num(image),
