@@ -19,8 +19,8 @@ import pytest
 from scipy.optimize import brentq
 
 from galcat import halfmass, relations
+from galcat.flags import HalfMassFlag
 from galcat.halfmass import (
-    HALFMASS_FLAGS_BY_NAME,
     LUMINOSITY_BAND,
     MASS_TO_LIGHT_RELATIONS,
     half_mass_radius,
@@ -196,7 +196,7 @@ def test_missing_band_is_flagged():
     del images["g"], sigmas["g"]
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+    assert flag & HalfMassFlag.MISSING_BAND
 
 
 def test_all_nan_band_is_missing():
@@ -204,7 +204,7 @@ def test_all_nan_band_is_missing():
     images["g"] = np.full_like(images["g"], np.nan)
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+    assert flag & HalfMassFlag.MISSING_BAND
 
 
 def test_no_flux_is_flagged():
@@ -212,7 +212,7 @@ def test_no_flux_is_flagged():
     images = {band: np.zeros_like(img) for band, img in images.items()}
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["NO_FLUX"]
+    assert flag & HalfMassFlag.NO_FLUX
 
 
 def test_unphysical_colours_are_clipped():
@@ -220,7 +220,7 @@ def test_unphysical_colours_are_clipped():
     images["g"] = images["g"] * 10.0  # g - r = -2.5 + ...: far bluer than any galaxy
     radius, flag = measure(images, sigmas, psfs)
     assert np.isfinite(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["COLOUR_CLIPPED"]
+    assert flag & HalfMassFlag.COLOUR_CLIPPED
 
 
 def test_centre_outside_is_bad_input():
@@ -229,4 +229,4 @@ def test_centre_outside_is_bad_input():
         images, sigmas, None, (-5.0, 10.0), bands=BANDS, zeropoints=ZP, pixel_scale=PIX,
         psf_by_band=psfs,
     )
-    assert math.isnan(radius) and flag & HALFMASS_FLAGS_BY_NAME["BAD_INPUT"]
+    assert math.isnan(radius) and flag & HalfMassFlag.BAD_INPUT

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from galcat.config import load_config
+from galcat.flags import MeasureFlag
 from galcat.metrics import fractional_error, median_abs
-from galcat.morphology import MeasureFlag
 from galcat.validation import recovery as v
 
 # --------------------------------------------------------------------------- binning

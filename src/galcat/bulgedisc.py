@@ -48,6 +48,7 @@ import numpy as np
 import scipy.optimize as opt
 
 from galcat import halfmass, sersic
+from galcat.flags import HalfMassFlag
 
 __all__ = [
     "CORE_RADIUS",
@@ -369,11 +370,11 @@ def _aperture_and_grid(fit: BulgeDiscFit, image, valid, band: str, extent: float
 def _half_radius(grid, cum, r_ap, fraction: float = 0.5) -> tuple[float, int]:
     total = float(cum[-1])
     if not np.all(np.isfinite(cum)) or total <= 0:
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_FLUX"]
+        return math.nan, HalfMassFlag.NO_FLUX
     r = halfmass._first_crossing(grid, cum, fraction * total)
     if not np.isfinite(r):
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_CROSSING"]
-    return r, halfmass.HALFMASS_FLAGS_BY_NAME["EXTRAPOLATED"] if r > r_ap else 0
+        return math.nan, HalfMassFlag.NO_CROSSING
+    return r, HalfMassFlag.EXTRAPOLATED if r > r_ap else 0
 
 
 def light_radius(fit: BulgeDiscFit, image: np.ndarray, valid: np.ndarray, *, band: str,
@@ -383,7 +384,7 @@ def light_radius(fit: BulgeDiscFit, image: np.ndarray, valid: np.ndarray, *, ban
     Bulge + disc model in circles about the fit's centre (analytic, to 200 × the larger
     scale length) plus the residual ``image − model ⊗ PSF`` inside ``extent`` circular
     Petrosian radii (masked pixels carry none). Returns ``(radius, flag)`` with bits of
-    `galcat.halfmass.HALFMASS_FLAGS`; NaN radius when a fatal bit is set.
+    `galcat.flags.HalfMassFlag`; NaN radius when a fatal bit is set.
     """
     k = fit.band(band)
     image = np.asarray(image, dtype=np.float64)
@@ -469,7 +470,7 @@ def mass_radius(
     for comp in ("bulge", "disc"):
         colour = colours[comp]
         if not lo <= colour <= hi:
-            flag |= halfmass.HALFMASS_FLAGS_BY_NAME["COLOUR_CLIPPED"]
+            flag |= HalfMassFlag.COLOUR_CLIPPED
         colours[comp] = float(np.clip(colour, lo, hi))
         ml[comp] = float(halfmass.mass_to_light(colours[comp], relation))
     image = np.asarray(image, dtype=np.float64)

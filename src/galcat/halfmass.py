@@ -66,12 +66,11 @@ import scipy.signal
 
 from galcat import relations as _relations
 from galcat import sersic as _sersic
+from galcat.flags import HalfMassFlag
 
 __all__ = [
     "COLOUR_LIMITS",
     "HALFMASS_FATAL",
-    "HALFMASS_FLAGS",
-    "HALFMASS_FLAGS_BY_NAME",
     "LUMINOSITY_BAND",
     "MASS_TO_LIGHT_RELATIONS",
     "colour_bins",
@@ -80,7 +79,6 @@ __all__ = [
     "fit_colour_gradient",
     "fit_sersic",
     "half_mass_radius",
-    "halfmass_flag_names",
     "mass_to_light",
     "petrosian_radius",
     "psf_corrected_light_radius",
@@ -106,35 +104,9 @@ COLOUR_LIMITS: dict[str, tuple[float, float]] = {
     "zibetti2009_gi": (-0.1, 1.6),
 }
 
-#: Bits of the ``r50_mass_flag`` word: bit → (name, meaning).
-HALFMASS_FLAGS: dict[int, tuple[str, str]] = {
-    1: ("MISSING_BAND", "a band of the colour is absent or has no valid pixel; radius NaN"),
-    2: ("NO_FLUX", "the luminosity-band flux within the aperture is not positive; radius NaN"),
-    4: ("LOW_SNR", "no ring bin reached min_snr: one integrated colour used for the galaxy"),
-    8: ("COLOUR_CLIPPED", "a bin colour was outside the calibrated range and clipped"),
-    16: ("NO_PETROSIAN", "no Petrosian radius found; the aperture is the largest inside the cutout"),
-    32: ("TRUNCATED", "the extent x Petrosian aperture leaves the cutout; it is cut at the border"),
-    64: ("PSF_FIT_FAILED", "the Sersic model + residual correction failed; the observed "
-         "profiles are used"),
-    128: ("NO_CROSSING", "the cumulative mass never reaches half its total; radius NaN"),
-    256: ("MASKED", "more than half of the pixels inside the aperture are masked"),
-    512: ("EXTRAPOLATED", "the half-mass radius lies beyond the aperture, in the Sersic "
-          "extrapolation"),
-    1024: ("BAD_INPUT", "centre outside the cutout or shapes that disagree; radius NaN"),
-    2048: ("NO_BULGE_DISC", "colour model bulge_disc: the bulge + disc fit failed and the "
-           "gradient colour model was used instead"),
-}
-#: name → bit of `HALFMASS_FLAGS`.
-HALFMASS_FLAGS_BY_NAME: dict[str, int] = {name: bit for bit, (name, _) in HALFMASS_FLAGS.items()}
-_BIT = HALFMASS_FLAGS_BY_NAME
-
-
-def halfmass_flag_names(flag: int) -> list[str]:
-    """Names of the bits set in an ``r50_mass_flag`` word, lowest bit first."""
-    return [name for bit, (name, _) in sorted(HALFMASS_FLAGS.items()) if int(flag) & bit]
-
 #: Flags for which the radius is NaN.
-HALFMASS_FATAL = _BIT["MISSING_BAND"] | _BIT["NO_FLUX"] | _BIT["NO_CROSSING"] | _BIT["BAD_INPUT"]
+HALFMASS_FATAL = (HalfMassFlag.MISSING_BAND | HalfMassFlag.NO_FLUX | HalfMassFlag.NO_CROSSING
+                  | HalfMassFlag.BAD_INPUT)
 
 _SUBPIXELS = 5  # sub-pixel sampling of cumulative profiles
 _MODEL_OVERSAMPLE = 3  # sub-pixel sampling of the Sersic model
@@ -299,7 +271,7 @@ def colour_profile(
     clipped to ``limits``; returns ``(colour, flag)`` with COLOUR_CLIPPED set
     when a bin was outside the limits."""
     lo, hi = limits
-    flag = _BIT["COLOUR_CLIPPED"] if np.any((bin_colour < lo) | (bin_colour > hi)) else 0
+    flag = HalfMassFlag.COLOUR_CLIPPED if np.any((bin_colour < lo) | (bin_colour > hi)) else 0
     return np.interp(radius, bin_radius, np.clip(bin_colour, lo, hi)), flag
 
 
@@ -524,15 +496,15 @@ def _petrosian_aperture(
     if np.isfinite(rp):
         r_ap = extent * rp
         if r_ap > a_edge:
-            flag |= _BIT["TRUNCATED"]
+            flag |= HalfMassFlag.TRUNCATED
             r_ap = a_edge
     else:
-        flag |= _BIT["NO_PETROSIAN"]
+        flag |= HalfMassFlag.NO_PETROSIAN
         r_ap = a_edge
     r_ap = max(r_ap, 1.0)
     inside = radius <= r_ap
     if np.count_nonzero(valid & inside) < 0.5 * np.count_nonzero(inside):
-        flag |= _BIT["MASKED"]
+        flag |= HalfMassFlag.MASKED
     return r_ap, rp, flag
 
 
@@ -606,7 +578,7 @@ def half_mass_radius(
         Circularised half-mass radius √(ab) in arcsec (the radius itself for
         circular annuli); NaN on failure.
     flag : int
-        Bits of `HALFMASS_FLAGS`.
+        Bits of `galcat.flags.HalfMassFlag`.
     profile : dict, only with ``return_profile``
     """
     profile: dict = {}
@@ -628,24 +600,24 @@ def half_mass_radius(
     images, sigmas = {}, {}
     for band in used:
         if band not in images_by_band or band not in sigma_by_band or band not in bands:
-            return done(float("nan"), _BIT["MISSING_BAND"])
+            return done(float("nan"), HalfMassFlag.MISSING_BAND)
         images[band] = np.asarray(images_by_band[band], dtype=float)
         sigmas[band] = np.asarray(sigma_by_band[band], dtype=float)
     shape = images[lum].shape
     if any(arr.shape != shape for arr in (*images.values(), *sigmas.values())):
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     if mask is not None and np.shape(mask) != shape:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     geometry = _geometry(centre, shape, q, theta)
     if geometry is None:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     xc, yc, q, theta = geometry
     zp = {band: float(zeropoints[list(bands).index(band)]) for band in used}
 
     base = np.ones(shape, dtype=bool) if mask is None else ~np.asarray(mask, dtype=bool)
     for band in used:
         if not np.any(base & np.isfinite(images[band]) & np.isfinite(sigmas[band])):
-            return done(float("nan"), _BIT["MISSING_BAND"])
+            return done(float("nan"), HalfMassFlag.MISSING_BAND)
     valid = base.copy()
     for band in used:
         valid &= np.isfinite(images[band]) & np.isfinite(sigmas[band]) & (sigmas[band] >= 0)
@@ -686,21 +658,21 @@ def half_mass_radius(
             profile["fits"] = fits
         except (RuntimeError, ValueError, FloatingPointError, OverflowError) as exc:
             # no warning here (warnings are not thread-safe to capture); the flag says it
-            flag |= _BIT["PSF_FIT_FAILED"]
+            flag |= HalfMassFlag.PSF_FIT_FAILED
             profile["psf_correction_error"] = f"{type(exc).__name__}: {exc}"
     if light is None:
         try:
             light, colour, fits = _profiles(*args, correct=False)
             profile["fits"] = fits
         except (RuntimeError, ValueError, FloatingPointError, OverflowError):
-            return done(float("nan"), flag | _BIT["NO_FLUX"])
+            return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     if not np.all(np.isfinite(light)) or light[-1] <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     if isinstance(colour, tuple):  # ring colours: (bin_r, bin_colour, bin_err, flag)
         bin_r, bin_colour, bin_err, bin_flag = colour
         flag |= bin_flag
         if bin_r.size == 0:
-            return done(float("nan"), flag | _BIT["NO_FLUX"])
+            return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
         profile.update(bin_radius_pix=bin_r, bin_colour=bin_colour, bin_colour_err=bin_err)
         colour, model_flag = colour_profile(fine_mid, bin_r, bin_colour,
                                             limits=COLOUR_LIMITS[relation])
@@ -708,7 +680,7 @@ def half_mass_radius(
     else:
         lo, hi = COLOUR_LIMITS[relation]
         if np.any(colour < lo) or np.any(colour > hi):
-            flag |= _BIT["COLOUR_CLIPPED"]
+            flag |= HalfMassFlag.COLOUR_CLIPPED
         colour = np.clip(colour, lo, hi)
 
     # 4. mass profile: luminosity-band light of each fine ring times its M/L
@@ -718,7 +690,7 @@ def half_mass_radius(
     profile.update(petrosian_radius_pix=rp, aperture_pix=r_max, grid_pix=grid,
                    colour=colour, cumulative_light=light, cumulative_mass=cum_mass)
     if not np.isfinite(total) or total <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     sersic = profile.get("fits", {}).get(lum) if extrapolate else None
     if sersic is not None:
         # the mass beyond the aperture: the Sersic model of the luminosity band
@@ -734,9 +706,9 @@ def half_mass_radius(
             profile["extrapolated_mass_fraction"] = float(outside[-1] / total)
     a_half = _first_crossing(grid, cum_mass, 0.5 * total)
     if not np.isfinite(a_half):
-        return done(float("nan"), flag | _BIT["NO_CROSSING"])
+        return done(float("nan"), flag | HalfMassFlag.NO_CROSSING)
     if a_half > r_max:
-        flag |= _BIT["EXTRAPOLATED"]
+        flag |= HalfMassFlag.EXTRAPOLATED
     profile["half_mass_semimajor_pix"] = a_half
     return done(float(a_half * math.sqrt(q) * pixel_scale), flag)
 
@@ -759,7 +731,7 @@ def _ring_colours(cum, var, bands, a_pix, width, n_rings, min_snr, dzp, expected
     bins = colour_bins(guide[0], guide[1], ring_var[band1], ring_var[band2],
                        min_snr, remainder_snr=min(3.0, min_snr))
     if not bins:
-        flag |= _BIT["LOW_SNR"]
+        flag |= HalfMassFlag.LOW_SNR
         bins = [slice(0, n_rings)]
     mid = (np.arange(n_rings) + 0.5) * width
     bin_r, bin_colour, bin_err = [], [], []
@@ -942,14 +914,14 @@ def psf_corrected_light_radius(
     radius_arcsec : float
         NaN on failure.
     flag : int
-        Bits of `HALFMASS_FLAGS` (BAD_INPUT, PSF_FIT_FAILED, NO_FLUX, NO_CROSSING are
+        Bits of `galcat.flags.HalfMassFlag` (BAD_INPUT, PSF_FIT_FAILED, NO_FLUX, NO_CROSSING are
         fatal; TRUNCATED, NO_PETROSIAN, MASKED informative).
     profile : dict, only with ``return_profile``
     """
     profile: dict = {}
 
     def done(radius: float, flag: int):
-        if flag & (HALFMASS_FATAL | _BIT["PSF_FIT_FAILED"]):
+        if flag & (HALFMASS_FATAL | HalfMassFlag.PSF_FIT_FAILED):
             radius = float("nan")
         return (radius, flag, profile) if return_profile else (radius, flag)
 
@@ -958,16 +930,16 @@ def psf_corrected_light_radius(
     shape = image.shape
     if image.ndim != 2 or sigma.shape != shape or (mask is not None
                                                     and np.shape(mask) != shape):
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     geometry = _geometry(centre, shape, q, theta)
     if geometry is None:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     xc, yc, q, theta = geometry
     valid = np.isfinite(image) & np.isfinite(sigma) & (sigma >= 0)
     if mask is not None:
         valid &= ~np.asarray(mask, dtype=bool)
     if not valid.any():
-        return done(float("nan"), _BIT["NO_FLUX"])
+        return done(float("nan"), HalfMassFlag.NO_FLUX)
     psf = _normalised_psf(psf)
     flag = 0
     try:
@@ -993,7 +965,7 @@ def psf_corrected_light_radius(
             raise ValueError("model image is not finite")
     except (RuntimeError, ValueError, FloatingPointError, OverflowError) as exc:
         profile["psf_correction_error"] = f"{type(exc).__name__}: {exc}"
-        return done(float("nan"), _BIT["PSF_FIT_FAILED"])
+        return done(float("nan"), HalfMassFlag.PSF_FIT_FAILED)
     profile["sersic"] = (total, r_eff, n)
     residual = np.where(valid, image - model_psf, 0.0)
     filled = np.where(valid, image, model_psf)
@@ -1016,10 +988,10 @@ def psf_corrected_light_radius(
     profile.update(petrosian_radius_pix=rp, aperture_pix=r_ap, grid_pix=grid,
                    cumulative_light=light, residual_fraction=float(resid[-1] / total))
     if not np.all(np.isfinite(light)) or level <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     r_half = _first_crossing(grid, light, level)
     if not np.isfinite(r_half):
-        return done(float("nan"), flag | _BIT["NO_CROSSING"])
+        return done(float("nan"), flag | HalfMassFlag.NO_CROSSING)
     if r_half > r_ap:
-        flag |= _BIT["EXTRAPOLATED"]
+        flag |= HalfMassFlag.EXTRAPOLATED
     return done(float(r_half * pixel_scale), flag)

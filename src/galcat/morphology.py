@@ -4,7 +4,7 @@
 (`galcat.parallel.map_blocks_of_objects`); blocks come back in object order, so
 serial and parallel runs give identical tables. One galaxy that cannot be
 measured gets NaN in the affected columns and a bit in ``flag``
-(`MEASURE_FLAGS`), and a `MeasureWarning` naming its ``object_id``; it never
+(`galcat.flags.MeasureFlag`), and a `MeasureWarning` naming its ``object_id``; it never
 stops the shard.
 
 For one object, in the detection band (``measure.detect_band``):
@@ -78,6 +78,7 @@ import scipy.optimize as opt
 from scipy import ndimage
 
 from galcat import bulgedisc, halfmass, sersic
+from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import map_blocks_of_objects
 from galcat.store import CutoutBatch
 
@@ -86,10 +87,7 @@ __all__ = [
     "FEATURE_DESCRIPTIONS",
     "FEATURE_UNITS",
     "MEASURE_COLUMNS",
-    "MEASURE_FLAGS",
-    "MeasureFlag",
     "MeasureWarning",
-    "flag_names",
     "measure_object",
     "measure_settings",
     "measure_shard",
@@ -132,72 +130,6 @@ MIN_VALID_FRACTION = 0.5
 
 class MeasureWarning(UserWarning):
     """A galaxy could not be (fully) measured; the message names its object_id."""
-
-
-class MeasureFlag:
-    """Bit values of the ``flag`` word of the features table."""
-
-    NO_CENTRAL_SEGMENT = 1 << 0
-    BAD_PIXELS = 1 << 1
-    NO_FLUX = 1 << 2
-    EDGE = 1 << 3
-    NO_SKY = 1 << 4
-    STATMORPH_FAILED = 1 << 5
-    STATMORPH_WARNING = 1 << 6
-    SERSIC_FAILED = 1 << 7
-    SERSIC_WARNING = 1 << 8
-    HALFMASS_FAILED = 1 << 9
-    MISSING_BAND = 1 << 10
-    SKIPPED = 1 << 11
-    R50_PSF_FAILED = 1 << 12
-
-
-#: bit value -> (name, meaning) of every bit of the ``flag`` column.
-MEASURE_FLAGS: dict[int, tuple[str, str]] = {
-    MeasureFlag.NO_CENTRAL_SEGMENT: (
-        "NO_CENTRAL_SEGMENT", "the segmentation map has no central object (label 1); "
-        "nothing is measured"),
-    MeasureFlag.BAD_PIXELS: (
-        "BAD_PIXELS", "fewer than half of the central segment's detection-band pixels are "
-        "valid (unmasked, finite, sigma > 0); nothing is measured"),
-    MeasureFlag.NO_FLUX: (
-        "NO_FLUX", "the central segment's detection-band flux is not positive; nothing is "
-        "measured"),
-    MeasureFlag.EDGE: (
-        "EDGE", "the central segment touches the cutout border; when its centroid also lies "
-        "within 10% of the cutout side of the border nothing is measured"),
-    MeasureFlag.NO_SKY: (
-        "NO_SKY", "fewer than 20 valid pixels outside every segment (the segments fill the "
-        "cutout): no sky for statmorph, which is not run"),
-    MeasureFlag.STATMORPH_FAILED: (
-        "STATMORPH_FAILED", "statmorph raised, could not run, or returned flag >= 2 (bad or "
-        "catastrophic); its non-parametric columns are NaN"),
-    MeasureFlag.STATMORPH_WARNING: (
-        "STATMORPH_WARNING", "statmorph flag 1 (suspect: e.g. Gini and MID segmaps differ, "
-        "several Gini regions); values kept"),
-    MeasureFlag.SERSIC_FAILED: (
-        "SERSIC_FAILED", "statmorph's Sersic fit has flag_sersic >= 2 or could not run; "
-        "sersic_* columns are NaN"),
-    MeasureFlag.SERSIC_WARNING: (
-        "SERSIC_WARNING", "flag_sersic 1: a Sersic parameter stuck at its bound; values kept"),
-    MeasureFlag.HALFMASS_FAILED: (
-        "HALFMASS_FAILED", "the half-mass radius could not be measured (see r50_mass_flag); "
-        "r50_mass is NaN"),
-    MeasureFlag.MISSING_BAND: (
-        "MISSING_BAND", "the detection band or a band of the M/L colour is absent from the "
-        "shard or has no valid pixel"),
-    MeasureFlag.SKIPPED: (
-        "SKIPPED", "a measurement is switched off in the config (measure.statmorph or "
-        "measure.half_mass); its columns are NaN and its *_FAILED bit is not set"),
-    MeasureFlag.R50_PSF_FAILED: (
-        "R50_PSF_FAILED", "the PSF-corrected r50 could not be measured (no usable Sersic "
-        "fit, or no half-light crossing); r50_psf_corrected is NaN"),
-}
-
-
-def flag_names(flag: int) -> list[str]:
-    """Names of the bits set in a ``flag`` word, lowest bit first."""
-    return [name for bit, (name, _) in sorted(MEASURE_FLAGS.items()) if int(flag) & bit]
 
 
 # --------------------------------------------------------------------------- columns
@@ -250,11 +182,11 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
                           "(data - model * PSF) inside 3 Petrosian radii, the model beyond; "
                           "model = bulge + disc (measure.r50_model = bulge_disc, default) "
                           "or the single Sersic cut at measure.r50_model_extent r_eff"),
-    "r50_mass_flag": ("", "bit word of galcat.halfmass.HALFMASS_FLAGS; -1 not run"),
+    "r50_mass_flag": ("", "bit word of galcat.flags.HalfMassFlag; -1 not run"),
     "bulge_to_total": ("", "bulge-to-total flux ratio in the detection band of the "
                        "Sersic bulge + exponential disc fit (galcat.bulgedisc); NaN when "
                        "the fit failed or was not run"),
-    "flag": ("", "bit word of galcat.morphology.MEASURE_FLAGS"),
+    "flag": ("", "bit word of galcat.flags.MeasureFlag"),
 }
 _ALL = {**_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
 #: Columns of the features table after ``object_id``, in order.
@@ -633,7 +565,7 @@ def measure_object(
                                        background, object_id, bd_fit)
         row["r50_mass"] = r50_mass
         row["r50_mass_flag"] = int(hm_flag)
-        if hm_flag & halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]:
+        if hm_flag & HalfMassFlag.MISSING_BAND:
             flag |= MeasureFlag.MISSING_BAND
         if not np.isfinite(r50_mass):
             flag |= MeasureFlag.HALFMASS_FAILED
@@ -775,7 +707,7 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
     missing = [band for band in used if band not in batch.bands]
     if missing:
         _warn(object_id, f"no {'/'.join(missing)} band for the half-mass radius")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+        return math.nan, HalfMassFlag.MISSING_BAND
     images, sigmas, psfs = {}, {}, {}
     mask = seg > 1
     for band in used:
@@ -798,7 +730,7 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
                 colour_prior=_colour_prior(opts))
             if np.isfinite(radius):
                 return radius * batch.pixel_scale, hm_flag
-        no_fit = halfmass.HALFMASS_FLAGS_BY_NAME["NO_BULGE_DISC"]
+        no_fit = HalfMassFlag.NO_BULGE_DISC
     # centre and ellipse from statmorph when it succeeded
     xc = yc = math.nan
     q, theta = 1.0, 0.0
@@ -823,11 +755,11 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
         )
     except Exception as exc:  # noqa: BLE001 - one galaxy must not stop the shard
         _warn(object_id, f"half-mass radius raised {type(exc).__name__}: {exc}")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["BAD_INPUT"]
+        return math.nan, HalfMassFlag.BAD_INPUT
     hm_flag |= no_fit
     if not np.isfinite(radius):
         _warn(object_id, "half-mass radius failed: "
-              + ", ".join(halfmass.halfmass_flag_names(hm_flag)))
+              + ", ".join(describe(hm_flag, HalfMassFlag)))
     return radius, hm_flag
 
 

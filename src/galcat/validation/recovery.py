@@ -101,6 +101,7 @@ import galsim
 import numpy as np
 import pandas as pd
 
+from galcat.flags import MeasureFlag
 from galcat.metrics import (
     assign_bins,
     bin_label,
@@ -108,13 +109,7 @@ from galcat.metrics import (
     fractional_error,
     median_abs,
 )
-from galcat.morphology import (
-    MeasureFlag,
-    MeasureWarning,
-    measure_object,
-    measure_settings,
-    measure_shard,
-)
+from galcat.morphology import MeasureWarning, measure_object, measure_settings, measure_shard
 from galcat.segment import METHODS, segment_shard
 from galcat.store import CutoutBatch
 from galcat.surveys import synthetic
