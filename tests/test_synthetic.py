@@ -15,9 +15,10 @@ from scipy.special import gammainc, gammaincinv
 
 from galcat import gz2, relations
 from galcat.sharding import shard_name, shard_of
-from galcat.store import TRUTH_CLASSES, CutoutBatch
+from galcat.store import CutoutBatch
 from galcat.surveys import get_survey
 from galcat.surveys import synthetic as syn
+from galcat.surveys.synthetic import TRUTH_CLASSES
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from galcat import __version__
-from galcat.store import atomic_file
+from galcat.atomic import replacing_file
 from galcat.tables import column_descriptions, column_units, read_table, write_table
 
 __all__ = ["build_catalogue", "provenance", "write_fits"]
@@ -110,8 +110,7 @@ def write_fits(
     for i, (pkg, version) in enumerate(sorted(provenance["packages"].items())):
         meta[f"PKG{i}"] = f"{pkg}={version}"
     final = Path(path)
-    tmp = atomic_file(final)
-    try:
+    with replacing_file(final) as tmp:
         table.write(tmp, format="fits", overwrite=True)
         if verbatim_units:
             from astropy.io import fits
@@ -121,8 +120,4 @@ def write_fits(
                 for i, name in enumerate(table.colnames, start=1):
                     if name in verbatim_units:
                         header[f"TUNIT{i}"] = verbatim_units[name]
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final

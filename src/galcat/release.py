@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from galcat import __version__
-from galcat.store import atomic_directory
+from galcat.atomic import replacing_directory
 from galcat.tables import table_metadata
 
 __all__ = ["make_release", "sha256_file"]
@@ -86,9 +86,8 @@ def make_release(
     if previous is not None and previous.name == date:
         previous = None  # rebuilding today's release: compare with nothing older
     cat = pd.read_parquet(catalogue)
-    tmp = atomic_directory(final)
-    tmp.mkdir()
-    try:
+    with replacing_directory(final) as tmp:
+        tmp.mkdir()
         checksums = {}
         for src in map(Path, files):
             shutil.copy2(src, tmp / src.name)
@@ -106,12 +105,6 @@ def make_release(
             "changes": _changes(previous, cat),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     # Switch the pointer only now that the release is complete.
     pointer = releases / f".latest.tmp-{os.getpid()}"
     if pointer.is_symlink() or pointer.exists():

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galcat.atomic import replacing_file
 from galcat.metrics import summarize
-from galcat.store import atomic_file
 from galcat.tables import read_table, table_metadata
 
 __all__ = ["truth_comparisons", "write_report"]
@@ -155,7 +155,6 @@ def write_report(catalogue: os.PathLike | str, output: os.PathLike | str, *, con
         parts.append(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{png}'>")
     parts.append("</body></html>")
     final = Path(output)
-    tmp = atomic_file(final)
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, final)
+    with replacing_file(final) as tmp:
+        tmp.write_text("\n".join(parts))
     return final

@@ -110,6 +110,7 @@ __all__ = [
     "BAND_SETS",
     "COLUMN_DESCRIPTIONS",
     "COLUMN_UNITS",
+    "TRUTH_CLASSES",
     "Band",
     "band_set",
     "circular_radius",
@@ -208,6 +209,10 @@ def psf_fwhm(config: Mapping, band: str) -> float:
 #: Objects per random-number block: object i's draws depend only on (seed, block of i),
 #: so growing n_objects leaves earlier objects unchanged.
 BLOCK_SIZE = 8192
+#: Codes of the per-pixel truth map (``extras['truth_class']`` of `cutouts`): the
+#: component that dominates each pixel of the noiseless detection-band image.
+TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
+_TRUTH_ORDER = tuple(TRUTH_CLASSES[code] for code in (1, 2, 3))
 #: Truncation of Sérsic bulges and companions, in units of their half-light radius.
 TRUNC = 8.0
 #: Sérsic indices are quantised to this step.
@@ -1156,7 +1161,7 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Render ``rows`` of the object table in every band, with noise, sigma, PSF and truth map.
 
     Rows are rendered in ascending ``object_id``. ``extras['truth_class']`` (uint8,
-    (n, y, x)) holds the `galcat.store.TRUTH_CLASSES` code of the component that
+    (n, y, x)) holds the `TRUTH_CLASSES` code of the component that
     dominates each pixel of the noiseless PSF-convolved detection-band image where it
     exceeds the 1-sigma sky noise (0 background elsewhere). The detection band is
     ``config['segment']['detect_band']`` when it is in the band set, else r.
@@ -1187,11 +1192,11 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
                     _draw(galsim.Add(groups[g]), size, scale, psfs[k])
                     if groups[g]
                     else np.zeros((size, size))
-                    for g in ("disc", "bulge", "companion")
+                    for g in _TRUTH_ORDER
                 ]
                 model[j] = parts[0] + parts[1] + parts[2]
                 stack = np.stack(parts)
-                cls = (np.argmax(stack, axis=0) + 1).astype(np.uint8)
+                cls = (np.argmax(stack, axis=0) + 1).astype(np.uint8)  # codes 1, 2, 3
                 cls[model[j] <= sky[j]] = 0
                 truth[i] = cls
             else:
