@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from astropy.wcs import WCS
 
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -53,7 +54,6 @@ from galcat.surveys._http import (
     ArchiveSession,
     EmptyResultError,
     RemoteFITS,
-    assign_shards,
     request_key,
     session_for,
     warn_partial,

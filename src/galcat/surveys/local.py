@@ -43,9 +43,10 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcat.metrics import nmad
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
-from galcat.surveys._http import EmptyResultError, assign_shards, warn_partial
+from galcat.surveys._http import EmptyResultError, warn_partial
 
 __all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "LocalDataError", "cutouts", "query"]
 

@@ -46,13 +46,13 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
     ArchiveError,
     ArchiveSession,
     EmptyResultError,
-    assign_shards,
     open_fits_bytes,
     session_for,
     warn_partial,
