@@ -281,16 +281,6 @@ def _convolve(image: np.ndarray, psf: np.ndarray | None) -> np.ndarray:
     return scipy.signal.fftconvolve(image, psf, mode="same")
 
 
-def _normalised_psf(psf) -> np.ndarray | None:
-    if psf is None:
-        return None
-    psf = np.asarray(psf, dtype=float)
-    total = psf.sum()
-    if psf.ndim != 2 or not np.isfinite(total) or total <= 0:
-        return None
-    return psf / total
-
-
 class _CumulativeProfile:
     """Cumulative sum of an image inside ellipses, sampled on sub-pixels."""
 
@@ -640,7 +630,8 @@ def half_mass_radius(
     fine_mid = 0.5 * (grid[1:] + grid[:-1])
     cumulative = _CumulativeProfile(
         elliptical_radius(shape, (xc, yc), q, theta, oversample=_SUBPIXELS), _SUBPIXELS)
-    psfs = {band: _normalised_psf(None if psf_by_band is None else psf_by_band.get(band))
+    psfs = {band: _sersic.normalised_psf(None if psf_by_band is None
+                                         else psf_by_band.get(band))
             for band in used}
     have_psf = all(psf is not None for psf in psfs.values())
     if not have_psf:
@@ -940,7 +931,7 @@ def psf_corrected_light_radius(
         valid &= ~np.asarray(mask, dtype=bool)
     if not valid.any():
         return done(float("nan"), HalfMassFlag.NO_FLUX)
-    psf = _normalised_psf(psf)
+    psf = _sersic.normalised_psf(psf)
     flag = 0
     try:
         if sersic is None:

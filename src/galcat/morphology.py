@@ -342,19 +342,14 @@ def _model_image(render: sersic.SersicImage, params) -> np.ndarray:
     return render.convolved(render.sample(amplitude, r_eff, n, q))
 
 
-def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, int]:
+def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
     """Refit amplitude, r_eff and n of statmorph's Sérsic with `sersic_model`.
 
-    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)``; centre,
-    axis ratio and angle stay fixed (statmorph gets them right). Returns
-    ``(n, r_eff_pixels, flag)``: flag 1 when n or r_eff ends on a bound.
+    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)`` in pixels;
+    centre, axis ratio and angle stay fixed (statmorph gets them right). Returns
+    ``(amplitude, r_eff_pixels, n, flag)``: flag 1 when n or r_eff ends on a bound.
+    Raises RuntimeError when the fit does not converge. Cost: up to 100 model images.
     """
-    _, r_eff, n, at_bound = _refine_fit(image, sigma, valid, psf, start)
-    return n, r_eff, at_bound
-
-
-def _refine_fit(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
-    """`refine_sersic`'s fit: ``(amplitude, r_eff_pixels, n, flag)``."""
     amplitude, r_eff, n, x0, y0, q, theta = start
     render = sersic_model(image.shape, psf, (x0, y0), theta)
     weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
@@ -413,14 +408,6 @@ def _centroid(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
 
 def _touches_border(region: np.ndarray) -> bool:
     return bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
-
-
-def _normalised_psf(psf: np.ndarray) -> np.ndarray | None:
-    psf = np.asarray(psf, dtype=np.float64)
-    total = psf.sum()
-    if not np.all(np.isfinite(psf)) or total <= 0:
-        return None
-    return psf / total
 
 
 def _warn(object_id: int, what: str) -> None:
@@ -527,7 +514,7 @@ def measure_object(
         try:
             morph = run_statmorph(np.where(valid, image - image.dtype.type(bg), 0),
                                   seg, np.where(valid, sigma, 0), bad,
-                                  _normalised_psf(batch.psf[b]))
+                                  sersic.normalised_psf(batch.psf[b]))
             values, bits = statmorph_columns(morph, batch.pixel_scale)
             row.update(values)
             flag |= bits
@@ -588,8 +575,8 @@ def _refine(row, morph, image, bg, sigma, use, batch, band, object_id):
     try:
         if not all(np.isfinite(start)) or start[0] <= 0 or start[1] <= 0:
             raise ValueError("statmorph's Sersic fit has no usable start")
-        amplitude, r_eff, n, at_bound = _refine_fit(
-            image - bg, sigma, use, _normalised_psf(batch.psf[band]), start)
+        amplitude, r_eff, n, at_bound = refine_sersic(
+            image - bg, sigma, use, sersic.normalised_psf(batch.psf[band]), start)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"Sersic refit failed: {exc}")
         row["sersic_flag"] = max(int(row["sersic_flag"]), 2)
@@ -616,7 +603,7 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
                 and r_eff > 0 and n > 0 and 0 < q <= 1):
             raise ValueError(f"unusable Sersic fit {model}")
         total = sersic.total_flux(amplitude, r_eff, n, q)
-        psf = _normalised_psf(batch.psf[band])
+        psf = sersic.normalised_psf(batch.psf[band])
         convolved = _model_image(sersic_model(image.shape, psf, (x0, y0), theta),
                                  (amplitude, r_eff, n, x0, y0, q, theta))
         radius, _ = halfmass.psf_corrected_light_radius(

@@ -50,6 +50,7 @@ __all__ = [
     "b_n",
     "circular_fraction",
     "enclosed_fraction",
+    "normalised_psf",
     "total_flux",
 ]
 
@@ -284,9 +285,20 @@ class SersicImage:
         return full[(py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx].copy()
 
 
-def _unit_psf(psf, band: int) -> np.ndarray:
+def normalised_psf(psf) -> np.ndarray | None:
+    """``psf`` as float64 with unit sum, or None when there is none to use (None, not
+    2-D, or without a positive finite sum)."""
+    if psf is None:
+        return None
     p = np.asarray(psf, dtype=np.float64)
-    total = float(np.sum(p))
+    total = p.sum()
     if p.ndim != 2 or not (np.isfinite(total) and total > 0):
-        raise SersicError(f"PSF {band} has no positive finite sum (shape {p.shape})")
+        return None
     return p / total
+
+
+def _unit_psf(psf, band: int) -> np.ndarray:
+    unit = normalised_psf(psf)
+    if unit is None:
+        raise SersicError(f"PSF {band} has no positive finite sum (shape {np.shape(psf)})")
+    return unit
