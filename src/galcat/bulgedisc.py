@@ -171,8 +171,7 @@ class _Problem:
 
     def _unit(self, n, r_eff, q, trunc=math.inf):
         """Samples of a profile of unit flux inside ``trunc`` r_eff."""
-        return self.render.sample(sersic.amplitude(1.0, r_eff, n, q, trunc=trunc), r_eff, n, q,
-                                  trunc=trunc)
+        return self.render.sample_flux(1.0, r_eff, n, q, trunc=trunc)
 
     def solve(self, v):
         """(weighted residuals, fluxes (band, component), convolved unit models, samples)."""

@@ -331,7 +331,7 @@ def _sersic_renderer(shape, centre, theta: float, psf) -> _sersic.SersicImage:
 
 def _sersic_samples(render: _sersic.SersicImage, fit, q: float):
     total, r_eff, n = fit
-    return render.sample(_sersic.amplitude(total, r_eff, n, q), r_eff, n, q)
+    return render.sample_flux(total, r_eff, n, q)
 
 
 def _sersic_intrinsic(shape, centre, q: float, theta: float, fit) -> np.ndarray:

@@ -86,9 +86,7 @@ def total_flux(amplitude: float, r_eff: float, n: float, q: float = 1.0) -> floa
     ``2 pi q r_eff² n e^{b_n} Γ(2n) / b_n^{2n} × amplitude``; ``r_eff`` in the length
     unit of the amplitude's area (pixels for a flux per pixel).
     """
-    bn = b_n(n)
-    return amplitude * (2.0 * math.pi * q * r_eff**2 * n * math.exp(bn)
-                        * math.gamma(2.0 * n) / bn ** (2.0 * n))
+    return amplitude * _unit_flux(r_eff, n, q, b_n(n))
 
 
 def amplitude(flux: float, r_eff: float, n: float, q: float = 1.0, *,
@@ -98,8 +96,7 @@ def amplitude(flux: float, r_eff: float, n: float, q: float = 1.0, *,
     The inverse of `total_flux`, for a profile cut at ``trunc`` r_eff (default not cut)
     whose light inside the cut is ``flux``.
     """
-    inside = float(enclosed_fraction(trunc, 1.0, n)) if math.isfinite(trunc) else 1.0
-    return flux / (total_flux(1.0, r_eff, n, q) * inside)
+    return _amplitude(flux, r_eff, n, q, trunc, b_n(n))
 
 
 def enclosed_fraction(a, r_eff: float, n, *, trunc: float = math.inf):
@@ -113,8 +110,24 @@ def enclosed_fraction(a, r_eff: float, n, *, trunc: float = math.inf):
     if math.isfinite(trunc):
         cut = trunc * r_eff
         return enclosed_fraction(np.minimum(a, cut), r_eff, n) / enclosed_fraction(cut, r_eff, n)
-    x = b_n(n) * (np.asarray(a, dtype=float) / r_eff) ** (1.0 / n)
-    return sp.gammainc(2.0 * n, x)
+    return _fraction(np.asarray(a, dtype=float) / r_eff, n, b_n(n))
+
+
+def _fraction(ratio, n, bn):
+    """``P(2n, b_n ratio^(1/n))``: the light inside ``ratio`` r_eff."""
+    return sp.gammainc(2.0 * n, bn * ratio ** (1.0 / n))
+
+
+def _unit_flux(r_eff: float, n: float, q: float, bn: float) -> float:
+    """Total flux of an untruncated profile of unit amplitude."""
+    return (2.0 * math.pi * q * r_eff**2 * n * math.exp(bn) * math.gamma(2.0 * n)
+            / bn ** (2.0 * n))
+
+
+def _amplitude(flux: float, r_eff: float, n: float, q: float, trunc: float,
+               bn: float) -> float:
+    inside = float(_fraction(float(trunc), n, bn)) if math.isfinite(trunc) else 1.0
+    return flux / (_unit_flux(r_eff, n, q, bn) * inside)
 
 
 def circular_fraction(radius, r_eff: float, n: float, q: float = 1.0, *,
@@ -236,13 +249,20 @@ class SersicImage:
                trunc: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre samples and the sub-pixel samples of the core pixels.
 
-        ``amplitude`` is ``I(r_eff)`` per pixel (`amplitude` turns a flux into it),
-        ``r_eff`` the semi-major half-light axis in pixels, ``q = b/a``; the profile is
-        zero beyond ``trunc`` r_eff. Returns ``(image (ny, nx), core (n_core, k²))``, the
-        argument of `intrinsic` and `convolved`.
+        ``amplitude`` is ``I(r_eff)`` per pixel, ``r_eff`` the semi-major half-light axis
+        in pixels, ``q = b/a``; the profile is zero beyond ``trunc`` r_eff. Returns
+        ``(image (ny, nx), core (n_core, k²))``, the argument of `intrinsic` and
+        `convolved`.
         """
-        bn = b_n(n)
+        return self._sample(amplitude, r_eff, n, q, trunc, b_n(n))
 
+    def sample_flux(self, flux: float, r_eff: float, n: float, q: float, *,
+                    trunc: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+        """`sample` of the profile holding ``flux`` inside ``trunc`` r_eff (`amplitude`)."""
+        bn = b_n(n)
+        return self._sample(_amplitude(flux, r_eff, n, q, trunc, bn), r_eff, n, q, trunc, bn)
+
+    def _sample(self, amplitude, r_eff, n, q, trunc, bn):
         def profile(xm, ym):
             z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
             out = amplitude * np.exp(-bn * (z ** (1.0 / n) - 1.0))

@@ -10,12 +10,12 @@ few dozen with looser bounds.
 Definitions
 -----------
 fractional error
-    ``(measured - truth) / truth`` (`fractional_error`).
+    ``(measured - truth) / truth`` (`galcat.metrics.fractional_error`).
 bias, scatter
     The median of the fractional errors and their normalised median absolute deviation,
     NMAD = 1.4826 median(|x - median(x)|) (`galcat.metrics.nmad`), which equals the
-    standard deviation for a Gaussian and ignores outliers. NaN measurements (failed or flagged blank) are
-    left out of both and counted in ``failed``.
+    standard deviation for a Gaussian and ignores outliers. NaN measurements (failed or
+    flagged blank) are left out of both and counted in ``failed``.
 S/N
     Isophotal signal-to-noise of the central object in the detection band, from the
     measurement: ``S/N = F_1 / sqrt(sum_1 sigma^2)`` where ``F_1`` is the
