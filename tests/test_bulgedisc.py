@@ -39,7 +39,7 @@ def _noiseless(cfg, row, noise: float = 1e-3, seed: int | None = None):
             img = img + sig * rng.standard_normal(img.shape)
         images.append(img)
         sigmas.append(sig)
-        psfs.append(synthetic._psf_stamp(cfg, band))
+        psfs.append(synthetic.psf_image(cfg, band))
     return images, sigmas, psfs
 
 
@@ -157,32 +157,3 @@ def test_bad_input_raises_typed_errors_naming_the_problem(survey):
     fit = _fit(cfg, row, images, sigmas, psfs, max_nfev=3)
     with pytest.raises(KeyError, match="band 'i' was not fitted"):
         fit.band("i")
-
-
-def test_renderer_vectorised_core_equals_the_per_pixel_definition():
-    """The convolved model is fftconvolve of the centre samples, with every core pixel's
-    centre sample replaced by its sub-pixel samples each through the shifted PSF."""
-    import scipy.signal
-
-    rng = np.random.default_rng(5)
-    psfs = [rng.random((9, 9)), rng.random((7, 7))]
-    render = bulgedisc._Renderer((30, 28), (3.2, 14.6), 0.3, psfs)  # core near the border
-    samples = render.sample(3.0, 4.0, 0.7, 8.0)
-    image, core = samples
-    assert len(render.core) > 20
-    for band, psf in enumerate(render.psfs):
-        expected = scipy.signal.fftconvolve(image, psf, mode="same")
-        py, px = psf.shape
-        shifted = render.shifted[band].reshape(-1, py, px)
-        for (j, i), sub in zip(render.core, core, strict=True):
-            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
-            for dy in range(py):
-                for dx in range(px):
-                    y, x = j - py // 2 + dy, i - px // 2 + dx
-                    if 0 <= y < 30 and 0 <= x < 28:
-                        expected[y, x] += stamp[dy, dx]
-        np.testing.assert_allclose(render.convolved(samples, band), expected,
-                                   rtol=1e-9, atol=1e-12 * expected.max())
-    # the PSF-free image holds the profile's flux (unit flux inside the truncation)
-    big = bulgedisc._Renderer((201, 201), (100.0, 100.0), 0.3, psfs)
-    assert big.intrinsic(big.sample(2.0, 6.0, 0.7, 8.0)).sum() == pytest.approx(1.0, rel=5e-3)

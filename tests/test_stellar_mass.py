@@ -8,7 +8,8 @@ import pytest
 
 from galcat import relations, stellar_mass
 from galcat.config import load_config
-from galcat.stellar_mass import MassFlag, distance_modulus, photometric_mass
+from galcat.flags import MassFlag
+from galcat.stellar_mass import distance_modulus, photometric_mass
 from galcat.surveys import synthetic
 
 

@@ -13,7 +13,7 @@ whole component, not from a noisy ring.
 Two radii follow from the fit (Szomoru et al. 2010, 2013: model + residual):
 
 * `light_radius`: the PSF-free circular curve of growth of bulge + disc (analytic,
-  `galcat.halfmass.sersic_circular_fraction`, the bulge cut at ``bulge_extent`` r_e)
+  `galcat.sersic.circular_fraction`, the bulge cut at ``bulge_extent`` r_e)
   plus the cumulative residual (data − model ⊗ PSF) inside an aperture of
   ``extent`` circular Petrosian radii; beyond it only the model counts.
 * `mass_radius`: the traditional route with a resolved colour: each component's
@@ -23,10 +23,10 @@ Two radii follow from the fit (Szomoru et al. 2010, 2013: model + residual):
   band adds mass at the local M/L of the model. Its circular curve of growth gives
   the radius holding half the mass.
 
-Models are sampled at pixel centres and convolved with the effective PSF image, as
-statmorph does, except the pixels within `CORE_RADIUS` of the centre, where a cuspy
-bulge is integrated over `CORE_SUBSAMPLES`² sub-pixels, each convolved with the PSF
-shifted to its position (as `galcat.morphology.SersicPSFModel`).
+Models are `galcat.sersic.SersicImage` renders: sampled at pixel centres and convolved
+with the effective PSF image, as statmorph does, except the pixels within `CORE_RADIUS`
+of the centre, where a cuspy bulge is integrated over `CORE_SUBSAMPLES`² sub-pixels,
+each convolved with the PSF shifted to its position.
 
 At S/N below ~70 the decomposition is degenerate (a fit reaches a lower chi² than the
 truth with B/T off by 0.2–0.3), so `fit_bulge_disc` takes Gaussian priors on the
@@ -45,12 +45,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
 import scipy.optimize as opt
-import scipy.special as sp
-from scipy import ndimage
 
-from galcat import halfmass
+from galcat import halfmass, sersic
+from galcat.flags import HalfMassFlag
 
 __all__ = [
     "CORE_RADIUS",
@@ -74,95 +72,6 @@ N_BULGE_BOUNDS = (0.8, 6.0)
 
 class BulgeDiscError(RuntimeError):
     """The bulge + disc fit failed; the message says why."""
-
-
-def _unit_sersic_peak(n: float, r_eff: float, q: float, trunc: float) -> tuple[float, float]:
-    """(b_n, I_e) of an elliptical Sérsic of unit total flux inside ``trunc`` r_e."""
-    bn = float(sp.gammaincinv(2.0 * n, 0.5))
-    norm = 2.0 * math.pi * q * r_eff**2 * n * math.exp(bn) * math.gamma(2 * n) / bn ** (2 * n)
-    inside = float(sp.gammainc(2.0 * n, bn * trunc ** (1.0 / n))) if np.isfinite(trunc) else 1.0
-    return bn, 1.0 / (norm * inside)
-
-
-class _Renderer:
-    """Unit-flux elliptical Sérsic profiles on one cutout, with and without each PSF."""
-
-    def __init__(self, shape: tuple[int, int], centre: tuple[float, float], theta: float,
-                 psfs: Sequence[np.ndarray]) -> None:
-        ny, nx = shape
-        self.shape = shape
-        x0, y0 = centre
-        y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        c, s = math.cos(theta), math.sin(theta)
-        self.xm = (x - x0) * c + (y - y0) * s
-        self.ym = -(x - x0) * s + (y - y0) * c
-        k = CORE_SUBSAMPLES
-        off = (np.arange(k) + 0.5) / k - 0.5
-        dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
-        self.core = np.argwhere(np.hypot(x - x0, y - y0) < CORE_RADIUS)  # (row, col)
-        sx = x[tuple(self.core.T)][:, None] + dx[None, :] - x0
-        sy = y[tuple(self.core.T)][:, None] + dy[None, :] - y0
-        self.core_xm = sx * c + sy * s
-        self.core_ym = -sx * s + sy * c
-        self.psfs = []
-        for k, p in enumerate(psfs):
-            p = np.asarray(p, dtype=np.float64)
-            total = float(np.sum(p))
-            if p.ndim != 2 or not (np.isfinite(total) and total > 0):
-                raise BulgeDiscError(f"PSF {k} has no positive finite sum (shape {p.shape})")
-            self.psfs.append(p / total)
-        # per band: the PSF's transform (it is convolved with many models), the PSF
-        # shifted to every sub-pixel offset (flattened), and where each core pixel's
-        # stamp lands in the flattened image (-1 outside)
-        self.shifted, self.targets, self.transforms = [], [], []
-        for p in self.psfs:
-            stack = [ndimage.shift(p, (oy, ox), order=3, mode="constant")
-                     for oy, ox in zip(dy, dx, strict=True)]
-            self.shifted.append(np.array([a.ravel() / a.sum() for a in stack]))
-            py, px = p.shape
-            fy, fx = (scipy.fft.next_fast_len(ny + py - 1, real=True),
-                      scipy.fft.next_fast_len(nx + px - 1, real=True))
-            self.transforms.append((scipy.fft.rfft2(p, s=(fy, fx)), (fy, fx), (py, px)))
-            oy, ox = np.mgrid[0:py, 0:px]
-            rows = self.core[:, 0, None] - py // 2 + oy.ravel()[None, :]
-            cols = self.core[:, 1, None] - px // 2 + ox.ravel()[None, :]
-            inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-            self.targets.append((np.where(inside, rows * nx + cols, -1), inside))
-
-    def sample(self, n: float, r_eff: float, q: float, trunc: float):
-        """Pixel-centre samples and the sub-pixel samples of the core pixels."""
-        bn, amp = _unit_sersic_peak(n, r_eff, q, trunc)
-
-        def profile(xm, ym):
-            z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
-            out = amp * np.exp(-bn * (z ** (1.0 / n) - 1.0))
-            return np.where(z <= trunc, out, 0.0) if np.isfinite(trunc) else out
-
-        return profile(self.xm, self.ym), profile(self.core_xm, self.core_ym)
-
-    def intrinsic(self, samples) -> np.ndarray:
-        """PSF-free pixel values: centre samples, core pixels integrated."""
-        image, core = samples
-        out = image.copy()
-        out[tuple(self.core.T)] = core.mean(axis=1)
-        return out
-
-    def convolved(self, samples, band: int) -> np.ndarray:
-        """``samples`` convolved with the PSF of ``band`` (core sub-pixels each shifted)."""
-        image, core = samples
-        ny, nx = self.shape
-        transform, fshape, (py, px) = self.transforms[band]
-        full = scipy.fft.irfft2(scipy.fft.rfft2(image, s=fshape) * transform, s=fshape)
-        model = full[(py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx].copy()
-        if core.size:
-            # each core pixel: its sub-pixel samples through the shifted PSFs, in place of
-            # its centre sample through the PSF
-            stamps = (core / core.shape[1]) @ self.shifted[band]
-            stamps -= image[tuple(self.core.T)][:, None] * self.psfs[band].ravel()[None, :]
-            targets, inside = self.targets[band]
-            model += np.bincount(targets[inside], weights=stamps[inside],
-                                 minlength=ny * nx).reshape(ny, nx)
-        return model
 
 
 def _nonnegative_fluxes(columns: np.ndarray, data: np.ndarray) -> np.ndarray:
@@ -220,11 +129,10 @@ class BulgeDiscFit:
     def circular_fraction(self, radius, component: str) -> np.ndarray:
         """Fraction of ``component``'s light inside circles of ``radius`` pixels."""
         if component == "bulge":
-            return halfmass.sersic_circular_fraction(
-                radius, self.r_bulge, self.n_bulge, self.q_bulge,
-                trunc=self.bulge_extent * self.r_bulge)
+            return sersic.circular_fraction(radius, self.r_bulge, self.n_bulge, self.q_bulge,
+                                            trunc=self.bulge_extent)
         if component == "disc":
-            return halfmass.sersic_circular_fraction(radius, self.r_disc, 1.0, self.q_disc)
+            return sersic.circular_fraction(radius, self.r_disc, 1.0, self.q_disc)
         raise KeyError(f"component must be 'bulge' or 'disc'; got {component!r}")
 
     def bulge_to_total(self, band: str) -> float:
@@ -248,15 +156,22 @@ class _Problem:
         self.use = use
         self.weights = [1.0 / sig[use] for sig in sigs]
         self.data = [img[use] * w for img, w in zip(self.images, self.weights, strict=True)]
-        self.render = _Renderer(self.images[0].shape, centre, theta, psfs)
+        try:
+            self.render = sersic.SersicImage(self.images[0].shape, centre, theta, psfs,
+                                             core_radius=CORE_RADIUS,
+                                             core_subsamples=CORE_SUBSAMPLES)
+        except sersic.SersicError as exc:
+            raise BulgeDiscError(str(exc)) from exc
         self.r_hi = 2.0 * max(self.images[0].shape)
         self.trunc = float(bulge_extent) if bulge_extent > 0 else math.inf
 
     def samples(self, v):
         r_d = 10.0 ** v[0]
-        bulge = self.render.sample(v[2], r_d * 10.0 ** v[1], v[3], self.trunc)
-        disc = self.render.sample(1.0, r_d, v[4], math.inf)
-        return bulge, disc
+        return self._unit(v[2], r_d * 10.0 ** v[1], v[3], self.trunc), self._unit(1.0, r_d, v[4])
+
+    def _unit(self, n, r_eff, q, trunc=math.inf):
+        """Samples of a profile of unit flux inside ``trunc`` r_eff."""
+        return self.render.sample_flux(1.0, r_eff, n, q, trunc=trunc)
 
     def solve(self, v):
         """(weighted residuals, fluxes (band, component), convolved unit models, samples)."""
@@ -454,11 +369,11 @@ def _aperture_and_grid(fit: BulgeDiscFit, image, valid, band: str, extent: float
 def _half_radius(grid, cum, r_ap, fraction: float = 0.5) -> tuple[float, int]:
     total = float(cum[-1])
     if not np.all(np.isfinite(cum)) or total <= 0:
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_FLUX"]
+        return math.nan, HalfMassFlag.NO_FLUX
     r = halfmass._first_crossing(grid, cum, fraction * total)
     if not np.isfinite(r):
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["NO_CROSSING"]
-    return r, halfmass.HALFMASS_FLAGS_BY_NAME["EXTRAPOLATED"] if r > r_ap else 0
+        return math.nan, HalfMassFlag.NO_CROSSING
+    return r, HalfMassFlag.EXTRAPOLATED if r > r_ap else 0
 
 
 def light_radius(fit: BulgeDiscFit, image: np.ndarray, valid: np.ndarray, *, band: str,
@@ -468,7 +383,7 @@ def light_radius(fit: BulgeDiscFit, image: np.ndarray, valid: np.ndarray, *, ban
     Bulge + disc model in circles about the fit's centre (analytic, to 200 × the larger
     scale length) plus the residual ``image − model ⊗ PSF`` inside ``extent`` circular
     Petrosian radii (masked pixels carry none). Returns ``(radius, flag)`` with bits of
-    `galcat.halfmass.HALFMASS_FLAGS`; NaN radius when a fatal bit is set.
+    `galcat.flags.HalfMassFlag`; NaN radius when a fatal bit is set.
     """
     k = fit.band(band)
     image = np.asarray(image, dtype=np.float64)
@@ -554,7 +469,7 @@ def mass_radius(
     for comp in ("bulge", "disc"):
         colour = colours[comp]
         if not lo <= colour <= hi:
-            flag |= halfmass.HALFMASS_FLAGS_BY_NAME["COLOUR_CLIPPED"]
+            flag |= HalfMassFlag.COLOUR_CLIPPED
         colours[comp] = float(np.clip(colour, lo, hi))
         ml[comp] = float(halfmass.mass_to_light(colours[comp], relation))
     image = np.asarray(image, dtype=np.float64)

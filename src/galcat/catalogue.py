@@ -36,10 +36,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galcat import __version__, stellar_mass
+from galcat import stellar_mass
+from galcat.atomic import replacing_file
 from galcat.columns import published_unit, ucd_for
-from galcat.store import atomic_file
-from galcat.tables import column_descriptions, column_units, read_table, write_table
+from galcat.flags import flag_metadata
+from galcat.provenance import code_version
+from galcat.tables import (
+    column_descriptions,
+    column_units,
+    read_table,
+    table_metadata,
+    write_table,
+)
 
 __all__ = [
     "UNDOCUMENTED",
@@ -59,6 +67,18 @@ UNDOCUMENTED = "(undocumented: carried from {source}; unit unknown)"
 PROVENANCE_PACKAGES = ("numpy", "astropy", "photutils", "statmorph", "galsim", "zarr", "snakemake")
 
 
+def shard_provenance(paths: Sequence[os.PathLike | str]) -> list[dict]:
+    """What wrote each per-shard input: its stage, shard, galcat version and settings
+    hash (`galcat.provenance.stage_metadata`), so that a catalogue mixing shards of two
+    versions says so."""
+    keys = ("stage", "shard", "galcat_version", "settings_hash")
+    rows = []
+    for path in paths:
+        meta = table_metadata(path)
+        rows.append({"path": Path(path).name, **{k: meta.get(k) for k in keys}})
+    return rows
+
+
 def provenance(config_hash: str, *, survey: str) -> dict:
     """What produced a catalogue: config hash, code and input versions, time."""
     versions = {}
@@ -70,7 +90,7 @@ def provenance(config_hash: str, *, survey: str) -> dict:
     return {
         "survey": survey,
         "config_hash": config_hash,
-        "galcat_version": __version__,
+        "galcat_version": code_version(),
         "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "packages": versions,
@@ -204,6 +224,8 @@ def build_catalogue(
     cat, columns = publish_columns(cat, units, descriptions, sources=sources)
     prov = provenance(config_hash, survey=survey)
     prov["mass_to_light"] = mass_to_light
+    prov["flags"] = flag_metadata()
+    prov["shards"] = shard_provenance([*features, *extra])
     write_table(cat, output_parquet, units=columns.units, descriptions=columns.descriptions,
                 ucds=columns.ucds, metadata=prov)
     table = _astropy_table(cat, columns)
@@ -233,13 +255,8 @@ def _astropy_table(cat: pd.DataFrame, columns: CatalogueColumns):
 
 
 def _write_atomic(final: Path, write) -> Path:
-    tmp = atomic_file(final)
-    try:
+    with replacing_file(final) as tmp:
         write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 

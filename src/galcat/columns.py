@@ -28,7 +28,6 @@ from pathlib import Path
 
 __all__ = [
     "ColumnMetadataError",
-    "FLAG_SOURCES",
     "UCDS",
     "column_reference",
     "flag_bits",
@@ -171,37 +170,15 @@ def ucd_for(column: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- flags
-#: flag column -> "module:attribute" of its bit table.
-FLAG_SOURCES: dict[str, str] = {
-    "flag": "galcat.morphology:MEASURE_FLAGS",
-    "seg_flag": "galcat.segment:SEGMENT_FLAGS",
-    "r50_mass_flag": "galcat.halfmass:HALFMASS_FLAGS",
-    "log_mass_phot_flag": "galcat.stellar_mass:MASS_FLAGS",
-}
-
-
 def flag_bits(column: str) -> list[tuple[int, str, str]]:
-    """``(value, name, meaning)`` of every bit of a flag column; [] for other columns.
+    """``(value, name, meaning)`` of every bit of a flag column; [] for other columns
+    (`galcat.flags.FLAG_COLUMNS` names each flag column's class)."""
+    from galcat.flags import FLAG_COLUMNS
 
-    The one reader of the flag tables (whose conventions differ: ``SEGMENT_FLAGS`` maps
-    a bit number to ``"NAME: meaning"``, the others a bit value to ``(name, meaning)``),
-    so that changing where flags are defined changes only this function.
-    """
-    import importlib
-
-    source = FLAG_SOURCES.get(column)
-    if source is None:
+    flag_class = FLAG_COLUMNS.get(column)
+    if flag_class is None:
         return []
-    module, attribute = source.split(":")
-    table = getattr(importlib.import_module(module), attribute)
-    bits = []
-    for key, entry in table.items():
-        if isinstance(entry, str):  # bit number -> "NAME: meaning"
-            name, meaning = (part.strip() for part in entry.split(":", 1))
-            bits.append((1 << int(key), name, meaning))
-        else:
-            bits.append((int(key), *entry))
-    return sorted(bits)
+    return [(value, name, meaning) for value, (name, meaning) in flag_class.bits().items()]
 
 
 # --------------------------------------------------------------------------- docs
@@ -259,10 +236,9 @@ def column_reference(catalogue: os.PathLike | str) -> str:
 
 def write_column_reference(catalogue: os.PathLike | str, output: os.PathLike | str) -> Path:
     """Write `column_reference` of ``catalogue`` to ``output`` (atomically)."""
-    from galcat.store import atomic_file
+    from galcat.atomic import replacing_file
 
     final = Path(output)
-    tmp = atomic_file(final)
-    tmp.write_text(column_reference(catalogue))
-    os.replace(tmp, final)
+    with replacing_file(final) as tmp:
+        tmp.write_text(column_reference(catalogue))
     return final

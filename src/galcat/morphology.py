@@ -4,7 +4,7 @@
 (`galcat.parallel.map_blocks_of_objects`); blocks come back in object order, so
 serial and parallel runs give identical tables. One galaxy that cannot be
 measured gets NaN in the affected columns and a bit in ``flag``
-(`MEASURE_FLAGS`), and a `MeasureWarning` naming its ``object_id``; it never
+(`galcat.flags.MeasureFlag`), and a `MeasureWarning` naming its ``object_id``; it never
 stops the shard.
 
 For one object, in the detection band (``measure.detect_band``):
@@ -32,7 +32,7 @@ For one object, in the detection band (``measure.detect_band``):
    statmorph's Sérsic fit are refitted with the centre, axis ratio and angle
    held (`refine_sersic`): statmorph samples its model at pixel centres, which
    for a cuspy n = 4 galaxy a few pixels across gives n ≈ 5–7; the refit
-   integrates the core over sub-pixels and gives n ≈ 4.3 (`SersicPSFModel`).
+   integrates the core over sub-pixels and gives n ≈ 4.3 (`sersic_model`).
    **Bulge + disc** (`galcat.bulgedisc`): a Sérsic bulge + exponential disc fitted
    jointly to the detection band and the bands of the M/L colour, through their
    PSFs, with the (refined) Sérsic centre and angle held (statmorph's r50, centre
@@ -77,12 +77,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.optimize as opt
-import scipy.signal
-import scipy.special as sp
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass, photometry
+from galcat import bulgedisc, halfmass, photometry, sersic
 from galcat.config import defaults, settings
+from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
@@ -91,17 +90,14 @@ __all__ = [
     "FEATURE_DESCRIPTIONS",
     "FEATURE_UNITS",
     "MEASURE_COLUMNS",
-    "MEASURE_FLAGS",
-    "MeasureFlag",
     "MeasureWarning",
-    "SersicPSFModel",
-    "flag_names",
     "measure_object",
     "measure_settings",
     "measure_shard",
     "photometry_bands",
     "refine_sersic",
     "run_statmorph",
+    "sersic_model",
     "statmorph_columns",
 ]
 
@@ -120,72 +116,6 @@ MIN_VALID_FRACTION = 0.5
 
 class MeasureWarning(UserWarning):
     """A galaxy could not be (fully) measured; the message names its object_id."""
-
-
-class MeasureFlag:
-    """Bit values of the ``flag`` word of the features table."""
-
-    NO_CENTRAL_SEGMENT = 1 << 0
-    BAD_PIXELS = 1 << 1
-    NO_FLUX = 1 << 2
-    EDGE = 1 << 3
-    NO_SKY = 1 << 4
-    STATMORPH_FAILED = 1 << 5
-    STATMORPH_WARNING = 1 << 6
-    SERSIC_FAILED = 1 << 7
-    SERSIC_WARNING = 1 << 8
-    HALFMASS_FAILED = 1 << 9
-    MISSING_BAND = 1 << 10
-    SKIPPED = 1 << 11
-    R50_PSF_FAILED = 1 << 12
-
-
-#: bit value -> (name, meaning) of every bit of the ``flag`` column.
-MEASURE_FLAGS: dict[int, tuple[str, str]] = {
-    MeasureFlag.NO_CENTRAL_SEGMENT: (
-        "NO_CENTRAL_SEGMENT", "the segmentation map has no central object (label 1); "
-        "nothing is measured"),
-    MeasureFlag.BAD_PIXELS: (
-        "BAD_PIXELS", "fewer than half of the central segment's detection-band pixels are "
-        "valid (unmasked, finite, sigma > 0); nothing is measured"),
-    MeasureFlag.NO_FLUX: (
-        "NO_FLUX", "the central segment's detection-band flux is not positive; nothing is "
-        "measured"),
-    MeasureFlag.EDGE: (
-        "EDGE", "the central segment touches the cutout border; when its centroid also lies "
-        "within 10% of the cutout side of the border nothing is measured"),
-    MeasureFlag.NO_SKY: (
-        "NO_SKY", "fewer than 20 valid pixels outside every segment (the segments fill the "
-        "cutout): no sky for statmorph, which is not run"),
-    MeasureFlag.STATMORPH_FAILED: (
-        "STATMORPH_FAILED", "statmorph raised, could not run, or returned flag >= 2 (bad or "
-        "catastrophic); its non-parametric columns are NaN"),
-    MeasureFlag.STATMORPH_WARNING: (
-        "STATMORPH_WARNING", "statmorph flag 1 (suspect: e.g. Gini and MID segmaps differ, "
-        "several Gini regions); values kept"),
-    MeasureFlag.SERSIC_FAILED: (
-        "SERSIC_FAILED", "statmorph's Sersic fit has flag_sersic >= 2 or could not run; "
-        "sersic_* columns are NaN"),
-    MeasureFlag.SERSIC_WARNING: (
-        "SERSIC_WARNING", "flag_sersic 1: a Sersic parameter stuck at its bound; values kept"),
-    MeasureFlag.HALFMASS_FAILED: (
-        "HALFMASS_FAILED", "the half-mass radius could not be measured (see r50_mass_flag); "
-        "r50_mass is NaN"),
-    MeasureFlag.MISSING_BAND: (
-        "MISSING_BAND", "the detection band or a band of the M/L colour is absent from the "
-        "shard or has no valid pixel"),
-    MeasureFlag.SKIPPED: (
-        "SKIPPED", "a measurement is switched off in the config (measure.statmorph or "
-        "measure.half_mass); its columns are NaN and its *_FAILED bit is not set"),
-    MeasureFlag.R50_PSF_FAILED: (
-        "R50_PSF_FAILED", "the PSF-corrected r50 could not be measured (no usable Sersic "
-        "fit, or no half-light crossing); r50_psf_corrected is NaN"),
-}
-
-
-def flag_names(flag: int) -> list[str]:
-    """Names of the bits set in a ``flag`` word, lowest bit first."""
-    return [name for bit, (name, _) in sorted(MEASURE_FLAGS.items()) if int(flag) & bit]
 
 
 # --------------------------------------------------------------------------- columns
@@ -219,7 +149,7 @@ _STATMORPH_COLUMNS: dict[str, tuple[str, str]] = {
 }
 _SERSIC_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_n": ("", "Sersic index of the PSF-convolved 2-D Sersic fit (statmorph's, refined "
-                 "with a sub-pixel core, see galcat.morphology.SersicPSFModel)"),
+                 "with a sub-pixel core, see galcat.morphology.sersic_model)"),
     "sersic_r_eff": ("arcsec", "half-light semi-major axis of the Sersic fit "
                      "(circularised: sersic_r_eff * sqrt(sersic_q))"),
     "sersic_q": ("", "axis ratio b/a of statmorph's Sersic fit"),
@@ -238,11 +168,11 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
                           "(data - model * PSF) inside 3 Petrosian radii, the model beyond; "
                           "model = bulge + disc (measure.r50_model = bulge_disc, default) "
                           "or the single Sersic cut at measure.r50_model_extent r_eff"),
-    "r50_mass_flag": ("", "bit word of galcat.halfmass.HALFMASS_FLAGS; -1 not run"),
+    "r50_mass_flag": ("", "bit word of galcat.flags.HalfMassFlag; -1 not run"),
     "bulge_to_total": ("", "bulge-to-total flux ratio in the detection band of the "
                        "Sersic bulge + exponential disc fit (galcat.bulgedisc); NaN when "
                        "the fit failed or was not run"),
-    "flag": ("", "bit word of galcat.morphology.MEASURE_FLAGS"),
+    "flag": ("", "bit word of galcat.flags.MeasureFlag"),
 }
 _ALL = {**_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
 #: Columns of the features table after ``object_id``, in order.
@@ -377,87 +307,46 @@ CORE_SUBSAMPLES = 5
 CORE_RADIUS = 1.0
 
 
-class SersicPSFModel:
-    """Elliptical Sérsic (astropy Sersic2D parameters) convolved with an effective PSF.
+def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
+                 centre: tuple[float, float], theta: float) -> sersic.SersicImage:
+    """The Sérsic model of the refit: `galcat.sersic.SersicImage` with this module's core.
 
-    statmorph samples its model at pixel centres and convolves the samples with
-    the PSF image. An effective PSF (a PSF image, which includes the pixel
-    response) wants exactly that, except at a cuspy centre, where one sample
-    misrepresents the light of its pixel: an n = 4 galaxy of 2.5 px half-light
-    radius then fits n ≈ 7 (5 at 6 px). Here the pixels within `CORE_RADIUS` of
-    the centre are integrated over `CORE_SUBSAMPLES`² sub-pixels, each convolved
-    with the PSF shifted (cubic spline) to its sub-pixel position; the rest is
-    statmorph's sampling. On the same galaxies this gives n ≈ 4.3.
+    statmorph samples its model at pixel centres and convolves the samples with the
+    PSF image. An effective PSF (a PSF image, which includes the pixel response) wants
+    exactly that, except at a cuspy centre, where one sample misrepresents the light of
+    its pixel: an n = 4 galaxy of 2.5 px half-light radius then fits n ≈ 7 (5 at 6 px).
+    Here the pixels within `CORE_RADIUS` of the centre are integrated over
+    `CORE_SUBSAMPLES`² sub-pixels, each through the PSF shifted to its sub-pixel
+    position; on the same galaxies this gives n ≈ 4.3. ``psf`` None: no PSF.
     """
-
-    def __init__(self, shape: tuple[int, int], psf: np.ndarray | None) -> None:
-        self.shape = shape
-        ny, nx = shape
-        self.y, self.x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        s = CORE_SUBSAMPLES
-        offsets = (np.arange(s) + 0.5) / s - 0.5
-        dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
-        self.dy, self.dx = dy.ravel(), dx.ravel()
-        self.psf = None if psf is None else np.asarray(psf, dtype=np.float64) / np.sum(psf)
-        self.shifted = None
-        if self.psf is not None:
-            stack = [ndimage.shift(self.psf, (oy, ox), order=3, mode="constant")
-                     for oy, ox in zip(self.dy, self.dx, strict=True)]
-            self.shifted = np.array([p / p.sum() for p in stack])
-
-    @staticmethod
-    def sersic(x, y, amplitude, r_eff, n, x0, y0, q, theta):
-        """astropy's Sersic2D with ``q = 1 − ellip`` (``r_eff`` semi-major)."""
-        bn = sp.gammaincinv(2.0 * n, 0.5)
-        c, s = math.cos(theta), math.sin(theta)
-        xm = (x - x0) * c + (y - y0) * s
-        ym = -(x - x0) * s + (y - y0) * c
-        z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
-        return amplitude * np.exp(-bn * (z ** (1.0 / n) - 1.0))
-
-    def __call__(self, params) -> np.ndarray:
-        amplitude, r_eff, n, x0, y0, q, theta = params
-        g = self.sersic(self.x, self.y, *params)
-        iy, ix = np.nonzero(np.hypot(self.x - x0, self.y - y0) < CORE_RADIUS)
-        if self.psf is None:
-            for j, i in zip(iy, ix, strict=True):
-                g[j, i] = self.sersic(i + self.dx, j + self.dy, *params).mean()
-            return g
-        model = scipy.signal.fftconvolve(g, self.psf, mode="same")
-        ny, nx = self.shape
-        py, px = self.psf.shape
-        for j, i in zip(iy, ix, strict=True):
-            sub = self.sersic(i + self.dx, j + self.dy, *params)
-            stamp = np.tensordot(sub / sub.size, self.shifted, axes=1) - g[j, i] * self.psf
-            top, left = j - py // 2, i - px // 2
-            y0s, x0s = max(0, top), max(0, left)
-            y1s, x1s = min(ny, top + py), min(nx, left + px)
-            model[y0s:y1s, x0s:x1s] += stamp[y0s - top:y1s - top, x0s - left:x1s - left]
-        return model
+    return sersic.SersicImage(shape, centre, theta, [psf], core_radius=CORE_RADIUS,
+                              core_subsamples=CORE_SUBSAMPLES)
 
 
-def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, int]:
-    """Refit amplitude, r_eff and n of statmorph's Sérsic with `SersicPSFModel`.
+def _model_image(render: sersic.SersicImage, params) -> np.ndarray:
+    """``render``'s PSF-convolved image of statmorph's Sérsic parameters
+    ``(amplitude, r_eff, n, x0, y0, q, theta)`` (centre and angle are the renderer's)."""
+    amplitude, r_eff, n, _, _, q, _ = params
+    return render.convolved(render.sample(amplitude, r_eff, n, q))
 
-    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)``; centre,
-    axis ratio and angle stay fixed (statmorph gets them right). Returns
-    ``(n, r_eff_pixels, flag)``: flag 1 when n or r_eff ends on a bound.
+
+def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
+    """Refit amplitude, r_eff and n of statmorph's Sérsic with `sersic_model`.
+
+    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)`` in pixels;
+    centre, axis ratio and angle stay fixed (statmorph gets them right). Returns
+    ``(amplitude, r_eff_pixels, n, flag)``: flag 1 when n or r_eff ends on a bound.
+    Raises RuntimeError when the fit does not converge. Cost: up to 100 model images.
     """
-    _, r_eff, n, at_bound = _refine_fit(image, sigma, valid, psf, start)
-    return n, r_eff, at_bound
-
-
-def _refine_fit(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
-    """`refine_sersic`'s fit: ``(amplitude, r_eff_pixels, n, flag)``."""
-    model = SersicPSFModel(image.shape, psf)
+    amplitude, r_eff, n, x0, y0, q, theta = start
+    render = sersic_model(image.shape, psf, (x0, y0), theta)
     weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
     use = weight > 0
     data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
-    amplitude, r_eff, n, x0, y0, q, theta = start
 
     def residual(v):
         params = (10.0 ** v[0], 10.0 ** v[1], v[2], x0, y0, q, theta)
-        return (data - model(params)[use]) * w
+        return (data - _model_image(render, params)[use]) * w
 
     lo = [math.log10(amplitude) - 4.0, math.log10(0.3), 0.2]
     hi = [math.log10(amplitude) + 4.0, math.log10(5.0 * max(image.shape)), 8.0]
@@ -507,14 +396,6 @@ def _centroid(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
 
 def _touches_border(region: np.ndarray) -> bool:
     return bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
-
-
-def _normalised_psf(psf: np.ndarray) -> np.ndarray | None:
-    psf = np.asarray(psf, dtype=np.float64)
-    total = psf.sum()
-    if not np.all(np.isfinite(psf)) or total <= 0:
-        return None
-    return psf / total
 
 
 def _warn(object_id: int, what: str) -> None:
@@ -621,7 +502,7 @@ def measure_object(
         try:
             morph = run_statmorph(np.where(valid, image - image.dtype.type(bg), 0),
                                   seg, np.where(valid, sigma, 0), bad,
-                                  _normalised_psf(batch.psf[b]))
+                                  sersic.normalised_psf(batch.psf[b]))
             values, bits = statmorph_columns(morph, batch.pixel_scale)
             row.update(values)
             flag |= bits
@@ -660,7 +541,7 @@ def measure_object(
                                        background, object_id, bd_fit)
         row["r50_mass"] = r50_mass
         row["r50_mass_flag"] = int(hm_flag)
-        if hm_flag & halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]:
+        if hm_flag & HalfMassFlag.MISSING_BAND:
             flag |= MeasureFlag.MISSING_BAND
         if not np.isfinite(r50_mass):
             flag |= MeasureFlag.HALFMASS_FAILED
@@ -683,8 +564,8 @@ def _refine(row, morph, image, bg, sigma, use, batch, band, object_id):
     try:
         if not all(np.isfinite(start)) or start[0] <= 0 or start[1] <= 0:
             raise ValueError("statmorph's Sersic fit has no usable start")
-        amplitude, r_eff, n, at_bound = _refine_fit(
-            image - bg, sigma, use, _normalised_psf(batch.psf[band]), start)
+        amplitude, r_eff, n, at_bound = refine_sersic(
+            image - bg, sigma, use, sersic.normalised_psf(batch.psf[band]), start)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"Sersic refit failed: {exc}")
         row["sersic_flag"] = max(int(row["sersic_flag"]), 2)
@@ -710,11 +591,10 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
         if not (np.isfinite([amplitude, r_eff, n, x0, y0, q, theta]).all() and amplitude > 0
                 and r_eff > 0 and n > 0 and 0 < q <= 1):
             raise ValueError(f"unusable Sersic fit {model}")
-        bn = halfmass.sersic_bn(n)
-        total = amplitude * (2.0 * math.pi * q * r_eff**2 * n * math.exp(bn)
-                             * math.gamma(2.0 * n) / bn ** (2.0 * n))
-        psf = _normalised_psf(batch.psf[band])
-        convolved = SersicPSFModel(image.shape, psf)((amplitude, r_eff, n, x0, y0, q, theta))
+        total = sersic.total_flux(amplitude, r_eff, n, q)
+        psf = sersic.normalised_psf(batch.psf[band])
+        convolved = _model_image(sersic_model(image.shape, psf, (x0, y0), theta),
+                                 (amplitude, r_eff, n, x0, y0, q, theta))
         radius, _ = halfmass.psf_corrected_light_radius(
             np.asarray(image, dtype=np.float64) - bg, np.asarray(sigma, dtype=np.float64),
             bad, (x0, y0), pixel_scale=batch.pixel_scale, psf=psf, q=q, theta=theta,
@@ -812,7 +692,7 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
     missing = [band for band in used if band not in batch.bands]
     if missing:
         _warn(object_id, f"no {'/'.join(missing)} band for the half-mass radius")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+        return math.nan, HalfMassFlag.MISSING_BAND
     images, sigmas, psfs = {}, {}, {}
     mask = seg > 1
     for band in used:
@@ -835,7 +715,7 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
                 colour_prior=_colour_prior(opts))
             if np.isfinite(radius):
                 return radius * batch.pixel_scale, hm_flag
-        no_fit = halfmass.HALFMASS_FLAGS_BY_NAME["NO_BULGE_DISC"]
+        no_fit = HalfMassFlag.NO_BULGE_DISC
     # centre and ellipse from statmorph when it succeeded
     xc = yc = math.nan
     q, theta = 1.0, 0.0
@@ -860,11 +740,11 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
         )
     except Exception as exc:  # noqa: BLE001 - one galaxy must not stop the shard
         _warn(object_id, f"half-mass radius raised {type(exc).__name__}: {exc}")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["BAD_INPUT"]
+        return math.nan, HalfMassFlag.BAD_INPUT
     hm_flag |= no_fit
     if not np.isfinite(radius):
         _warn(object_id, "half-mass radius failed: "
-              + ", ".join(halfmass.halfmass_flag_names(hm_flag)))
+              + ", ".join(describe(hm_flag, HalfMassFlag)))
     return radius, hm_flag
 
 

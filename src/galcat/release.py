@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galcat import __version__
-from galcat.store import atomic_directory, atomic_file
+from galcat.atomic import atomic_directory, atomic_file
+from galcat.provenance import code_version
 from galcat.tables import table_metadata
 
 __all__ = ["make_release", "sha256_file"]
@@ -135,7 +135,7 @@ def _assemble(tmp: Path, files: Sequence[os.PathLike | str], catalogue: os.PathL
     meta = table_metadata(catalogue)
     manifest = {
         "release": date,
-        "galcat_version": __version__,
+        "galcat_version": code_version(),
         "config_hash": meta.get("config_hash"),
         "survey": meta.get("survey"),
         "created_utc": meta.get("created_utc"),

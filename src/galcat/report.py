@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galcat.store import atomic_file
+from galcat.atomic import replacing_file
+from galcat.metrics import summarize
 from galcat.tables import read_table, table_metadata
 
 __all__ = [
@@ -80,8 +81,9 @@ def _reference_mass(cat: pd.DataFrame) -> tuple[str, str] | None:
 
 
 def truth_comparisons(cat: pd.DataFrame, pairs=TRUTH_PAIRS) -> pd.DataFrame:
-    """Median bias and robust scatter of each measurement vs its truth (``pairs``: tuples
-    ``(measured, truth, label, error)`` as `TRUTH_PAIRS`, the default)."""
+    """Median bias and robust scatter (`galcat.metrics.summarize`) of each measurement vs
+    its truth (``pairs``: tuples ``(measured, truth, label, error)`` as `TRUTH_PAIRS`, the
+    default)."""
     rows = []
     for measured, truth, label, error in pairs:
         if measured not in cat or truth not in cat:
@@ -90,7 +92,7 @@ def truth_comparisons(cat: pd.DataFrame, pairs=TRUTH_PAIRS) -> pd.DataFrame:
         t = cat[truth].to_numpy(float)
         ok = np.isfinite(m) & np.isfinite(t) & ((t != 0) | (error == "difference"))
         frac = (m[ok] - t[ok]) / t[ok] if error == "fraction" else m[ok] - t[ok]
-        mad = 1.4826 * np.median(np.abs(frac - np.median(frac))) if ok.any() else np.nan
+        stats = summarize(frac)
         rows.append(
             {
                 "quantity": label,
@@ -99,9 +101,9 @@ def truth_comparisons(cat: pd.DataFrame, pairs=TRUTH_PAIRS) -> pd.DataFrame:
                 "n": int(ok.sum()),
                 "n_missing": int((~ok).sum()),
                 "error": error,
-                "median_bias": float(np.median(frac)) if ok.any() else np.nan,
-                "scatter_nmad": float(mad),
-                "median_abs_error": float(np.median(np.abs(frac))) if ok.any() else np.nan,
+                "median_bias": stats["bias"],
+                "scatter_nmad": stats["nmad"],
+                "median_abs_error": stats["median_abs"],
             }
         )
     return pd.DataFrame(rows)
@@ -302,9 +304,8 @@ def write_figures(cat: pd.DataFrame, paths) -> dict[str, bytes]:
         fig = FIGURES[path.stem].plot(cat)
         data = _png(fig)
         plt.close(fig)
-        tmp = atomic_file(path)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with replacing_file(path) as tmp:
+            tmp.write_bytes(data)
         out[path.stem] = data
     return out
 
@@ -501,7 +502,6 @@ def write_report(
         parts.append(f"<tr><th>{key}</th><td>{html.escape(str(meta.get(key, '')))}</td></tr>")
     parts.append("</table>")
     parts.append("</body></html>")
-    tmp = atomic_file(page)
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, page)
+    with replacing_file(page) as tmp:
+        tmp.write_text("\n".join(parts))
     return page

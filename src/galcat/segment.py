@@ -76,7 +76,7 @@ A bad cutout (all NaN, all zero, a band with no data, a galaxy cut by the edge,
 one that fills the cutout) gives flags and an empty or best-effort map, never an
 exception that stops the shard; `segment_shard` logs each flagged object by id.
 
-Flags are a bit word, see `SEGMENT_FLAGS` and `SegmentFlag`.
+Flags are a bit word, see `galcat.flags.SegmentFlag`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ import pandas as pd
 from scipy import ndimage
 
 from galcat.config import ConfigError, check_section, defaults, settings
+from galcat.flags import SegmentFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
@@ -103,11 +104,8 @@ __all__ = [
     "SEGMENT_COLUMNS",
     "SEGMENT_COLUMN_DESCRIPTIONS",
     "SEGMENT_COLUMN_UNITS",
-    "SEGMENT_FLAGS",
-    "SegmentFlag",
     "SegmentOptionError",
     "SegmentationResult",
-    "flag_names",
     "psf_fwhm_pixels",
     "segment_column_units",
     "segment_image",
@@ -136,41 +134,6 @@ FRAME_WIDTH = 4
 FALLBACK_KERNEL_FWHM = 3.0
 
 
-class SegmentFlag:
-    """Bit values of the ``seg_flag`` word (``flag & SegmentFlag.BLENDED``)."""
-
-    NO_DETECTION = 1 << 0
-    CENTRE_NOT_DETECTED = 1 << 1
-    CENTRAL_TOUCHES_EDGE = 1 << 2
-    CENTRAL_HUGE = 1 << 3
-    BAD_PIXELS = 1 << 4
-    ALL_NAN_OR_ZERO = 1 << 5
-    BLENDED = 1 << 6
-    BACKGROUND_UNRELIABLE = 1 << 7
-    SIGMA_MAP_INVALID = 1 << 8
-    FAILED = 1 << 9
-
-
-#: bit number -> "NAME: meaning" of every ``seg_flag`` bit.
-SEGMENT_FLAGS: dict[int, str] = {
-    0: "NO_DETECTION: no source above the threshold; the segmap is all background (0)",
-    1: "CENTRE_NOT_DETECTED: no object covers the cutout centre; the nearest object is label 1",
-    2: "CENTRAL_TOUCHES_EDGE: the central object reaches the outermost row or column",
-    3: "CENTRAL_HUGE: the central object covers more than `huge_fraction` (50%) of the cutout",
-    4: "BAD_PIXELS: more than `max_bad_fraction` (10%) of the pixels are bad (masked, NaN, "
-    "zero weight), or a bad pixel touches the central object",
-    5: "ALL_NAN_OR_ZERO: no usable data in the detection band (all masked, NaN or exactly "
-    "zero: a missing band); the segmap is empty",
-    6: "BLENDED: a neighbour touches the central object",
-    7: "BACKGROUND_UNRELIABLE: too few sky pixels; the background comes from the outer frame",
-    8: "SIGMA_MAP_INVALID: the sigma map is missing, non-positive or NaN over more than half "
-    "of the valid pixels; the background RMS is used instead",
-    9: "FAILED: segmentation raised an unexpected error (logged with the object id); the "
-    "segmap is empty",
-}
-
-_FLAG_NAMES = {bit: text.split(":", 1)[0] for bit, text in SEGMENT_FLAGS.items()}
-
 #: Flags logged as warnings by `segment_shard`: the object has no usable segmap.
 SEVERE_FLAGS = SegmentFlag.NO_DETECTION | SegmentFlag.ALL_NAN_OR_ZERO | SegmentFlag.FAILED
 
@@ -178,7 +141,7 @@ SEVERE_FLAGS = SegmentFlag.NO_DETECTION | SegmentFlag.ALL_NAN_OR_ZERO | SegmentF
 #: the flux unit of the cutouts.
 SEGMENT_COLUMNS: dict[str, tuple[str, str]] = {
     "object_id": ("", "stable object key"),
-    "seg_flag": ("", "bit word of segmentation flags (galcat.segment.SEGMENT_FLAGS)"),
+    "seg_flag": ("", "bit word of segmentation flags (galcat.flags.SegmentFlag)"),
     "seg_n_sources": ("", "objects in the segmap (central + neighbours); 0 if none"),
     "seg_background": ("{flux}/pixel", "sky level subtracted before detection"),
     "seg_background_rms": ("{flux}/pixel", "sigma-clipped RMS of the sky pixels"),
@@ -200,12 +163,6 @@ SEGMENT_COLUMN_UNITS: dict[str, str] = segment_column_units("nanomaggy")
 SEGMENT_COLUMN_DESCRIPTIONS: dict[str, str] = {
     name: desc for name, (_, desc) in SEGMENT_COLUMNS.items()
 }
-
-
-def flag_names(flag: int) -> list[str]:
-    """Names of the bits set in a ``seg_flag`` word, lowest bit first."""
-    flag = int(flag)
-    return [name for bit, name in _FLAG_NAMES.items() if flag & (1 << bit)]
 
 
 class SegmentOptionError(ConfigError):
@@ -643,7 +600,7 @@ def segment_image(
         0 background, 1 the central object, 2.. neighbours by increasing distance
         from the centre.
     flags : int
-        Bit word, see `SEGMENT_FLAGS`.
+        Bit word, see `galcat.flags.SegmentFlag`.
     info : dict
         ``background`` and ``background_rms`` (flux/pixel), ``threshold`` (median
         detection threshold, flux/pixel), ``n_detected`` (sources before
@@ -983,10 +940,11 @@ def segment_shard(
         if flag & SEVERE_FLAGS:
             extra = f" ({info['error']})" if "error" in info else ""
             log.warning(
-                "segment: object %d flagged %s%s", int(ids[i]), "|".join(flag_names(flag)), extra
+                "segment: object %d flagged %s%s", int(ids[i]), "|".join(describe(flag, SegmentFlag)), extra
             )
         elif flag & ~SegmentFlag.BLENDED:
-            log.info("segment: object %d flagged %s", int(ids[i]), "|".join(flag_names(flag)))
+            log.info("segment: object %d flagged %s", int(ids[i]),
+                     "|".join(describe(flag, SegmentFlag)))
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
     table = table.astype(
         {

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galcat.atomic import atomic_file, replacing_file
 from galcat.config import settings
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.provenance import stage_metadata
 from galcat.store import (
     CutoutBatch,
-    atomic_file,
     read_cutouts,
     read_segmaps,
     write_cutouts,
@@ -125,9 +125,8 @@ def run_plan_shards(
             os.replace(tmp, final)
             changed += 1
     final = Path(output)
-    tmp = atomic_file(final)
-    tmp.write_text("".join(f"{s}\n" for s in shards))
-    os.replace(tmp, final)
+    with replacing_file(final) as tmp:
+        tmp.write_text("".join(f"{s}\n" for s in shards))
     log.info("plan_shards: %d shards, %d new or changed", len(shards), changed)
     return final
 

@@ -32,7 +32,6 @@ A galaxy without the magnitudes or a usable redshift gets NaN and a bit in
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from functools import cache
 
@@ -40,13 +39,12 @@ import numpy as np
 import pandas as pd
 
 from galcat import relations
+from galcat.flags import MassFlag
 from galcat.halfmass import COLOUR_LIMITS
 
 __all__ = [
     "MASS_COLUMNS",
-    "MASS_FLAGS",
     "SUN_ABS_MAG",
-    "MassFlag",
     "catalogue_masses",
     "distance_modulus",
     "photometric_mass",
@@ -59,26 +57,6 @@ _GRID_POINTS = 4000
 _Z_MIN = 1e-5
 
 
-class MassFlag(enum.IntFlag):
-    """Bits of ``log_mass_phot_flag``."""
-
-    NO_PHOTOMETRY = 1
-    NO_REDSHIFT = 2
-    COLOUR_CLIPPED = 4
-
-
-#: bit value -> (name, meaning) of every bit of ``log_mass_phot_flag``.
-MASS_FLAGS: dict[int, tuple[str, str]] = {
-    MassFlag.NO_PHOTOMETRY.value: (
-        "NO_PHOTOMETRY", "a model magnitude of the colour or the luminosity band is missing "
-        "(no bulge + disc fit, or the band is not in the survey); log_mass_phot is NaN"),
-    MassFlag.NO_REDSHIFT.value: (
-        "NO_REDSHIFT", "the redshift is missing or not positive; log_mass_phot is NaN"),
-    MassFlag.COLOUR_CLIPPED.value: (
-        "COLOUR_CLIPPED", "the colour lies outside the relation's calibrated range and was "
-        "clipped to it; log_mass_phot is kept"),
-}
-
 #: Catalogue columns this module adds: name -> (unit, description).
 MASS_COLUMNS: dict[str, tuple[str, str]] = {
     "log_mass_phot": ("", "log10 of the photometric stellar mass in solar masses "
@@ -87,7 +65,7 @@ MASS_COLUMNS: dict[str, tuple[str, str]] = {
                  "galcat.stellar_mass"),
     "log_mass_phot_err": ("", "1-sigma error of log_mass_phot in dex: magnitude errors and the "
                      "relation's scatter at fixed colour, in quadrature"),
-    "log_mass_phot_flag": ("", "bit word of galcat.stellar_mass.MASS_FLAGS (0: measured)"),
+    "log_mass_phot_flag": ("", "bit word of galcat.flags.MassFlag (0: measured)"),
 }
 
 

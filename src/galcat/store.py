@@ -10,10 +10,12 @@ Cutout group (Zarr v3, one per shard, ``cutouts/{shard}.zarr``)::
     mask         bool    (n, band, y, x)   True where a pixel must not be used
     psf          float32 (band, py, px)    PSF image, unit sum, same pixel scale
     object_id    int64   (n,)              stable object key, ascending
-    truth_class  uint8   (n, y, x)         optional (synthetic): TRUTH_CLASSES code
+    <extra>      any     (n, ...)          optional per-object arrays, e.g. the synthetic
+                                           survey's ``truth_class`` map (its codes:
+                                           `galcat.surveys.synthetic.TRUTH_CLASSES`)
 
     attrs: bands, pixel_scale_arcsec, zeropoints_mag, flux_unit, survey, shard,
-           galcat_version, layout_version, n_objects
+           galcat_version, layout_version, n_objects, extras (names of the extra arrays)
 
 Segmentation group (``segmaps/{shard}.zarr``)::
 
@@ -23,14 +25,12 @@ Segmentation group (``segmaps/{shard}.zarr``)::
 
 Chunks hold whole objects, so a reader of one galaxy touches one chunk.
 Writes go to a temporary sibling directory that is renamed into place only
-when complete: a killed job never leaves a half-written group behind.
+when complete (`galcat.atomic`): a killed job never leaves a half-written group behind.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +38,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from galcat import __version__
+from galcat.atomic import replacing_directory
+from galcat.provenance import code_version
 
 __all__ = [
     "LAYOUT_VERSION",
-    "TRUTH_CLASSES",
     "CutoutBatch",
     "LayoutError",
-    "atomic_directory",
-    "atomic_file",
     "read_cutouts",
     "read_segmaps",
     "write_cutouts",
@@ -54,8 +52,6 @@ __all__ = [
 ]
 
 LAYOUT_VERSION = 1
-#: Codes of the per-pixel truth map: the component that dominates each pixel.
-TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
 OBJECTS_PER_CHUNK = 16
 
 
@@ -84,7 +80,8 @@ class CutoutBatch:
     flux_unit : str
     survey : str
     extras : dict of str to ndarray
-        Optional per-object arrays whose first axis is n (``truth_class``).
+        Optional per-object arrays whose first axis is n (the synthetic survey's
+        ``truth_class``); written and read back as they are.
     """
 
     object_id: np.ndarray
@@ -148,39 +145,6 @@ class CutoutBatch:
                 raise LayoutError(f"extra array {key!r} has {arr.shape[0]} rows, expected {n}")
 
 
-def atomic_directory(final: os.PathLike | str) -> Path:
-    """A fresh temporary sibling of ``final`` to write into, then pass to `commit`."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Leftovers of a killed earlier attempt at the same output: one writer owns
-    # an output at a time (Snakemake guarantees it), so they are safe to drop.
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
-def _commit_directory(tmp: Path, final: Path) -> None:
-    # rename() is atomic within one file system; an old output (a rerun) is moved
-    # aside first so that readers never see a mixture of old and new chunks.
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-def atomic_file(final: os.PathLike | str) -> Path:
-    """A temporary sibling path for a single file; rename it with ``os.replace``."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
 def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
     chunks = (min(OBJECTS_PER_CHUNK, max(1, data.shape[0])),) + data.shape[1:]
     arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
@@ -205,8 +169,7 @@ def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) ->
     """
     batch.validate()
     final = Path(path)
-    tmp = atomic_directory(final)
-    try:
+    with replacing_directory(final) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _write_array(group, "object_id", batch.object_id)
         for name in ("image", "sigma", "mask"):
@@ -225,14 +188,10 @@ def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) ->
                 "shard": shard,
                 "n_objects": batch.n_objects,
                 "extras": sorted(batch.extras),
-                "galcat_version": __version__,
+                "galcat_version": code_version(),
                 "layout_version": LAYOUT_VERSION,
             }
         )
-        _commit_directory(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -291,8 +250,7 @@ def write_segmaps(
             f"segmap must be (n, y, x) with n = {object_id.shape[0]}; got {segmap.shape}"
         )
     final = Path(path)
-    tmp = atomic_directory(final)
-    try:
+    with replacing_directory(final) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _write_array(group, "object_id", object_id)
         _write_array(group, "segmap", segmap)
@@ -300,14 +258,10 @@ def write_segmaps(
             {
                 "method": method,
                 "shard": shard,
-                "galcat_version": __version__,
+                "galcat_version": code_version(),
                 "layout_version": LAYOUT_VERSION,
             }
         )
-        _commit_directory(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

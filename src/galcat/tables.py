@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galcat.store import atomic_file
+from galcat.atomic import replacing_file
 
 __all__ = [
     "column_descriptions",
@@ -73,13 +73,8 @@ def write_table(
     schema_meta.update(_astropy_header(table, units, descriptions, ucds, metadata or {}))
     table = table.cast(pa.schema(fields, metadata=schema_meta))
     final = Path(path)
-    tmp = atomic_file(final)
-    try:
+    with replacing_file(final) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from galcat.sharding import assign_shards
 from galcat.store import read_cutouts, write_cutouts
 from galcat.surveys import get_survey
 from galcat.surveys._cutting import ZEROPOINT, gaussian_psf, stamp
-from galcat.surveys._http import ArchiveError, EmptyResultError, assign_shards
+from galcat.surveys._http import ArchiveError, EmptyResultError
 
 CONTRACT = ["object_id", "ra", "dec", "z", "shard"]
 

@@ -11,7 +11,7 @@ clients (astroquery for the requests, :mod:`galcat.surveys._http` for retries,
 back-off, the on-disk cache and validation, :mod:`galcat.surveys._cutting` for
 WCS cutting and flux units); ``local`` reads the user's own table and FITS
 images. Archive ids are not dense, so the archive and local modules set
-``shard`` by the rank of the id (:func:`galcat.surveys._http.assign_shards`):
+``shard`` by the rank of the id (:func:`galcat.sharding.assign_shards`):
 the ``shard`` column of the object table is the one to use.
 """
 

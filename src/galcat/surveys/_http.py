@@ -1,5 +1,5 @@
 """Shared plumbing of the archive clients: HTTP with retries and back-off, an
-on-disk request cache, response validation and shard assignment.
+on-disk request cache and response validation (shards: `galcat.sharding.assign_shards`).
 
 Every archive request of galcat goes through one :class:`ArchiveSession` (a
 :class:`requests.Session`). astroquery builds the requests (SkyServer SQL,
@@ -24,19 +24,6 @@ that one layer, the same for every survey, does:
 - **bounded memory for large files**: :meth:`ArchiveSession.download` and
   :class:`RemoteFITS` stream to disk in 1 MiB blocks, checking the announced size
   against ``archive.max_download_mb`` before reading any of the body.
-
-Shards for archive ids
-----------------------
-Archive ids (SDSS ``objID`` ~1.2e18, MaNGA plate-IFU codes, JADES ids) are not
-dense ``1..n``, so ``(object_id - 1) // size`` would scatter them over millions
-of empty shards. :func:`assign_shards` shards by the *row order of the
-ascending-sorted id* instead: shard ``k`` holds the ids of rank
-``k*size .. (k+1)*size - 1``. A nightly run whose new objects all have larger ids
-than the old ones (the common case when an archive grows by appending) only
-adds shards at the end and leaves finished shards untouched. When new ids fall
-*between* old ones, the ranks after them shift; pass the previous object table
-as ``previous`` to keep every known object in its old shard and put only the
-new ones into new shards at the end.
 """
 
 from __future__ import annotations
@@ -61,13 +48,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from galcat import __version__
 from galcat.config import defaults, settings
-from galcat.sharding import shard_name
 
 __all__ = [
     "ArchiveError",
@@ -78,7 +63,6 @@ __all__ = [
     "HTTPStatusError",
     "IncompleteBody",
     "RemoteFITS",
-    "assign_shards",
     "check_fits_bytes",
     "html_page_text",
     "open_fits_bytes",
@@ -990,48 +974,6 @@ class RemoteFITS:
         if scale != 1.0 or zero != 0.0:
             out = out * scale + zero
         return out
-
-
-# --------------------------------------------------------------------------- shards
-
-
-def assign_shards(df: pd.DataFrame, objects_per_shard: int, *,
-                  previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Sort by ``object_id`` and add ``shard`` by rank (see the module docstring).
-
-    Parameters
-    ----------
-    df : DataFrame with a unique int64 ``object_id`` (>= 1).
-    objects_per_shard : int
-    previous : DataFrame with ``object_id`` and ``shard``, optional
-        An earlier object table: its objects keep their shard, new objects fill
-        new shards after the last old one, ascending by id.
-    """
-    if "object_id" not in df:
-        raise ValueError("assign_shards needs an object_id column")
-    ids = df["object_id"].to_numpy()
-    if np.any(ids < 1):
-        raise ValueError("object ids must be >= 1")
-    if len(np.unique(ids)) != len(ids):
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()[:5]
-        raise ValueError(f"object ids must be unique; duplicated: {list(dup)}")
-    size = int(objects_per_shard)
-    if size < 1:
-        raise ValueError("objects_per_shard must be >= 1")
-    out = df.sort_values("object_id", kind="stable").reset_index(drop=True)
-    out["object_id"] = out["object_id"].astype(np.int64)
-    if previous is None or len(previous) == 0:
-        rank = np.arange(len(out))
-        out["shard"] = [shard_name(int(k)) for k in rank // size]
-        return out
-    old = dict(zip(previous["object_id"].astype(np.int64), previous["shard"].astype(str),
-                   strict=True))
-    known = out["object_id"].map(old)
-    first_new = 1 + max(int(s.lstrip("s")) for s in old.values())
-    new_rank = np.cumsum(known.isna().to_numpy()) - 1
-    new_shards = [shard_name(first_new + int(r) // size) for r in new_rank]
-    out["shard"] = np.where(known.isna(), new_shards, known.fillna(""))
-    return out
 
 
 def warn_partial(survey: str, names: list[str]) -> None:

@@ -52,6 +52,7 @@ import pandas as pd
 from astropy.wcs import WCS
 
 from galcat.config import settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -59,7 +60,6 @@ from galcat.surveys._http import (
     ArchiveSession,
     EmptyResultError,
     RemoteFITS,
-    assign_shards,
     request_key,
     session_for,
     warn_partial,

@@ -44,9 +44,11 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcat.config import settings
+from galcat.metrics import nmad
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
-from galcat.surveys._http import EmptyResultError, assign_shards, warn_partial
+from galcat.surveys._http import EmptyResultError, warn_partial
 
 __all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "LocalDataError", "cutouts", "query"]
 
@@ -438,8 +440,8 @@ def _store(i, j, img, noise, m, image, sigma, mask, estimated, what) -> None:
         good = img[np.isfinite(img) & ~m]
         if good.size < 10:
             raise LocalDataError(f"{what}: too few valid pixels to estimate the noise")
-        mad = np.median(np.abs(good - np.median(good)))
-        noise = np.full(img.shape, 1.4826 * mad if mad > 0 else np.nan)
+        scatter = nmad(good)
+        noise = np.full(img.shape, scatter if scatter > 0 else np.nan)
         estimated.append(what)
     image[i, j] = img
     sigma[i, j] = noise

@@ -41,12 +41,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from galcat.config import settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
     ArchiveError,
     EmptyResultError,
-    assign_shards,
     request_key,
     session_for,
     warn_partial,

@@ -56,6 +56,7 @@ from scipy.ndimage import map_coordinates
 
 from galcat import gz2
 from galcat.config import check_section, settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -63,7 +64,6 @@ from galcat.surveys._http import (
     ArchiveSession,
     EmptyResultError,
     HTMLPageError,
-    assign_shards,
     open_fits_bytes,
     session_for,
     warn_partial,
