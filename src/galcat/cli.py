@@ -71,7 +71,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "query": Command("query the survey; write the object table", "galcat.stages:run_query",
-                     (CONFIG, _one("--output"))),
+                     (CONFIG, _one("--output"),
+                      _optional("--shard-map", help="the survey's object -> shard map, kept "
+                                                    "across runs (archive and local surveys)"))),
     "shards": Command("list the shards of an object table and write each shard's rows",
                       "galcat.stages:run_plan_shards",
                       (_one("--objects"), _one("--output"), _one("--shard-dir"))),

@@ -13,16 +13,32 @@ the old ones (the common case when an archive grows by appending) only adds shar
 the end and leaves finished shards untouched. When new ids fall *between* old ones, the
 ranks after them shift; pass the previous object table as ``previous`` to keep every
 known object in its old shard and put only the new ones into new shards at the end.
+`stable_shards` does that with the *shard map* kept beside the results
+(``results/{survey}/shard_map.parquet``: every object ever planned and its shard), so an
+object keeps its shard for life, whatever ids arrive later.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-__all__ = ["assign_shards", "shard_name", "shard_names", "shard_of"]
+__all__ = [
+    "assign_shards",
+    "read_shard_map",
+    "shard_name",
+    "shard_names",
+    "shard_of",
+    "stable_shards",
+    "write_shard_map",
+]
 
 SHARD_DIGITS = 6
 
@@ -84,4 +100,51 @@ def assign_shards(df: pd.DataFrame, objects_per_shard: int, *,
     new_rank = np.cumsum(known.isna().to_numpy()) - 1
     new_shards = [shard_name(first_new + int(r) // size) for r in new_rank]
     out["shard"] = np.where(known.isna(), new_shards, known.fillna(""))
+    return out
+
+
+def read_shard_map(path: os.PathLike | str, objects_per_shard: int) -> pd.DataFrame | None:
+    """The shard map at ``path`` (``object_id``, ``shard``), or None when there is none
+    or it was planned with another ``objects_per_shard`` (then every shard is new anyway:
+    the shard size is a setting of every per-shard job)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(b"galcat", b"{}"))
+    if meta.get("objects_per_shard") != int(objects_per_shard):
+        return None
+    return table.to_pandas()
+
+
+def write_shard_map(path: os.PathLike | str, assigned: pd.DataFrame,
+                    previous: pd.DataFrame | None, objects_per_shard: int) -> Path:
+    """Write the map: ``previous`` entries (objects gone from the survey keep theirs, so
+    their shard names are never reused) plus the shards of ``assigned``; atomically."""
+    from galcat.atomic import replacing_file
+
+    current = assigned[["object_id", "shard"]]
+    table = current if previous is None else pd.concat(
+        [previous[~previous["object_id"].isin(current["object_id"])], current])
+    table = table.sort_values("object_id").reset_index(drop=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    meta = {b"galcat": json.dumps({"objects_per_shard": int(objects_per_shard)}).encode()}
+    path = Path(path)
+    with replacing_file(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+    return path
+
+
+def stable_shards(df: pd.DataFrame, objects_per_shard: int,
+                  shard_map: os.PathLike | str) -> pd.DataFrame:
+    """`assign_shards` that keeps every object the map knows in its old shard.
+
+    New objects (ids the map has never seen, wherever they fall among the old ones)
+    go to new shards after the last one, so a finished shard is never rewritten
+    because of its neighbours. The map is updated (atomically) with the result.
+    """
+    previous = read_shard_map(shard_map, objects_per_shard)
+    out = assign_shards(df.drop(columns="shard", errors="ignore"), objects_per_shard,
+                        previous=previous)
+    write_shard_map(shard_map, out, previous, objects_per_shard)
     return out

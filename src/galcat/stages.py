@@ -81,11 +81,24 @@ def check_object_table(df: pd.DataFrame, *, source: str) -> None:
         )
 
 
-def run_query(config: dict, output: os.PathLike | str) -> Path:
-    """Query the survey and write the object table."""
+def run_query(
+    config: dict, output: os.PathLike | str, shard_map: os.PathLike | str | None = None
+) -> Path:
+    """Query the survey and write the object table.
+
+    ``shard_map`` (archive and local surveys): the map of every object ever planned to
+    its shard, kept beside the results; known objects keep their shard, new ones go to
+    new shards (`galcat.sharding.stable_shards`). The synthetic survey's ids are dense
+    and grow at the end, so its shards are id blocks and it needs no map.
+    """
     survey = get_survey(config["survey"])
     log.info("query_catalog: survey %s", config["survey"])
     df = survey.query(config).sort_values("object_id").reset_index(drop=True)
+    if shard_map is not None and config["survey"] != "synthetic":
+        from galcat.sharding import stable_shards
+
+        per_shard = settings(config, "sharding")["objects_per_shard"]
+        df = stable_shards(df, per_shard, shard_map)
     check_object_table(df, source=f"survey {config['survey']!r}")
     n_shards = df["shard"].nunique()
     log.info("query_catalog: %d objects in %d shards", len(df), n_shards)

@@ -9,6 +9,9 @@ rule query_catalog:
         objects=f"{OUT}/objects.parquet",
     params:
         config=get_query_config,
+        # Every object ever planned and its shard, kept across runs (not an output:
+        # Snakemake would delete it before each query): objects keep their shard for life.
+        shard_map=f"{OUT}/shard_map.parquet",
     log:
         f"{LOGS}/query_catalog.log",
     benchmark:
@@ -16,7 +19,8 @@ rule query_catalog:
     conda:
         ENV
     shell:
-        "galcat query --config-json {params.config:q} --output {output.objects} 2> {log}"
+        "galcat query --config-json {params.config:q} --output {output.objects}"
+        " --shard-map {params.shard_map} 2> {log}"
 
 
 checkpoint plan_shards:
