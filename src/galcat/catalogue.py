@@ -320,7 +320,13 @@ def write_votable(table, path: os.PathLike | str, *, provenance: dict) -> Path:
     from astropy.io.votable.converters import get_converter
     from astropy.io.votable.tree import Info
 
-    votable = from_table(table.copy(copy_data=False))
+    table = table.copy(copy_data=False)
+    for name in table.colnames:
+        # VOTable has no unsigned 64-bit type, and an SDSS specobjid passes 2**63: the
+        # exact digits travel as text (FITS and Parquet keep the uint64)
+        if table[name].dtype == np.uint64:
+            table[name] = table[name].astype(str)
+    votable = from_table(table)
     resource_table = votable.get_first_table()
     for field in resource_table.fields:
         # astropy writes a bool column as datatype "bit", which STIL (TOPCAT) reads
