@@ -119,7 +119,7 @@ def test_killed_night_keeps_previous_latest(nights):
     assert manifest["n_objects"] == 20 and manifest["changes"]["previous_release"] == "2026-11-21"
 
 
-def test_night_refuses_while_a_manual_run_is_going(nights):
+def test_night_refuses_while_a_manual_run_is_going(nights, reliability):
     """Nothing runs twice at once: the night sees the manual run, runs no job, and says so."""
     work, _, _, _, grown = nights
     manual_cfg = work / "manual.yaml"
@@ -145,9 +145,11 @@ def test_night_refuses_while_a_manual_run_is_going(nights):
     assert manual.returncode == 0, out[-3000:]
     assert {rule for rule, _ in jobs_in(out)} >= {"measure", "catalogue"}
     assert not (work / OUT / "releases" / "2026-11-23").exists()
+    reliability("manual_and_nightly", "the night saw the manual run, ran no job and "
+                "refused (exit 75) with a message; the manual run finished")
 
 
-def test_second_night_refuses_while_the_first_holds_the_lock(nights):
+def test_second_night_refuses_while_the_first_holds_the_lock(nights, reliability):
     work, _, _, _, grown = nights
     import fcntl
 
@@ -158,3 +160,5 @@ def test_second_night_refuses_while_the_first_holds_the_lock(nights):
     assert night.returncode == 75
     assert "another night holds" in night.stderr
     assert jobs_in(night.stdout + night.stderr) == set()
+    reliability("nightly_and_nightly", "the second night found the lock held, ran no job "
+                "and refused (exit 75) with a message")

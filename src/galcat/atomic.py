@@ -12,6 +12,8 @@ that decide after writing whether to keep the result (e.g. only when it changed)
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import uuid
@@ -28,42 +30,78 @@ __all__ = [
 ]
 
 
+def _clear_leftovers(final: Path) -> None:
+    """Remove what a killed earlier attempt at ``final`` left (a part-written temporary,
+    an old output moved aside): one writer owns an output at a time (Snakemake
+    guarantees it), so they are nobody's."""
+    for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
+        for stale in final.parent.glob(pattern):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 def atomic_file(final: os.PathLike | str) -> Path:
-    """A temporary sibling path for a single file (parent created); rename it with
-    ``os.replace`` when written."""
+    """A temporary sibling path for a single file (parent created, a killed attempt's
+    leftovers removed); rename it with ``os.replace`` when written."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(final)
     return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
 def atomic_directory(final: os.PathLike | str) -> Path:
     """A fresh temporary sibling path of ``final`` to write a directory into, then pass
-    to `commit_directory`. Leftovers of a killed earlier attempt at the same output are
-    removed: one writer owns an output at a time (Snakemake guarantees it)."""
+    to `commit_directory` (parent created, a killed attempt's leftovers removed)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+    _clear_leftovers(final)
     return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False
+    where the system cannot."""
+    global _RENAMEAT2
+    if _RENAMEAT2 is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _RENAMEAT2 = libc.renameat2
+            _RENAMEAT2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                   ctypes.c_char_p, ctypes.c_uint]
+        except (OSError, AttributeError):
+            _RENAMEAT2 = False
+    if not _RENAMEAT2:
+        return False
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    done = _RENAMEAT2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
+    if not done and ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(b))
+    return done
+
+
+_RENAMEAT2 = None
 
 
 def commit_directory(tmp: os.PathLike | str, final: os.PathLike | str) -> None:
     """Rename the written directory ``tmp`` to ``final``, replacing an old one.
 
-    An old output (a rerun) is moved aside first and deleted after, so readers never
-    see a mixture of old and new files.
+    An old output (a rerun) is swapped with the new one in one atomic step where the
+    system can (Linux), so ``final`` is never missing and never mixed; elsewhere it is
+    moved aside first, which leaves a moment without ``final`` (never a mixture).
     """
     tmp, final = Path(tmp), Path(final)
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
+    if not final.exists():
         os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+        return
+    if _exchange(tmp, final):  # tmp now holds the old output
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(final, trash)
+    os.replace(tmp, final)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 @contextmanager

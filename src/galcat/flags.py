@@ -106,6 +106,10 @@ class MeasureFlag(BitFlag):
                "measure.half_mass); its columns are NaN and its *_FAILED bit is not set")
     R50_PSF_FAILED = (1 << 12, "the PSF-corrected r50 could not be measured (no usable "
                       "Sersic fit, or no half-light crossing); r50_psf_corrected is NaN")
+    PARTLY_MASKED = (1 << 13, "masked or invalid detection-band pixels lie on the galaxy "
+                     "(its segment with holes filled, grown by 2 pixels) though most of it is "
+                     "valid: statmorph's values (r50, Gini, M20, CAS) use the rest and may be "
+                     "biased; the model radii fill them with the fitted model")
 
 
 class HalfMassFlag(BitFlag):

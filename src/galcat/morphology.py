@@ -468,6 +468,11 @@ def measure_object(
     if not np.sum(image[valid & central]) > 0:
         return finish(MeasureFlag.NO_FLUX | everything_failed,
                       "the central segment has no positive flux")
+    # bad pixels never join a segment, so a masked block on the galaxy is a hole in (or
+    # a bite out of) its segment: look in the filled, slightly grown footprint
+    footprint = ndimage.binary_dilation(ndimage.binary_fill_holes(central), iterations=2)
+    if np.any(footprint & ~valid):
+        flag |= MeasureFlag.PARTLY_MASKED
     if _touches_border(central):
         flag |= MeasureFlag.EDGE
         xc, yc = _centroid(image, central & valid)
@@ -710,9 +715,13 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
             lum = halfmass.LUMINOSITY_BAND[relation]
             valid = ~mask
             zps = {band: float(batch.zeropoints[batch.band_index(band)]) for band in used}
-            radius, hm_flag, _ = bulgedisc.mass_radius(
-                bd_fit, images[lum], valid, relation=relation, zeropoints=zps,
-                colour_prior=_colour_prior(opts))
+            try:
+                radius, hm_flag, _ = bulgedisc.mass_radius(
+                    bd_fit, images[lum], valid, relation=relation, zeropoints=zps,
+                    colour_prior=_colour_prior(opts))
+            except bulgedisc.BulgeDiscError as exc:  # e.g. no flux in a colour band
+                _warn(object_id, f"bulge + disc half-mass radius: {exc}; ring colours used")
+                radius = math.nan
             if np.isfinite(radius):
                 return radius * batch.pixel_scale, hm_flag
         no_fit = HalfMassFlag.NO_BULGE_DISC
