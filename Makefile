@@ -3,12 +3,13 @@
 #   make test  - install into .venv and run the whole test suite (what CI runs)
 #   make test-fast - the pure-Python tests only (no SLURM, no whole-DAG runs): for contributors
 #   make test-min  - the fast tests against the lowest versions pyproject.toml allows
+#   make reliability - run the fault suite and rewrite docs/reliability.md from it
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-min lint bench clean
+.PHONY: install run test test-fast test-min reliability lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not slow" -q
+
+reliability: $(STAMP)
+	GALCAT_RELIABILITY_DOC=docs/reliability.md PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(BIN)/pytest -q tests/faults tests/test_nightly.py
 
 # The lower bounds in pyproject.toml are tested, not guessed: uv resolves every direct
 # dependency to the lowest version allowed (the networks' pinned stack is left out).
