@@ -257,20 +257,20 @@ def run_statmorph(
 ):
     """statmorph's measurement of label 1 of ``segmap``.
 
-    Exactly ``statmorph.SourceMorphology(image, segmap, 1, mask=mask,
-    weightmap=sigma, psf=psf)`` (the call that `statmorph.source_morphology`
-    makes for each label), so that a test can compare with statmorph called
-    directly. Images keep their float dtype (float32 from the cutout store, as
-    in statmorph's own reference test). ``image`` must be background-subtracted;
-    neighbours (labels > 1) are masked by statmorph.
+    ``statmorph.SourceMorphology(image, segmap, 1, mask=mask, weightmap=sigma,
+    psf=psf)`` (the call that `statmorph.source_morphology` makes for each label)
+    through `galcat.fastmorph.SourceMorphology`, which gives statmorph's values at
+    less than half its cost (tests compare the two). Images keep their float dtype
+    (float32 from the cutout store, as in statmorph's own reference test). ``image``
+    must be background-subtracted; neighbours (labels > 1) are masked by statmorph.
     """
-    import statmorph
+    from galcat import fastmorph
 
     def floats(arr):
         arr = np.asarray(arr)
         return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
-    return statmorph.SourceMorphology(
+    return fastmorph.SourceMorphology(
         floats(image),
         np.asarray(segmap, dtype=np.int64),
         1,
