@@ -34,17 +34,25 @@ Cost: ~45% of statmorph's CPU time on a 64 × 64 synthetic galaxy with a PSF (se
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import numpy as np
+import scipy.fft
 import scipy.optimize as opt
+import scipy.signal
 import statmorph
+from astropy.modeling import fitting, models
 from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
+from photutils.aperture import EllipticalAnnulus
 from photutils.geometry import circular_overlap_grid, elliptical_overlap_grid
+from scipy import ndimage
+from statmorph.statmorph import _aperture_mean, _postfitting_fix, _quantile
 
 __all__ = [
     "ApertureWeights",
+    "ConvolvedSersic2D",
     "SourceMorphology",
     "rotate_180",
     "rotate_180_mask",
@@ -139,24 +147,26 @@ class ApertureWeights:
         return cls(shape, bbox, grid)
 
     # ------------------------------------------------------------------ what photutils gives
-    def sum(self, data: np.ndarray) -> np.float64:
+    def sum(self, data: np.ndarray, *, cut: bool = False) -> np.float64:
         """``aperture.do_photometry(data, method='exact')[0][0]`` (NaN without overlap).
 
-        A NumPy scalar, as photutils returns: with a Python float, NumPy 2 would compute
-        ``sum - area * sky`` in the float32 of statmorph's sky statistics."""
+        ``cut``: ``data`` is already ``image[large]``. A NumPy scalar, as photutils
+        returns: with a Python float, NumPy 2 would compute ``sum - area * sky`` in
+        the float32 of statmorph's sky statistics."""
         if self.large is None:
             return np.float64(np.nan)
         with np.errstate(invalid="ignore"):
-            return (data[self.large] * self.weights)[self.weights > 0].sum()
+            return ((data if cut else data[self.large]) * self.weights)[self.weights > 0].sum()
 
-    def area(self, mask: np.ndarray | None = None) -> np.float64:
-        """``aperture.area_overlap(data, mask=mask)`` (NaN without overlap)."""
+    def area(self, mask: np.ndarray | None = None, *, cut: bool = False) -> np.float64:
+        """``aperture.area_overlap(data, mask=mask)`` (NaN without overlap); ``cut``:
+        ``mask`` is already ``mask[large]``."""
         if self.large is None:
             return np.float64(np.nan)
         if mask is None:
             return np.sum(self.weights)
         w = self.weights.copy()
-        w[mask[self.large]] = 0.0
+        w[mask if cut else mask[self.large]] = 0.0
         return np.sum(w)
 
     def mean(self, data: np.ndarray, mask: np.ndarray) -> float:
@@ -165,9 +175,19 @@ class ApertureWeights:
         return self.sum(data) / area if area else 0.0
 
 
-def rotate_180(padded: np.ndarray, shape: tuple[int, int], centre, pad: int) -> np.ndarray:
+def _window(shape, window):
+    """``(first row, rows, first column, columns)`` of a window of the image (all of it
+    when None)."""
+    if window is None:
+        return 0, shape[0], 0, shape[1]
+    rows, cols = window
+    return rows.start, rows.stop - rows.start, cols.start, cols.stop - cols.start
+
+
+def rotate_180(padded: np.ndarray, shape: tuple[int, int], centre, pad: int,
+               window: tuple[slice, slice] | None = None) -> np.ndarray:
     """``skimage.transform.rotate(image, 180, center=centre)`` of a float image (bilinear,
-    zeros outside).
+    zeros outside), or its ``window`` (slices with explicit bounds inside the image).
 
     ``padded`` is the image with ``pad`` zeros on every side (``pad`` > the image's
     larger side); ``centre`` is (x, y) inside the image. The output pixel ``(y, x)``
@@ -175,11 +195,11 @@ def rotate_180(padded: np.ndarray, shape: tuple[int, int], centre, pad: int) -> 
     flipped image shifted by the same fraction everywhere, weighted in the order of
     skimage's ``bilinear_interpolation``.
     """
-    ny, nx = shape
+    y0, ny, x0, nx = _window(shape, window)
     sx, sy = 2.0 * float(centre[0]), 2.0 * float(centre[1])
     kx, ky = math.floor(sx), math.floor(sy)
     dc, dr = sx - kx, sy - ky
-    r0, c0 = ky + pad, kx + pad
+    r0, c0 = ky + pad - y0, kx + pad - x0
     rows0, rows1 = slice(r0, r0 - ny, -1), slice(r0 + 1, r0 + 1 - ny, -1)
     cols0, cols1 = slice(c0, c0 - nx, -1), slice(c0 + 1, c0 + 1 - nx, -1)
     top = (1 - dc) * padded[rows0, cols0] + dc * padded[rows0, cols1]
@@ -187,14 +207,16 @@ def rotate_180(padded: np.ndarray, shape: tuple[int, int], centre, pad: int) -> 
     return (1 - dr) * top + dr * bottom
 
 
-def rotate_180_mask(padded: np.ndarray, shape: tuple[int, int], centre, pad: int) -> np.ndarray:
-    """``skimage.transform.rotate(mask, 180, center=centre)`` of a bool mask: skimage
-    rotates bool images with order 0 (``scipy.ndimage.map_coordinates``: the pixel
-    ``floor(coordinate + 0.5)``, False outside), so this is a flip and a whole-pixel
-    shift of the padded mask (see `rotate_180`)."""
-    ny, nx = shape
-    kx = math.floor(2.0 * float(centre[0]) + 0.5) + pad
-    ky = math.floor(2.0 * float(centre[1]) + 0.5) + pad
+def rotate_180_mask(padded: np.ndarray, shape: tuple[int, int], centre, pad: int,
+                    window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """``skimage.transform.rotate(mask, 180, center=centre)`` of a bool mask (or its
+    ``window``): skimage rotates bool images with order 0
+    (``scipy.ndimage.map_coordinates``: the pixel ``floor(coordinate + 0.5)``, False
+    outside), so this is a flip and a whole-pixel shift of the padded mask (see
+    `rotate_180`)."""
+    y0, ny, x0, nx = _window(shape, window)
+    kx = math.floor(2.0 * float(centre[0]) + 0.5) + pad - x0
+    ky = math.floor(2.0 * float(centre[1]) + 0.5) + pad - y0
     return padded[ky:ky - ny:-1, kx:kx - nx:-1]
 
 
@@ -257,6 +279,40 @@ def _bracket_and_solve(func, r_total):
     raise AssertionError("Root not found within range.")
 
 
+class ConvolvedSersic2D(statmorph.ConvolvedSersic2D):
+    """statmorph's PSF-convolved Sérsic model with the PSF's transform computed once.
+
+    ``scipy.signal.fftconvolve(z, psf, mode='same')`` transforms the PSF at every call
+    (about 100 calls a fit); here its ``rfftn`` is kept per image shape and the rest
+    is fftconvolve's own sequence (``rfftn`` of the model at the same FFT shape,
+    product, ``irfftn``, the centred slice), so the values are fftconvolve's.
+    """
+
+    _transforms = None
+
+    def set_psf(self, psf):
+        super().set_psf(psf)
+        self._transforms = {}
+
+    def evaluate(self, x, y, amplitude, r_eff, n, x_0, y_0, ellip, theta):
+        z = models.Sersic2D.evaluate(x, y, amplitude, r_eff, n, x_0, y_0, ellip, theta)
+        if self.psf is None:
+            raise AssertionError("Must specify PSF using set_psf method.")
+        if z.ndim != 2 or self.psf.ndim != 2 or 1 in z.shape or 1 in self.psf.shape:
+            return scipy.signal.fftconvolve(z, self.psf, mode="same")
+        full = tuple(a + b - 1 for a, b in zip(z.shape, self.psf.shape, strict=True))
+        if self._transforms is None:
+            self._transforms = {}
+        if z.shape not in self._transforms:
+            fshape = [scipy.fft.next_fast_len(size, True) for size in full]
+            self._transforms[z.shape] = (fshape, scipy.fft.rfftn(self.psf, fshape, axes=[0, 1]))
+        fshape, transform = self._transforms[z.shape]
+        out = scipy.fft.irfftn(scipy.fft.rfftn(z, fshape, axes=[0, 1]) * transform, fshape,
+                               axes=[0, 1])[:full[0], :full[1]]
+        (sy, sx), (ny, nx) = ((f - s) // 2 for f, s in zip(full, z.shape, strict=True)), z.shape
+        return out[sy:sy + ny, sx:sx + nx]
+
+
 class SourceMorphology(statmorph.SourceMorphology):
     """`statmorph.SourceMorphology` with the faster asymmetry and apertures (module
     docstring); the same arguments, attributes and results."""
@@ -272,31 +328,36 @@ class SourceMorphology(statmorph.SourceMorphology):
     def _asymmetry_function(self, center, image, kind):
         if kind not in ("cas", "rms") or image is not self._cutout_stamp_maskzeroed:
             return super()._asymmetry_function(center, image, kind)
-        image = np.float64(image)
         ny, nx = image.shape
         xc, yc = center
         if xc < 0 or xc >= nx or yc < 0 or yc >= ny:
             _warn("[asym_center] Minimizer tried to exit bounds.")
             self.flag = max(self.flag, 1)
             return 100.0
-        pad, padded, padded_mask = self._padded_stamp
-        image_180 = rotate_180(padded, image.shape, center, pad)
-        mask_symmetric = self._mask_stamp | rotate_180_mask(padded_mask, image.shape, center,
-                                                            pad)
-        image = np.where(~mask_symmetric, image, 0.0)
-        image_180 = np.where(~mask_symmetric, image_180, 0.0)
         ap = ApertureWeights.circle(image.shape, center,
                                     self._petro_extent_cas * self._rpetro_circ_centroid)
-        ap_area = ap.area(mask_symmetric)
-        ap_abs_sum = ap.sum(np.abs(image))
-        ap_abs_diff = ap.sum(np.abs(image_180 - image))
+        if ap.large is None:  # the aperture misses the stamp: statmorph's NaN
+            return super()._asymmetry_function(center, image, kind)
+        # only the aperture's pixels count: rotate and mask just its bounding box
+        window = ap.large
+        pad, padded, padded_mask = self._padded_stamp
+        image_180 = rotate_180(padded, image.shape, center, pad, window)
+        mask_symmetric = self._mask_stamp[window] | rotate_180_mask(
+            padded_mask, image.shape, center, pad, window)
+        rows, cols = window
+        image = np.where(~mask_symmetric, padded[pad + rows.start:pad + rows.stop,
+                                                 pad + cols.start:pad + cols.stop], 0.0)
+        image_180 = np.where(~mask_symmetric, image_180, 0.0)
+        ap_area = ap.area(mask_symmetric, cut=True)
+        ap_abs_sum = ap.sum(np.abs(image), cut=True)
+        ap_abs_diff = ap.sum(np.abs(image_180 - image), cut=True)
         if ap_abs_sum == 0.0:
             _warn("[asymmetry_function] Zero flux sum.")
             self.flag = max(self.flag, 1)
             return 100.0
         if kind == "rms":
-            ap_sqr_sum = ap.sum(image**2)
-            ap_sqr_diff = ap.sum((image_180 - image) ** 2)
+            ap_sqr_sum = ap.sum(image**2, cut=True)
+            ap_sqr_diff = ap.sum((image_180 - image) ** 2, cut=True)
             if self.sky_sigma == -99.0:
                 return ap_sqr_diff / ap_sqr_sum
             return ((ap_sqr_diff - 2 * ap_area * self.sky_sigma**2)
@@ -361,3 +422,89 @@ class SourceMorphology(statmorph.SourceMorphology):
             self.orientation_asymmetry, self.rmax_ellip, 0.5)
         self.flag = max(self.flag, flag)
         return r
+
+    # ------------------------------------------------------------------ multimode
+    @lazyproperty
+    def _clump_areas(self) -> dict:
+        """Sorted clump areas by threshold: the M statistic's search (a grid of quantiles,
+        then basin-hopping with Nelder–Mead) asks ~200 times for quantiles that map to
+        far fewer distinct thresholds (a quantile is a pixel value)."""
+        return {}
+
+    def _multimode_function(self, q):
+        threshold = _quantile(self._sorted_pixelvals_mid, q)
+        areas = self._clump_areas.get(threshold)
+        if areas is None:
+            labels, _ = ndimage.label(self._cutout_mid >= threshold,
+                                      structure=ndimage.generate_binary_structure(2, 2))
+            # every label 1..N has pixels: its count is its area (np.unique's counts)
+            areas = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+            self._clump_areas[threshold] = areas
+        return areas
+
+    # ------------------------------------------------------------------ Sérsic fit
+    @lazyproperty
+    def _sersic_model(self):
+        """statmorph's Sérsic fit (its start, bounds, fitter, flags and warnings) with
+        `ConvolvedSersic2D`; statmorph's own code where the caller set Sérsic options
+        or gave no PSF."""
+        if (self._psf is None or self._sersic_fitting_args is not None
+                or self._sersic_model_args is not None or self._sersic_maxiter is not None):
+            return statmorph.SourceMorphology.__dict__["_sersic_model"].fget(self)
+        image, mask = self._cutout_stamp_maskzeroed, self._mask_stamp
+        ny, nx = image.shape
+        start = time.time()
+        self._sersic_fitting_args = {"maxiter": 500, "acc": 1e-5}
+        # statmorph's start: n from the concentration, the rest from the asymmetry
+        # centre's moments and the elliptical half-light radius
+        args = self._sersic_model_args = {
+            "bounds": {"n": (0.01, None)},
+            "r_eff": self.rhalf_ellip,
+            "n": min(max(10.0**(-1.5) * self.concentration**3.5, 1.0), 3.5),
+            "x_0": self.xc_asymmetry - self.xmin_stamp,
+            "y_0": self.yc_asymmetry - self.ymin_stamp,
+            "ellip": self.ellipticity_asymmetry,
+            "theta": self.orientation_asymmetry,
+        }
+        a_in = args["r_eff"] - 0.5 * self._annulus_width
+        a_out = args["r_eff"] + 0.5 * self._annulus_width
+        if a_in < 0:
+            _warn("[sersic] guess_r_eff < annulus_width.")
+            self.flag_sersic = 2
+            a_in = args["r_eff"]
+        annulus = EllipticalAnnulus(np.array([args["x_0"], args["y_0"]]), a_in, a_out,
+                                    (1 - args["ellip"]) * a_out, theta=args["theta"])
+        mean_flux = _aperture_mean(annulus, image, mask, method="exact")
+        if mean_flux <= 0.0:
+            _warn("[sersic] Nonpositive flux at r_e.")
+            self.flag_sersic = 2
+            mean_flux = np.abs(mean_flux)
+        args["amplitude"] = mean_flux
+        model = ConvolvedSersic2D(**args)
+        model.set_psf(self._psf)
+        self._sersic_chi2 = -99.0
+        y, x = np.mgrid[0:ny, 0:nx].astype(image.dtype)
+        weightmap = self._weightmap_stamp
+        fit_weights = np.zeros_like(image)
+        used = (image != 0) & (weightmap != 0)  # the sky noise is in the weight map
+        fit_weights[used] = 1.0 / weightmap[used]
+        self._sersic_num_validpixels = np.sum(used)
+        self._sersic_num_freeparam = model.parameters.size
+        self._sersic_num_dof = self._sersic_num_validpixels - self._sersic_num_freeparam
+        if self._sersic_num_dof <= 0:
+            _warn("[sersic] Not enough data for fit.")
+            self.flag_sersic = 2
+            return model
+        fitter = fitting.LevMarLSQFitter()
+        fitted = fitter(model, x, y, z=image, weights=fit_weights, **self._sersic_fitting_args)
+        if fitter.fit_info["ierr"] not in [1, 2, 3, 4]:
+            _warn("[sersic] fit_info['message']: " + fitter.fit_info["message"])
+            self.flag_sersic = 2
+        for param, bounds in args["bounds"].items():
+            if getattr(fitted, param).value in bounds:  # stuck at a bound: suspect
+                self.flag_sersic = max(self.flag_sersic, 1)
+        fitted.r_eff.value, fitted.ellip.value, fitted.theta.value = _postfitting_fix(
+            fitted.r_eff.value, fitted.ellip.value, fitted.theta.value)
+        self._sersic_chi2 = np.sum((fit_weights * (image - fitted(x, y))) ** 2)
+        self.sersic_runtime = time.time() - start
+        return fitted
