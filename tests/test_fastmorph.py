@@ -139,3 +139,44 @@ def test_fast_statmorph_on_synthetic_galaxies_with_a_psf(tiny_config):
         _assert_same(slow, fast, rtol=1e-9)
         compared += 1
     assert compared >= 4
+
+
+class _Skybox:
+    """Just what statmorph's ``_slice_skybox`` reads, on both classes."""
+
+    def __init__(self, segmap, mask, size):
+        self._segmap = type("Segmap", (), {"data": segmap})()
+        self._mask = mask
+        self._skybox_size = size
+        self._verbose = False
+        self.flag = 0
+        self.__dict__["_slice_stamp"] = (slice(0, segmap.shape[0]), slice(0, segmap.shape[1]))
+
+
+class _SlowSkybox(_Skybox, statmorph.SourceMorphology):
+    pass
+
+
+class _FastSkybox(_Skybox, fastmorph.SourceMorphology):
+    pass
+
+
+def test_sky_box_is_statmorph_sky_box():
+    rng = np.random.default_rng(21)
+    found = missing = 0
+    for _ in range(150):
+        ny, nx = (int(v) for v in rng.integers(6, 70, 2))
+        segmap = (rng.random((ny, nx)) < rng.uniform(0, 0.05)).astype(np.int64)
+        segmap[ny // 2 - 2:ny // 2 + 2, nx // 2 - 2:nx // 2 + 2] = 1
+        mask = rng.random((ny, nx)) < rng.uniform(0, 0.03)
+        if rng.random() < 0.2:  # no room for a box at all
+            mask[::2, ::2] = True
+        size = int(rng.integers(2, 40))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slow, fast = _SlowSkybox(segmap, mask, size), _FastSkybox(segmap, mask, size)
+            assert fast._slice_skybox == slow._slice_skybox
+        assert fast.flag == slow.flag
+        found += slow._slice_skybox[0].stop > 0
+        missing += slow._slice_skybox[0].stop == 0
+    assert found > 20 and missing > 5  # boxes found (at several sizes) and not found

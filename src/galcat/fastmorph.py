@@ -313,9 +313,70 @@ class ConvolvedSersic2D(statmorph.ConvolvedSersic2D):
         return out[sy:sy + ny, sx:sx + nx]
 
 
+class _LevMarLSQFitter(fitting.LevMarLSQFitter):
+    """astropy's Levenberg–Marquardt fitter with the parameter bookkeeping of its
+    objective done once: bounds and which parameters carry them are read at the first
+    call (astropy re-derives them at each of ~100 calls); the residuals are astropy's,
+    ``ravel(weights × (model − data))`` with bounded parameters clipped by ``fmax`` /
+    ``fmin``. For models without fixed or tied parameters (else astropy's own)."""
+
+    _clips = None
+
+    def objective_function(self, fps, *args, fit_param_indices=None):
+        model = args[0]
+        if model.has_fixed or model.has_tied:
+            return super().objective_function(*(fps, *args),
+                                              fit_param_indices=fit_param_indices)
+        if self._clips is None:
+            self._clips = [(k, model.bounds[name]) for k, name in enumerate(model.param_names)
+                           if model.bounds[name] != (None, None)]
+        params = np.array(fps, dtype=float)
+        for k, (low, high) in self._clips:
+            if low is not None:
+                params[k] = np.fmax(params[k], low)
+            if high is not None:
+                params[k] = np.fmin(params[k], high)
+        weights, inputs, meas = args[1], args[2:-1], args[-1]
+        value = model.evaluate(*inputs, *params) - meas
+        return np.ravel(value if weights is None else weights * value)
+
+
 class SourceMorphology(statmorph.SourceMorphology):
     """`statmorph.SourceMorphology` with the faster asymmetry and apertures (module
     docstring); the same arguments, attributes and results."""
+
+    # ------------------------------------------------------------------ sky box
+    @lazyproperty
+    def _slice_skybox(self):
+        """statmorph's sky box: the first square (row-major) of ``skybox_size`` pixels,
+        halved until one is found, without source or masked pixels. statmorph tests
+        every position with two ``np.all`` calls; here one summed-area table of the
+        bad pixels gives every square's count at once."""
+        segmap = self._segmap.data[self._slice_stamp]
+        bad = segmap != 0
+        if self._mask is not None:
+            bad = bad | self._mask[self._slice_stamp]
+        ny, nx = bad.shape
+        table = np.zeros((ny + 1, nx + 1), dtype=np.int64)
+        table[1:, 1:] = bad.cumsum(axis=0).cumsum(axis=1)
+        assert self._skybox_size >= 2
+        size = self._skybox_size
+        while True:
+            # statmorph tries the corners range(0, n - size): the last one is left out
+            if ny - size > 0 and nx - size > 0:
+                counts = (table[size:ny, size:nx] - table[:ny - size, size:nx]
+                          - table[size:ny, :nx - size] + table[:ny - size, :nx - size])
+                free = np.argwhere(counts == 0)
+                if free.size:
+                    i, j = (int(v) for v in free[0])
+                    return slice(i, i + size), slice(j, j + size)
+            if size <= 2:
+                _warn("[skybox] Skybox not found.")
+                self.flag = 2
+                return slice(0, 0), slice(0, 0)
+            size //= 2
+            if self._verbose:
+                _warn(f"[skybox] Reducing skybox size to {size}.")
 
     # ------------------------------------------------------------------ asymmetry
     @lazyproperty
@@ -495,7 +556,7 @@ class SourceMorphology(statmorph.SourceMorphology):
             _warn("[sersic] Not enough data for fit.")
             self.flag_sersic = 2
             return model
-        fitter = fitting.LevMarLSQFitter()
+        fitter = _LevMarLSQFitter()
         fitted = fitter(model, x, y, z=image, weights=fit_weights, **self._sersic_fitting_args)
         if fitter.fit_info["ierr"] not in [1, 2, 3, 4]:
             _warn("[sersic] fit_info['message']: " + fitter.fit_info["message"])

@@ -110,13 +110,41 @@ def enclosed_fraction(a, r_eff: float, n, *, trunc: float = math.inf):
     n = np.asarray(n, dtype=np.float64) if np.ndim(n) else n
     if math.isfinite(trunc):
         cut = trunc * r_eff
+        if np.ndim(a) and not np.ndim(n):  # beyond the cut the fraction is 1: skip it
+            a = np.asarray(a, dtype=np.float64)
+            out = np.ones_like(a)
+            inner = a < cut
+            out[inner] = enclosed_fraction(a[inner], r_eff, n) / enclosed_fraction(cut, r_eff, n)
+            return out
         return enclosed_fraction(np.minimum(a, cut), r_eff, n) / enclosed_fraction(cut, r_eff, n)
     return _fraction(np.asarray(a, dtype=float) / r_eff, n, b_n(n))
 
 
 def _fraction(ratio, n, bn):
-    """``P(2n, b_n ratio^(1/n))``: the light inside ``ratio`` r_eff."""
-    return sp.gammainc(2.0 * n, bn * ratio ** (1.0 / n))
+    """``P(2n, b_n ratio^(1/n))``: the light inside ``ratio`` r_eff.
+
+    Far out the fraction is 1.0 to double precision; for a scalar ``n`` those points
+    (``x`` beyond `_saturation`) are set to 1.0 without an incomplete gamma function
+    each, which is most of the cost of a curve of growth out to 200 r_eff.
+    """
+    x = bn * np.asarray(ratio, dtype=np.float64) ** (1.0 / n)
+    if np.ndim(n) or x.size < 64:
+        return sp.gammainc(2.0 * n, x)
+    x_sat = _saturation(2.0 * float(n))
+    out = np.ones_like(x)
+    inside = x < x_sat
+    out[inside] = sp.gammainc(2.0 * n, x[inside])
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _saturation(a: float) -> float:
+    """An ``x`` from which ``gammainc(a, x)`` returns exactly 1.0 (its complement is below
+    half an ulp of 1), checked; infinity when none is found."""
+    x = float(sp.gammainccinv(a, 1e-18))
+    if not (np.isfinite(x) and sp.gammainc(a, x) == 1.0 and sp.gammainc(a, 2 * x) == 1.0):
+        return math.inf
+    return x
 
 
 def _unit_flux(r_eff: float, n: float, q: float, bn: float) -> float:
@@ -280,7 +308,7 @@ class SersicImage:
         return out
 
     def sample_flux_gradient(self, flux: float, r_eff: float, n: float, q: float, *,
-                             trunc: float = math.inf, dn: float = 1e-5):
+                             trunc: float = math.inf, dn: float | None = 1e-5):
         """`sample_flux` and its derivatives with respect to ``ln r_eff``, ``n`` and ``q``.
 
         Analytic for the profile, ``I = A exp(-b_n (z^(1/n) − 1))`` with ``z`` the
@@ -289,24 +317,43 @@ class SersicImage:
         radius, ``y'`` the minor-axis offset), ``∂ ln I/∂n = ∂ ln A/∂n − b_n'(z^(1/n) − 1)
         + (b_n/n²) z^(1/n) ln z``, where the scalars ``b_n'`` and ``∂ ln A/∂n`` (the
         normalisation to ``flux`` inside ``trunc``) are central differences of step
-        ``dn``. The edge of a truncated profile moves with ``r_eff`` but contributes no
-        derivative (a set of pixels of measure zero).
+        ``dn`` (None: ``n`` is held, no ``d_n``). The edge of a truncated profile moves
+        with ``r_eff`` but contributes no derivative (a set of pixels of measure zero).
 
         Returns
         -------
         samples, d_ln_r, d_n, d_q : tuples ``(image, core)``
             As `sample`; each derivative is itself a sample set, so it goes through
-            `convolved` and `convolved_many` (both linear in the samples).
+            `convolved` and `convolved_many` (both linear in the samples). ``d_n`` is
+            None when ``dn`` is.
 
         Cost: about two `sample_flux` calls.
         """
         bn = b_n(n)
         amp = _amplitude(flux, r_eff, n, q, trunc, bn)
+        dbn = dln_amp = None
+        if dn is not None:
+            lo, hi = max(n - dn, 1e-3), n + dn
+            bn_lo, bn_hi = b_n(lo), b_n(hi)
+            dbn = (bn_hi - bn_lo) / (hi - lo)
+            dln_amp = (math.log(_amplitude(flux, r_eff, hi, q, trunc, bn_hi))
+                       - math.log(_amplitude(flux, r_eff, lo, q, trunc, bn_lo))) / (hi - lo)
+        return self._gradient(amp, r_eff, n, q, trunc, bn, dbn, (-2.0, dln_amp, -1.0 / q))
+
+    def sample_gradient(self, amplitude: float, r_eff: float, n: float, q: float, *,
+                        trunc: float = math.inf, dn: float = 1e-5):
+        """`sample` and its derivatives with respect to ``ln r_eff``, ``n`` and ``q`` at
+        fixed ``amplitude`` (``I(r_eff)``): `sample_flux_gradient` without the terms of
+        the flux normalisation (``∂ ln I/∂ ln r_eff = (b_n/n) z^(1/n)``, ...)."""
         lo, hi = max(n - dn, 1e-3), n + dn
-        bn_lo, bn_hi = b_n(lo), b_n(hi)
-        dbn = (bn_hi - bn_lo) / (hi - lo)
-        dln_amp = (math.log(_amplitude(flux, r_eff, hi, q, trunc, bn_hi))
-                   - math.log(_amplitude(flux, r_eff, lo, q, trunc, bn_lo))) / (hi - lo)
+        dbn = (b_n(hi) - b_n(lo)) / (hi - lo)
+        return self._gradient(amplitude, r_eff, n, q, trunc, b_n(n), dbn, (0.0, 0.0, 0.0))
+
+    def _gradient(self, amp, r_eff, n, q, trunc, bn, dbn, dln_amp):
+        """Samples and their derivatives (`sample_flux_gradient`); ``dln_amp`` holds the
+        derivatives of ln(amplitude) with respect to ln r_eff, n and q (``dbn`` None:
+        no ``d_n``)."""
+        dln_amp_r, dln_amp_n, dln_amp_q = dln_amp
 
         def parts(xm, ym):
             minor = (ym / q) ** 2
@@ -316,17 +363,19 @@ class SersicImage:
             value = amp * np.exp(-bn * (zn - 1.0))
             if math.isfinite(trunc):
                 value = np.where(z <= trunc, value, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                centre = z > 0
-                ln_z = np.where(centre, np.log(np.where(centre, z, 1.0)), 0.0)
-                minor_share = np.where(centre, minor / np.where(centre, r2, 1.0), 0.0)
+            centre = z > 0
+            safe_r2 = np.where(centre, r2, 1.0)
+            minor_share = np.where(centre, minor / safe_r2, 0.0)
             slope = bn / n * zn
-            return (value, value * (slope - 2.0),
-                    value * (dln_amp - dbn * (zn - 1.0) + slope / n * ln_z),
-                    value * (-1.0 / q + slope * minor_share / q))
+            d_n = None
+            if dbn is not None:
+                ln_z = np.where(centre, 0.5 * np.log(safe_r2) - math.log(r_eff), 0.0)
+                d_n = value * (dln_amp_n - dbn * (zn - 1.0) + slope / n * ln_z)
+            return (value, value * (slope + dln_amp_r), d_n,
+                    value * (dln_amp_q + slope * minor_share / q))
 
         pixels, core = parts(self.xm, self.ym), parts(self.core_xm, self.core_ym)
-        return tuple((pixels[k], core[k]) for k in range(4))
+        return tuple(None if pixels[k] is None else (pixels[k], core[k]) for k in range(4))
 
     def convolved(self, samples: tuple[np.ndarray, np.ndarray], band: int = 0) -> np.ndarray:
         """``samples`` through the PSF of ``band`` (the `intrinsic` image if it has none)."""
@@ -410,8 +459,11 @@ def _psf_products(psf: bytes, psf_shape: tuple[int, int], shape: tuple[int, int]
     """
     p = np.frombuffer(psf, dtype=np.float64).reshape(psf_shape)
     (ny, nx), (py, px) = shape, psf_shape
-    fshape = (scipy.fft.next_fast_len(ny + py - 1, real=True),
-              scipy.fft.next_fast_len(nx + px - 1, real=True))
+    # the cyclic convolution is exact on the kept window [(p-1)//2, (p-1)//2 + n) once
+    # the FFT is that long and the wrapped tail of the full convolution (length
+    # n + p - 1) stays before it: shorter than the full length (80 for 64 + 25 - 1 = 88)
+    fshape = tuple(scipy.fft.next_fast_len(max((p - 1) // 2 + n, n + p - 1 - (p - 1) // 2),
+                                           real=True) for n, p in ((ny, py), (nx, px)))
     transform = scipy.fft.rfft2(p, s=fshape)
     transform.setflags(write=False)
     if not subpixel_psf:
