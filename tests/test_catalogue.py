@@ -122,7 +122,9 @@ def build(tmp_path, **kw):
 
 
 def test_three_formats_carry_the_same_units_descriptions_and_ucds(inputs):
-    cat = build(inputs, extra=[inputs / "predictions.parquet"])
+    summary = build(inputs, extra=[inputs / "predictions.parquet"])
+    cat = pd.read_parquet(inputs / "catalogue.parquet")
+    assert summary.rows == 3 and summary.columns == list(cat.columns)
     assert cat["object_id"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(cat["flux_x"], [3631.0, 7262.0, 10893.0])  # nanomaggy -> nJy
     assert np.isnan(cat.loc[1, "p_merger"]) and cat.loc[2, "p_merger"] == 0.9
