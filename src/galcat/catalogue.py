@@ -83,7 +83,7 @@ UNDOCUMENTED = "(undocumented: carried from {source}; unit unknown)"
 
 #: Objects per batch of the streamed build: its memory is about this many rows of every
 #: column a few times over (join, published copy, FITS and VOTable encodings).
-BATCH_ROWS = 8192
+BATCH_ROWS = 4096
 
 PROVENANCE_PACKAGES = ("numpy", "astropy", "photutils", "statmorph", "galsim", "zarr", "snakemake")
 
@@ -391,8 +391,8 @@ def _plan(objects, features, extra, batch_rows: int, work: Path) -> _Plan:
             found = rows["object_id"].to_numpy()
             if len(np.unique(found)) != found.size:
                 dup = pd.Series(found)[pd.Series(found).duplicated()].unique()[:5]
-                raise ValueError(f"{what} tables hold object_id {list(dup)} more than once: "
-                                 "not one row per object")
+                raise ValueError(f"{what} tables hold object_id {[int(i) for i in dup]} more "
+                                 "than once: not one row per object")
             matched = np.isin(found, ids)
             plan.unmatched[p] |= bool(np.count_nonzero(np.isin(ids, found)) < ids.size)
             _widen(plan.widths, rows[matched], text)
@@ -664,9 +664,10 @@ class _FitsWriter:
         size = self._header["NAXIS1"] * len(table)
         buffer = io.BytesIO()
         table.write(buffer, format="fits")
-        data = buffer.getvalue()
+        data = buffer.getbuffer()  # a view: a batch is not copied again
         padded = -(-size // 2880) * 2880
         self._file.write(data[len(data) - padded:len(data) - padded + size])
+        del data
         self.written += len(table)
 
     def __exit__(self, *exc) -> None:
@@ -806,10 +807,20 @@ class _VotableWriter:
             return
         if self._suffix is None:
             self._start(table)
-        data = self._pending + self._encode(table, self._fields)
-        cut = len(data) - len(data) % 3  # base64 of the whole = base64 of 3-byte blocks
-        self._file.write(base64.b64encode(data[:cut]).decode("ascii"))
-        self._pending = data[cut:]
+        rows = memoryview(self._encode(table, self._fields))
+        # base64 of the whole stream = base64 of its 3-byte blocks, written as they fill
+        head = (3 - len(self._pending)) % 3 if self._pending else 0
+        if len(self._pending) + len(rows) < 3:
+            self._pending += bytes(rows)
+            return
+        if self._pending:
+            self._file.write(base64.b64encode(self._pending + bytes(rows[:head])).decode("ascii"))
+        rows = rows[head:]
+        cut = len(rows) - len(rows) % 3
+        for start in range(0, cut, 3 << 20):  # 3 MiB at a time: a small base64 string
+            self._file.write(base64.b64encode(rows[start:min(start + (3 << 20), cut)])
+                             .decode("ascii"))
+        self._pending = bytes(rows[cut:])
 
     def __exit__(self, *exc) -> None:
         if self.path is None:
