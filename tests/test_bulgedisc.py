@@ -157,3 +157,43 @@ def test_bad_input_raises_typed_errors_naming_the_problem(survey):
     fit = _fit(cfg, row, images, sigmas, psfs, max_nfev=3)
     with pytest.raises(KeyError, match="band 'i' was not fitted"):
         fit.band("i")
+
+
+def test_analytic_jacobian_of_the_projected_problem_matches_finite_differences(survey):
+    """The fit's Jacobian (variable projection, Golub & Pereyra) against central
+    differences of the residuals, with both components bright and with the bulge flux
+    held at zero by the non-negativity."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
+    c = (images[0].shape[0] - 1) / 2.0
+    problem = bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
+                                 (c, c), 0.4, 8.0)
+    for v in (np.array([math.log10(4.0), math.log10(0.35), 3.0, 0.8, 0.6]),
+              np.array([math.log10(2.0), math.log10(0.9), 1.2, 0.3, 0.9])):
+        analytic = problem.jacobian(v)
+        numeric = approx_derivative(lambda x: problem.solve(x)[0], v, method="3-point")
+        scale = np.linalg.norm(numeric, axis=0)
+        err = np.linalg.norm(analytic - numeric, axis=0)
+        assert np.all(err <= 1e-5 * np.maximum(scale, 1e-12 * np.abs(analytic).max())), err
+
+
+def test_radii_from_chunks_equal_the_whole_curve_of_growth(survey):
+    """light_radius and mass_radius evaluate the model's curve in chunks until the
+    crossing; the radius is the first crossing of the whole curve."""
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row)
+    fit = _fit(cfg, row, images, sigmas, psfs)
+    valid = np.ones(images[0].shape, bool)
+    r, _ = bulgedisc.light_radius(fit, images[0], valid, band="r")
+    r_ap, _, _, grid, cumulative = bulgedisc._aperture_and_grid(fit, images[0], valid, "r",
+                                                                3.0)
+    residual = images[0] - fit.convolved["r"]
+    whole = (fit.flux_bulge[0] * fit._circular_fraction(grid, "bulge")
+             + fit.flux_disc[0] * fit._circular_fraction(grid, "disc")
+             + cumulative(residual, np.minimum(grid, r_ap)))
+    assert len(grid) > 3 * bulgedisc._CHUNK
+    assert r == pytest.approx(halfmass._first_crossing(grid, whole, 0.5 * whole[-1]), rel=1e-12)

@@ -122,7 +122,9 @@ def build(tmp_path, **kw):
 
 
 def test_three_formats_carry_the_same_units_descriptions_and_ucds(inputs):
-    cat = build(inputs, extra=[inputs / "predictions.parquet"])
+    summary = build(inputs, extra=[inputs / "predictions.parquet"])
+    cat = pd.read_parquet(inputs / "catalogue.parquet")
+    assert summary.rows == 3 and summary.columns == list(cat.columns)
     assert cat["object_id"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(cat["flux_x"], [3631.0, 7262.0, 10893.0])  # nanomaggy -> nJy
     assert np.isnan(cat.loc[1, "p_merger"]) and cat.loc[2, "p_merger"] == 0.9
@@ -237,3 +239,92 @@ def test_column_reference_is_up_to_date(tiny_run):
     for column in ("log_mass_phot", "mag_model_g", "seg_flag", "gini"):
         assert f"| `{column}` |" in text
     assert "### `log_mass_phot_flag`" in text and "`NO_REDSHIFT`" in text
+
+
+# --------------------------------------------------------------------------- streaming
+def _whole_table_reference(tmp_path, features, extra=()):
+    """What a join of the whole tables gives (pandas), the reference of the streamed build."""
+    from galcat import stellar_mass
+
+    cat = pd.read_parquet(tmp_path / "objects.parquet")
+    feat = pd.concat([pd.read_parquet(p) for p in features], ignore_index=True)
+    cat = cat.merge(feat, on="object_id", how="left", validate="one_to_one")
+    for path in extra:
+        cat = cat.merge(pd.read_parquet(path), on="object_id", how="left")
+    cat = cat.merge(stellar_mass.catalogue_masses(cat, relation="bell2003_gr"), on="object_id")
+    return cat.sort_values("object_id").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 7, 8192])
+def test_streamed_catalogue_is_the_whole_table_join_whatever_the_batches(inputs, batch_rows):
+    """Objects out of id order (sorted through buckets on disk), a feature shard that
+    lacks an object (its int column becomes float with NaN, as in a whole-table join),
+    an extra table with gaps: every batch size gives the whole-table join's values and
+    types, and every format the same rows."""
+    objects = pd.read_parquet(inputs / "objects.parquet")
+    shuffled = pd.concat([objects, objects.assign(object_id=objects["object_id"] + 10)])
+    shuffled = shuffled.sample(frac=1.0, random_state=3)
+    write_table(shuffled, inputs / "objects.parquet", units=column_units(inputs / "s0.parquet")
+                | {"ra": "deg", "dec": "deg", "z": "", "shard": "", "flux_x": "nanomaggy",
+                   "truth_log_mass": "dex(solMass)", "truth_merger": "", "object_id": ""},
+                descriptions={c: c for c in shuffled.columns})
+    for shard, ids in (("s0", [1, 2, 11, 12]), ("s1", [3])):  # no features for 13
+        n = len(ids)
+        write_table(pd.DataFrame({"object_id": ids, "r50": np.linspace(1, 2, n),
+                                  "n_pixels": np.arange(n, dtype=np.int64) + 10,
+                                  "mag_model_r": np.full(n, 16.0),
+                                  "mag_model_err_r": np.full(n, 0.01),
+                                  "mag_model_g": np.full(n, 16.7),
+                                  "mag_model_err_g": np.full(n, 0.01)}),
+                    inputs / f"{shard}.parquet",
+                    units={"object_id": "", "r50": "arcsec", "n_pixels": "",
+                           **{f"mag_model{s}_{b}": "mag" for s in ("", "_err") for b in "rg"}},
+                    descriptions={c: c for c in ("object_id", "r50", "n_pixels",
+                                                 *(f"mag_model{s}_{b}" for s in ("", "_err")
+                                                   for b in "rg"))})
+    features = [inputs / "s0.parquet", inputs / "s1.parquet"]
+    extra = [inputs / "predictions.parquet"]
+    summary = build(inputs, extra=extra, batch_rows=batch_rows)
+    expected = _whole_table_reference(inputs, features, extra)
+    expected["flux_x"] = expected["flux_x"] * 3631.0  # nanomaggy -> nJy, as published
+    got = pd.read_parquet(inputs / "catalogue.parquet")
+    assert summary.rows == len(got) == 6
+    assert got["n_pixels"].dtype == np.float64 and np.isnan(got.loc[5, "n_pixels"])
+    pd.testing.assert_frame_equal(got, expected, check_like=False)
+    for name in ("catalogue.fits", "catalogue.vot"):
+        table = read_strict(inputs / name)
+        assert table["object_id"].tolist() == got["object_id"].tolist(), name
+        np.testing.assert_array_equal(np.asarray(table["n_pixels"]), got["n_pixels"])
+        assert [str(s) for s in table["shard"]] == got["shard"].tolist(), name
+    assert not list(inputs.glob("*.buckets")) and not list(inputs.glob("*objects.parquet.*"))
+
+
+def test_streamed_fits_and_votable_are_what_astropy_writes_for_the_whole_table(inputs, tmp_path):
+    """The files streamed batch by batch are byte for byte what astropy writes for the
+    whole table (FITS: Table.write plus the comment and UCD cards; VOTable: to_xml)."""
+    from galcat.catalogue import _astropy_table, _fits_meta, _votable
+
+    columns = build(inputs, extra=[inputs / "predictions.parquet"], batch_rows=2).metadata
+    published = pd.read_parquet(inputs / "catalogue.parquet")
+    prov = table_metadata(inputs / "catalogue.parquet")  # the provenance of this build
+    table = _astropy_table(published, columns)
+    reference = table.copy(copy_data=False)
+    _fits_meta(reference, prov)
+    reference.write(tmp_path / "reference.fits")
+    with fits.open(tmp_path / "reference.fits", mode="update") as hdul:
+        for i, name in enumerate(reference.colnames, start=1):
+            hdul[1].header.set(f"TCOMM{i}", columns.descriptions[name], after=f"TFORM{i}")
+            if name in columns.ucds:
+                hdul[1].header.set(f"TUCD{i}", columns.ucds[name], after=f"TCOMM{i}")
+    assert (inputs / "catalogue.fits").read_bytes() == (tmp_path / "reference.fits").read_bytes()
+    _votable(table, prov).to_xml(str(tmp_path / "reference.vot"), tabledata_format="binary")
+    assert (inputs / "catalogue.vot").read_text() == (tmp_path / "reference.vot").read_text()
+
+
+def test_an_object_twice_in_the_features_stops_the_catalogue_before_writing(inputs):
+    write_table(pd.DataFrame({"object_id": [3, 3], "r50": [1.0, 2.0]}), inputs / "s1.parquet",
+                units={"object_id": "", "r50": "arcsec"},
+                descriptions={"object_id": "id", "r50": "r50"})
+    with pytest.raises(ValueError, match=r"object_id \[3\] more than once"):
+        build(inputs)
+    assert not (inputs / "catalogue.parquet").exists()

@@ -230,3 +230,20 @@ def test_centre_outside_is_bad_input():
         psf_by_band=psfs,
     )
     assert math.isnan(radius) and flag & HalfMassFlag.BAD_INPUT
+
+
+def test_cumulative_profile_is_the_sum_over_sub_pixels_inside_each_radius():
+    """`halfmass._CumulativeProfile`: the sum of image / s² over the sub-pixels whose
+    radius is at most each grid radius (grids with repeated radii included)."""
+    from galcat.halfmass import _CumulativeProfile, elliptical_radius
+
+    rng = np.random.default_rng(8)
+    image = rng.normal(size=(21, 23))
+    a_sub = elliptical_radius(image.shape, (10.3, 11.6), 0.6, 0.4, oversample=5)
+    grid = np.minimum(np.concatenate([np.linspace(0, 9, 91), np.geomspace(9, 400, 50)[1:]]),
+                      12.0)
+    sub = np.repeat(np.repeat(image, 5, axis=0), 5, axis=1) / 25.0
+    expected = np.array([sub[a_sub <= a].sum() for a in grid])
+    profile = _CumulativeProfile(a_sub, 5)
+    np.testing.assert_allclose(profile(image, grid), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(profile(2 * image, grid), 2 * expected, rtol=1e-12, atol=1e-12)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 from scipy import integrate, ndimage
+from scipy.special import gammainc
 
 from galcat import sersic
 
@@ -203,3 +204,67 @@ def test_sersic_mathematics_has_one_home():
         text = path.read_text()
         for needle in ("gammaincinv", "gammainc(", "gammainc,", "fftconvolve(g,"):
             assert needle not in text, f"{path.relative_to(SRC)} uses {needle}"
+
+
+@pytest.mark.parametrize("psf_side", [25, 24, 9])
+def test_convolution_is_fftconvolve_same_with_the_shorter_fft(psf_side):
+    """The cyclic convolution runs on an FFT shorter than the full linear one (80 rather
+    than 90 for a 64-pixel cutout and a 25-pixel PSF): the kept window must still be
+    scipy's ``fftconvolve(mode='same')`` for odd and even PSFs."""
+    rng = np.random.default_rng(psf_side)
+    psf = rng.random((psf_side, psf_side))
+    image = rng.random((64, 64))
+    render = sersic.SersicImage((64, 64), (31.2, 30.7), 0.0, [psf], core_radius=0.0)
+    transform, fshape, _ = render.transforms[0]
+    assert fshape[0] < 64 + psf_side - 1 or psf_side < 12
+    expected = scipy.signal.fftconvolve(image, psf / psf.sum(), mode="same")
+    got = render.convolved((image, np.zeros((0, 49))), 0)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-13 * expected.max())
+
+
+def test_convolved_many_is_each_convolved():
+    rng = np.random.default_rng(3)
+    render = sersic.SersicImage((40, 38), (19.4, 20.1), 0.4, [rng.random((9, 9)), None,
+                                                               rng.random((11, 11))])
+    sets = [render.sample_flux(1.0, r, n, 0.6, trunc=8.0) for r, n in ((2.0, 4.0), (5.0, 1.0))]
+    many = render.convolved_many(sets, [0, 1, 2])
+    for i in range(3):
+        for j, samples in enumerate(sets):
+            np.testing.assert_allclose(many[i, j], render.convolved(samples, i),
+                                       rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(("trunc", "amplitude_form"), [(math.inf, False), (8.0, False),
+                                                       (math.inf, True)])
+def test_analytic_profile_gradient_matches_finite_differences(trunc, amplitude_form):
+    """d(samples)/d(ln r_eff, n, q), pixel centres and core sub-pixels, of the profile
+    normalised to a flux (the bulge + disc fit) or to I(r_eff) (the Sérsic refit)."""
+    render = sersic.SersicImage((48, 48), (23.3, 24.1), 0.6, [np.ones((5, 5))])
+    base = (1.0, 3.1, 2.7, 0.6)
+    if amplitude_form:
+        grad, sample = render.sample_gradient(*base), render.sample
+    else:
+        grad = render.sample_flux_gradient(*base, trunc=trunc)
+        sample = lambda *a: render.sample_flux(*a, trunc=trunc)  # noqa: E731
+    h = 1e-6
+    for k, step in enumerate([(h, 0, 0), (0, h, 0), (0, 0, h)]):
+        a, r, n, q = base
+        plus = sample(a, r * math.exp(step[0]), n + step[1], q + step[2])
+        minus = sample(a, r * math.exp(-step[0]), n - step[1], q - step[2])
+        for part in (0, 1):  # pixel-centre samples, core sub-pixel samples
+            fd = (plus[part] - minus[part]) / (2 * h)
+            np.testing.assert_allclose(grad[k + 1][part], fd, rtol=0,
+                                       atol=1e-7 * np.abs(fd).max())
+
+
+def test_fractions_skipped_beyond_the_cut_and_far_out_are_exact():
+    """`enclosed_fraction` skips the incomplete gamma function beyond a truncation and
+    where it is 1 to double precision: the values are those of the direct formula."""
+    a = np.concatenate([np.linspace(0, 30, 301), np.geomspace(30, 5000, 400)])
+    for n, trunc in ((1.0, math.inf), (4.0, 8.0), (0.8, 3.0), (6.0, math.inf)):
+        bn = sersic.b_n(n)
+        direct = gammainc(2 * n, bn * (np.minimum(a, trunc * 3.0) / 3.0) ** (1 / n))
+        if math.isfinite(trunc):
+            direct = direct / gammainc(2 * n, bn * trunc ** (1 / n))
+        np.testing.assert_allclose(sersic.enclosed_fraction(a, 3.0, n, trunc=trunc), direct,
+                                   rtol=1e-15, atol=1e-15)

@@ -63,6 +63,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.optimize as opt
 import scipy.signal
+import scipy.sparse
 
 from galcat import relations as _relations
 from galcat import sersic as _sersic
@@ -282,19 +283,37 @@ def _convolve(image: np.ndarray, psf: np.ndarray | None) -> np.ndarray:
 
 
 class _CumulativeProfile:
-    """Cumulative sum of an image inside ellipses, sampled on sub-pixels."""
+    """Cumulative sum of an image inside ellipses, sampled on sub-pixels.
+
+    ``profile(image, a)[k]`` is the sum of ``image / s²`` over the sub-pixels whose
+    radius (``a_sub``, shape ``(ny s, nx s)``) is at most ``a[k]`` (``a`` non-decreasing).
+    For each radius grid the sub-pixels are binned once into a sparse matrix (grid
+    point × pixel: the share of the pixel's sub-pixels first inside at that point), so
+    each image costs one sparse product and a cumulative sum over the grid.
+    """
 
     def __init__(self, a_sub: np.ndarray, s: int) -> None:
-        self._order = np.argsort(a_sub, axis=None, kind="stable")
-        self._a_sorted = a_sub.ravel()[self._order]
+        self._a_sub = np.asarray(a_sub, dtype=np.float64)
         self._s = s
+        self._bins: dict[bytes, scipy.sparse.csr_matrix] = {}
+
+    def _binning(self, a: np.ndarray):
+        key = a.tobytes()
+        if key not in self._bins:
+            s = self._s
+            ny, nx = self._a_sub.shape[0] // s, self._a_sub.shape[1] // s
+            first = np.searchsorted(a, self._a_sub.ravel(), side="left")  # first a >= radius
+            pixel = ((np.arange(ny * s) // s)[:, None] * nx
+                     + (np.arange(nx * s) // s)[None, :]).ravel()
+            inside = first < a.size
+            self._bins[key] = scipy.sparse.csr_matrix(
+                (np.full(int(inside.sum()), 1.0 / (s * s)), (first[inside], pixel[inside])),
+                shape=(a.size, ny * nx))
+        return self._bins[key]
 
     def __call__(self, image: np.ndarray, a: np.ndarray) -> np.ndarray:
-        s = self._s
-        sub = np.repeat(np.repeat(image, s, axis=0), s, axis=1).ravel() / (s * s)
-        cum = np.concatenate([[0.0], np.cumsum(sub[self._order])])
-        idx = np.searchsorted(self._a_sorted, a, side="right")
-        return cum[idx]
+        a = np.asarray(a, dtype=np.float64)
+        return np.cumsum(self._binning(a) @ np.asarray(image, dtype=np.float64).ravel())
 
 
 def _first_crossing(a: np.ndarray, cum: np.ndarray, level: float) -> float:

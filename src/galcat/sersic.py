@@ -35,6 +35,7 @@ its calibration was measured with).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -109,13 +110,41 @@ def enclosed_fraction(a, r_eff: float, n, *, trunc: float = math.inf):
     n = np.asarray(n, dtype=np.float64) if np.ndim(n) else n
     if math.isfinite(trunc):
         cut = trunc * r_eff
+        if np.ndim(a) and not np.ndim(n):  # beyond the cut the fraction is 1: skip it
+            a = np.asarray(a, dtype=np.float64)
+            out = np.ones_like(a)
+            inner = a < cut
+            out[inner] = enclosed_fraction(a[inner], r_eff, n) / enclosed_fraction(cut, r_eff, n)
+            return out
         return enclosed_fraction(np.minimum(a, cut), r_eff, n) / enclosed_fraction(cut, r_eff, n)
     return _fraction(np.asarray(a, dtype=float) / r_eff, n, b_n(n))
 
 
 def _fraction(ratio, n, bn):
-    """``P(2n, b_n ratio^(1/n))``: the light inside ``ratio`` r_eff."""
-    return sp.gammainc(2.0 * n, bn * ratio ** (1.0 / n))
+    """``P(2n, b_n ratio^(1/n))``: the light inside ``ratio`` r_eff.
+
+    Far out the fraction is 1.0 to double precision; for a scalar ``n`` those points
+    (``x`` beyond `_saturation`) are set to 1.0 without an incomplete gamma function
+    each, which is most of the cost of a curve of growth out to 200 r_eff.
+    """
+    x = bn * np.asarray(ratio, dtype=np.float64) ** (1.0 / n)
+    if np.ndim(n) or x.size < 64:
+        return sp.gammainc(2.0 * n, x)
+    x_sat = _saturation(2.0 * float(n))
+    out = np.ones_like(x)
+    inside = x < x_sat
+    out[inside] = sp.gammainc(2.0 * n, x[inside])
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _saturation(a: float) -> float:
+    """An ``x`` from which ``gammainc(a, x)`` returns exactly 1.0 (its complement is below
+    half an ulp of 1), checked; infinity when none is found."""
+    x = float(sp.gammainccinv(a, 1e-18))
+    if not (np.isfinite(x) and sp.gammainc(a, x) == 1.0 and sp.gammainc(a, 2 * x) == 1.0):
+        return math.inf
+    return x
 
 
 def _unit_flux(r_eff: float, n: float, q: float, bn: float) -> float:
@@ -219,31 +248,32 @@ class SersicImage:
         self.core_ym = -sx * s + sy * c
         self.psfs = [None if p is None else _unit_psf(p, band) for band, p in enumerate(psfs)]
         # per band: the PSF's transform (it is convolved with many models) and, for the
-        # sub-pixel PSFs, the PSF shifted to every sub-pixel offset (flattened) and where
-        # each core pixel's stamp lands in the flattened image (-1 outside)
+        # sub-pixel PSFs, the PSF shifted to every sub-pixel offset (flattened): both
+        # depend on the PSF and the grid only, so galaxies of one shard share them
+        # (`_psf_products`); and where each core pixel's stamp lands in the flattened
+        # image (``ny * nx``, one past the image, where it falls outside)
         self.transforms, self.shifted, self.targets = [], [], []
+        self._scatter: dict[tuple[int, int], np.ndarray] = {}
+        self._kernels: dict[int, np.ndarray] = {}
         for p in self.psfs:
             if p is None:
                 self.transforms.append(None)
                 self.shifted.append(None)
                 self.targets.append(None)
                 continue
-            py, px = p.shape
-            fy, fx = (scipy.fft.next_fast_len(ny + py - 1, real=True),
-                      scipy.fft.next_fast_len(nx + px - 1, real=True))
-            self.transforms.append((scipy.fft.rfft2(p, s=(fy, fx)), (fy, fx), (py, px)))
-            if not self.subpixel_psf:
-                self.shifted.append(None)
+            transform, shifted = _psf_products(p.tobytes(), p.shape, self.shape, k,
+                                               self.subpixel_psf)
+            self.transforms.append(transform)
+            self.shifted.append(shifted)
+            if shifted is None:
                 self.targets.append(None)
                 continue
-            stack = [ndimage.shift(p, (oy, ox), order=3, mode="constant")
-                     for oy, ox in zip(dy, dx, strict=True)]
-            self.shifted.append(np.array([a.ravel() / a.sum() for a in stack]))
+            py, px = p.shape
             oy, ox = np.mgrid[0:py, 0:px]
             rows = self.core[:, 0, None] - py // 2 + oy.ravel()[None, :]
             cols = self.core[:, 1, None] - px // 2 + ox.ravel()[None, :]
             inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-            self.targets.append((np.where(inside, rows * nx + cols, -1), inside))
+            self.targets.append(np.where(inside, rows * nx + cols, ny * nx))
 
     def sample(self, amplitude: float, r_eff: float, n: float, q: float, *,
                trunc: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -277,32 +307,175 @@ class SersicImage:
         out[tuple(self.core.T)] = core.mean(axis=1)
         return out
 
+    def sample_flux_gradient(self, flux: float, r_eff: float, n: float, q: float, *,
+                             trunc: float = math.inf, dn: float | None = 1e-5):
+        """`sample_flux` and its derivatives with respect to ``ln r_eff``, ``n`` and ``q``.
+
+        Analytic for the profile, ``I = A exp(-b_n (z^(1/n) − 1))`` with ``z`` the
+        elliptical radius over ``r_eff``: ``∂ ln I/∂ ln r_eff = −2 + (b_n/n) z^(1/n)``,
+        ``∂ ln I/∂q = −1/q + (b_n/n) z^(1/n) (y'/q)² / (q r²)`` (``r`` the elliptical
+        radius, ``y'`` the minor-axis offset), ``∂ ln I/∂n = ∂ ln A/∂n − b_n'(z^(1/n) − 1)
+        + (b_n/n²) z^(1/n) ln z``, where the scalars ``b_n'`` and ``∂ ln A/∂n`` (the
+        normalisation to ``flux`` inside ``trunc``) are central differences of step
+        ``dn`` (None: ``n`` is held, no ``d_n``). The edge of a truncated profile moves
+        with ``r_eff`` but contributes no derivative (a set of pixels of measure zero).
+
+        Returns
+        -------
+        samples, d_ln_r, d_n, d_q : tuples ``(image, core)``
+            As `sample`; each derivative is itself a sample set, so it goes through
+            `convolved` and `convolved_many` (both linear in the samples). ``d_n`` is
+            None when ``dn`` is.
+
+        Cost: about two `sample_flux` calls.
+        """
+        bn = b_n(n)
+        amp = _amplitude(flux, r_eff, n, q, trunc, bn)
+        dbn = dln_amp = None
+        if dn is not None:
+            lo, hi = max(n - dn, 1e-3), n + dn
+            bn_lo, bn_hi = b_n(lo), b_n(hi)
+            dbn = (bn_hi - bn_lo) / (hi - lo)
+            dln_amp = (math.log(_amplitude(flux, r_eff, hi, q, trunc, bn_hi))
+                       - math.log(_amplitude(flux, r_eff, lo, q, trunc, bn_lo))) / (hi - lo)
+        return self._gradient(amp, r_eff, n, q, trunc, bn, dbn, (-2.0, dln_amp, -1.0 / q))
+
+    def sample_gradient(self, amplitude: float, r_eff: float, n: float, q: float, *,
+                        trunc: float = math.inf, dn: float = 1e-5):
+        """`sample` and its derivatives with respect to ``ln r_eff``, ``n`` and ``q`` at
+        fixed ``amplitude`` (``I(r_eff)``): `sample_flux_gradient` without the terms of
+        the flux normalisation (``∂ ln I/∂ ln r_eff = (b_n/n) z^(1/n)``, ...)."""
+        lo, hi = max(n - dn, 1e-3), n + dn
+        dbn = (b_n(hi) - b_n(lo)) / (hi - lo)
+        return self._gradient(amplitude, r_eff, n, q, trunc, b_n(n), dbn, (0.0, 0.0, 0.0))
+
+    def _gradient(self, amp, r_eff, n, q, trunc, bn, dbn, dln_amp):
+        """Samples and their derivatives (`sample_flux_gradient`); ``dln_amp`` holds the
+        derivatives of ln(amplitude) with respect to ln r_eff, n and q (``dbn`` None:
+        no ``d_n``)."""
+        dln_amp_r, dln_amp_n, dln_amp_q = dln_amp
+
+        def parts(xm, ym):
+            minor = (ym / q) ** 2
+            r2 = xm**2 + minor
+            z = np.sqrt(r2) / r_eff
+            zn = z ** (1.0 / n)
+            value = amp * np.exp(-bn * (zn - 1.0))
+            if math.isfinite(trunc):
+                value = np.where(z <= trunc, value, 0.0)
+            centre = z > 0
+            safe_r2 = np.where(centre, r2, 1.0)
+            minor_share = np.where(centre, minor / safe_r2, 0.0)
+            slope = bn / n * zn
+            d_n = None
+            if dbn is not None:
+                ln_z = np.where(centre, 0.5 * np.log(safe_r2) - math.log(r_eff), 0.0)
+                d_n = value * (dln_amp_n - dbn * (zn - 1.0) + slope / n * ln_z)
+            return (value, value * (slope + dln_amp_r), d_n,
+                    value * (dln_amp_q + slope * minor_share / q))
+
+        pixels, core = parts(self.xm, self.ym), parts(self.core_xm, self.core_ym)
+        return tuple(None if pixels[k] is None else (pixels[k], core[k]) for k in range(4))
+
     def convolved(self, samples: tuple[np.ndarray, np.ndarray], band: int = 0) -> np.ndarray:
         """``samples`` through the PSF of ``band`` (the `intrinsic` image if it has none)."""
-        if not self.psfs or self.psfs[band] is None:
-            return self.intrinsic(samples)
-        if not self.subpixel_psf:
-            return self._fft_convolve(self.intrinsic(samples), band)
-        image, core = samples
-        model = self._fft_convolve(image, band)
-        if core.size:
-            # each core pixel: its sub-pixel samples through the shifted PSFs, in place of
-            # its centre sample through the PSF
-            ny, nx = self.shape
-            stamps = (core / core.shape[1]) @ self.shifted[band]
-            stamps -= image[tuple(self.core.T)][:, None] * self.psfs[band].ravel()[None, :]
-            targets, inside = self.targets[band]
-            model += np.bincount(targets[inside], weights=stamps[inside],
-                                 minlength=ny * nx).reshape(ny, nx)
-        return model
+        return self.convolved_many([samples], [band])[0, 0]
 
-    def _fft_convolve(self, image: np.ndarray, band: int) -> np.ndarray:
-        """``scipy.signal.fftconvolve(image, psf, mode='same')`` with the PSF's transform
-        computed once."""
+    def convolved_many(self, samples: Sequence[tuple[np.ndarray, np.ndarray]],
+                       bands: Sequence[int]) -> np.ndarray:
+        """Every sample set of ``samples`` through the PSF of every band of ``bands``.
+
+        Returns an array ``(len(bands), len(samples), ny, nx)``, each image what
+        `convolved` gives. Cheaper than one call per image: the sample images are
+        transformed once, in one batched FFT, for all bands whose padded FFT shape is
+        the same (every band, for PSFs of one size), and the core stamps of a band are
+        one matrix product for all sample sets.
+        """
         ny, nx = self.shape
-        transform, fshape, (py, px) = self.transforms[band]
-        full = scipy.fft.irfft2(scipy.fft.rfft2(image, s=fshape) * transform, s=fshape)
-        return full[(py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx].copy()
+        m = len(samples)
+        out = np.empty((len(bands), m, ny, nx))
+        intrinsic = None
+        if not self.subpixel_psf or any(self.psfs[band] is None for band in bands):
+            intrinsic = np.stack([self.intrinsic(s) for s in samples])
+        images = (intrinsic if not self.subpixel_psf
+                  else np.stack([np.asarray(s[0], dtype=np.float64) for s in samples]))
+        forward: dict[tuple[int, int], np.ndarray] = {}
+        for i, band in enumerate(bands):
+            if not self.psfs or self.psfs[band] is None:
+                out[i] = intrinsic
+                continue
+            transform, fshape, (py, px) = self.transforms[band]
+            if fshape not in forward:
+                forward[fshape] = scipy.fft.rfft2(images, s=fshape)
+            full = scipy.fft.irfft2(forward[fshape] * transform, s=fshape)
+            out[i] = full[:, (py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx]
+            if self.subpixel_psf and self.core.size:
+                self._add_core(out[i], samples, band)
+        return out
+
+    def _core_kernel(self, band: int) -> np.ndarray:
+        """The shifted PSFs of ``band`` with the negated PSF as a last row."""
+        kernel = self._kernels.get(band)
+        if kernel is None:
+            kernel = np.vstack([self.shifted[band], -self.psfs[band].ravel()])
+            self._kernels[band] = kernel
+        return kernel
+
+    def _add_core(self, models: np.ndarray, samples, band: int) -> None:
+        """Each core pixel of each model: its sub-pixel samples through the shifted PSFs in
+        place of its centre sample through the PSF (``models`` is changed in place). One
+        matrix product and one scatter-add for all the sample sets."""
+        ny, nx = self.shape
+        n_pix = ny * nx
+        m = len(samples)
+        rows, cols = self.core.T
+        k2 = samples[0][1].shape[1]
+        # [sub-pixel samples / k², centre sample] @ [shifted PSFs; −PSF]: the stamps
+        # (m, n_core, psf pixels) in one product
+        weights = np.empty((m, len(rows), k2 + 1))
+        for j, (image, core) in enumerate(samples):
+            np.divide(core, k2, out=weights[j, :, :k2])
+            weights[j, :, k2] = image[rows, cols]
+        stamps = weights @ self._core_kernel(band)
+        where = self._scatter.get((band, m))
+        if where is None:  # sample set j scatters into [j (n_pix + 1), (j + 1)(n_pix + 1))
+            where = (self.targets[band][None] + (n_pix + 1) * np.arange(m)[:, None, None])
+            where = self._scatter.setdefault((band, m), where.ravel())
+        added = np.bincount(where, weights=stamps.ravel(), minlength=m * (n_pix + 1))
+        models += added.reshape(m, n_pix + 1)[:, :n_pix].reshape(m, ny, nx)
+
+
+@functools.lru_cache(maxsize=32)
+def _psf_products(psf: bytes, psf_shape: tuple[int, int], shape: tuple[int, int],
+                  subsamples: int, subpixel_psf: bool):
+    """The transform ``(rfft2 of the PSF, FFT shape, PSF shape)`` of a unit-sum PSF (given
+    as its float64 bytes) for cutouts of ``shape``, and, with ``subpixel_psf``, the PSF
+    shifted (cubic spline, renormalised) to each of ``subsamples``² sub-pixel offsets,
+    flattened ``(subsamples², psf pixels)``; else None. Read-only: every `SersicImage`
+    with this PSF and grid shares them.
+
+    The spline coefficients are computed once and shifted without a second prefilter:
+    the values ``ndimage.shift(p, offset, order=3, mode='constant')`` gives.
+    """
+    p = np.frombuffer(psf, dtype=np.float64).reshape(psf_shape)
+    (ny, nx), (py, px) = shape, psf_shape
+    # the cyclic convolution is exact on the kept window [(p-1)//2, (p-1)//2 + n) once
+    # the FFT is that long and the wrapped tail of the full convolution (length
+    # n + p - 1) stays before it: shorter than the full length (80 for 64 + 25 - 1 = 88)
+    fshape = tuple(scipy.fft.next_fast_len(max((p - 1) // 2 + n, n + p - 1 - (p - 1) // 2),
+                                           real=True) for n, p in ((ny, py), (nx, px)))
+    transform = scipy.fft.rfft2(p, s=fshape)
+    transform.setflags(write=False)
+    if not subpixel_psf:
+        return (transform, fshape, psf_shape), None
+    off = (np.arange(subsamples) + 0.5) / subsamples - 0.5
+    dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+    coefficients = ndimage.spline_filter(p, order=3, mode="constant")
+    stack = [ndimage.shift(coefficients, (oy, ox), order=3, mode="constant", prefilter=False)
+             for oy, ox in zip(dy, dx, strict=True)]
+    shifted = np.array([a.ravel() / a.sum() for a in stack])
+    shifted.setflags(write=False)
+    return (transform, fshape, psf_shape), shifted
 
 
 def normalised_psf(psf) -> np.ndarray | None:

@@ -23,12 +23,14 @@ import pyarrow.parquet as pq
 from galcat.atomic import replacing_file
 
 __all__ = [
+    "TableWriter",
     "column_descriptions",
     "column_names",
     "column_ucds",
     "column_units",
     "read_table",
     "table_metadata",
+    "table_schema",
     "write_table",
 ]
 
@@ -56,6 +58,29 @@ def write_table(
         Table-level metadata (provenance), stored as JSON under ``galcat`` and as
         astropy's ``Table.meta``.
     """
+    schema = table_schema(df, units=units, descriptions=descriptions, ucds=ucds,
+                          metadata=metadata)
+    with TableWriter(path, schema) as writer:
+        writer.write(df)
+    return Path(path)
+
+
+def table_schema(
+    df: pd.DataFrame,
+    *,
+    units: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    ucds: Mapping[str, str] | None = None,
+    metadata: Mapping[str, object] | None = None,
+    string_lengths: Mapping[str, int] | None = None,
+) -> pa.Schema:
+    """The Arrow schema `write_table` writes ``df`` with: its columns' types, the field
+    metadata and the table metadata (pandas', ``galcat`` provenance, astropy's header).
+
+    ``df`` may be one part of a table written in parts (`TableWriter`): the types are
+    its, and ``string_lengths`` (column -> longest value in the whole table) stand in
+    for the lengths of its own string columns in astropy's header.
+    """
     units = units or {}
     descriptions = descriptions or {}
     ucds = ucds or {}
@@ -70,17 +95,49 @@ def write_table(
     schema_meta = dict(table.schema.metadata or {})
     if metadata:
         schema_meta[b"galcat"] = json.dumps(metadata, sort_keys=True, default=str).encode()
-    schema_meta.update(_astropy_header(table, units, descriptions, ucds, metadata or {}))
-    table = table.cast(pa.schema(fields, metadata=schema_meta))
-    final = Path(path)
-    with replacing_file(final) as tmp:
-        pq.write_table(table, tmp)
-    return final
+    schema_meta.update(_astropy_header(table, units, descriptions, ucds, metadata or {},
+                                       string_lengths))
+    return pa.schema(fields, metadata=schema_meta)
 
 
-def _astropy_header(table: pa.Table, units, descriptions, ucds, metadata) -> dict[bytes, bytes]:
+class TableWriter:
+    """A galcat Parquet table written in parts, atomically (a temporary sibling renamed
+    into place when the ``with`` block ends without an error).
+
+    ``TableWriter(path, schema)`` with a `table_schema`; each `write` appends a
+    DataFrame (one or more row groups) cast to the schema, so the file reads back as
+    if `write_table` had written the concatenated parts.
+    """
+
+    def __init__(self, path: os.PathLike | str, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+
+    def __enter__(self) -> TableWriter:
+        self._replacing = replacing_file(self.path)
+        tmp = self._replacing.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append the rows of ``df`` (its columns in the schema's order and types)."""
+        table = pa.Table.from_pandas(df, preserve_index=False).cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += len(df)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._replacing.__exit__(*exc)
+
+
+def _astropy_header(table: pa.Table, units, descriptions, ucds, metadata,
+                    string_lengths=None) -> dict[bytes, bytes]:
     """astropy's Parquet header (what ``Table.write(format='parquet')`` stores) for
-    ``table``: the serialized column attributes and the length of each string column."""
+    ``table``: the serialized column attributes and the length of each string column
+    (``string_lengths[name]`` where given, else the longest in ``table``)."""
     import warnings
 
     import numpy as np
@@ -91,8 +148,11 @@ def _astropy_header(table: pa.Table, units, descriptions, ucds, metadata) -> dic
     columns, header = [], {}
     for field in table.schema:
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            lengths = pc.utf8_length(table[field.name])
-            longest = pc.max(lengths).as_py() if len(lengths) else None
+            if string_lengths is not None and field.name in string_lengths:
+                longest = string_lengths[field.name]
+            else:
+                lengths = pc.utf8_length(table[field.name])
+                longest = pc.max(lengths).as_py() if len(lengths) else None
             header[f"table::len::{field.name}".encode()] = str(max(longest or 0, 1)).encode()
             dtype = np.dtype("U1")
         else:
