@@ -103,7 +103,9 @@ class MeasureFlag(BitFlag):
     MISSING_BAND = (1 << 10, "the detection band or a band of the M/L colour is absent from "
                     "the shard or has no valid pixel")
     SKIPPED = (1 << 11, "a measurement is switched off in the config (measure.statmorph or "
-               "measure.half_mass); its columns are NaN and its *_FAILED bit is not set")
+               "measure.half_mass) or impossible with the survey's bands (the half-mass "
+               "route without the bands of its colour, said once when the run starts); its "
+               "columns are NaN and its *_FAILED bit is not set")
     R50_PSF_FAILED = (1 << 12, "the PSF-corrected r50 could not be measured (no usable "
                       "Sersic fit, or no half-light crossing); r50_psf_corrected is NaN")
 

@@ -7,7 +7,8 @@ measured gets NaN in the affected columns and a bit in ``flag``
 (`galcat.flags.MeasureFlag`), and a `MeasureWarning` naming its ``object_id``; it never
 stops the shard.
 
-For one object, in the detection band (``measure.detect_band``):
+For one object, in the run's detection band (``detect_band``, `galcat.bands`; with
+``sum`` the shard gains a ``sum`` band, `galcat.bands.with_sum_band`):
 
 1. **Checks.** The central segment (label 1 of the segmentation map) must exist,
    hold mostly valid pixels (not masked, finite, positive sigma), a positive
@@ -69,9 +70,10 @@ For one object, in the detection band (``measure.detect_band``):
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,8 +81,9 @@ import pandas as pd
 import scipy.optimize as opt
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass, photometry, sersic
-from galcat.config import defaults, settings
+from galcat import bulgedisc, halfmass, photometry, relations, sersic
+from galcat.bands import SUM, resolve_detect_band, with_sum_band
+from galcat.config import defaults, setting, settings
 from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
@@ -100,6 +103,8 @@ __all__ = [
     "sersic_model",
     "statmorph_columns",
 ]
+
+log = logging.getLogger("galcat.morphology")
 
 #: Defaults of the ``measure`` config section, read from the config schema (their one home).
 DEFAULTS: dict[str, Any] = defaults("measure")
@@ -194,15 +199,23 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 _INT_COLUMNS = ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag")
 
 
-def measure_settings(config: Mapping | None) -> dict[str, Any]:
-    """The ``measure`` section of ``config``, validated, with the schema defaults filled in.
+def measure_settings(config: Mapping | None, bands: Sequence[str] | None = None
+                     ) -> dict[str, Any]:
+    """The ``measure`` section of ``config``, validated, with the schema defaults filled
+    in, plus ``detect_band``: the run's `detect_band` resolved against ``bands`` (the
+    shard's; `galcat.bands.resolve_detect_band`), or as configured when ``bands`` is None.
 
     Raises
     ------
     galcat.config.ConfigError
         For an unknown key or a value of the wrong type or out of bounds, naming it.
+    galcat.store.LayoutError
+        ``detect_band`` names a band that ``bands`` lacks.
     """
-    return settings(config, "measure")
+    opts = dict(settings(config, "measure"))
+    band = setting(config, "detect_band")
+    opts["detect_band"] = band if bands is None else resolve_detect_band(band, bands)
+    return opts
 
 
 # --------------------------------------------------------------------------- statmorph
@@ -430,7 +443,7 @@ def measure_object(
     dict
         ``object_id`` and every column of `MEASURE_COLUMNS`.
     """
-    opts = dict(settings) if settings is not None else measure_settings(config)
+    opts = dict(settings) if settings is not None else measure_settings(config, batch.bands)
     object_id = int(batch.object_id[index])
     row = _empty_row(object_id)
     flag = 0
@@ -684,11 +697,23 @@ def _r50_bulge_disc(row, fit, image, bg, bad, batch, opts) -> int:
     return 0 if np.isfinite(radius) else MeasureFlag.R50_PSF_FAILED
 
 
+def _half_mass_impossible(opts, bands, label: str) -> bool:
+    """True (said once, in the log) when the shard lacks a band of the half-mass route:
+    then no object can have it, and it is skipped rather than failed object by object."""
+    missing = [b for b in relations.mass_to_light(opts["mass_to_light"]).bands
+               if b not in bands]
+    if missing:
+        log.warning("%s: the half-mass route (measure.mass_to_light = %s) needs band(s) %s, "
+                    "which this survey lacks (it has %s): r50_mass is not measured (flag "
+                    "SKIPPED); set measure.half_mass: false to say so in the config",
+                    label, opts["mass_to_light"], missing, list(bands))
+    return bool(missing)
+
+
 def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, background,
                object_id, bd_fit=None) -> tuple[float, int]:
     relation = opts["mass_to_light"]
-    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[relation]
-    used = list(dict.fromkeys((blue, red, halfmass.LUMINOSITY_BAND[relation])))
+    used = list(relations.mass_to_light(relation).bands)
     missing = [band for band in used if band not in batch.bands]
     if missing:
         _warn(object_id, f"no {'/'.join(missing)} band for the half-mass radius")
@@ -791,7 +816,11 @@ def measure_shard(
         raise ValueError(f"segmap must be (n, y, x) = ({batch.n_objects}, "
                          f"{batch.image.shape[-2]}, {batch.image.shape[-1]}); "
                          f"got {segmap.shape}")
-    settings = measure_settings(config)
+    settings = measure_settings(config, batch.bands)
+    if settings["detect_band"] == SUM:
+        batch = with_sum_band(batch)
+    if settings["half_mass"] and _half_mass_impossible(settings, batch.bands, label):
+        settings["half_mass"] = False
     parallel = dask_options(config)
     parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
     blocks = map_blocks_of_objects(

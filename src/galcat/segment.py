@@ -93,7 +93,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from galcat.config import ConfigError, check_section, defaults, settings
+from galcat.bands import detection_planes, resolve_detect_band
+from galcat.config import ConfigError, check_section, defaults, setting, settings
 from galcat.flags import SegmentFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
@@ -188,7 +189,6 @@ def _validate(
 ) -> dict[str, Any]:
     """Keyword options of `segment_image`: the config's by the schema, the rest here."""
     checked = check_section("segment", options, error=SegmentOptionError)
-    checked.pop("detect_band")
     checked["kernel_fwhm"] = _check_real("kernel_fwhm", kernel_fwhm, low=0.0, high=100.0)
     checked["max_bad_fraction"] = _check_real(
         "max_bad_fraction", max_bad_fraction, low=0.0, high=1.0
@@ -859,16 +859,16 @@ def _segment_one(
 def segment_shard(
     batch: CutoutBatch, *, config: Mapping[str, Any], label: str | None = None
 ) -> SegmentationResult:
-    """Segment every object of a shard in the ``segment.detect_band`` band.
+    """Segment every object of a shard in the run's ``detect_band`` (`galcat.bands`).
 
     Parameters
     ----------
     batch : galcat.store.CutoutBatch
         The cutouts of one shard.
     config : mapping
-        The whole validated galcat config; ``segment`` and ``dask``
-        (``scheduler``, ``workers``, ``objects_per_task``) are read, with the
-        schema defaults for missing keys.
+        The whole validated galcat config; ``segment``, ``detect_band`` and
+        ``dask`` (``scheduler``, ``workers``, ``objects_per_task``) are read, with
+        the schema defaults for missing keys.
     label : str, optional
         Name in the progress lines of the log (default ``segment[<method>]``).
 
@@ -881,8 +881,9 @@ def segment_shard(
     SegmentOptionError
         A ``segment`` option is invalid (before any object is processed).
     galcat.store.LayoutError
-        The shard has no ``detect_band`` band. Problems of single objects never
-        raise: they are flagged and logged with the object id.
+        The shard has no ``detect_band`` band (or, for ``sum``, bands of different
+        zero points). Problems of single objects never raise: they are flagged and
+        logged with the object id.
 
     Notes
     -----
@@ -892,9 +893,10 @@ def segment_shard(
     result does not depend on the scheduler or the number of workers.
     """
     opts = segment_options(config)
-    band_name = opts.pop("detect_band")
-    band = batch.band_index(band_name)
-    psf = np.asarray(batch.psf[band], dtype=np.float64)
+    band_name = resolve_detect_band(
+        setting(config, "detect_band", error=SegmentOptionError), batch.bands)
+    planes = detection_planes(batch, band_name)
+    psf = np.asarray(planes[3], dtype=np.float64)
     fwhm = psf_fwhm_pixels(psf)
     if not (np.all(np.isfinite(psf)) and np.any(psf > 0)):
         log.warning(
@@ -902,9 +904,7 @@ def segment_shard(
         )
     opts["kernel_fwhm"] = fwhm
 
-    image = np.ascontiguousarray(batch.image[:, band])
-    sigma = np.ascontiguousarray(batch.sigma[:, band])
-    mask = np.ascontiguousarray(batch.mask[:, band])
+    image, sigma, mask = (np.ascontiguousarray(a) for a in planes[:3])
     ids = batch.object_id
 
     def run_block(block: slice) -> list[tuple[np.ndarray, int, dict[str, Any]]]:

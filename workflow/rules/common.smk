@@ -4,7 +4,9 @@ import json
 
 from snakemake.utils import validate
 
-from galcat.config import check_config_files, config_hash, validate_config
+from snakemake.logging import logger
+
+from galcat.config import check_config_files, config_hash, run_notes, validate_config
 from galcat.sharding import shard_names
 
 # Our own validation first: its message names the offending key path (and a key
@@ -13,6 +15,9 @@ from galcat.sharding import shard_names
 check_config_files(*workflow.configfiles)
 validate_config(config)
 validate(config, schema="../../config/schema.yaml")
+# Settings the survey's bands make impossible are said once, here, not on every object.
+for note in run_notes(config):
+    logger.warning(f"galcat: {note}")
 
 SURVEY = config["survey"]
 OUT = f"{config['results']}/{SURVEY}"
@@ -95,11 +100,11 @@ def get_fetch_config(wildcards):
 
 
 def get_segment_config(wildcards):
-    return params_of("segment")
+    return params_of("segment", "detect_band")
 
 
 def get_measure_config(wildcards):
-    return params_of("measure")
+    return params_of("measure", "detect_band")
 
 
 def get_config_hash():
