@@ -146,4 +146,7 @@ def with_sum_band(batch: CutoutBatch) -> CutoutBatch:
         flux_unit=batch.flux_unit,
         survey=batch.survey,
         extras=batch.extras,
+        cut_size=batch.cut_size,
+        cut_origin=batch.cut_origin,
+        cut_wcs=batch.cut_wcs,
     )

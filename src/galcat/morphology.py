@@ -776,7 +776,8 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
 # --------------------------------------------------------------------------- a shard
 def _measure_block(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
                    block: slice) -> list[dict[str, Any]]:
-    return [measure_object(batch, i, segmap[i], settings=settings)
+    # each object at its own cut size (the stamp may be larger: galcat.store)
+    return [measure_object(batch.crop(i), 0, segmap[i][batch.box(i)], settings=settings)
             for i in range(block.start, block.stop)]
 
 

@@ -107,6 +107,8 @@ __all__ = [
     "SEGMENT_COLUMN_UNITS",
     "SegmentOptionError",
     "SegmentationResult",
+    "detect_sources",
+    "estimate_sky",
     "psf_fwhm_pixels",
     "segment_column_units",
     "segment_image",
@@ -503,6 +505,161 @@ def _deblend_dbscan(smoothed, detection, threshold, *, eps, min_samples, flux_sc
     return objects
 
 
+def _split(image, valid, bkg, smoothed, threshold, detection, opts, fill) -> np.ndarray:
+    """Step 4: the detected sources split into objects by ``opts['method']``.
+
+    On an image smoothed less than the detection image (a PSF-sized kernel erases
+    the saddle between close pairs), floored at the threshold inside the detected
+    sources so that every source pixel is positive; then `_reflood`.
+    """
+    deblend_fwhm = opts["kernel_fwhm"] * opts["deblend_smoothing"]
+    if deblend_fwhm == opts["kernel_fwhm"]:
+        sharp = smoothed
+    else:
+        sharp = _smooth(image, valid, _kernel(round(deblend_fwhm, 3))) - bkg
+    sharp = np.where(detection > 0, np.maximum(sharp, threshold), 0.0)
+    if opts["method"] == "multithreshold":
+        objects = _deblend_multithreshold(
+            sharp,
+            detection,
+            n_pixels=opts["n_pixels"],
+            nlevels=opts["deblend_nlevels"],
+            contrast=opts["deblend_contrast"],
+        )
+    elif opts["method"] == "watershed":
+        objects = _deblend_watershed(
+            sharp,
+            detection,
+            h=opts["nsigma"] * fill,
+            min_distance=opts["watershed_min_distance"],
+        )
+    else:
+        objects = _deblend_dbscan(
+            sharp,
+            detection,
+            threshold,
+            eps=opts["dbscan_eps"],
+            min_samples=opts["dbscan_min_samples"],
+            flux_scale=opts["dbscan_flux_scale"],
+        )
+    return _reflood(objects, detection, sharp, opts["n_pixels"])
+
+
+def _sky(image, valid, sigma, kernel_fwhm):
+    """Step 2: ``(sky, rms, flags, smoothed raw image, valid sigma pixels)``."""
+    kernel = _kernel(round(kernel_fwhm, 3))
+    raw_smoothed = _smooth(image, valid, kernel)
+    flags = 0
+    if sigma is not None:
+        sig_ok = valid & np.isfinite(sigma) & (sigma > 0)
+        if np.count_nonzero(sig_ok) < 0.5 * np.count_nonzero(valid):
+            flags |= SegmentFlag.SIGMA_MAP_INVALID
+    else:
+        sig_ok = np.zeros(image.shape, dtype=bool)
+    bkg, rms, bflags = _background(image, valid, raw_smoothed, kernel, sigma, sig_ok)
+    return bkg, rms, flags | bflags, raw_smoothed, sig_ok
+
+
+def estimate_sky(
+    image: np.ndarray,
+    sigma: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    *,
+    kernel_fwhm: float = FALLBACK_KERNEL_FWHM,
+) -> tuple[float, float, int]:
+    """Sky level and RMS of one cutout, the estimate `segment_image` subtracts (step 2).
+
+    Sigma-clipped statistics of the pixels left when the sources (the image smoothed
+    with a Gaussian of ``kernel_fwhm`` pixels, 3 sigma above the sky, grown by 4
+    pixels) are masked, iterated until the mask settles.
+
+    Parameters
+    ----------
+    image : 2D array_like
+        Flux per pixel, any unit; NaN and inf pixels are bad.
+    sigma : 2D array_like, optional
+        1-sigma noise per pixel (same unit); an infinite value is a bad pixel.
+    mask : 2D bool array_like, optional
+        True where a pixel is bad.
+    kernel_fwhm : float, optional
+        FWHM in pixels of the smoothing kernel (the PSF's, `psf_fwhm_pixels`).
+        Default 3.
+
+    Returns
+    -------
+    sky, rms : float
+        Flux per pixel; NaN when no pixel is valid.
+    flags : int
+        `galcat.flags.SegmentFlag` bits (``BACKGROUND_UNRELIABLE`` when too few sky
+        pixels remain, ``SIGMA_MAP_INVALID``).
+
+    Notes
+    -----
+    Cost: a few ms for a 64 x 64 cutout, ~0.1 s for 512 x 512.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    bad = ~np.isfinite(image)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    if sigma is not None:
+        sigma = np.asarray(sigma, dtype=np.float64)
+        bad |= np.isinf(sigma)
+    if bad.all():
+        return math.nan, math.nan, int(SegmentFlag.ALL_NAN_OR_ZERO)
+    bkg, rms, flags, _, _ = _sky(image, ~bad, sigma, float(kernel_fwhm))
+    return float(bkg), float(rms), int(flags)
+
+
+def detect_sources(
+    image: np.ndarray,
+    valid: np.ndarray,
+    noise: np.ndarray,
+    *,
+    kernel_fwhm: float,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detection and deblending of a background-subtracted image (steps 3 and 4 of
+    `segment_image`, without a central object): for whole mosaics (`galcat.detection`).
+
+    Parameters
+    ----------
+    image : 2D ndarray
+        Background-subtracted flux per pixel; bad pixels are ignored.
+    valid : 2D bool ndarray
+        True where a pixel may belong to a source.
+    noise : 2D ndarray
+        1-sigma noise of ``image`` per pixel (finite where valid).
+    kernel_fwhm : float
+        FWHM in pixels of the Gaussian detection kernel (the PSF's).
+    **options
+        The keys of the ``segment`` section (``method``, ``nsigma``, ``n_pixels``,
+        ``deblend_*``, ...), checked against the schema; missing ones take its defaults.
+
+    Returns
+    -------
+    objects : 2D ndarray of int32
+        0 background, 1.. the deblended objects (no particular order).
+    smoothed : 2D ndarray
+        The detection image (``image`` smoothed with the kernel, 0 on bad pixels).
+
+    Notes
+    -----
+    Cost: ~0.1 s per million pixels for the smoothing and labelling, plus the
+    deblending, which grows with the number and size of the sources.
+    """
+    opts = check_section("segment", options, error=SegmentOptionError)
+    opts["kernel_fwhm"] = _check_real("kernel_fwhm", kernel_fwhm, low=0.0, high=100.0)
+    data = np.where(valid, image, 0.0)
+    smoothed = np.where(valid, _smooth(data, valid, _kernel(round(kernel_fwhm, 3))), 0.0)
+    threshold = opts["nsigma"] * np.where(valid, noise, np.inf)
+    detection = _detect(smoothed, threshold, valid, opts["n_pixels"])
+    if detection.max() == 0:
+        return detection, smoothed
+    fill = float(np.median(noise[valid]))
+    threshold = np.where(valid, threshold, 0.0)
+    return _split(data, valid, 0.0, smoothed, threshold, detection, opts, fill), smoothed
+
+
 # --------------------------------------------------------------------------- one image
 
 
@@ -672,16 +829,8 @@ def segment_image(
         return empty, flags | SegmentFlag.ALL_NAN_OR_ZERO | SegmentFlag.NO_DETECTION, info
 
     # 2. background (on the raw image, smoothed once: smoothing is linear)
-    kernel = _kernel(round(opts["kernel_fwhm"], 3))
     info["kernel_fwhm"] = opts["kernel_fwhm"]
-    raw_smoothed = _smooth(image, valid, kernel)
-    if sigma is not None:
-        sig_ok = valid & np.isfinite(sigma) & (sigma > 0)
-        if np.count_nonzero(sig_ok) < 0.5 * n_valid:
-            flags |= SegmentFlag.SIGMA_MAP_INVALID
-    else:
-        sig_ok = np.zeros(shape, dtype=bool)
-    bkg, rms, bflags = _background(image, valid, raw_smoothed, kernel, sigma, sig_ok)
+    bkg, rms, bflags, raw_smoothed, sig_ok = _sky(image, valid, sigma, opts["kernel_fwhm"])
     flags |= bflags
     info["background"], info["background_rms"] = bkg, rms
 
@@ -702,40 +851,8 @@ def segment_image(
     if n_detected == 0:
         return empty, flags | SegmentFlag.NO_DETECTION, info
 
-    # 4. deblending, on an image smoothed less than the detection image (a
-    # PSF-sized kernel erases the saddle between close pairs), floored at the
-    # threshold inside the detected sources so that every source pixel is positive
-    deblend_fwhm = opts["kernel_fwhm"] * opts["deblend_smoothing"]
-    if deblend_fwhm == opts["kernel_fwhm"]:
-        sharp = smoothed
-    else:
-        sharp = _smooth(image, valid, _kernel(round(deblend_fwhm, 3))) - bkg
-    sharp = np.where(detection > 0, np.maximum(sharp, threshold), 0.0)
-    if opts["method"] == "multithreshold":
-        objects = _deblend_multithreshold(
-            sharp,
-            detection,
-            n_pixels=opts["n_pixels"],
-            nlevels=opts["deblend_nlevels"],
-            contrast=opts["deblend_contrast"],
-        )
-    elif opts["method"] == "watershed":
-        objects = _deblend_watershed(
-            sharp,
-            detection,
-            h=opts["nsigma"] * fill,
-            min_distance=opts["watershed_min_distance"],
-        )
-    else:
-        objects = _deblend_dbscan(
-            sharp,
-            detection,
-            threshold,
-            eps=opts["dbscan_eps"],
-            min_samples=opts["dbscan_min_samples"],
-            flux_scale=opts["dbscan_flux_scale"],
-        )
-    objects = _reflood(objects, detection, sharp, opts["n_pixels"])
+    # 4. deblending
+    objects = _split(image, valid, bkg, smoothed, threshold, detection, opts, fill)
 
     # 5. central object and relabelling
     segmap, cflags, centre_distance = _relabel_central(objects, smoothed)
@@ -908,8 +1025,11 @@ def segment_shard(
     ids = batch.object_id
 
     def run_block(block: slice) -> list[tuple[np.ndarray, int, dict[str, Any]]]:
+        # each object at its own cut size (the stamp may be larger: galcat.store)
         return [
-            _segment_one(image[i], sigma[i], mask[i], opts) for i in range(block.start, block.stop)
+            _segment_one(image[i][batch.box(i)], sigma[i][batch.box(i)],
+                         mask[i][batch.box(i)], opts)
+            for i in range(block.start, block.stop)
         ]
 
     blocks = map_blocks_of_objects(
@@ -924,7 +1044,7 @@ def segment_shard(
     segmap = np.zeros((batch.n_objects, ny, nx), dtype=np.int32)
     rows = []
     for i, (seg, flag, info) in enumerate(results):
-        segmap[i] = seg
+        segmap[i][batch.box(i)] = seg
         rows.append(
             {
                 "object_id": int(ids[i]),

@@ -143,7 +143,10 @@ def read_shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
 
 
 def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
-    """Join cutout batches of the same survey and bands, in order."""
+    """Join cutout batches of the same survey and bands, in order, on the stamp side of
+    the largest (objects cut at their own sizes keep them)."""
+    side = max(b.image.shape[-1] for b in batches)
+    batches = [b.padded(side) for b in batches]
     first = batches[0]
     extras = {
         key: np.concatenate([b.extras[key] for b in batches]) for key in first.extras
@@ -160,6 +163,8 @@ def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
         flux_unit=first.flux_unit,
         survey=first.survey,
         extras=extras,
+        **{name: np.concatenate([getattr(b, name) for b in batches])
+           for name in ("cut_size", "cut_origin", "cut_wcs")},
     )
 
 
