@@ -71,7 +71,11 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "query": Command("query the survey; write the object table", "galcat.stages:run_query",
-                     (CONFIG, _one("--output"))),
+                     (CONFIG, _one("--output"),
+                      _optional("--detections", help="the detection table (local.objects: "
+                                                     "detect)"))),
+    "detect": Command("detect the objects of local mosaics; write their table",
+                      "galcat.stages:run_detect", (CONFIG, DASK, THREADS, _one("--output"))),
     "shards": Command("list the shards of an object table and write each shard's rows",
                       "galcat.stages:run_plan_shards",
                       (_one("--objects"), _one("--output"), _one("--shard-dir"))),

@@ -225,6 +225,15 @@ def _cross_field_errors(config: dict) -> list[str]:
         if band not in (AUTO, SUM, *bands):
             errors.append(f"config key detect_band: {band!r} is not a band of survey "
                           f"{survey!r}, which has {bands}; name one of them, sum or auto")
+    local = config.get("local") or {}
+    if survey == "local" and local.get("objects") == "detect" and (
+            (local.get("images") or {}).get("kind", "mosaic") != "mosaic"):
+        errors.append("config key local.objects: detect finds objects on mosaics; set "
+                      "local.images.kind: mosaic (or give a table of objects)")
+    box_filter = (local.get("detection") or {}).get("background_filter")
+    if survey == "local" and box_filter is not None and box_filter % 2 == 0:
+        errors.append(f"config key local.detection.background_filter: {box_filter} is even; "
+                      "a median filter needs a centre (use an odd number of meshes)")
     results = Path(config["results"])
     if results.is_absolute() or ".." in results.parts:
         errors.append(f"config key results: {str(results)!r} must stay inside the working "

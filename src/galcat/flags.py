@@ -11,6 +11,7 @@ column             class             written by
 ``seg_flag``       `SegmentFlag`     `galcat.segment` (one per object and segmentation)
 ``flag``           `MeasureFlag`     `galcat.morphology` (the features table)
 ``r50_mass_flag``  `HalfMassFlag`    `galcat.halfmass` / `galcat.bulgedisc`; -1: not run
+``det_flag``       `DetectFlag`      `galcat.detection` (mosaic detection, survey local)
 =================  ================  ====================================================
 
 `FLAG_COLUMNS` maps each column to its class, and `flag_metadata` gives the bit names
@@ -30,6 +31,7 @@ import enum
 __all__ = [
     "FLAG_COLUMNS",
     "BitFlag",
+    "DetectFlag",
     "HalfMassFlag",
     "MassFlag",
     "MeasureFlag",
@@ -131,6 +133,16 @@ class HalfMassFlag(BitFlag):
                      "gradient colour model was used instead")
 
 
+class DetectFlag(BitFlag):
+    """Bits of ``det_flag`` of the detection table (`galcat.detection`)."""
+
+    BLENDED = 1, "deblended from a source shared with other objects"
+    MASKED = 2, "the segment touches masked, NaN or zero-weight pixels"
+    IMAGE_EDGE = 4, "the segment reaches the edge of the mosaic"
+    TILE_EDGE = (8, "the segment reaches the edge of the tile it was measured in: the object "
+                 "is larger than local.detection.tile_overlap, its flux and shape may be cut")
+
+
 class MassFlag(BitFlag):
     """Bits of ``log_mass_phot_flag`` (`galcat.stellar_mass`)."""
 
@@ -148,6 +160,7 @@ FLAG_COLUMNS: dict[str, type[BitFlag]] = {
     "flag": MeasureFlag,
     "r50_mass_flag": HalfMassFlag,
     "log_mass_phot_flag": MassFlag,
+    "det_flag": DetectFlag,
 }
 
 #: What `describe` returns for -1, the "not run" value of ``r50_mass_flag``.

@@ -84,6 +84,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Real
@@ -109,6 +110,7 @@ __all__ = [
     "SegmentationResult",
     "detect_sources",
     "estimate_sky",
+    "mesh_background",
     "psf_fwhm_pixels",
     "segment_column_units",
     "segment_image",
@@ -608,6 +610,82 @@ def estimate_sky(
         return math.nan, math.nan, int(SegmentFlag.ALL_NAN_OR_ZERO)
     bkg, rms, flags, _, _ = _sky(image, ~bad, sigma, float(kernel_fwhm))
     return float(bkg), float(rms), int(flags)
+
+
+#: Sources of the first pass of `mesh_background` are grown by this many kernel FWHM
+#: before the second: their faint wings otherwise pass for sky (on the synthetic mosaic
+#: of bench/detect_vs_sextractor.py, growing by 2 pixels left galaxy fluxes 22% low, by
+#: 5 FWHM 15%; SExtractor's 22%).
+SOURCE_GROWTH_FWHM = 5.0
+
+
+def _mesh(data, valid, box, filter_size):
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, SExtractorBackground
+
+    ny, nx = data.shape
+    box = (min(box, ny), min(box, nx))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bkg = Background2D(np.where(valid, data, 0.0), box, mask=~valid,
+                           filter_size=(filter_size, filter_size),
+                           sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=SExtractorBackground(),
+                           exclude_percentile=50.0)
+    return np.asarray(bkg.background), np.asarray(bkg.background_rms)
+
+
+def mesh_background(
+    image: np.ndarray,
+    valid: np.ndarray,
+    *,
+    box: int,
+    filter_size: int = 3,
+    kernel_fwhm: float = FALLBACK_KERNEL_FWHM,
+    noise: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sky and sky-RMS maps of a large image: a background mesh with the sources masked.
+
+    `photutils.background.Background2D` on meshes of ``box`` pixels, median-filtered over
+    ``filter_size`` meshes, with SExtractor's estimator on 3-sigma-clipped pixels; then
+    again with the sources of a first detection (`detect_sources`, 2 sigma) grown by
+    `SOURCE_GROWTH_FWHM` kernel FWHM masked, so that galaxy wings do not pass for sky.
+    Unlike `estimate_sky` it follows gradients: for mosaics and the boxes around an
+    object that `galcat.surveys.local` stages.
+
+    Parameters
+    ----------
+    image : 2D ndarray
+        Flux per pixel (bad pixels anything).
+    valid : 2D bool ndarray
+        Pixels that may be used.
+    box : int
+        Mesh side in pixels (clipped to the image).
+    filter_size : int, optional
+        Median filter in meshes (odd). Default 3.
+    kernel_fwhm : float, optional
+        Detection kernel FWHM in pixels (the PSF's). Default 3.
+    noise : 2D ndarray, optional
+        1-sigma noise per pixel for the first detection (default: the first mesh's RMS).
+
+    Returns
+    -------
+    background, rms : 2D ndarray
+        Same shape as ``image``.
+
+    Notes
+    -----
+    Cost: ~0.3 s per million pixels (two meshes and one detection pass).
+    """
+    data = np.where(valid, image, 0.0)
+    bkg, rms = _mesh(data, valid, box, filter_size)
+    first, _ = detect_sources(data - bkg, valid, noise if noise is not None else rms,
+                              kernel_fwhm=kernel_fwhm, method="watershed", nsigma=2.0,
+                              n_pixels=5)
+    grow = max(1, int(round(SOURCE_GROWTH_FWHM * kernel_fwhm)))
+    sources = ndimage.binary_dilation(first > 0, iterations=grow)
+    if np.count_nonzero(valid & ~sources) > 0.1 * np.count_nonzero(valid):
+        bkg, rms = _mesh(data, valid & ~sources, box, filter_size)
+    return bkg, rms
 
 
 def detect_sources(

@@ -33,6 +33,7 @@ __all__ = [
     "read_shard_rows",
     "run_catalogue",
     "run_defaults",
+    "run_detect",
     "run_fetch",
     "run_measure",
     "run_plan_shards",
@@ -81,21 +82,48 @@ def check_object_table(df: pd.DataFrame, *, source: str) -> None:
         )
 
 
-def run_query(config: dict, output: os.PathLike | str) -> Path:
-    """Query the survey and write the object table."""
+def run_query(config: dict, output: os.PathLike | str,
+              detections: os.PathLike | str | None = None) -> Path:
+    """Query the survey and write the object table.
+
+    ``detections``: the detection table (`run_detect`) that ``local.objects: detect``
+    reads instead of a user's table.
+    """
     survey = get_survey(config["survey"])
     log.info("query_catalog: survey %s", config["survey"])
-    df = survey.query(config).sort_values("object_id").reset_index(drop=True)
+    extra = {"detections": detections} if detections is not None else {}
+    df = survey.query(config, **extra).sort_values("object_id").reset_index(drop=True)
     check_object_table(df, source=f"survey {config['survey']!r}")
     n_shards = df["shard"].nunique()
     log.info("query_catalog: %d objects in %d shards", len(df), n_shards)
+    units = dict(column_units(detections)) if detections is not None else {}
+    descriptions = dict(column_descriptions(detections)) if detections is not None else {}
     return write_table(
         df,
         output,
-        units=getattr(survey, "COLUMN_UNITS", {}),
-        descriptions=getattr(survey, "COLUMN_DESCRIPTIONS", {}),
+        units={**units, **getattr(survey, "COLUMN_UNITS", {})},
+        descriptions={**descriptions, **getattr(survey, "COLUMN_DESCRIPTIONS", {})},
         metadata={"survey": config["survey"]},
     )
+
+
+def run_detect(
+    config: dict,
+    output: os.PathLike | str,
+    *,
+    dask: dict | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Detect the objects of the local mosaics (``local.objects: detect``); write their table."""
+    from galcat.detection import detect_mosaic, detection_units
+
+    config = _with_execution(config, dask, threads)
+    table = detect_mosaic(config, label="detect")
+    units, descriptions = detection_units(list(settings(config, "local")["bands"]))
+    log.info("detect: %d objects, %d of them point sources", len(table),
+             int(table["point_source"].sum()) if len(table) else 0)
+    return write_table(table, output, units=units, descriptions=descriptions,
+                       metadata=stage_metadata("detect", "mosaic", config))
 
 
 def run_plan_shards(

@@ -81,8 +81,25 @@ SURVEY_SECTIONS = ("survey", SURVEY) if SURVEY == "synthetic" else ("survey", SU
 DASK_JSON = as_json(config["dask"])
 
 
+#: local.objects: detect: the objects come from the detect rule.
+DETECT_MODE = SURVEY == "local" and config["local"]["objects"] == "detect"
+#: The keys of the local section that detection reads: the images and how to read
+#: them, not the cutout settings (an edit of those reruns no detection).
+DETECT_KEYS = ("objects", "bands", "images", "noise", "mask", "psf", "psf_stamp_size",
+               "zeropoint", "pixel_scale", "detection")
+
+
+def get_query_input(wildcards):
+    return {"detections": f"{OUT}/detections.parquet"} if DETECT_MODE else {}
+
+
 def get_query_config(wildcards):
     return params_of(*SURVEY_SECTIONS, "sharding")
+
+
+def get_detect_config(wildcards):
+    local = {key: config["local"][key] for key in DETECT_KEYS if key in config["local"]}
+    return as_json({"survey": SURVEY, "local": local, "detect_band": config["detect_band"]})
 
 
 def get_fetch_config(wildcards):

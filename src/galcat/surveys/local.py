@@ -68,7 +68,7 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcat.config import settings
-from galcat.segment import estimate_sky, psf_fwhm_pixels
+from galcat.segment import estimate_sky, mesh_background, psf_fwhm_pixels
 from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
@@ -112,8 +112,8 @@ DETECTION_COLUMNS: dict[str, tuple[str, str]] = {
                          "times the PSF's half-light radius measured alike: a star or "
                          "an unresolved galaxy"),
     "size_ratio": ("", "r50_detect over the PSF's half-light radius measured alike"),
-    "area": ("pix2", "pixels of the deblended segment"),
-    "ellipticity": ("", "1 - b/a from the segment's second moments"),
+    "area_detect": ("pix2", "pixels of the deblended segment in the detection image"),
+    "ellipticity_detect": ("", "1 - b/a from the segment's second moments in the detection image"),
     "flux_detect": ("nanomaggy", "Kron flux in the detection image (detect_band)"),
     "flux_err_detect": ("nanomaggy", "1-sigma error of flux_detect"),
     "snr_detect": ("", "flux_detect / flux_err_detect"),
@@ -532,8 +532,11 @@ def _mosaic_wcs(section: Mapping) -> tuple[WCS | None, str]:
 class _Shard:
     """The arrays of one batch of cutouts, filled object by object and band by band."""
 
-    def __init__(self, ids: np.ndarray, bands: list[str], sides: np.ndarray):
+    def __init__(self, ids: np.ndarray, bands: list[str], sides: np.ndarray,
+                 section: Mapping):
         n = len(ids)
+        self.box = int(section["detection"]["background_box"])
+        self.filter_size = int(section["detection"]["background_filter"])
         self.ids, self.bands = ids, bands
         self.side = int(sides.max())
         self.sides = sides
@@ -556,14 +559,13 @@ class _Shard:
         img = cut.arrays[0]
         noise = cut.arrays[1] if noise_given else None
         if sky_mode == "local" or noise is None:
-            level, rms, _ = estimate_sky(region.arrays[0], region.arrays[1] if noise_given
-                                         else None, region.mask, kernel_fwhm=kernel_fwhm)
-            if sky_mode == "local" and np.isfinite(level):
-                img = img - level
+            level, rms = self.sky_maps(region, noise_given, kernel_fwhm, what)
+            inner = _centre_box(region.mask.shape[0], size)
+            if sky_mode == "local":
+                img = img - level[inner]
+            rms = rms[inner]
         if noise is None:
-            if not rms > 0:
-                raise LocalDataError(f"{what}: too few valid pixels to estimate the noise")
-            variance = np.full(img.shape, rms * rms)
+            variance = rms * rms
             if unit.electrons:  # the sources' Poisson noise, in the image's unit
                 variance += np.clip(np.nan_to_num(img), 0.0, None) / unit.electrons
             noise = np.sqrt(variance)
@@ -576,6 +578,26 @@ class _Shard:
         if j == 0:  # the geometry of the first band (bands of a mosaic share a grid)
             self.origin[i] = np.asarray(cut.origin) - lo
             self.sky[i] = cut.sky
+
+    def sky_maps(self, region: _cutting.Cut, noise_given: bool, kernel_fwhm: float,
+                 what: str):
+        """Sky and sky-RMS maps of the box around an object: a background mesh
+        (`galcat.segment.mesh_background`, ``local.detection.background_box``) when the
+        box holds a few meshes, else `galcat.segment.estimate_sky`'s constant."""
+        valid = ~region.mask
+        if np.count_nonzero(valid) < 16:
+            raise LocalDataError(f"{what}: too few valid pixels to estimate the sky and noise")
+        side = region.mask.shape[0]
+        noise = region.arrays[1] if noise_given else None
+        if side >= 2 * self.box:
+            filt = self.filter_size if side >= self.filter_size * self.box else 1
+            return mesh_background(region.arrays[0], valid, box=self.box, filter_size=filt,
+                                   kernel_fwhm=kernel_fwhm, noise=noise)
+        level, rms, _ = estimate_sky(region.arrays[0], noise, region.mask,
+                                     kernel_fwhm=kernel_fwhm)
+        if not rms > 0:
+            raise LocalDataError(f"{what}: too few valid pixels to estimate the sky and noise")
+        return np.full((side, side), level), np.full((side, side), rms)
 
     def batch(self, rows: pd.DataFrame, bands: list[str], psf: np.ndarray,
               scale: float) -> CutoutBatch:
@@ -591,6 +613,11 @@ class _Shard:
             zeropoints=[_cutting.ZEROPOINT] * len(bands), flux_unit="nanomaggy",
             survey="local", cut_size=self.sides, cut_origin=self.origin, cut_wcs=self.sky,
         )
+
+
+def _centre_box(side: int, size: int) -> tuple[slice, slice]:
+    lo = (side - size) // 2
+    return slice(lo, lo + size), slice(lo, lo + size)
 
 
 def _sky_side(section: Mapping, size: int, noise_given: bool) -> int:
@@ -652,7 +679,7 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
 
 def _mosaic_cutouts(rows, section, sides, off_image) -> CutoutBatch:
     bands = list(section["bands"])
-    shard = _Shard(rows["object_id"].to_numpy(), bands, sides)
+    shard = _Shard(rows["object_id"].to_numpy(), bands, sides, section)
     with (LocalImages(section["images"], bands, "local.images") as imgs,
           LocalImages(section["noise"], bands, "local.noise") as noises,
           LocalImages(section["mask"], bands, "local.mask") as masks):
@@ -705,7 +732,7 @@ def _file_cutouts(rows, section, sides, off_image) -> CutoutBatch:
     pattern = spec.get("pattern")
     if not pattern or "{object_id}" not in pattern and "{source_id}" not in pattern:
         raise LocalDataError("local.images.pattern must contain {object_id} or {source_id}")
-    shard = _Shard(rows["object_id"].to_numpy(), bands, sides)
+    shard = _Shard(rows["object_id"].to_numpy(), bands, sides, section)
     scale = None  # the cutouts' own: from each WCS, or local.pixel_scale without one
     psf = None
     for i, row in rows.iterrows():
