@@ -53,6 +53,7 @@ __all__ = [
     "UNDOCUMENTED",
     "CatalogueColumns",
     "build_catalogue",
+    "physical_radii",
     "provenance",
     "publish_columns",
     "write_fits",
@@ -171,6 +172,25 @@ def publish_columns(cat: pd.DataFrame, units: Mapping[str, str],
     return out, pub
 
 
+def physical_radii(cat: pd.DataFrame, units: dict[str, str],
+                   descriptions: dict[str, str]) -> pd.DataFrame:
+    """``{radius}_kpc`` of every measured radius in arcsec (`galcat.morphology.RADIUS_COLUMNS`)
+    at the object's redshift (Planck18, proper kpc; NaN without a redshift), keyed by
+    ``object_id``; their units and descriptions are added to ``units`` and
+    ``descriptions``."""
+    from galcat.morphology import RADIUS_COLUMNS
+
+    scale = stellar_mass.kpc_per_arcsec(cat["z"].to_numpy()) if "z" in cat else np.nan
+    out = {"object_id": cat["object_id"].to_numpy()}
+    for name in RADIUS_COLUMNS:
+        if name in cat and units.get(name) == "arcsec":
+            out[f"{name}_kpc"] = cat[name].to_numpy(dtype=np.float64) * scale
+            units[f"{name}_kpc"] = "kpc"
+            descriptions[f"{name}_kpc"] = (f"{name} in proper kpc at the redshift z (Planck18); "
+                                           "NaN without a redshift")
+    return pd.DataFrame(out)
+
+
 def build_catalogue(
     objects: os.PathLike | str,
     features: Sequence[os.PathLike | str],
@@ -220,6 +240,7 @@ def build_catalogue(
     cat = _join(cat, masses, what="stellar-mass")
     for name, (unit, description) in stellar_mass.MASS_COLUMNS.items():
         units[name], descriptions[name] = unit, description
+    cat = _join(cat, physical_radii(cat, units, descriptions), what="physical-radius")
     cat = cat.sort_values("object_id").reset_index(drop=True)
     cat, columns = publish_columns(cat, units, descriptions, sources=sources)
     prov = provenance(config_hash, survey=survey)

@@ -110,6 +110,9 @@ class MeasureFlag(BitFlag):
                "columns are NaN and its *_FAILED bit is not set")
     R50_PSF_FAILED = (1 << 12, "the PSF-corrected r50 could not be measured (no usable "
                       "Sersic fit, or no half-light crossing); r50_psf_corrected is NaN")
+    UNRESOLVED = (1 << 13, "the PSF dominates: statmorph's r50 is below "
+                  "measure.unresolved_ratio times a point source's (the PSF's, measured "
+                  "alike); the PSF-corrected radii r50_psf_corrected and r50_mass are NaN")
 
 
 class HalfMassFlag(BitFlag):

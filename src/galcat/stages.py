@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from galcat.atomic import atomic_file, replacing_file
-from galcat.config import settings
+from galcat.config import ConfigError, settings
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.provenance import stage_metadata
 from galcat.store import (
@@ -35,6 +35,7 @@ __all__ = [
     "run_defaults",
     "run_detect",
     "run_fetch",
+    "run_local_config",
     "run_measure",
     "run_plan_shards",
     "run_query",
@@ -341,6 +342,65 @@ def run_validate_config(configs: list[os.PathLike | str]) -> None:
 
     load_config(*configs)
     print("config is valid")
+
+
+def _pairs(items, what: str, cast=str) -> dict | None:
+    """``band=value`` strings as a dict (None for none; one bare value: itself)."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return cast(items[0])
+    out = {}
+    for item in items:
+        band, sep, value = item.partition("=")
+        if not sep or not band or not value:
+            raise ConfigError(f"{what}: {item!r} is not BAND=VALUE")
+        out[band] = cast(value)
+    return out
+
+
+def run_local_config(
+    images: list[str],
+    output: os.PathLike | str,
+    *,
+    psf_fwhm: list[str] | None = None,
+    psf: list[str] | None = None,
+    pixel_scale: float | None = None,
+    zeropoint: list[str] | None = None,
+    noise: list[str] | None = None,
+    noise_kind: str = "sigma",
+    mask: str | None = None,
+    mask_kind: str = "bad",
+    detect_band: str = "auto",
+    results: str = "results",
+) -> Path:
+    """Write a config that detects and measures the objects of FITS mosaics (checked:
+    `galcat.surveys.local.mosaic_config`), ready for ``snakemake --configfile``."""
+    import yaml
+
+    from galcat.config import load_config
+    from galcat.surveys.local import LocalDataError, mosaic_config
+
+    try:
+        config = mosaic_config(
+            _pairs(images, "mosaics"), psf_fwhm=_pairs(psf_fwhm, "--psf-fwhm", float),
+            psf=_pairs(psf, "--psf"), pixel_scale=pixel_scale,
+            zeropoint=_pairs(zeropoint, "--zeropoint", float), noise=_pairs(noise, "--noise"),
+            noise_kind=noise_kind, mask=mask, mask_kind=mask_kind, detect_band=detect_band,
+            results=results)
+    except LocalDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if isinstance(config["local"]["images"]["files"], str):
+        raise ConfigError("mosaics: give each as BAND=PATH")
+    load_config(overrides=config)  # the whole config, validated as the run will
+    final = Path(output)
+    with replacing_file(final) as tmp:
+        tmp.write_text("# galcat on your own mosaics: detection, cutouts, measurement.\n"
+                       f"#   snakemake --cores 8 --configfile {final.name}\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {final}: {len(config['local']['bands'])} band(s); run "
+          f"`snakemake --cores 8 --configfile {final}`")
+    return final
 
 
 def run_defaults() -> None:

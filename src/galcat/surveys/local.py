@@ -77,6 +77,7 @@ from galcat.tables import read_table
 
 __all__ = [
     "COLUMN_DESCRIPTIONS",
+    "mosaic_config",
     "COLUMN_UNITS",
     "DETECT",
     "DETECTION_COLUMNS",
@@ -819,3 +820,117 @@ def _centred(arrays, bad, size: int) -> _cutting.Cut:
     if bad is not None:
         mask |= _centre(bad.astype(np.float64), size) != 0
     return _cutting.Cut(out, mask, None, False, ((size - 1) / 2.0, (size - 1) / 2.0))
+
+
+# --------------------------------------------------------------------------- a config
+def _per_band(values: Mapping[str, float] | float | None, bands: list[str], what: str):
+    if values is None or not isinstance(values, Mapping):
+        return values
+    missing = [b for b in bands if b not in values]
+    if missing:
+        raise LocalDataError(f"{what}: no value for band(s) {missing}")
+    return {b: float(values[b]) for b in bands}
+
+
+def mosaic_config(
+    images: Mapping[str, str],
+    *,
+    psf_fwhm: Mapping[str, float] | float | None = None,
+    psf: Mapping[str, str] | None = None,
+    pixel_scale: float | None = None,
+    zeropoint: Mapping[str, float] | float | None = None,
+    noise: Mapping[str, str] | None = None,
+    noise_kind: str = "sigma",
+    mask: str | None = None,
+    mask_kind: str = "bad",
+    detect_band: str = "auto",
+    results: str = "results",
+) -> dict:
+    """A galcat config that detects and measures the objects of FITS mosaics.
+
+    Every file is opened and checked as the run will read it: a 2-D image, a celestial
+    WCS or ``pixel_scale`` (pixel-only mode), a pixel unit with a zero point (from the
+    header or ``zeropoint``), and a PSF per band. What is missing is one error that
+    says what to give.
+
+    Parameters
+    ----------
+    images : mapping of band -> path
+        One mosaic per band, in band order (blue to red: ``detect_band: auto`` takes the
+        middle one when there is no r).
+    psf_fwhm : float or mapping of band -> float, optional
+        Gaussian PSF FWHM in arcsec (one for all bands, or one per band).
+    psf : mapping of band -> path, optional
+        PSF images instead (same pixel scale as the mosaics).
+    pixel_scale : float, optional
+        Arcsec per pixel, for mosaics without a celestial WCS.
+    zeropoint : float or mapping of band -> float, optional
+        AB magnitude of one pixel unit, where the header does not say it.
+    noise, noise_kind : optional
+        Noise maps per band and what they hold (sigma, variance, ivar).
+    mask, mask_kind : optional
+        One mask for every band and what it holds (bad, good, weight).
+    detect_band, results : str
+        As the config keys.
+
+    Returns
+    -------
+    dict
+        ``survey``, ``results``, ``detect_band`` and the ``local`` section.
+
+    Raises
+    ------
+    LocalDataError
+        A file that is missing or not an image, a mosaic without a WCS and no
+        ``pixel_scale``, a unit without a zero point, no PSF.
+    """
+    bands = list(images)
+    if not bands:
+        raise LocalDataError("give at least one mosaic (band=path)")
+    if psf_fwhm is None and not psf:
+        raise LocalDataError("give the PSF: its FWHM in arcsec (--psf-fwhm 0.08, or one per "
+                             "band: --psf-fwhm F200W=0.07 F444W=0.15) or PSF images (--psf)")
+    def absolute(paths: Mapping[str, str]) -> dict[str, str]:
+        # the run may start in another directory than this command
+        return {b: str(Path(p).expanduser().resolve()) for b, p in paths.items()}
+
+    section: dict = {
+        "objects": DETECT, "bands": bands,
+        "images": {"kind": "mosaic", "files": absolute(images)},
+        "psf": ({"files": absolute(psf)} if psf else
+                {"fwhm_arcsec": _per_band(psf_fwhm, bands, "--psf-fwhm")}),
+        "zeropoint": _per_band(zeropoint, bands, "--zeropoint"),
+        "pixel_scale": pixel_scale,
+    }
+    if noise:
+        section["noise"] = {"kind": noise_kind, "files": absolute(noise)}
+    if mask:
+        section["mask"] = {"kind": mask_kind, "file": absolute({"": mask})[""]}
+    checked = settings({"local": section}, "local")
+    with LocalImages(checked["images"], bands, "local.images") as imgs:
+        for b in bands:
+            plane, header = imgs.band(b)
+            wcs = _wcs(header)
+            what = f"mosaic {imgs.path(b)} ({b})"
+            try:
+                scale = image_scale(checked, wcs, what)
+            except LocalDataError:
+                raise LocalDataError(f"{what} has no celestial WCS: give --pixel-scale (arcsec "
+                                     "per pixel) to work in pixels") from None
+            try:
+                unit = _cutting.pixel_unit(header, pixel_scale=scale,
+                                           zeropoint=band_zeropoint(checked, b), what=what)
+            except ValueError as exc:
+                raise LocalDataError(str(exc).replace("set local.zeropoint",
+                                                      "give --zeropoint")) from None
+            log.info("%s: %d x %d pixels, %s, %.4g arcsec/pixel, unit from %s", what,
+                     plane.shape[1], plane.shape[0], "WCS" if wcs is not None else "no WCS",
+                     scale, unit.source)
+    for name, maps in (("noise", section.get("noise")), ("mask", section.get("mask"))):
+        if maps:
+            with LocalImages(settings({"local": section}, "local")[name], bands,
+                             f"local.{name}") as planes:
+                for b in bands:
+                    planes.band(b)
+    return {"survey": "local", "results": results, "detect_band": detect_band,
+            "local": {k: v for k, v in section.items() if v is not None}}

@@ -1220,6 +1220,10 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         sigma[i] = sig
         mask[i] = ~np.isfinite(noisy)
     psf_arr = np.stack([psf_image(config, k) for k in names]).astype(np.float32)
+    # a nominal sky frame at the object's position: north up, east left
+    step = scale / 3600.0
+    cut_wcs = np.array([[float(r["ra"]), float(r["dec"]), -step, 0.0, 0.0, step]
+                        for r in records]).reshape(n, 6)
     return CutoutBatch(
         object_id=rows["object_id"].to_numpy(dtype=np.int64),
         image=np.nan_to_num(image),
@@ -1232,4 +1236,5 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         flux_unit="nanomaggy",
         survey="synthetic",
         extras={"truth_class": truth},
+        cut_wcs=cut_wcs,
     )
