@@ -107,6 +107,15 @@ def tiles(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile]:
     return out
 
 
+def _tile_grid(opts: Mapping) -> tuple[int, int]:
+    """Tile side and overlap in whole background meshes: tiles then share their mesh
+    grid, so an object in the overlap of two tiles sees the same sky in both."""
+    box = int(opts["background_box"])
+    size = box * max(1, round(int(opts["tile_size"]) / box))
+    overlap = box * math.ceil(int(opts["tile_overlap"]) / box)
+    return size, overlap
+
+
 def detection_columns(bands: list[str]) -> list[str]:
     """Columns of the detection table, in order, for a survey with ``bands``."""
     names = []
@@ -412,7 +421,7 @@ def detect_mosaic(config: Mapping, *, label: str = "detect") -> pd.DataFrame:
             m.close()
     det_psf = (psf.mean(axis=0) if band == SUM else psf[reader.bands.index(band)])
     fwhm = psf_fwhm_pixels(det_psf)
-    parts = tiles(reader.shape, int(opts["tile_size"]), int(opts["tile_overlap"]))
+    parts = tiles(reader.shape, *_tile_grid(opts))
     log.info("%s: %s mosaic %d x %d in %d tile(s) of at most %d pixels, detect_band %s",
              label, "WCS" if wcs is not None else "pixel-only", reader.shape[1],
              reader.shape[0], len(parts), max(t.pixels for t in parts), band)

@@ -82,10 +82,12 @@ class Mosaic:
         return list(self.images)
 
 
-def _config(seed: int, n: int, pixel_scale: float, stamp: int) -> dict:
+def _config(seed: int, n: int, pixel_scale: float, stamp: int,
+            redshift: tuple[float, float], mag_limit: float) -> dict:
     return load_config(overrides={"synthetic": {
         "n_objects": max(n, 1), "seed": seed, "pixel_scale": pixel_scale,
-        "cutout_size": stamp, "merger_fraction": 0.0, "projection_fraction": 0.0}})
+        "cutout_size": stamp, "merger_fraction": 0.0, "projection_fraction": 0.0,
+        "redshift": {"min": redshift[0], "max": redshift[1]}, "mag_limit_r": mag_limit}})
 
 
 def _positions(rng, n: int, shape, margin: int, min_separation: float) -> np.ndarray:
@@ -127,6 +129,8 @@ def synthetic_mosaic(
     pedestal: float = 2.0,
     stamp: int = 64,
     min_separation: float = 12.0,
+    redshift: tuple[float, float] = (0.02, 0.15),
+    mag_limit: float = 18.5,
 ) -> Mosaic:
     """A mosaic of synthetic galaxies and stars with known truth (module docstring).
 
@@ -151,6 +155,9 @@ def synthetic_mosaic(
         in units of the sky noise.
     stamp : int
         Side of each galaxy's render (the synthetic survey shrinks galaxies to fit it).
+    redshift, mag_limit : optional
+        The population's redshift range and r-band magnitude limit (the synthetic
+        survey's defaults; at higher redshift galaxies are smaller).
 
     Returns
     -------
@@ -160,7 +167,7 @@ def synthetic_mosaic(
     -----
     Cost: ~10 ms per galaxy and band (GalSim) plus the noise.
     """
-    cfg = _config(seed, n_galaxies, pixel_scale, stamp)
+    cfg = _config(seed, n_galaxies, pixel_scale, stamp, redshift, mag_limit)
     rng = np.random.default_rng([seed, 0x6D6F73])
     rows = dim_population(synthetic.query(cfg).head(n_galaxies), dim_max, seed) \
         if n_galaxies else pd.DataFrame()
