@@ -294,11 +294,13 @@ def _flags(objects, labels, valid, box, tile: Tile, shape) -> np.ndarray:
     """`DetectFlag` bits of every label (in ``labels`` order)."""
     n = int(objects.max())
     flags = np.zeros(n + 1, dtype=np.int64)
-    # deblended: several objects in one connected source
+    # deblended: several objects in one connected source (every pixel of an object has
+    # the same parent, so any one of them names it)
     parents, _ = ndimage.label(objects > 0, structure=np.ones((3, 3), bool))
-    counts = np.bincount(np.unique(np.stack([parents.ravel(), objects.ravel()]), axis=1)[0])
-    blended = counts[parents] > 1
-    flags[np.unique(objects[blended & (objects > 0)])] |= DetectFlag.BLENDED
+    parent_of = np.zeros(n + 1, dtype=np.int64)
+    parent_of[objects.ravel()] = parents.ravel()
+    siblings = np.bincount(parent_of[1:])
+    flags[1:][siblings[parent_of[1:]] > 1] |= DetectFlag.BLENDED
     # touching bad pixels
     grown_bad = ndimage.binary_dilation(~valid)
     flags[np.unique(objects[grown_bad & (objects > 0)])] |= DetectFlag.MASKED

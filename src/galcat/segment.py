@@ -647,7 +647,7 @@ def mesh_background(
 
     `photutils.background.Background2D` on meshes of ``box`` pixels, median-filtered over
     ``filter_size`` meshes, with SExtractor's estimator on 3-sigma-clipped pixels; then
-    again with the sources of a first detection (`detect_sources`, 2 sigma) grown by
+    again with the sources of a first detection (2 sigma, 5 pixels) grown by
     `SOURCE_GROWTH_FWHM` kernel FWHM masked, so that galaxy wings do not pass for sky.
     Unlike `estimate_sky` it follows gradients: for mosaics and the boxes around an
     object that `galcat.surveys.local` stages.
@@ -678,9 +678,11 @@ def mesh_background(
     """
     data = np.where(valid, image, 0.0)
     bkg, rms = _mesh(data, valid, box, filter_size)
-    first, _ = detect_sources(data - bkg, valid, noise if noise is not None else rms,
-                              kernel_fwhm=kernel_fwhm, method="watershed", nsigma=2.0,
-                              n_pixels=5)
+    # detection only (step 3 of segment_image): the mask needs no deblending
+    smoothed = np.where(valid, _smooth(np.where(valid, data - bkg, 0.0), valid,
+                                       _kernel(round(kernel_fwhm, 3))), 0.0)
+    threshold = 2.0 * np.where(valid, noise if noise is not None else rms, np.inf)
+    first = _detect(smoothed, threshold, valid, 5)
     grow = max(1, int(round(SOURCE_GROWTH_FWHM * kernel_fwhm)))
     sources = ndimage.binary_dilation(first > 0, iterations=grow)
     if np.count_nonzero(valid & ~sources) > 0.1 * np.count_nonzero(valid):
