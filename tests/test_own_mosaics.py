@@ -16,10 +16,13 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from galcat.config import deep_merge
 from galcat.flags import MeasureFlag
 from galcat.validation.mosaic import match_sources, synthetic_mosaic, write_mosaic
 from tests.conftest import BIN, snakemake
+from tests.test_params import default_reads, shell_commands
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +58,7 @@ def matched(cat: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     return idx
 
 
-def test_mosaics_with_a_wcs_in_three_units(mosaic, tmp_path):
+def test_mosaics_with_a_wcs_in_four_units(mosaic, tmp_path, monkeypatch):
     pairs = []
     for band, unit in (("g", "electron/s"), ("r", "nanomaggy"), ("i", "counts"),
                        ("z", "nJy")):
@@ -93,6 +96,18 @@ def test_mosaics_with_a_wcs_in_three_units(mosaic, tmp_path):
     # radii in arcsec and pixels; in kpc only with a redshift (none here)
     assert np.allclose(galaxies["r50_pix"] * 0.396, galaxies["r50"])
     assert cat["r50_kpc"].isna().all()
+
+    # no job of this DAG (detect included) reads a value its params lack
+    monkeypatch.chdir(tmp_path)
+    config = deep_merge(yaml.safe_load((tmp_path / "mine.yaml").read_text()),
+                        yaml.safe_load((tmp_path / "run.yaml").read_text()))
+    rules = {"detect", "query_catalog", "fetch_cutouts", "segment", "measure"}
+    seen = set()
+    for rule, argv in shell_commands(tmp_path, config, *sorted(rules)):
+        if rule in rules - seen:
+            seen.add(rule)
+            assert default_reads(argv) == [], rule
+    assert seen == rules
 
 
 def test_a_single_band_mosaic_without_a_wcs(mosaic, tmp_path):
