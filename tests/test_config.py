@@ -33,9 +33,9 @@ BAD = [
      "min 0.3 is above max 0.1"),
     ({"synthetic": {"n_objects": 100_000_000}}, "synthetic.n_objects",
      "raise sharding.objects_per_shard to at least 5000"),
-    ({"segment": {"detect_band": "F200W"}}, "segment.detect_band",
-     "'F200W' is not a band of survey 'synthetic'"),
-    ({"measure": {"detect_band": "y"}}, "measure.detect_band", "is not a band of survey"),
+    ({"detect_band": "F200W"}, "detect_band", "'F200W' is not a band of survey 'synthetic'"),
+    ({"measure": {"detect_band": "y"}}, "measure.detect_band",
+     "replaced by the top-level detect_band"),
     ({"synthetic": {"psf_stamp_size": 24}}, "synthetic.psf_stamp_size", "24 is even"),
     ({"release": "2026-13-45"}, "release", "is not a calendar date"),
 ]

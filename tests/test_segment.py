@@ -428,7 +428,8 @@ def batch() -> CutoutBatch:
 def config(method="multithreshold", scheduler="synchronous", workers=1, per_task=3, **segment):
     return {
         "survey": "synthetic",
-        "segment": {"method": method, "detect_band": "r", **segment},
+        "detect_band": segment.pop("detect_band", "r"),
+        "segment": {"method": method, **segment},
         "dask": {"scheduler": scheduler, "workers": workers, "objects_per_task": per_task},
     }
 

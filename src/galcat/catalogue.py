@@ -70,6 +70,7 @@ __all__ = [
     "CatalogueColumns",
     "CatalogueSummary",
     "build_catalogue",
+    "physical_radii",
     "provenance",
     "publish_columns",
     "write_fits",
@@ -178,6 +179,25 @@ def publish_columns(cat: pd.DataFrame, units: Mapping[str, str],
         if ucd:
             pub.ucds[name] = ucd
     return out, pub
+
+
+def physical_radii(cat: pd.DataFrame, units: dict[str, str],
+                   descriptions: dict[str, str]) -> pd.DataFrame:
+    """``{radius}_kpc`` of every measured radius in arcsec (`galcat.morphology.RADIUS_COLUMNS`)
+    at the object's redshift (Planck18, proper kpc; NaN without a redshift), keyed by
+    ``object_id``; their units and descriptions are added to ``units`` and
+    ``descriptions``."""
+    from galcat.morphology import RADIUS_COLUMNS
+
+    scale = stellar_mass.kpc_per_arcsec(cat["z"].to_numpy()) if "z" in cat else np.nan
+    out = {"object_id": cat["object_id"].to_numpy()}
+    for name in RADIUS_COLUMNS:
+        if name in cat and units.get(name) == "arcsec":
+            out[f"{name}_kpc"] = cat[name].to_numpy(dtype=np.float64) * scale
+            units[f"{name}_kpc"] = "kpc"
+            descriptions[f"{name}_kpc"] = (f"{name} in proper kpc at the redshift z (Planck18); "
+                                           "NaN without a redshift")
+    return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -434,6 +454,7 @@ def _batches(plan: _Plan, *, mass_to_light: str, batch_rows: int
         units = {**plan.units, **{k: u for k, (u, _) in stellar_mass.MASS_COLUMNS.items()}}
         descriptions = {**plan.descriptions,
                         **{k: d for k, (_, d) in stellar_mass.MASS_COLUMNS.items()}}
+        cat = _join(cat, physical_radii(cat, units, descriptions), what="physical-radius")
         cat = cat.sort_values("object_id").reset_index(drop=True)
         yield publish_columns(cat, units, descriptions, sources=plan.sources, warn=first)
         first = False

@@ -48,8 +48,10 @@ __all__ = [
     "defaults",
     "load_config",
     "record_default_reads",
+    "run_notes",
     "schema",
     "schema_path",
+    "setting",
     "settings",
     "validate_config",
 ]
@@ -169,13 +171,28 @@ def validate_config(config: dict) -> dict:
     ConfigError
         Naming every offending key path and the rule it breaks.
     """
+    lines = list(_moved_keys(config))
     _fill(config, schema(), "", set())
-    lines = _errors(config, schema(), "") or _cross_field_errors(config)
+    lines = lines or _errors(config, schema(), "") or _cross_field_errors(config)
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     normalised = _normalise(config, schema())
     config.update(normalised)
     return config
+
+
+#: Keys that moved: old path -> what to set instead.
+MOVED_KEYS = {
+    ("segment", "detect_band"): "the top-level detect_band (one band for the whole run)",
+    ("measure", "detect_band"): "the top-level detect_band (one band for the whole run)",
+}
+
+
+def _moved_keys(config: dict) -> Iterator[str]:
+    for (section, key), instead in MOVED_KEYS.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            yield (f"config key {section}.{key}: replaced by {instead}; write "
+                   f"`detect_band: {config[section][key]}` at the top level instead")
 
 
 def _ranges(value: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
@@ -189,6 +206,7 @@ def _ranges(value: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
 
 def _cross_field_errors(config: dict) -> list[str]:
     """What one key's bounds cannot say: ranges, odd stamps, bands, paths, dates, job count."""
+    from galcat.bands import AUTO, SUM
     from galcat.surveys import configured_bands
 
     survey = config["survey"]
@@ -203,11 +221,19 @@ def _cross_field_errors(config: dict) -> list[str]:
                           "needs a centre pixel (use an odd size)")
     if survey != "local" or config.get("local"):
         bands = configured_bands(config)
-        for section in ("segment", "measure"):
-            band = config[section]["detect_band"]
-            if band not in bands:
-                errors.append(f"config key {section}.detect_band: {band!r} is not a band of "
-                              f"survey {survey!r}, which has {bands}")
+        band = config["detect_band"]
+        if band not in (AUTO, SUM, *bands):
+            errors.append(f"config key detect_band: {band!r} is not a band of survey "
+                          f"{survey!r}, which has {bands}; name one of them, sum or auto")
+    local = config.get("local") or {}
+    if survey == "local" and local.get("objects") == "detect" and (
+            (local.get("images") or {}).get("kind", "mosaic") != "mosaic"):
+        errors.append("config key local.objects: detect finds objects on mosaics; set "
+                      "local.images.kind: mosaic (or give a table of objects)")
+    box_filter = (local.get("detection") or {}).get("background_filter")
+    if survey == "local" and box_filter is not None and box_filter % 2 == 0:
+        errors.append(f"config key local.detection.background_filter: {box_filter} is even; "
+                      "a median filter needs a centre (use an odd number of meshes)")
     results = Path(config["results"])
     if results.is_absolute() or ".." in results.parts:
         errors.append(f"config key results: {str(results)!r} must stay inside the working "
@@ -225,6 +251,32 @@ def _cross_field_errors(config: dict) -> list[str]:
                           "(YYYY-MM-DD)")
     errors += _job_ceiling_errors(config)
     return errors
+
+
+def run_notes(config: Mapping) -> list[str]:
+    """What a user should know before a valid run starts, said once (the Snakefile logs
+    each line): settings that cannot work with the survey's bands and are skipped
+    rather than failed on every object."""
+    from galcat.relations import mass_to_light
+    from galcat.surveys import configured_bands
+
+    survey = config["survey"]
+    if survey == "local" and not config.get("local"):
+        return []
+    bands = configured_bands(config)
+    out = []
+    measure = config.get("measure") or {}
+    if measure.get("half_mass", True):
+        relation = measure.get("mass_to_light") or defaults("measure")["mass_to_light"]
+        missing = [b for b in mass_to_light(relation).bands if b not in bands]
+        if missing:
+            out.append(
+                f"measure.half_mass: the half-mass radius needs the colour of "
+                f"measure.mass_to_light = {relation} (bands {list(mass_to_light(relation).bands)}"
+                f"); survey {survey!r} has {bands}, without {missing}: r50_mass will not be "
+                "measured (flag SKIPPED on every object). Set measure.half_mass: false to "
+                "silence this note.")
+    return out
 
 
 def _job_ceiling_errors(config: dict) -> list[str]:
@@ -369,6 +421,33 @@ def settings(
     """
     value, filled = _checked(name, (config or {}).get(name), error)
     return Settings(copy.deepcopy(value), path=name, filled=filled)
+
+
+def setting(config: Mapping | None, name: str, *,
+            error: type[ConfigError] = ConfigError) -> Any:
+    """Top-level setting ``name`` that is not a section (``detect_band``), validated.
+
+    A missing value takes the schema default and is noted as a default read
+    (`record_default_reads`), as `settings` does for the keys of a section.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a value of the wrong type or out of bounds.
+    """
+    node = schema()["properties"].get(name)
+    if node is None or node.get("type") == "object":
+        raise ConfigError(f"{name!r} is not a top-level setting of the config schema")
+    given = config is not None and name in config
+    if not given:
+        for reads in _RECORDERS:
+            reads.append(name)
+        return copy.deepcopy(node.get("default"))
+    value = config[name]
+    lines = _errors(value, node, name)
+    if lines:
+        raise error("invalid configuration:\n  " + "\n  ".join(lines))
+    return _normalise(copy.deepcopy(value), node)
 
 
 def check_section(

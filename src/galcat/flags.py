@@ -11,6 +11,7 @@ column             class             written by
 ``seg_flag``       `SegmentFlag`     `galcat.segment` (one per object and segmentation)
 ``flag``           `MeasureFlag`     `galcat.morphology` (the features table)
 ``r50_mass_flag``  `HalfMassFlag`    `galcat.halfmass` / `galcat.bulgedisc`; -1: not run
+``det_flag``       `DetectFlag`      `galcat.detection` (mosaic detection, survey local)
 =================  ================  ====================================================
 
 `FLAG_COLUMNS` maps each column to its class, and `flag_metadata` gives the bit names
@@ -30,6 +31,7 @@ import enum
 __all__ = [
     "FLAG_COLUMNS",
     "BitFlag",
+    "DetectFlag",
     "HalfMassFlag",
     "MassFlag",
     "MeasureFlag",
@@ -103,13 +105,18 @@ class MeasureFlag(BitFlag):
     MISSING_BAND = (1 << 10, "the detection band or a band of the M/L colour is absent from "
                     "the shard or has no valid pixel")
     SKIPPED = (1 << 11, "a measurement is switched off in the config (measure.statmorph or "
-               "measure.half_mass); its columns are NaN and its *_FAILED bit is not set")
+               "measure.half_mass) or impossible with the survey's bands (the half-mass "
+               "route without the bands of its colour, said once when the run starts); its "
+               "columns are NaN and its *_FAILED bit is not set")
     R50_PSF_FAILED = (1 << 12, "the PSF-corrected r50 could not be measured (no usable "
                       "Sersic fit, or no half-light crossing); r50_psf_corrected is NaN")
     PARTLY_MASKED = (1 << 13, "masked or invalid detection-band pixels lie on the galaxy "
                      "(its segment with holes filled, grown by 2 pixels) though most of it is "
                      "valid: statmorph's values (r50, Gini, M20, CAS) use the rest and may be "
                      "biased; the model radii fill them with the fitted model")
+    UNRESOLVED = (1 << 14, "the PSF dominates: statmorph's r50 is below "
+                  "measure.unresolved_ratio times a point source's (the PSF's, measured "
+                  "alike); the PSF-corrected radii r50_psf_corrected and r50_mass are NaN")
 
 
 class HalfMassFlag(BitFlag):
@@ -133,6 +140,16 @@ class HalfMassFlag(BitFlag):
                      "gradient colour model was used instead")
 
 
+class DetectFlag(BitFlag):
+    """Bits of ``det_flag`` of the detection table (`galcat.detection`)."""
+
+    BLENDED = 1, "deblended from a source shared with other objects"
+    MASKED = 2, "the segment touches masked, NaN or zero-weight pixels"
+    IMAGE_EDGE = 4, "the segment reaches the edge of the mosaic"
+    TILE_EDGE = (8, "the segment reaches the edge of the tile it was measured in: the object "
+                 "is larger than local.detection.tile_overlap, its flux and shape may be cut")
+
+
 class MassFlag(BitFlag):
     """Bits of ``log_mass_phot_flag`` (`galcat.stellar_mass`)."""
 
@@ -150,6 +167,7 @@ FLAG_COLUMNS: dict[str, type[BitFlag]] = {
     "flag": MeasureFlag,
     "r50_mass_flag": HalfMassFlag,
     "log_mass_phot_flag": MassFlag,
+    "det_flag": DetectFlag,
 }
 
 #: What `describe` returns for -1, the "not run" value of ``r50_mass_flag``.

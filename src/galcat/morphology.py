@@ -7,7 +7,8 @@ measured gets NaN in the affected columns and a bit in ``flag``
 (`galcat.flags.MeasureFlag`), and a `MeasureWarning` naming its ``object_id``; it never
 stops the shard.
 
-For one object, in the detection band (``measure.detect_band``):
+For one object, in the run's detection band (``detect_band``, `galcat.bands`; with
+``sum`` the shard gains a ``sum`` band, `galcat.bands.with_sum_band`):
 
 1. **Checks.** The central segment (label 1 of the segmentation map) must exist,
    hold mostly valid pixels (not masked, finite, positive sigma), a positive
@@ -69,9 +70,10 @@ For one object, in the detection band (``measure.detect_band``):
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,14 +81,17 @@ import pandas as pd
 import scipy.optimize as opt
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass, photometry, sersic
-from galcat.config import defaults, settings
+from galcat import bulgedisc, halfmass, photometry, relations, sersic
+from galcat.bands import SUM, resolve_detect_band, with_sum_band
+from galcat.config import defaults, setting, settings
 from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
 __all__ = [
     "DEFAULTS",
+    "RADIUS_COLUMNS",
+    "centroid_position",
     "FEATURE_DESCRIPTIONS",
     "FEATURE_UNITS",
     "MEASURE_COLUMNS",
@@ -95,11 +100,14 @@ __all__ = [
     "measure_settings",
     "measure_shard",
     "photometry_bands",
+    "psf_r50_pixels",
     "refine_sersic",
     "run_statmorph",
     "sersic_model",
     "statmorph_columns",
 ]
+
+log = logging.getLogger("galcat.morphology")
 
 #: Defaults of the ``measure`` config section, read from the config schema (their one home).
 DEFAULTS: dict[str, Any] = defaults("measure")
@@ -174,14 +182,30 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
                        "the fit failed or was not run"),
     "flag": ("", "bit word of galcat.flags.MeasureFlag"),
 }
-_ALL = {**_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
+_POSITION_COLUMNS: dict[str, tuple[str, str]] = {
+    "x_centroid": ("pix", "x of the measured object's centroid (flux-weighted, central "
+                   "segment, detection band), 0-based pixel of the image it was cut from "
+                   "(survey local: the mosaic); of the cutout where there is none"),
+    "y_centroid": ("pix", "y of that centroid, 0-based pixel (as x_centroid)"),
+    "ra_centroid": ("deg", "right ascension of that centroid, through the cutout's WCS "
+                    "(NaN without one; synthetic survey: north up, east left)"),
+    "dec_centroid": ("deg", "declination of that centroid (as ra_centroid)"),
+}
+_ALL = {**_POSITION_COLUMNS, **_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
+#: Radii in arcsec; each is also given in pixels (``{name}_pix``) and, in the
+#: catalogue, in kpc where there is a redshift (``{name}_kpc``).
+RADIUS_COLUMNS: list[str] = [c for c, (unit, _) in _ALL.items() if unit == "arcsec"]
+_ALL.update({f"{c}_pix": ("pix", f"{c} in pixels of the cutout ({c} / pixel scale)")
+             for c in RADIUS_COLUMNS})
 #: Columns of the features table after ``object_id``, in order.
 MEASURE_COLUMNS: list[str] = [
+    "x_centroid", "y_centroid", "ra_centroid", "dec_centroid",
     "r20", "r50", "r80", "rpetro_circ", "concentration", "asymmetry", "smoothness", "gini",
     "m20", "gini_m20_merger", "gini_m20_bulge", "multimode", "intensity", "deviation",
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
     "sersic_q", "sn_per_pixel", "statmorph_flag", "sersic_flag", "r50_psf_corrected",
-    "r50_mass", "r50_mass_flag", "bulge_to_total", "flag",
+    "r50_mass", "r50_mass_flag", "bulge_to_total", *[f"{c}_pix" for c in RADIUS_COLUMNS],
+    "flag",
 ]
 assert set(MEASURE_COLUMNS) == set(_ALL)
 #: Astropy unit string of every column ('' dimensionless).
@@ -194,15 +218,23 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 _INT_COLUMNS = ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag")
 
 
-def measure_settings(config: Mapping | None) -> dict[str, Any]:
-    """The ``measure`` section of ``config``, validated, with the schema defaults filled in.
+def measure_settings(config: Mapping | None, bands: Sequence[str] | None = None
+                     ) -> dict[str, Any]:
+    """The ``measure`` section of ``config``, validated, with the schema defaults filled
+    in, plus ``detect_band``: the run's `detect_band` resolved against ``bands`` (the
+    shard's; `galcat.bands.resolve_detect_band`), or as configured when ``bands`` is None.
 
     Raises
     ------
     galcat.config.ConfigError
         For an unknown key or a value of the wrong type or out of bounds, naming it.
+    galcat.store.LayoutError
+        ``detect_band`` names a band that ``bands`` lacks.
     """
-    return settings(config, "measure")
+    opts = dict(settings(config, "measure"))
+    band = setting(config, "detect_band")
+    opts["detect_band"] = band if bands is None else resolve_detect_band(band, bands)
+    return opts
 
 
 # --------------------------------------------------------------------------- statmorph
@@ -438,7 +470,7 @@ def measure_object(
     dict
         ``object_id`` and every column of `MEASURE_COLUMNS`.
     """
-    opts = dict(settings) if settings is not None else measure_settings(config)
+    opts = dict(settings) if settings is not None else measure_settings(config, batch.bands)
     object_id = int(batch.object_id[index])
     row = _empty_row(object_id)
     flag = 0
@@ -450,6 +482,11 @@ def measure_object(
 
     def finish(extra: int, reason: str | None = None) -> dict[str, Any]:
         row["flag"] = int(flag | extra)
+        if row["flag"] & MeasureFlag.UNRESOLVED:
+            # the PSF dominates: a PSF-corrected size is noise (issue 13)
+            row["r50_psf_corrected"] = row["r50_mass"] = math.nan
+        for name in RADIUS_COLUMNS:
+            row[f"{name}_pix"] = row[name] / batch.pixel_scale
         if reason:
             _warn(object_id, reason)
         return row
@@ -466,6 +503,8 @@ def measure_object(
     image = batch.image[index, b]  # float32, as stored
     sigma = batch.sigma[index, b]
     valid = _valid_pixels(image, sigma, batch.mask[index, b])
+    if np.any(valid & central):
+        row.update(centroid_position(batch, index, *_centroid(image, central & valid)))
     everything_failed = (MeasureFlag.STATMORPH_FAILED | MeasureFlag.SERSIC_FAILED
                          | MeasureFlag.HALFMASS_FAILED | MeasureFlag.R50_PSF_FAILED)
 
@@ -518,7 +557,7 @@ def measure_object(
                                   sersic.normalised_psf(batch.psf[b]))
             values, bits = statmorph_columns(morph, batch.pixel_scale)
             row.update(values)
-            flag |= bits
+            flag |= bits | _unresolved(row["r50"], batch, b, opts)
             if bits & MeasureFlag.STATMORPH_FAILED:
                 _warn(object_id, f"statmorph flag {morph.flag}")
             model = None
@@ -559,6 +598,56 @@ def measure_object(
         if not np.isfinite(r50_mass):
             flag |= MeasureFlag.HALFMASS_FAILED
     return finish(0)
+
+
+def centroid_position(batch: CutoutBatch, index: int, x: float, y: float
+                      ) -> dict[str, float]:
+    """``x_centroid``, ``y_centroid``, ``ra_centroid``, ``dec_centroid`` of a position
+    (x, y) in object ``index``'s cutout, through the batch's cut geometry
+    (`galcat.store`: ``cut_origin``, ``cut_wcs`` at the stamp centre, linear over the
+    stamp: sub-milliarcsecond for stamps of a few hundred pixels)."""
+    origin = batch.cut_origin[index]
+    shift = np.where(np.isfinite(origin), origin, 0.0)
+    ra0, dec0, c11, c12, c21, c22 = batch.cut_wcs[index]
+    centre = (batch.image.shape[-1] - 1) / 2.0
+    dx, dy = x - centre, y - centre
+    dec = dec0 + c21 * dx + c22 * dy
+    ra = (ra0 + (c11 * dx + c12 * dy) / math.cos(math.radians(dec0))) % 360.0
+    return {"x_centroid": float(x + shift[0]), "y_centroid": float(y + shift[1]),
+            "ra_centroid": float(ra), "dec_centroid": float(dec)}
+
+
+@functools.lru_cache(maxsize=64)
+def _psf_r50(psf_bytes: bytes, shape: tuple[int, int]) -> float:
+    import statmorph
+
+    psf = np.frombuffer(psf_bytes, dtype=np.float64).reshape(shape)
+    image = np.pad(psf / psf.sum(), max(shape))
+    segmap = (image > 1e-3 * image.max()).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        morph = statmorph.SourceMorphology(image, segmap, 1,
+                                           weightmap=np.full(image.shape, 1e-4 * image.max()))
+    return _value(morph, "r50")
+
+
+def psf_r50_pixels(psf: np.ndarray) -> float:
+    """statmorph's r50 (pixels) of a PSF stamp, noiseless: what a point source measures
+    (cached per stamp; ~50 ms the first time)."""
+    psf = np.ascontiguousarray(psf, dtype=np.float64)
+    if not (np.all(np.isfinite(psf)) and psf.sum() > 0):
+        return math.nan  # no usable PSF: nothing is known to be unresolved
+    return _psf_r50(psf.tobytes(), psf.shape)
+
+
+def _unresolved(r50_arcsec: float, batch: CutoutBatch, band: int, opts) -> int:
+    """`MeasureFlag.UNRESOLVED` when the observed r50 is within ``unresolved_ratio`` of a
+    point source's (the PSF's, measured alike)."""
+    ratio = float(opts["unresolved_ratio"])
+    if ratio <= 0 or not np.isfinite(r50_arcsec):
+        return 0
+    point = psf_r50_pixels(batch.psf[band]) * batch.pixel_scale
+    return MeasureFlag.UNRESOLVED if r50_arcsec < ratio * point else 0
 
 
 def _statmorph_sersic(morph) -> tuple[float, ...]:
@@ -697,11 +786,23 @@ def _r50_bulge_disc(row, fit, image, bg, bad, batch, opts) -> int:
     return 0 if np.isfinite(radius) else MeasureFlag.R50_PSF_FAILED
 
 
+def _half_mass_impossible(opts, bands, label: str) -> bool:
+    """True (said once, in the log) when the shard lacks a band of the half-mass route:
+    then no object can have it, and it is skipped rather than failed object by object."""
+    missing = [b for b in relations.mass_to_light(opts["mass_to_light"]).bands
+               if b not in bands]
+    if missing:
+        log.warning("%s: the half-mass route (measure.mass_to_light = %s) needs band(s) %s, "
+                    "which this survey lacks (it has %s): r50_mass is not measured (flag "
+                    "SKIPPED); set measure.half_mass: false to say so in the config",
+                    label, opts["mass_to_light"], missing, list(bands))
+    return bool(missing)
+
+
 def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, background,
                object_id, bd_fit=None) -> tuple[float, int]:
     relation = opts["mass_to_light"]
-    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[relation]
-    used = list(dict.fromkeys((blue, red, halfmass.LUMINOSITY_BAND[relation])))
+    used = list(relations.mass_to_light(relation).bands)
     missing = [band for band in used if band not in batch.bands]
     if missing:
         _warn(object_id, f"no {'/'.join(missing)} band for the half-mass radius")
@@ -768,7 +869,8 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
 # --------------------------------------------------------------------------- a shard
 def _measure_block(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
                    block: slice) -> list[dict[str, Any]]:
-    return [measure_object(batch, i, segmap[i], settings=settings)
+    # each object at its own cut size (the stamp may be larger: galcat.store)
+    return [measure_object(batch.crop(i), 0, segmap[i][batch.box(i)], settings=settings)
             for i in range(block.start, block.stop)]
 
 
@@ -808,7 +910,11 @@ def measure_shard(
         raise ValueError(f"segmap must be (n, y, x) = ({batch.n_objects}, "
                          f"{batch.image.shape[-2]}, {batch.image.shape[-1]}); "
                          f"got {segmap.shape}")
-    settings = measure_settings(config)
+    settings = measure_settings(config, batch.bands)
+    if settings["detect_band"] == SUM:
+        batch = with_sum_band(batch)
+    if settings["half_mass"] and _half_mass_impossible(settings, batch.bands, label):
+        settings["half_mass"] = False
     parallel = dask_options(config)
     parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
     blocks = map_blocks_of_objects(

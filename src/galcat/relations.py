@@ -125,6 +125,11 @@ class MassToLight:
     def colour_bands(self) -> tuple[str, str]:
         return self.blue, self.red
 
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Every band the relation needs: the colour's and the luminosity's, once each."""
+        return tuple(dict.fromkeys((self.blue, self.red, self.band)))
+
     def log_ml(self, colour: np.ndarray) -> np.ndarray:
         """log10 of M/L in solar units for the colour ``blue - red`` (AB mag)."""
         return self.a + self.b * np.asarray(colour, dtype=np.float64)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from galcat.atomic import atomic_file, replacing_file
-from galcat.config import settings
+from galcat.config import ConfigError, settings
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.provenance import stage_metadata
 from galcat.store import (
@@ -33,7 +33,9 @@ __all__ = [
     "read_shard_rows",
     "run_catalogue",
     "run_defaults",
+    "run_detect",
     "run_fetch",
+    "run_local_config",
     "run_measure",
     "run_plan_shards",
     "run_query",
@@ -82,7 +84,10 @@ def check_object_table(df: pd.DataFrame, *, source: str) -> None:
 
 
 def run_query(
-    config: dict, output: os.PathLike | str, shard_map: os.PathLike | str | None = None
+    config: dict,
+    output: os.PathLike | str,
+    shard_map: os.PathLike | str | None = None,
+    detections: os.PathLike | str | None = None,
 ) -> Path:
     """Query the survey and write the object table.
 
@@ -90,10 +95,13 @@ def run_query(
     its shard, kept beside the results; known objects keep their shard, new ones go to
     new shards (`galcat.sharding.stable_shards`). The synthetic survey's ids are dense
     and grow at the end, so its shards are id blocks and it needs no map.
+    ``detections``: the detection table (`run_detect`) that ``local.objects: detect``
+    reads instead of a user's table.
     """
     survey = get_survey(config["survey"])
     log.info("query_catalog: survey %s", config["survey"])
-    df = survey.query(config).sort_values("object_id").reset_index(drop=True)
+    extra = {"detections": detections} if detections is not None else {}
+    df = survey.query(config, **extra).sort_values("object_id").reset_index(drop=True)
     if shard_map is not None and config["survey"] != "synthetic":
         from galcat.sharding import stable_shards
 
@@ -102,13 +110,34 @@ def run_query(
     check_object_table(df, source=f"survey {config['survey']!r}")
     n_shards = df["shard"].nunique()
     log.info("query_catalog: %d objects in %d shards", len(df), n_shards)
+    units = dict(column_units(detections)) if detections is not None else {}
+    descriptions = dict(column_descriptions(detections)) if detections is not None else {}
     return write_table(
         df,
         output,
-        units=getattr(survey, "COLUMN_UNITS", {}),
-        descriptions=getattr(survey, "COLUMN_DESCRIPTIONS", {}),
+        units={**units, **getattr(survey, "COLUMN_UNITS", {})},
+        descriptions={**descriptions, **getattr(survey, "COLUMN_DESCRIPTIONS", {})},
         metadata={"survey": config["survey"]},
     )
+
+
+def run_detect(
+    config: dict,
+    output: os.PathLike | str,
+    *,
+    dask: dict | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Detect the objects of the local mosaics (``local.objects: detect``); write their table."""
+    from galcat.detection import detect_mosaic, detection_units
+
+    config = _with_execution(config, dask, threads)
+    table = detect_mosaic(config, label="detect")
+    units, descriptions = detection_units(list(settings(config, "local")["bands"]))
+    log.info("detect: %d objects, %d of them point sources", len(table),
+             int(table["point_source"].sum()) if len(table) else 0)
+    return write_table(table, output, units=units, descriptions=descriptions,
+                       metadata=stage_metadata("detect", "mosaic", config))
 
 
 def run_plan_shards(
@@ -156,7 +185,10 @@ def read_shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
 
 
 def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
-    """Join cutout batches of the same survey and bands, in order."""
+    """Join cutout batches of the same survey and bands, in order, on the stamp side of
+    the largest (objects cut at their own sizes keep them)."""
+    side = max(b.image.shape[-1] for b in batches)
+    batches = [b.padded(side) for b in batches]
     first = batches[0]
     extras = {
         key: np.concatenate([b.extras[key] for b in batches]) for key in first.extras
@@ -173,6 +205,8 @@ def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
         flux_unit=first.flux_unit,
         survey=first.survey,
         extras=extras,
+        **{name: np.concatenate([getattr(b, name) for b in batches])
+           for name in ("cut_size", "cut_origin", "cut_wcs")},
     )
 
 
@@ -321,6 +355,65 @@ def run_validate_config(configs: list[os.PathLike | str]) -> None:
 
     load_config(*configs)
     print("config is valid")
+
+
+def _pairs(items, what: str, cast=str) -> dict | None:
+    """``band=value`` strings as a dict (None for none; one bare value: itself)."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return cast(items[0])
+    out = {}
+    for item in items:
+        band, sep, value = item.partition("=")
+        if not sep or not band or not value:
+            raise ConfigError(f"{what}: {item!r} is not BAND=VALUE")
+        out[band] = cast(value)
+    return out
+
+
+def run_local_config(
+    images: list[str],
+    output: os.PathLike | str,
+    *,
+    psf_fwhm: list[str] | None = None,
+    psf: list[str] | None = None,
+    pixel_scale: float | None = None,
+    zeropoint: list[str] | None = None,
+    noise: list[str] | None = None,
+    noise_kind: str = "sigma",
+    mask: str | None = None,
+    mask_kind: str = "bad",
+    detect_band: str = "auto",
+    results: str = "results",
+) -> Path:
+    """Write a config that detects and measures the objects of FITS mosaics (checked:
+    `galcat.surveys.local.mosaic_config`), ready for ``snakemake --configfile``."""
+    import yaml
+
+    from galcat.config import load_config
+    from galcat.surveys.local import LocalDataError, mosaic_config
+
+    try:
+        config = mosaic_config(
+            _pairs(images, "mosaics"), psf_fwhm=_pairs(psf_fwhm, "--psf-fwhm", float),
+            psf=_pairs(psf, "--psf"), pixel_scale=pixel_scale,
+            zeropoint=_pairs(zeropoint, "--zeropoint", float), noise=_pairs(noise, "--noise"),
+            noise_kind=noise_kind, mask=mask, mask_kind=mask_kind, detect_band=detect_band,
+            results=results)
+    except LocalDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if isinstance(config["local"]["images"]["files"], str):
+        raise ConfigError("mosaics: give each as BAND=PATH")
+    load_config(overrides=config)  # the whole config, validated as the run will
+    final = Path(output)
+    with replacing_file(final) as tmp:
+        tmp.write_text("# galcat on your own mosaics: detection, cutouts, measurement.\n"
+                       f"#   snakemake --cores 8 --configfile {final.name}\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {final}: {len(config['local']['bands'])} band(s); run "
+          f"`snakemake --cores 8 --configfile {final}`")
+    return final
 
 
 def run_defaults() -> None:

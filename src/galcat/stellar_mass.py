@@ -47,6 +47,7 @@ __all__ = [
     "SUN_ABS_MAG",
     "catalogue_masses",
     "distance_modulus",
+    "kpc_per_arcsec",
     "photometric_mass",
 ]
 
@@ -100,6 +101,30 @@ def distance_modulus(z, *, cosmology: str = "Planck18") -> np.ndarray:
         z_max = float(2.0 ** np.ceil(np.log2(max(z[ok].max(), 1.0))))  # few cached grids
         log_z, dm = _distance_modulus_grid(cosmology, z_max)
         out[ok] = np.interp(np.log10(np.maximum(z[ok], _Z_MIN)), log_z, dm)
+    return out
+
+
+@cache
+def _kpc_per_arcsec_grid(cosmology: str, z_max: float) -> tuple[np.ndarray, np.ndarray]:
+    from astropy import units as u
+    from astropy.cosmology import realizations
+
+    cosmo = getattr(realizations, cosmology)
+    log_z = np.linspace(np.log10(_Z_MIN), np.log10(z_max), _GRID_POINTS)
+    scale = cosmo.kpc_proper_per_arcmin(10.0**log_z).to_value(u.kpc / u.arcmin) / 60.0
+    return log_z, np.log10(scale)
+
+
+def kpc_per_arcsec(z, *, cosmology: str = "Planck18") -> np.ndarray:
+    """Proper kpc per arcsec at redshift ``z`` (the angular-diameter distance); NaN where
+    z ≤ 0 or missing. Interpolated in log z like `distance_modulus` (< 1e-5 relative)."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.full(z.shape, np.nan)
+    ok = np.isfinite(z) & (z > 0)
+    if ok.any():
+        z_max = float(2.0 ** np.ceil(np.log2(max(z[ok].max(), 1.0))))
+        log_z, log_scale = _kpc_per_arcsec_grid(cosmology, z_max)
+        out[ok] = 10.0 ** np.interp(np.log10(np.maximum(z[ok], _Z_MIN)), log_z, log_scale)
     return out
 
 

@@ -72,7 +72,7 @@ def test_local_separate_cutouts(local_config, local_dir, truth):
                           psf={"fwhm_arcsec": {"g": 0.9, "r": 0.9}})
     local = get_survey("local")
     df = local.query(config)
-    with pytest.warns(UserWarning, match="median absolute deviation"):
+    with pytest.warns(UserWarning, match="sky's scatter"):
         batch = local.cutouts(df, config)
     for i, oid in enumerate(batch.object_id):
         x, y = truth["local"]["objects"][str(oid)]["pixel"]
@@ -92,17 +92,28 @@ def test_local_separate_cutouts(local_config, local_dir, truth):
     assert cx == pytest.approx(16.0, abs=0.3) and cy == pytest.approx(16.0, abs=0.3)
 
 
-def test_local_file_without_wcs(local_config, local_dir):
+def test_local_file_without_wcs(local_config, local_dir, truth):
     config = local_config(images={"kind": "mosaic",
                                   "files": {"g": str(local_dir / "nowcs_g.fits"),
                                             "r": str(local_dir / "nowcs_r.fits")}})
     local = get_survey("local")
     df = local.query(config)
-    with pytest.raises(LocalDataError, match=r"nowcs_g\.fits.*has no celestial WCS"):
+    with pytest.raises(LocalDataError, match=r"nowcs_g\.fits.*has no celestial WCS: set "
+                                             r"local.pixel_scale"):
         local.cutouts(df, config)
-    # pixel positions need the WCS too
-    with pytest.raises(LocalDataError, match="has no WCS"):
-        local.query(local_config(x_column="x", y_column="y", images=config["local"]["images"]))
+    # pixel columns without a WCS: the message says what to set ...
+    pixels = local_config(x_column="x", y_column="y", images=config["local"]["images"])
+    with pytest.raises(LocalDataError, match="has no celestial WCS: set local.pixel_scale"):
+        local.query(pixels)
+    # ... and with it the run works in pixels: RA/Dec NaN, cutouts centred on x/y
+    pixels["local"].update(pixel_scale=0.2, zeropoint=31.4)  # nJy; these files have no BUNIT
+    df = local.query(pixels)
+    assert df["ra"].isna().all() and df["dec"].isna().all()
+    batch = local.cutouts(df, pixels)
+    assert batch.pixel_scale == pytest.approx(0.2)
+    assert np.isnan(batch.cut_wcs).all() and np.isfinite(batch.cut_origin).all()
+    for i, oid in enumerate(batch.object_id):
+        assert_centred(batch.image[i, 1], truth["local"]["objects"][str(oid)]["pixel"])
 
 
 def test_local_band_missing(local_config, local_dir):

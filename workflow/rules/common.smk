@@ -4,7 +4,9 @@ import json
 
 from snakemake.utils import validate
 
-from galcat.config import check_config_files, config_hash, validate_config
+from snakemake.logging import logger
+
+from galcat.config import check_config_files, config_hash, run_notes, validate_config
 from galcat.sharding import shard_names
 
 # Our own validation first: its message names the offending key path (and a key
@@ -13,6 +15,9 @@ from galcat.sharding import shard_names
 check_config_files(*workflow.configfiles)
 validate_config(config)
 validate(config, schema="../../config/schema.yaml")
+# Settings the survey's bands make impossible are said once, here, not on every object.
+for note in run_notes(config):
+    logger.warning(f"galcat: {note}")
 
 SURVEY = config["survey"]
 OUT = f"{config['results']}/{SURVEY}"
@@ -76,8 +81,25 @@ SURVEY_SECTIONS = ("survey", SURVEY) if SURVEY == "synthetic" else ("survey", SU
 DASK_JSON = as_json(config["dask"])
 
 
+#: local.objects: detect: the objects come from the detect rule.
+DETECT_MODE = SURVEY == "local" and config["local"]["objects"] == "detect"
+#: The keys of the local section that detection reads: the images and how to read
+#: them, not the cutout settings (an edit of those reruns no detection).
+DETECT_KEYS = ("objects", "bands", "images", "noise", "mask", "psf", "psf_stamp_size",
+               "zeropoint", "pixel_scale", "detection")
+
+
+def get_query_input(wildcards):
+    return {"detections": f"{OUT}/detections.parquet"} if DETECT_MODE else {}
+
+
 def get_query_config(wildcards):
     return params_of(*SURVEY_SECTIONS, "sharding")
+
+
+def get_detect_config(wildcards):
+    local = {key: config["local"][key] for key in DETECT_KEYS if key in config["local"]}
+    return as_json({"survey": SURVEY, "local": local, "detect_band": config["detect_band"]})
 
 
 def get_fetch_config(wildcards):
@@ -95,11 +117,11 @@ def get_fetch_config(wildcards):
 
 
 def get_segment_config(wildcards):
-    return params_of("segment")
+    return params_of("segment", "detect_band")
 
 
 def get_measure_config(wildcards):
-    return params_of("measure")
+    return params_of("measure", "detect_band")
 
 
 def get_config_hash():

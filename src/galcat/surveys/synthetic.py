@@ -1111,6 +1111,7 @@ def render_noiseless(
     band: str = "r",
     psf: bool = True,
     components: Sequence[str] | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """The noiseless cutout of one object, 2D float64.
 
@@ -1126,6 +1127,9 @@ def render_noiseless(
         False, the pixel-integrated PSF-free image (7x7 sub-sampling).
     components : sequence of {'bulge', 'disc', 'companion'}, optional
         Only these truth classes ('disc' includes tidal features). Default: all.
+    offset : (float, float), optional
+        Shift (x, y) in pixels of the object from the cutout centre (mosaics of
+        `galcat.validation.mosaic` place galaxies off the pixel grid).
     """
     syn = _syn(config)
     size, scale = int(syn["cutout_size"]), float(syn["pixel_scale"])
@@ -1135,7 +1139,10 @@ def render_noiseless(
     if not objs:
         return np.zeros((size, size))
     p = _psf_profile(psf_fwhm(config, "r" if band == "mass" else band)) if psf else None
-    return _draw(galsim.Add(objs), size, scale, p)
+    obj = galsim.Add(objs)
+    if offset != (0.0, 0.0):
+        obj = obj.shift(offset[0] * scale, offset[1] * scale)
+    return _draw(obj, size, scale, p)
 
 
 def draw_profile(obj: galsim.GSObject, config: Mapping, *, band: str = "r") -> np.ndarray:
@@ -1213,6 +1220,10 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         sigma[i] = sig
         mask[i] = ~np.isfinite(noisy)
     psf_arr = np.stack([psf_image(config, k) for k in names]).astype(np.float32)
+    # a nominal sky frame at the object's position: north up, east left
+    step = scale / 3600.0
+    cut_wcs = np.array([[float(r["ra"]), float(r["dec"]), -step, 0.0, 0.0, step]
+                        for r in records]).reshape(n, 6)
     return CutoutBatch(
         object_id=rows["object_id"].to_numpy(dtype=np.int64),
         image=np.nan_to_num(image),
@@ -1225,4 +1236,5 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
         flux_unit="nanomaggy",
         survey="synthetic",
         extras={"truth_class": truth},
+        cut_wcs=cut_wcs,
     )

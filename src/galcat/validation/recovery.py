@@ -101,6 +101,8 @@ import galsim
 import numpy as np
 import pandas as pd
 
+from galcat.bands import resolve_detect_band
+from galcat.config import setting
 from galcat.flags import MeasureFlag
 from galcat.metrics import (
     assign_bins,
@@ -112,7 +114,7 @@ from galcat.metrics import (
 from galcat.morphology import MeasureWarning, measure_object, measure_settings, measure_shard
 from galcat.segment import METHODS, segment_shard
 from galcat.store import CutoutBatch
-from galcat.surveys import synthetic
+from galcat.surveys import configured_bands, synthetic
 
 __all__ = [
     "BENIGN_FLAGS",
@@ -435,7 +437,7 @@ def sersic_reference_n(
     """Sérsic n of the same fit as the measurement on noiseless, PSF-free renders.
 
     For each row: `galcat.surveys.synthetic.render_noiseless` (``psf=False``) of the
-    object in ``band`` (default ``measure.detect_band``), measured by `galcat.morphology.measure_object` with the
+    object in ``band`` (default: the run's ``detect_band``), measured by `galcat.morphology.measure_object` with the
     config's ``measure`` section (half-mass off) over the object's own segmentation
     map (``segmaps[i]``: label 1 and the masked neighbours of the measurement), a
     constant sigma of `REFERENCE_SIGMA` times the peak (noiseless: it only weights the
@@ -444,7 +446,7 @@ def sersic_reference_n(
     fit, unlike the comparison with ``truth_sersic_n`` (concentration-matched n of a
     bulge + disc). NaN where the fit fails.
     """
-    settings = measure_settings(config)
+    settings = measure_settings(config, configured_bands(config))
     band = band or settings["detect_band"]
     settings = {**settings, "half_mass": False, "detect_band": band, "r50_model": "sersic"}
     ps = float(config["synthetic"]["pixel_scale"])
@@ -525,7 +527,7 @@ def recovery_table(
     for m in all_methods:
         if m not in METHODS:
             raise ValueError(f"unknown segmentation method {m!r}")
-    det_band = cfg.get("segment", {}).get("detect_band", "r")
+    det_band = resolve_detect_band(setting(cfg, "detect_band"), configured_bands(cfg))
     fwhm = synthetic.psf_fwhm(cfg, "r")
     ps = float(cfg["synthetic"]["pixel_scale"])
 
