@@ -2,12 +2,14 @@
 #   make run   - install into .venv and run the default workflow (synthetic survey)
 #   make test  - install into .venv and run the whole test suite (what CI runs)
 #   make test-fast - the pure-Python tests only (no SLURM, no whole-DAG runs): for contributors
+#   make test-min  - the fast tests against the lowest versions pyproject.toml allows
+#   make reliability - run the fault suite and rewrite docs/reliability.md from it
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast test-min reliability lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,25 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not slow" -q
+
+reliability: $(STAMP)
+	GALCAT_RELIABILITY_DOC=docs/reliability.md PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(BIN)/pytest -q tests/faults tests/test_nightly.py
+
+# The lower bounds in pyproject.toml are tested, not guessed: uv resolves every direct
+# dependency to the lowest version allowed (the networks' pinned stack is left out).
+MIN := .venv-min
+test-min:
+	rm -rf $(MIN) $(MIN)-uv
+	$(PYTHON) -m venv $(MIN)-uv
+	$(MIN)-uv/bin/pip install --quiet uv
+	$(MIN)-uv/bin/uv venv --quiet -p $(PYTHON) $(MIN)
+	$(MIN)-uv/bin/uv pip compile --quiet --no-header --resolution lowest-direct \
+	  --python-version 3.11 --extra dev pyproject.toml -o $(MIN)/requirements.txt
+	$(MIN)-uv/bin/uv pip install --quiet -p $(MIN)/bin/python -r $(MIN)/requirements.txt
+	$(MIN)-uv/bin/uv pip install --quiet -p $(MIN)/bin/python --no-deps -e .
+	grep -E '^(numpy|pandas|astropy|photutils|statmorph|zarr|snakemake|dask)==' $(MIN)/requirements.txt
+	PATH=$(CURDIR)/$(MIN)/bin:$$PATH $(MIN)/bin/pytest -m "not slow" -q --ignore=tests/models
 
 bench: $(STAMP)
 	$(BIN)/python bench/dag_plan.py --objects 10000 100000 1000000

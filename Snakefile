@@ -13,6 +13,11 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+# Snakemake's own report (snakemake --report report.zip): this text, then every output
+# marked with report() and its caption in workflow/report/.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

@@ -1,9 +1,9 @@
 """Deblending success of galcat's segmentation methods and of SExtractor, side by side.
 
 Renders synthetic blended pairs and isolated galaxies with known truth
-(`galcat.blends`: GalSim Sérsic galaxies, Moffat PSF, sky + Poisson noise, 64x64
+(`galcat.validation.blends`: GalSim Sérsic galaxies, Moffat PSF, sky + Poisson noise, 64x64
 at 0.396"/pixel), runs galcat's ``segment_image`` with each deblending method and
-SExtractor (`galcat.sextractor`) on every cutout, and scores them:
+SExtractor (`galcat.validation.sextractor`) on every cutout, and scores them:
 
 * **pair success**: both galaxies recovered by distinct detections (each true
   centre matched one to one within ``--match-radius`` pixels) and each matched
@@ -42,9 +42,9 @@ from typing import Any
 
 import pandas as pd
 
-from galcat import blends
 from galcat.segment import METHODS
-from galcat.sextractor import find_sextractor, sextractor_version
+from galcat.validation import blends
+from galcat.validation.sextractor import find_sextractor, sextractor_version
 
 REFERENCE_ONLY = ("sextractor_truesky",)
 

@@ -56,7 +56,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from galcat import morphology
+from galcat import morphology, photometry
 from galcat.config import load_config
 from galcat.parallel import map_blocks_of_objects
 from galcat.segment import METHODS, segment_shard
@@ -222,7 +222,8 @@ def main() -> None:
                 objects_per_task=int(cfg["dask"]["objects_per_task"]),
                 scheduler="processes", workers=2, label="measure[processes+zarr]",
             )
-            columns = ["object_id", *morphology.MEASURE_COLUMNS]
+            columns = ["object_id", *morphology.MEASURE_COLUMNS, *photometry.column_names(
+                morphology.photometry_bands(settings, batch.bands))]
             return pd.DataFrame.from_records([r for b in blocks for r in b], columns=columns)
 
         variants = {

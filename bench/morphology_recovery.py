@@ -2,7 +2,7 @@
 
 Renders N synthetic galaxies, segments and measures them with galcat's own
 `segment_shard` and `measure_shard` (default config unless ``--set``), joins the
-features with the truth and scores them with `galcat.validation`:
+features with the truth and scores them with `galcat.validation.recovery`:
 
 * median fractional bias and NMAD of the light r50 (``r50``: the PSF-corrected
   ``r50_psf_corrected``; ``r50_statmorph``: statmorph's, on the PSF-convolved image),
@@ -15,11 +15,11 @@ features with the truth and scores them with `galcat.validation`:
   estimator-matched reference (≤ 15%); statmorph's r50 and n against truth_sersic_n are
   printed below them ("not a goal");
 * Sérsic n, r50 and q of single-Sérsic injections (``--single-sersic N``), whose index
-  is exact, unlike a bulge + disc's (`galcat.validation.single_sersic_table`);
+  is exact, unlike a bulge + disc's (`galcat.validation.recovery.single_sersic_table`);
 * deblending success of every segmentation method on the mergers and projections.
 
 Definitions (S/N, isolated, the dimming that populates low S/N, the deblending
-criteria) are in the docstring of `galcat.validation`. Writes CSV tables, PNG plots
+criteria) are in the docstring of `galcat.validation.recovery`. Writes CSV tables, PNG plots
 and summary.json into ``--out``; prints a table, then ONE line of JSON.
 
     .venv/bin/python bench/morphology_recovery.py [--n 400] [--out results/validation]
@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from galcat import validation as v
 from galcat.config import load_config
+from galcat.metrics import assign_bins, bin_label, median_abs, summarize
 from galcat.segment import METHODS
+from galcat.validation import recovery as v
 
 
 def _override(pairs: list[str]) -> dict:
@@ -155,19 +156,19 @@ def _print_single_sersic(single: pd.DataFrame) -> dict:
     print(f"\nsingle-Sersic injections ({len(single)} galaxies, r band, n ~ U(0.5, 6), "
           "the index is exact): median bias / NMAD of (measured - truth) / truth, per cent")
     print(f"{'S/N bin':>8} {'n':>4} {'sersic_n':>14} {'r50':>14} {'q':>14}")
-    idx = v.assign_bins(snr, v.SNR_EDGES)
+    idx = assign_bins(snr, v.SNR_EDGES)
     for k in range(len(v.SNR_EDGES) + 1):
         sub = single[idx == k]
         cells = []
         for col in ("err_sersic_n", "err_r50", "err_q"):
-            st = v.summarize(sub[col]) if len(sub) else {"bias": np.nan, "nmad": np.nan}
+            st = summarize(sub[col]) if len(sub) else {"bias": np.nan, "nmad": np.nan}
             cells.append(f"{_fmt(st['bias']):>6}/{_fmt(st['nmad'], sign=False):<7}")
-        print(f"{v.bin_label(v.SNR_EDGES, k):>8} {len(sub):>4} " + " ".join(cells))
+        print(f"{bin_label(v.SNR_EDGES, k):>8} {len(sub):>4} " + " ".join(cells))
     sel = snr > v.HEADLINE_MIN_SNR
     out = {"n": int(sel.sum())}
     for col, name in (("err_sersic_n", "sersic_n"), ("err_r50", "r50"), ("err_q", "q")):
         err = single.loc[sel, col].to_numpy(np.float64)
-        out[name] = round(v.median_abs(err), 4)
+        out[name] = round(median_abs(err), 4)
         out[f"{name}_nan"] = round(float(np.mean(~np.isfinite(err))), 4)
     print(f"S/N > {v.HEADLINE_MIN_SNR:g} (n = {out['n']}): median |dn|/n = "
           f"{100 * out['sersic_n']:.1f}% (goal {100 * v.GOALS['sersic_n']:.0f}%), "
@@ -266,10 +267,10 @@ def main() -> None:
     extra = {}
     sel = iso & (sn > v.HEADLINE_MIN_SNR)
     for q in ("r50_statmorph", "r50_sersic", "sersic_n_truth", "q", "q_moments"):
-        extra[q] = v.median_abs(table.loc[sel, f"err_{q}"])
+        extra[q] = median_abs(table.loc[sel, f"err_{q}"])
         print(f"{q:>10} {100 * extra[q]:7.1f}%  (not a goal)")
     bt_diff = table.loc[sel, "diff_bulge_to_total"].to_numpy(np.float64)
-    extra["bulge_to_total_abs"] = v.median_abs(bt_diff)
+    extra["bulge_to_total_abs"] = median_abs(bt_diff)
     print(f"bulge_to_total: median |B/T - truth_bt| = {extra['bulge_to_total_abs']:.3f} "
           f"(bias {np.nanmedian(bt_diff):+.3f}, NaN {np.mean(~np.isfinite(bt_diff)):.1%}; "
           "absolute, not a goal)")

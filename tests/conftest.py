@@ -12,6 +12,9 @@ import yaml
 
 from galcat.config import deep_merge
 
+# The fault suite's `reliability` fixture and the docs/reliability.md writer.
+pytest_plugins = ("tests.faults.recorder",)
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

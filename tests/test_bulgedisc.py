@@ -39,7 +39,7 @@ def _noiseless(cfg, row, noise: float = 1e-3, seed: int | None = None):
             img = img + sig * rng.standard_normal(img.shape)
         images.append(img)
         sigmas.append(sig)
-        psfs.append(synthetic._psf_stamp(cfg, band))
+        psfs.append(synthetic.psf_image(cfg, band))
     return images, sigmas, psfs
 
 
@@ -159,30 +159,41 @@ def test_bad_input_raises_typed_errors_naming_the_problem(survey):
         fit.band("i")
 
 
-def test_renderer_vectorised_core_equals_the_per_pixel_definition():
-    """The convolved model is fftconvolve of the centre samples, with every core pixel's
-    centre sample replaced by its sub-pixel samples each through the shifted PSF."""
-    import scipy.signal
+def test_analytic_jacobian_of_the_projected_problem_matches_finite_differences(survey):
+    """The fit's Jacobian (variable projection, Golub & Pereyra) against central
+    differences of the residuals, with both components bright and with the bulge flux
+    held at zero by the non-negativity."""
+    from scipy.optimize._numdiff import approx_derivative
 
-    rng = np.random.default_rng(5)
-    psfs = [rng.random((9, 9)), rng.random((7, 7))]
-    render = bulgedisc._Renderer((30, 28), (3.2, 14.6), 0.3, psfs)  # core near the border
-    samples = render.sample(3.0, 4.0, 0.7, 8.0)
-    image, core = samples
-    assert len(render.core) > 20
-    for band, psf in enumerate(render.psfs):
-        expected = scipy.signal.fftconvolve(image, psf, mode="same")
-        py, px = psf.shape
-        shifted = render.shifted[band].reshape(-1, py, px)
-        for (j, i), sub in zip(render.core, core, strict=True):
-            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
-            for dy in range(py):
-                for dx in range(px):
-                    y, x = j - py // 2 + dy, i - px // 2 + dx
-                    if 0 <= y < 30 and 0 <= x < 28:
-                        expected[y, x] += stamp[dy, dx]
-        np.testing.assert_allclose(render.convolved(samples, band), expected,
-                                   rtol=1e-9, atol=1e-12 * expected.max())
-    # the PSF-free image holds the profile's flux (unit flux inside the truncation)
-    big = bulgedisc._Renderer((201, 201), (100.0, 100.0), 0.3, psfs)
-    assert big.intrinsic(big.sample(2.0, 6.0, 0.7, 8.0)).sum() == pytest.approx(1.0, rel=5e-3)
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
+    c = (images[0].shape[0] - 1) / 2.0
+    problem = bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
+                                 (c, c), 0.4, 8.0)
+    for v in (np.array([math.log10(4.0), math.log10(0.35), 3.0, 0.8, 0.6]),
+              np.array([math.log10(2.0), math.log10(0.9), 1.2, 0.3, 0.9])):
+        analytic = problem.jacobian(v)
+        numeric = approx_derivative(lambda x: problem.solve(x)[0], v, method="3-point")
+        scale = np.linalg.norm(numeric, axis=0)
+        err = np.linalg.norm(analytic - numeric, axis=0)
+        assert np.all(err <= 1e-5 * np.maximum(scale, 1e-12 * np.abs(analytic).max())), err
+
+
+def test_radii_from_chunks_equal_the_whole_curve_of_growth(survey):
+    """light_radius and mass_radius evaluate the model's curve in chunks until the
+    crossing; the radius is the first crossing of the whole curve."""
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row)
+    fit = _fit(cfg, row, images, sigmas, psfs)
+    valid = np.ones(images[0].shape, bool)
+    r, _ = bulgedisc.light_radius(fit, images[0], valid, band="r")
+    r_ap, _, _, grid, cumulative = bulgedisc._aperture_and_grid(fit, images[0], valid, "r",
+                                                                3.0)
+    residual = images[0] - fit.convolved["r"]
+    whole = (fit.flux_bulge[0] * fit._circular_fraction(grid, "bulge")
+             + fit.flux_disc[0] * fit._circular_fraction(grid, "disc")
+             + cumulative(residual, np.minimum(grid, r_ap)))
+    assert len(grid) > 3 * bulgedisc._CHUNK
+    assert r == pytest.approx(halfmass._first_crossing(grid, whole, 0.5 * whole[-1]), rel=1e-12)

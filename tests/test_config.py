@@ -28,6 +28,16 @@ BAD = [
     ({"segment": {"nsgima": 2.0}}, "segment", "'nsgima' was unexpected"),
     ({"survey": "sdss; DROP TABLE"}, "survey", "is not one of"),
     ({"results": "../outside"}, "results", "does not match"),
+    ({"results": "results/../../escaped"}, "results", "must stay inside the working directory"),
+    ({"synthetic": {"redshift": {"min": 0.3, "max": 0.1}}}, "synthetic.redshift",
+     "min 0.3 is above max 0.1"),
+    ({"synthetic": {"n_objects": 100_000_000}}, "synthetic.n_objects",
+     "raise sharding.objects_per_shard to at least 5000"),
+    ({"detect_band": "F200W"}, "detect_band", "'F200W' is not a band of survey 'synthetic'"),
+    ({"measure": {"detect_band": "y"}}, "measure.detect_band",
+     "replaced by the top-level detect_band"),
+    ({"synthetic": {"psf_stamp_size": 24}}, "synthetic.psf_stamp_size", "24 is even"),
+    ({"release": "2026-13-45"}, "release", "is not a calendar date"),
 ]
 
 
@@ -39,7 +49,7 @@ def test_load_config_names_the_bad_key(override, key, message):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize(("override", "key", "message"), BAD[:3])
+@pytest.mark.parametrize(("override", "key", "message"), [*BAD[:3], BAD[7]])
 def test_snakemake_stops_before_any_job(tmp_path, override, key, message):
     proc = snakemake(tmp_path, deep_update(TINY, override), "-n", check=False)
     assert proc.returncode != 0
@@ -175,3 +185,12 @@ def test_a_bad_file_is_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert "bad.yaml" in str(err.value)
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("segment:\n  nsigma: 2.0\nmeasure: {}\nsegment:\n  n_pixels: 5\n")
+    with pytest.raises(ConfigError, match="key 'segment' is given twice \\(lines 1 and 4\\)"):
+        load_config(path)
+    proc = snakemake(tmp_path, None, "-n", "--configfile", str(path), check=False)
+    assert proc.returncode != 0 and "given twice" in proc.stderr + proc.stdout

@@ -19,14 +19,14 @@ import pytest
 from scipy.optimize import brentq
 
 from galcat import halfmass, relations
+from galcat.flags import HalfMassFlag
 from galcat.halfmass import (
-    HALFMASS_FLAGS_BY_NAME,
     LUMINOSITY_BAND,
     MASS_TO_LIGHT_RELATIONS,
     half_mass_radius,
     mass_to_light,
-    sersic_enclosed_fraction,
 )
+from galcat.sersic import enclosed_fraction
 
 PIX = 0.396
 BANDS = ["g", "r", "i"]
@@ -89,8 +89,8 @@ def true_half_mass_radius(relation, *, hlr_bulge=1.5, hlr_disc=3.0, flux_bulge=6
     total = sum(masses)
 
     def excess(radius):
-        return (masses[0] * sersic_enclosed_fraction(radius, hlr_bulge, 4)
-                + masses[1] * sersic_enclosed_fraction(radius, hlr_disc, 1) - 0.5 * total)
+        return (masses[0] * enclosed_fraction(radius, hlr_bulge, 4)
+                + masses[1] * enclosed_fraction(radius, hlr_disc, 1) - 0.5 * total)
 
     return brentq(excess, 1e-3, 100.0)
 
@@ -117,8 +117,8 @@ def test_relations_match_the_shared_registry():
 def test_half_mass_radius_lies_inside_the_half_light_radius():
     # the premise of the r50 model: red bulge -> mass more concentrated than light
     truth = true_half_mass_radius("bell2003_gr")
-    light = brentq(lambda r: 600 * sersic_enclosed_fraction(r, 1.5, 4)
-                   + 1400 * sersic_enclosed_fraction(r, 3.0, 1) - 1000, 1e-3, 100)
+    light = brentq(lambda r: 600 * enclosed_fraction(r, 1.5, 4)
+                   + 1400 * enclosed_fraction(r, 3.0, 1) - 1000, 1e-3, 100)
     assert truth < 0.9 * light
 
 
@@ -196,7 +196,7 @@ def test_missing_band_is_flagged():
     del images["g"], sigmas["g"]
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+    assert flag & HalfMassFlag.MISSING_BAND
 
 
 def test_all_nan_band_is_missing():
@@ -204,7 +204,7 @@ def test_all_nan_band_is_missing():
     images["g"] = np.full_like(images["g"], np.nan)
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+    assert flag & HalfMassFlag.MISSING_BAND
 
 
 def test_no_flux_is_flagged():
@@ -212,7 +212,7 @@ def test_no_flux_is_flagged():
     images = {band: np.zeros_like(img) for band, img in images.items()}
     radius, flag = measure(images, sigmas, psfs)
     assert math.isnan(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["NO_FLUX"]
+    assert flag & HalfMassFlag.NO_FLUX
 
 
 def test_unphysical_colours_are_clipped():
@@ -220,7 +220,7 @@ def test_unphysical_colours_are_clipped():
     images["g"] = images["g"] * 10.0  # g - r = -2.5 + ...: far bluer than any galaxy
     radius, flag = measure(images, sigmas, psfs)
     assert np.isfinite(radius)
-    assert flag & HALFMASS_FLAGS_BY_NAME["COLOUR_CLIPPED"]
+    assert flag & HalfMassFlag.COLOUR_CLIPPED
 
 
 def test_centre_outside_is_bad_input():
@@ -229,4 +229,21 @@ def test_centre_outside_is_bad_input():
         images, sigmas, None, (-5.0, 10.0), bands=BANDS, zeropoints=ZP, pixel_scale=PIX,
         psf_by_band=psfs,
     )
-    assert math.isnan(radius) and flag & HALFMASS_FLAGS_BY_NAME["BAD_INPUT"]
+    assert math.isnan(radius) and flag & HalfMassFlag.BAD_INPUT
+
+
+def test_cumulative_profile_is_the_sum_over_sub_pixels_inside_each_radius():
+    """`halfmass._CumulativeProfile`: the sum of image / s² over the sub-pixels whose
+    radius is at most each grid radius (grids with repeated radii included)."""
+    from galcat.halfmass import _CumulativeProfile, elliptical_radius
+
+    rng = np.random.default_rng(8)
+    image = rng.normal(size=(21, 23))
+    a_sub = elliptical_radius(image.shape, (10.3, 11.6), 0.6, 0.4, oversample=5)
+    grid = np.minimum(np.concatenate([np.linspace(0, 9, 91), np.geomspace(9, 400, 50)[1:]]),
+                      12.0)
+    sub = np.repeat(np.repeat(image, 5, axis=0), 5, axis=1) / 25.0
+    expected = np.array([sub[a_sub <= a].sum() for a in grid])
+    profile = _CumulativeProfile(a_sub, 5)
+    np.testing.assert_allclose(profile(image, grid), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(profile(2 * image, grid), 2 * expected, rtol=1e-12, atol=1e-12)

@@ -110,9 +110,55 @@ def test_killed_night_keeps_previous_latest(nights):
     assert started.exists(), "the night was killed before it reached segment"
     assert os.readlink(releases / "latest") == "2026-11-21"
     assert not (releases / "2026-11-22").exists()
+    assert not (releases / "2026-11-22.manifest.json").exists()
     # the next night clears the killed night's lock, picks up where it stopped, completes
     ran = run_night(work, bigger, "2026-11-22")
     assert ("fetch_cutouts", "s000000") not in ran
     assert os.readlink(releases / "latest") == "2026-11-22"
     manifest = json.loads((releases / "2026-11-22" / "manifest.json").read_text())
     assert manifest["n_objects"] == 20 and manifest["changes"]["previous_release"] == "2026-11-21"
+
+
+def test_night_refuses_while_a_manual_run_is_going(nights, reliability):
+    """Nothing runs twice at once: the night sees the manual run, runs no job, and says so."""
+    work, _, _, _, grown = nights
+    manual_cfg = work / "manual.yaml"
+    manual_cfg.write_text(__import__("yaml").safe_dump(grown))
+    manual = subprocess.Popen(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1",
+         "--directory", str(work), "--configfile", str(manual_cfg), "--forcerun", "measure"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+    locks = work / ".snakemake" / "locks"
+    deadline = time.time() + 120
+    while not (locks.exists() and any(locks.iterdir())) and time.time() < deadline:
+        time.sleep(0.2)
+    assert manual.poll() is None, "the manual run ended before the night started"
+    night = subprocess.run(night_command(work, grown, "overlap"), capture_output=True,
+                           text=True, env={**night_env("2026-11-23"),
+                                           "GALCAT_NIGHTLY_WAIT_S": "0"})
+    out, _ = manual.communicate(timeout=600)
+    assert night.returncode == 75, night.stderr[-2000:]
+    assert "a snakemake run is going" in night.stderr
+    assert jobs_in(night.stdout + night.stderr) == set()
+    assert manual.returncode == 0, out[-3000:]
+    assert {rule for rule, _ in jobs_in(out)} >= {"measure", "catalogue"}
+    assert not (work / OUT / "releases" / "2026-11-23").exists()
+    reliability("manual_and_nightly", "the night saw the manual run, ran no job and "
+                "refused (exit 75) with a message; the manual run finished")
+
+
+def test_second_night_refuses_while_the_first_holds_the_lock(nights, reliability):
+    work, _, _, _, grown = nights
+    import fcntl
+
+    with open(work / "results" / ".nightly.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        night = subprocess.run(night_command(work, grown, "second"), capture_output=True,
+                               text=True, env=night_env("2026-11-24"))
+    assert night.returncode == 75
+    assert "another night holds" in night.stderr
+    assert jobs_in(night.stdout + night.stderr) == set()
+    reliability("nightly_and_nightly", "the second night found the lock held, ran no job "
+                "and refused (exit 75) with a message")

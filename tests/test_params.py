@@ -92,7 +92,7 @@ def test_every_rule_reads_only_what_its_params_carry(run_copy, commands, monkeyp
 
 @pytest.mark.parametrize(
     ("rule", "section", "key"),
-    [("measure", "measure", "detect_band"), ("segment", "segment", "nsigma"),
+    [("measure", "measure", "half_mass_min_snr"), ("segment", "segment", "nsigma"),
      ("fetch_cutouts", "synthetic", "psf_fwhm_r")],
 )
 def test_a_key_dropped_from_the_params_is_caught(run_copy, commands, monkeypatch,
@@ -114,3 +114,15 @@ def test_execution_settings_stay_out_of_the_params(commands):
             params = json.loads(argv[argv.index("--config-json") + 1])
             assert "dask" not in params, rule
     assert "--dask-json" in first_job(commands, "measure")
+
+
+@pytest.mark.parametrize("rule", ["segment", "measure"])
+def test_the_detect_band_reaches_segment_and_measure(run_copy, commands, monkeypatch, rule):
+    """The run's one detect_band is in both rules' params: without it, it is a default read."""
+    monkeypatch.chdir(run_copy)
+    argv = first_job(commands, rule)
+    params = json.loads(argv[argv.index("--config-json") + 1])
+    assert params["detect_band"] == "auto"
+    del params["detect_band"]
+    assert default_reads(with_option(argv, "--config-json", json.dumps(params))) == [
+        "detect_band"]

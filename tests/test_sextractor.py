@@ -1,4 +1,4 @@
-"""The SExtractor wrapper and the deblending benchmark's scoring (galcat.blends)."""
+"""The SExtractor wrapper and the deblending benchmark's scoring (galcat.validation)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from galcat import blends
-from galcat.sextractor import (
+from galcat.validation import blends
+from galcat.validation.sextractor import (
     SExtractorError,
     SExtractorNotFoundError,
     find_sextractor,

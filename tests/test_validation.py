@@ -1,67 +1,29 @@
-"""Injection–recovery scoring (`galcat.validation`).
+"""Injection–recovery scoring (`galcat.validation.recovery`).
 
-Unit tests of the statistics, binning and deblending scores on hand-made arrays, then
+Unit tests of the binning and deblending scores on hand-made arrays, then
 one end-to-end run on 50 synthetic galaxies (render, segment, measure with the default
 config) held to bounds twice as loose as the goals of bench/morphology_recovery.py.
 """
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from galcat import validation as v
 from galcat.config import load_config
-from galcat.morphology import MeasureFlag
+from galcat.flags import MeasureFlag
+from galcat.metrics import fractional_error, median_abs
+from galcat.validation import recovery as v
 
-# --------------------------------------------------------------------------- statistics
-
-
-def test_nmad_of_hand_made_values():
-    # median 3, |x - 3| = 2 1 0 1 97 -> median 1; the outlier does not matter
-    assert v.nmad([1, 2, 3, 4, 100]) == pytest.approx(1.482602218505602)
-    assert v.nmad([5.0, 5.0, 5.0]) == 0.0
-    assert v.nmad([1.0, np.nan, 2.0, 3.0, np.inf]) == pytest.approx(1.482602218505602)
-    assert math.isnan(v.nmad([]))
-    assert math.isnan(v.nmad([np.nan, np.nan]))
-
-
-def test_nmad_is_the_standard_deviation_of_gaussian_data():
-    x = np.random.default_rng(1).normal(0.3, 0.07, 200_000)
-    assert v.nmad(x) == pytest.approx(0.07, rel=0.01)
-
-
-def test_fractional_error_and_median_abs():
-    err = v.fractional_error([1.1, 0.8, 2.0, np.nan, 1.0], [1.0, 1.0, 0.0, 1.0, 2.0])
-    np.testing.assert_allclose(err[[0, 1, 4]], [0.1, -0.2, -0.5])
-    assert np.isnan(err[2]) and np.isnan(err[3])  # truth 0, measurement NaN
-    assert v.median_abs([0.1, -0.2, -0.5, np.nan]) == pytest.approx(0.2)
-    assert math.isnan(v.median_abs([np.nan]))
-
-
-def test_summarize_counts_only_finite_values():
-    s = v.summarize([-0.1, 0.0, 0.3, np.nan])
-    assert s["n"] == 3
-    assert s["bias"] == pytest.approx(0.0)
-    assert s["median_abs"] == pytest.approx(0.1)
-    assert s["nmad"] == pytest.approx(1.482602218505602 * 0.1)
-    empty = v.summarize([np.nan])
-    assert empty["n"] == 0 and math.isnan(empty["bias"])
-
-
-def test_assign_bins_edges_are_left_closed():
-    idx = v.assign_bins([5.0, 20.0, 49.9, 50.0, 300.0, np.nan, -np.inf], (20.0, 50.0))
-    assert idx.tolist() == [0, 1, 1, 2, 2, -1, 0]
-    assert [v.bin_label((20, 50), k) for k in range(3)] == ["<20", "20-50", ">=50"]
-    with pytest.raises(IndexError):
-        v.bin_label((20, 50), 3)
-    for bad in ((), (50, 20), (20, 20)):
-        with pytest.raises(ValueError):
-            v.assign_bins([1.0], bad)
+# --------------------------------------------------------------------------- binning
 
 
 def _table(**cols) -> pd.DataFrame:
@@ -85,7 +47,7 @@ def test_binned_statistics_by_hand():
         truth_x=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
         flag=[0, MeasureFlag.STATMORPH_WARNING, 0, MeasureFlag.STATMORPH_FAILED, 0, 0],
     )
-    t["err_x"] = v.fractional_error(t["x"], t["truth_x"])
+    t["err_x"] = fractional_error(t["x"], t["truth_x"])
     s = v.binned_statistics(t, "snr", (20.0, 50.0), quantities=[q]).set_index("bin")
     assert s.index.tolist() == ["<20", "20-50", ">=50"]
     assert s.loc["<20", "n"] == 2 and s.loc["<20", "bias"] == pytest.approx(0.0)
@@ -256,12 +218,71 @@ def test_deblend_summary_per_method_and_kind():
     assert v.run_deblending(pd.DataFrame()).empty
 
 
+# --------------------------------------------------------------------------- the wing
+SRC = Path(__file__).resolve().parents[1] / "src" / "galcat"
+
+
+def _imported_modules(source: str, package: str) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``source`` names, made
+    absolute for a module of ``package``; lazy imports inside functions included."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _wing_imports(source: str, package: str) -> list[str]:
+    return sorted(n for n in _imported_modules(source, package)
+                  if n == "galcat.validation" or n.startswith("galcat.validation."))
+
+
+def test_the_import_check_sees_every_spelling():
+    for source in ("import galcat.validation.recovery",
+                   "from galcat import validation",
+                   "from galcat.validation.blends import make_pair",
+                   "def f():\n    from ..validation import recovery\n"):
+        assert _wing_imports(source, "galcat.surveys"), source
+    assert _wing_imports("from galcat import segment\nimport validation", "galcat") == []
+
+
+def test_science_never_imports_the_validation_wing():
+    """No module outside galcat/validation names it in an import (statically), and
+    importing all of them loads none of it (dynamically)."""
+    science = sorted(p for p in SRC.rglob("*.py") if "validation" not in p.relative_to(SRC).parts)
+    assert len(science) > 20
+    names = {p: ".".join(("galcat", *p.relative_to(SRC).with_suffix("").parts))
+             for p in science}
+    offenders = {}
+    for path, name in names.items():
+        package = name.removesuffix(".__init__") if path.name == "__init__.py" \
+            else name.rpartition(".")[0]
+        found = _wing_imports(path.read_text(), package)
+        if found:
+            offenders[str(path.relative_to(SRC))] = found
+    assert offenders == {}
+    modules = [name.removesuffix(".__init__") for name in names.values()]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('galcat.validation')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- end to end
 
 #: Loose bounds (twice the goals of bench/morphology_recovery.py) for 60 galaxies dimmed as
 #: the benchmark dims them (so S/N 20-50 is in the headline), on the headline quantities:
 #: r50 is r50_psf_corrected, sersic_n is scored against the same fit to the noiseless
-#: PSF-free render (see galcat.validation).
+#: PSF-free render (see galcat.validation.recovery).
 LOOSE = {"r50": 0.10, "r50_mass": 0.20, "sersic_n": 0.30}
 N_RECOVERY = 60
 
@@ -321,7 +342,7 @@ def test_bulge_to_total_of_the_bulge_disc_fit(recovery):
     sel = v.isolated(table) & (table["snr"].to_numpy(np.float64) > v.HEADLINE_MIN_SNR)
     diff = table.loc[sel, "diff_bulge_to_total"].to_numpy(np.float64)
     assert np.isfinite(diff).mean() >= 0.9
-    assert v.median_abs(diff) <= 0.12  # 0.06 on the benchmark's 400 galaxies
+    assert median_abs(diff) <= 0.12  # 0.06 on the benchmark's 400 galaxies
     assert abs(np.nanmedian(diff)) <= 0.05
 
 
@@ -329,7 +350,7 @@ def test_bulge_to_total_of_the_bulge_disc_fit(recovery):
 def test_axis_ratio_and_flags(recovery):
     table, _ = recovery
     iso = table["isolated"].to_numpy(bool)
-    assert v.median_abs(table.loc[iso, "err_q"]) <= 0.10
+    assert median_abs(table.loc[iso, "err_q"]) <= 0.10
     flags = table.loc[iso, "flag"].to_numpy(np.int64)
     assert np.mean(flags & ~v.BENIGN_FLAGS != 0) <= 0.2
 
@@ -357,5 +378,5 @@ def test_single_sersic_injections_recover_the_exact_index():
     assert (table["truth_r50"] < 0.8 * half_width).all()
     sel = table["snr"] > v.HEADLINE_MIN_SNR
     assert sel.sum() >= 12
-    assert v.median_abs(table.loc[sel, "err_sersic_n"]) <= 2 * v.GOALS["sersic_n"]
-    assert v.median_abs(table.loc[sel, "err_r50"]) <= 2 * v.GOALS["r50"]
+    assert median_abs(table.loc[sel, "err_sersic_n"]) <= 2 * v.GOALS["sersic_n"]
+    assert median_abs(table.loc[sel, "err_r50"]) <= 2 * v.GOALS["r50"]

@@ -40,6 +40,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "Settings",
+    "check_config_files",
     "check_section",
     "config_hash",
     "deep_merge",
@@ -47,8 +48,10 @@ __all__ = [
     "defaults",
     "load_config",
     "record_default_reads",
+    "run_notes",
     "schema",
     "schema_path",
+    "setting",
     "settings",
     "validate_config",
 ]
@@ -175,13 +178,130 @@ def validate_config(config: dict) -> dict:
     ConfigError
         Naming every offending key path and the rule it breaks.
     """
+    lines = list(_moved_keys(config))
     _fill(config, schema(), "", set())
-    lines = _errors(config, schema(), "")
+    lines = lines or _errors(config, schema(), "") or _cross_field_errors(config)
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     normalised = _normalise(config, schema())
     config.update(normalised)
     return config
+
+
+#: Keys that moved: old path -> what to set instead.
+MOVED_KEYS = {
+    ("segment", "detect_band"): "the top-level detect_band (one band for the whole run)",
+    ("measure", "detect_band"): "the top-level detect_band (one band for the whole run)",
+}
+
+
+def _moved_keys(config: dict) -> Iterator[str]:
+    for (section, key), instead in MOVED_KEYS.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            yield (f"config key {section}.{key}: replaced by {instead}; write "
+                   f"`detect_band: {config[section][key]}` at the top level instead")
+
+
+def _ranges(value: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+    """Every {min, max} mapping below ``value``: (path, min, max)."""
+    if isinstance(value, dict):
+        if set(value) >= {"min", "max"} and not any(isinstance(v, dict) for v in value.values()):
+            yield path, value["min"], value["max"]
+        for key, sub in value.items():
+            yield from _ranges(sub, f"{path}.{key}")
+
+
+def _cross_field_errors(config: dict) -> list[str]:
+    """What one key's bounds cannot say: ranges, odd stamps, bands, paths, dates, job count."""
+    from galcat.bands import AUTO, SUM
+    from galcat.surveys import configured_bands
+
+    survey = config["survey"]
+    errors = []
+    for section in (survey,):
+        for path, low, high in _ranges(config.get(section), section):
+            if low is not None and high is not None and low > high:
+                errors.append(f"config key {path}: min {low} is above max {high}")
+        size = (config.get(section) or {}).get("psf_stamp_size")
+        if size is not None and size % 2 == 0:
+            errors.append(f"config key {section}.psf_stamp_size: {size} is even; a PSF stamp "
+                          "needs a centre pixel (use an odd size)")
+    if survey != "local" or config.get("local"):
+        bands = configured_bands(config)
+        band = config["detect_band"]
+        if band not in (AUTO, SUM, *bands):
+            errors.append(f"config key detect_band: {band!r} is not a band of survey "
+                          f"{survey!r}, which has {bands}; name one of them, sum or auto")
+    local = config.get("local") or {}
+    if survey == "local" and local.get("objects") == "detect" and (
+            (local.get("images") or {}).get("kind", "mosaic") != "mosaic"):
+        errors.append("config key local.objects: detect finds objects on mosaics; set "
+                      "local.images.kind: mosaic (or give a table of objects)")
+    box_filter = (local.get("detection") or {}).get("background_filter")
+    if survey == "local" and box_filter is not None and box_filter % 2 == 0:
+        errors.append(f"config key local.detection.background_filter: {box_filter} is even; "
+                      "a median filter needs a centre (use an odd number of meshes)")
+    results = Path(config["results"])
+    if results.is_absolute() or ".." in results.parts:
+        errors.append(f"config key results: {str(results)!r} must stay inside the working "
+                      "directory (a relative path without '..')")
+    cache = (config.get("archive") or {}).get("cache_dir")
+    if cache and ".." in Path(cache).parts:
+        errors.append(f"config key archive.cache_dir: {cache!r} must not contain '..'")
+    if "release" in config:
+        import datetime as dt
+
+        try:
+            dt.date.fromisoformat(config["release"])
+        except ValueError:
+            errors.append(f"config key release: {config['release']!r} is not a calendar date "
+                          "(YYYY-MM-DD)")
+    errors += _job_ceiling_errors(config)
+    return errors
+
+
+def run_notes(config: Mapping) -> list[str]:
+    """What a user should know before a valid run starts, said once (the Snakefile logs
+    each line): settings that cannot work with the survey's bands and are skipped
+    rather than failed on every object."""
+    from galcat.relations import mass_to_light
+    from galcat.surveys import configured_bands
+
+    survey = config["survey"]
+    if survey == "local" and not config.get("local"):
+        return []
+    bands = configured_bands(config)
+    out = []
+    measure = config.get("measure") or {}
+    if measure.get("half_mass", True):
+        relation = measure.get("mass_to_light") or defaults("measure")["mass_to_light"]
+        missing = [b for b in mass_to_light(relation).bands if b not in bands]
+        if missing:
+            out.append(
+                f"measure.half_mass: the half-mass radius needs the colour of "
+                f"measure.mass_to_light = {relation} (bands {list(mass_to_light(relation).bands)}"
+                f"); survey {survey!r} has {bands}, without {missing}: r50_mass will not be "
+                "measured (flag SKIPPED on every object). Set measure.half_mass: false to "
+                "silence this note.")
+    return out
+
+
+def _job_ceiling_errors(config: dict) -> list[str]:
+    survey = config["survey"]
+    key = "n_objects" if survey == "synthetic" else "max_objects"
+    n_objects = (config.get(survey) or {}).get(key)
+    sharding = config["sharding"]
+    if not n_objects:
+        return []
+    n_shards = math.ceil(n_objects / sharding["objects_per_shard"])
+    if n_shards <= sharding["max_shards"]:
+        return []
+    need = math.ceil(n_objects / sharding["max_shards"])
+    return [f"config key {survey}.{key}: {n_objects} objects in shards of "
+            f"{sharding['objects_per_shard']} make {n_shards} shards, more than "
+            f"sharding.max_shards ({sharding['max_shards']}); raise "
+            f"sharding.objects_per_shard to at least {need} (or max_shards, if planning "
+            f"that many jobs is what you want)"]
 
 
 # --------------------------------------------------------------------------- sections
@@ -310,6 +430,33 @@ def settings(
     return Settings(copy.deepcopy(value), path=name, filled=filled)
 
 
+def setting(config: Mapping | None, name: str, *,
+            error: type[ConfigError] = ConfigError) -> Any:
+    """Top-level setting ``name`` that is not a section (``detect_band``), validated.
+
+    A missing value takes the schema default and is noted as a default read
+    (`record_default_reads`), as `settings` does for the keys of a section.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a value of the wrong type or out of bounds.
+    """
+    node = schema()["properties"].get(name)
+    if node is None or node.get("type") == "object":
+        raise ConfigError(f"{name!r} is not a top-level setting of the config schema")
+    given = config is not None and name in config
+    if not given:
+        for reads in _RECORDERS:
+            reads.append(name)
+        return copy.deepcopy(node.get("default"))
+    value = config[name]
+    lines = _errors(value, node, name)
+    if lines:
+        raise error("invalid configuration:\n  " + "\n  ".join(lines))
+    return _normalise(copy.deepcopy(value), node)
+
+
 def check_section(
     name: str, values: Mapping, *, error: type[ConfigError] = ConfigError
 ) -> dict:
@@ -358,10 +505,37 @@ def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dic
     return validate_config(config)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently: a second ``segment:`` block would
+    drop every setting of the first.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); the first would be ignored",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(*paths: os.PathLike | str) -> None:
+    """Raise `ConfigError` for a config file that cannot be read, is not YAML, is not
+    a mapping, or gives a key twice (for files another loader read: Snakemake's)."""
+    for path in paths:
+        _read_yaml(path)
+
+
 def _read_yaml(path: os.PathLike | str) -> dict:
     try:
         with open(path) as fh:
-            value = yaml.safe_load(fh)
+            value = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

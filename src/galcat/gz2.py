@@ -19,7 +19,7 @@ question, the probability of each answer *given that the question is reached*,
 so each question's block of columns sums to 1.
 
 Public API: `ANSWERS`, `QUESTIONS`, `Question`, `column_names`,
-`expected_fractions`, `simulate_votes`, `normalise_per_question`,
+`expected_fractions`, `kaggle_fractions`, `simulate_votes`, `normalise_per_question`,
 `probabilities_from_truth`, `check_sum_rules`, `walk_order`.
 """
 
@@ -39,6 +39,7 @@ __all__ = [
     "check_sum_rules",
     "column_names",
     "expected_fractions",
+    "kaggle_fractions",
     "normalise_per_question",
     "probabilities_from_truth",
     "simulate_votes",
@@ -184,16 +185,61 @@ def expected_fractions(probs: np.ndarray) -> np.ndarray:
         question is the summed fraction of its ``reached_from`` answers, except
         ``Class1`` and ``Class6`` whose reach is 1.
     """
-    probs = _check_probs(probs)
-    out = np.zeros_like(probs)
+    return _walk(_check_probs(probs))
+
+
+def _walk(cond: np.ndarray) -> np.ndarray:
+    """Walk the tree: each answer's conditional value times the reach of its question.
+
+    The one implementation of the Kaggle weighting; NaN propagates to every question
+    below a NaN answer.
+    """
+    out = np.zeros_like(cond)
     for q in _ORDER:
         if q.id in ALWAYS_REACHED:
-            reach = np.ones(probs.shape[0])
+            reach = np.ones(cond.shape[0])
         else:
             reach = out[:, [_ANSWER_INDEX[a] for a in q.reached_from]].sum(axis=1)
         cols = list(q.columns)
-        out[:, cols] = reach[:, None] * probs[:, cols]
+        out[:, cols] = reach[:, None] * cond[:, cols]
     return out
+
+
+def kaggle_fractions(votes: np.ndarray) -> np.ndarray:
+    """Kaggle-weighted fractions from a catalogue's per-question vote fractions.
+
+    Galaxy Zoo 2's tables (e.g. SDSS ``zoo2MainSpecz``) give, for each question, the
+    fraction of the volunteers *who answered it* choosing each answer. This weights
+    them as `expected_fractions` does: each answer times the fraction of volunteers
+    who reached its question (Willett et al. 2013; the Kaggle convention).
+
+    Parameters
+    ----------
+    votes : ndarray, shape (n, 37) or (37,)
+        Per-question vote fractions in `ANSWERS` order; NaN where the catalogue has
+        no value. A question's fractions need not sum to 1 (debiased ones do not):
+        each question is first renormalised to sum to 1.
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``votes``
+        Kaggle-weighted fractions satisfying `check_sum_rules`. A question nobody
+        answered (its fractions sum to 0) contributes 0; a question whose fractions
+        are all NaN is NaN, and so is every question below it (an object absent from
+        the catalogue is NaN everywhere). Cost: O(n * 37).
+    """
+    v = np.asarray(votes, dtype=np.float64)
+    squeeze = v.ndim == 1
+    v = np.atleast_2d(v)
+    if v.shape[-1] != len(ANSWERS):
+        raise ValueError(f"votes need {len(ANSWERS)} columns (one per answer); got {v.shape}")
+    cond = normalise_per_question(np.nan_to_num(v, nan=0.0), fill=0.0)
+    for q in QUESTIONS:
+        cols = list(q.columns)
+        absent = np.all(np.isnan(v[:, cols]), axis=1)
+        cond[np.ix_(absent, cols)] = np.nan
+    out = _walk(cond)
+    return out[0] if squeeze else out
 
 
 def _multinomial(rng: np.random.Generator, n: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -63,15 +63,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.optimize as opt
 import scipy.signal
-import scipy.special as sp
+import scipy.sparse
 
 from galcat import relations as _relations
+from galcat import sersic as _sersic
+from galcat.flags import HalfMassFlag
 
 __all__ = [
     "COLOUR_LIMITS",
     "HALFMASS_FATAL",
-    "HALFMASS_FLAGS",
-    "HALFMASS_FLAGS_BY_NAME",
     "LUMINOSITY_BAND",
     "MASS_TO_LIGHT_RELATIONS",
     "colour_bins",
@@ -80,13 +80,9 @@ __all__ = [
     "fit_colour_gradient",
     "fit_sersic",
     "half_mass_radius",
-    "halfmass_flag_names",
     "mass_to_light",
     "petrosian_radius",
     "psf_corrected_light_radius",
-    "sersic_bn",
-    "sersic_circular_fraction",
-    "sersic_enclosed_fraction",
 ]
 
 #: name → ((blue, red) bands of the colour, a, b, reference) for
@@ -109,35 +105,9 @@ COLOUR_LIMITS: dict[str, tuple[float, float]] = {
     "zibetti2009_gi": (-0.1, 1.6),
 }
 
-#: Bits of the ``r50_mass_flag`` word: bit → (name, meaning).
-HALFMASS_FLAGS: dict[int, tuple[str, str]] = {
-    1: ("MISSING_BAND", "a band of the colour is absent or has no valid pixel; radius NaN"),
-    2: ("NO_FLUX", "the luminosity-band flux within the aperture is not positive; radius NaN"),
-    4: ("LOW_SNR", "no ring bin reached min_snr: one integrated colour used for the galaxy"),
-    8: ("COLOUR_CLIPPED", "a bin colour was outside the calibrated range and clipped"),
-    16: ("NO_PETROSIAN", "no Petrosian radius found; the aperture is the largest inside the cutout"),
-    32: ("TRUNCATED", "the extent x Petrosian aperture leaves the cutout; it is cut at the border"),
-    64: ("PSF_FIT_FAILED", "the Sersic model + residual correction failed; the observed "
-         "profiles are used"),
-    128: ("NO_CROSSING", "the cumulative mass never reaches half its total; radius NaN"),
-    256: ("MASKED", "more than half of the pixels inside the aperture are masked"),
-    512: ("EXTRAPOLATED", "the half-mass radius lies beyond the aperture, in the Sersic "
-          "extrapolation"),
-    1024: ("BAD_INPUT", "centre outside the cutout or shapes that disagree; radius NaN"),
-    2048: ("NO_BULGE_DISC", "colour model bulge_disc: the bulge + disc fit failed and the "
-           "gradient colour model was used instead"),
-}
-#: name → bit of `HALFMASS_FLAGS`.
-HALFMASS_FLAGS_BY_NAME: dict[str, int] = {name: bit for bit, (name, _) in HALFMASS_FLAGS.items()}
-_BIT = HALFMASS_FLAGS_BY_NAME
-
-
-def halfmass_flag_names(flag: int) -> list[str]:
-    """Names of the bits set in an ``r50_mass_flag`` word, lowest bit first."""
-    return [name for bit, (name, _) in sorted(HALFMASS_FLAGS.items()) if int(flag) & bit]
-
 #: Flags for which the radius is NaN.
-HALFMASS_FATAL = _BIT["MISSING_BAND"] | _BIT["NO_FLUX"] | _BIT["NO_CROSSING"] | _BIT["BAD_INPUT"]
+HALFMASS_FATAL = (HalfMassFlag.MISSING_BAND | HalfMassFlag.NO_FLUX | HalfMassFlag.NO_CROSSING
+                  | HalfMassFlag.BAD_INPUT)
 
 _SUBPIXELS = 5  # sub-pixel sampling of cumulative profiles
 _MODEL_OVERSAMPLE = 3  # sub-pixel sampling of the Sersic model
@@ -302,44 +272,8 @@ def colour_profile(
     clipped to ``limits``; returns ``(colour, flag)`` with COLOUR_CLIPPED set
     when a bin was outside the limits."""
     lo, hi = limits
-    flag = _BIT["COLOUR_CLIPPED"] if np.any((bin_colour < lo) | (bin_colour > hi)) else 0
+    flag = HalfMassFlag.COLOUR_CLIPPED if np.any((bin_colour < lo) | (bin_colour > hi)) else 0
     return np.interp(radius, bin_radius, np.clip(bin_colour, lo, hi)), flag
-
-
-def sersic_bn(n: float) -> float:
-    """b_n such that the Sérsic effective radius holds half of the light."""
-    return float(sp.gammaincinv(2.0 * n, 0.5))
-
-
-def sersic_enclosed_fraction(a, r_eff: float, n: float):
-    """Fraction of a Sérsic profile's light inside semi-major axis ``a``
-    (ellipse of the profile's own axis ratio): P(2n, b_n (a/r_eff)^(1/n))."""
-    bn = sersic_bn(n)
-    x = bn * (np.asarray(a, dtype=float) / r_eff) ** (1.0 / n)
-    return sp.gammainc(2.0 * n, x)
-
-
-def sersic_circular_fraction(radius, r_eff: float, n: float, q: float = 1.0,
-                             *, trunc: float = math.inf, n_angles: int = 128):
-    """Fraction of an elliptical Sérsic's light inside circles of ``radius`` about its centre.
-
-    ``r_eff`` is the semi-major half-light axis, ``q = b/a``. Along a ray at angle φ
-    from the major axis the elliptical radius is ``a = r s(φ)``, ``s = √(cos²φ +
-    sin²φ / q²)``, so the light of the wedge inside ``r`` is ``P(2n, b_n (r s /
-    r_eff)^(1/n)) / s²`` up to a constant: the fraction is the ``1/s²``-weighted mean
-    over φ of `sersic_enclosed_fraction` at ``a = r s`` (midpoint rule in φ, exact to
-    ~1e-6 for q ≥ 0.1). ``trunc``: the profile is cut at that semi-major axis (same unit
-    as ``r_eff``) and renormalised.
-    """
-    q = min(max(float(q), 1e-3), 1.0)
-    phi = (np.arange(n_angles) + 0.5) * (0.5 * math.pi / n_angles)
-    s = np.sqrt(np.cos(phi) ** 2 + (np.sin(phi) / q) ** 2)
-    w = 1.0 / s**2
-    w /= w.sum()
-    r = np.asarray(radius, dtype=float)
-    a = np.minimum(r[..., None] * s, trunc)
-    norm = sersic_enclosed_fraction(trunc, r_eff, n) if np.isfinite(trunc) else 1.0
-    return np.sum(sersic_enclosed_fraction(a, r_eff, n) * w, axis=-1) / norm
 
 
 def _convolve(image: np.ndarray, psf: np.ndarray | None) -> np.ndarray:
@@ -348,30 +282,38 @@ def _convolve(image: np.ndarray, psf: np.ndarray | None) -> np.ndarray:
     return scipy.signal.fftconvolve(image, psf, mode="same")
 
 
-def _normalised_psf(psf) -> np.ndarray | None:
-    if psf is None:
-        return None
-    psf = np.asarray(psf, dtype=float)
-    total = psf.sum()
-    if psf.ndim != 2 or not np.isfinite(total) or total <= 0:
-        return None
-    return psf / total
-
-
 class _CumulativeProfile:
-    """Cumulative sum of an image inside ellipses, sampled on sub-pixels."""
+    """Cumulative sum of an image inside ellipses, sampled on sub-pixels.
+
+    ``profile(image, a)[k]`` is the sum of ``image / s²`` over the sub-pixels whose
+    radius (``a_sub``, shape ``(ny s, nx s)``) is at most ``a[k]`` (``a`` non-decreasing).
+    For each radius grid the sub-pixels are binned once into a sparse matrix (grid
+    point × pixel: the share of the pixel's sub-pixels first inside at that point), so
+    each image costs one sparse product and a cumulative sum over the grid.
+    """
 
     def __init__(self, a_sub: np.ndarray, s: int) -> None:
-        self._order = np.argsort(a_sub, axis=None, kind="stable")
-        self._a_sorted = a_sub.ravel()[self._order]
+        self._a_sub = np.asarray(a_sub, dtype=np.float64)
         self._s = s
+        self._bins: dict[bytes, scipy.sparse.csr_matrix] = {}
+
+    def _binning(self, a: np.ndarray):
+        key = a.tobytes()
+        if key not in self._bins:
+            s = self._s
+            ny, nx = self._a_sub.shape[0] // s, self._a_sub.shape[1] // s
+            first = np.searchsorted(a, self._a_sub.ravel(), side="left")  # first a >= radius
+            pixel = ((np.arange(ny * s) // s)[:, None] * nx
+                     + (np.arange(nx * s) // s)[None, :]).ravel()
+            inside = first < a.size
+            self._bins[key] = scipy.sparse.csr_matrix(
+                (np.full(int(inside.sum()), 1.0 / (s * s)), (first[inside], pixel[inside])),
+                shape=(a.size, ny * nx))
+        return self._bins[key]
 
     def __call__(self, image: np.ndarray, a: np.ndarray) -> np.ndarray:
-        s = self._s
-        sub = np.repeat(np.repeat(image, s, axis=0), s, axis=1).ravel() / (s * s)
-        cum = np.concatenate([[0.0], np.cumsum(sub[self._order])])
-        idx = np.searchsorted(self._a_sorted, a, side="right")
-        return cum[idx]
+        a = np.asarray(a, dtype=np.float64)
+        return np.cumsum(self._binning(a) @ np.asarray(image, dtype=np.float64).ravel())
 
 
 def _first_crossing(a: np.ndarray, cum: np.ndarray, level: float) -> float:
@@ -384,18 +326,6 @@ def _first_crossing(a: np.ndarray, cum: np.ndarray, level: float) -> float:
     c0, c1 = cum[k - 1], cum[k]
     t = (level - c0) / (c1 - c0) if c1 != c0 else 0.0
     return float(a[k - 1] + t * (a[k] - a[k - 1]))
-
-
-def _sersic_sub(total: float, r_eff: float, n: float, a_sub: np.ndarray, q: float) -> np.ndarray:
-    """Elliptical Sérsic surface brightness with ``total`` flux at sub-pixel radii."""
-    bn = sersic_bn(n)
-    norm = 2.0 * math.pi * q * r_eff**2 * n * math.exp(bn) * math.gamma(2 * n) / bn ** (2 * n)
-    return (total / norm) * np.exp(-bn * ((a_sub / r_eff) ** (1.0 / n) - 1.0))
-
-
-def _pixel_average(sub: np.ndarray, s: int) -> np.ndarray:
-    ny, nx = sub.shape[0] // s, sub.shape[1] // s
-    return sub.reshape(ny, s, nx, s).mean(axis=(1, 3))
 
 
 def _weights(image: np.ndarray, sigma: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -411,28 +341,48 @@ def _check_fit(res) -> None:
         raise RuntimeError(f"fit did not converge: {res.message}")
 
 
+def _sersic_renderer(shape, centre, theta: float, psf) -> _sersic.SersicImage:
+    """This route's Sérsic model: every pixel averaged over `_MODEL_OVERSAMPLE`² sub-pixels
+    and the averages convolved with the PSF (the model of the calibration above)."""
+    return _sersic.SersicImage(shape, centre, theta, [psf], core_radius=math.inf,
+                              core_subsamples=_MODEL_OVERSAMPLE, subpixel_psf=False)
+
+
+def _sersic_samples(render: _sersic.SersicImage, fit, q: float):
+    total, r_eff, n = fit
+    return render.sample_flux(total, r_eff, n, q)
+
+
+def _sersic_intrinsic(shape, centre, q: float, theta: float, fit) -> np.ndarray:
+    """PSF-free pixel image of the Sérsic ``fit = (total, r_eff, n)``."""
+    render = _sersic_renderer(shape, centre, theta, None)
+    return render.intrinsic(_sersic_samples(render, fit, q))
+
+
 def fit_sersic(
     image: np.ndarray,
     weight: np.ndarray,
     psf: np.ndarray | None,
-    a_sub: np.ndarray,
+    centre: tuple[float, float],
     q: float,
-    s: int,
+    theta: float,
     total0: float,
     r0: float,
 ) -> tuple[float, float, float]:
     """Least-squares ``(total, r_eff, n)`` of a PSF-convolved elliptical Sérsic.
 
-    Centre and ellipse are those of ``a_sub`` (sub-pixel semi-major radii,
-    oversampled by ``s``); ``r_eff`` is a semi-major axis in pixels.
+    Centre ``(x, y)``, axis ratio ``q`` and angle ``theta`` (radians) are held; ``r_eff``
+    is a semi-major axis in pixels; ``psf`` None fits the image as PSF-free. Cost: up to
+    200 model images (each pixel on 3 × 3 sub-pixels, one FFT convolution).
     """
     use = weight > 0
     data, w = image[use], weight[use]
     r_hi = 5.0 * max(image.shape)
+    render = _sersic_renderer(image.shape, centre, theta, psf)
 
     def residual(p):
-        model = _pixel_average(_sersic_sub(10.0 ** p[0], 10.0 ** p[1], p[2], a_sub, q), s)
-        return (data - _convolve(model, psf)[use]) * w
+        samples = _sersic_samples(render, (10.0 ** p[0], 10.0 ** p[1], p[2]), q)
+        return (data - render.convolved(samples)[use]) * w
 
     x0 = [math.log10(max(total0, 1e-30)), math.log10(min(max(r0, 0.5), r_hi / 2)), 2.0]
     lo = [x0[0] - 3.0, math.log10(0.2), _N_BOUNDS[0]]
@@ -555,15 +505,15 @@ def _petrosian_aperture(
     if np.isfinite(rp):
         r_ap = extent * rp
         if r_ap > a_edge:
-            flag |= _BIT["TRUNCATED"]
+            flag |= HalfMassFlag.TRUNCATED
             r_ap = a_edge
     else:
-        flag |= _BIT["NO_PETROSIAN"]
+        flag |= HalfMassFlag.NO_PETROSIAN
         r_ap = a_edge
     r_ap = max(r_ap, 1.0)
     inside = radius <= r_ap
     if np.count_nonzero(valid & inside) < 0.5 * np.count_nonzero(inside):
-        flag |= _BIT["MASKED"]
+        flag |= HalfMassFlag.MASKED
     return r_ap, rp, flag
 
 
@@ -637,7 +587,7 @@ def half_mass_radius(
         Circularised half-mass radius √(ab) in arcsec (the radius itself for
         circular annuli); NaN on failure.
     flag : int
-        Bits of `HALFMASS_FLAGS`.
+        Bits of `galcat.flags.HalfMassFlag`.
     profile : dict, only with ``return_profile``
     """
     profile: dict = {}
@@ -659,24 +609,24 @@ def half_mass_radius(
     images, sigmas = {}, {}
     for band in used:
         if band not in images_by_band or band not in sigma_by_band or band not in bands:
-            return done(float("nan"), _BIT["MISSING_BAND"])
+            return done(float("nan"), HalfMassFlag.MISSING_BAND)
         images[band] = np.asarray(images_by_band[band], dtype=float)
         sigmas[band] = np.asarray(sigma_by_band[band], dtype=float)
     shape = images[lum].shape
     if any(arr.shape != shape for arr in (*images.values(), *sigmas.values())):
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     if mask is not None and np.shape(mask) != shape:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     geometry = _geometry(centre, shape, q, theta)
     if geometry is None:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     xc, yc, q, theta = geometry
     zp = {band: float(zeropoints[list(bands).index(band)]) for band in used}
 
     base = np.ones(shape, dtype=bool) if mask is None else ~np.asarray(mask, dtype=bool)
     for band in used:
         if not np.any(base & np.isfinite(images[band]) & np.isfinite(sigmas[band])):
-            return done(float("nan"), _BIT["MISSING_BAND"])
+            return done(float("nan"), HalfMassFlag.MISSING_BAND)
     valid = base.copy()
     for band in used:
         valid &= np.isfinite(images[band]) & np.isfinite(sigmas[band]) & (sigmas[band] >= 0)
@@ -699,7 +649,8 @@ def half_mass_radius(
     fine_mid = 0.5 * (grid[1:] + grid[:-1])
     cumulative = _CumulativeProfile(
         elliptical_radius(shape, (xc, yc), q, theta, oversample=_SUBPIXELS), _SUBPIXELS)
-    psfs = {band: _normalised_psf(None if psf_by_band is None else psf_by_band.get(band))
+    psfs = {band: _sersic.normalised_psf(None if psf_by_band is None
+                                         else psf_by_band.get(band))
             for band in used}
     have_psf = all(psf is not None for psf in psfs.values())
     if not have_psf:
@@ -717,21 +668,21 @@ def half_mass_radius(
             profile["fits"] = fits
         except (RuntimeError, ValueError, FloatingPointError, OverflowError) as exc:
             # no warning here (warnings are not thread-safe to capture); the flag says it
-            flag |= _BIT["PSF_FIT_FAILED"]
+            flag |= HalfMassFlag.PSF_FIT_FAILED
             profile["psf_correction_error"] = f"{type(exc).__name__}: {exc}"
     if light is None:
         try:
             light, colour, fits = _profiles(*args, correct=False)
             profile["fits"] = fits
         except (RuntimeError, ValueError, FloatingPointError, OverflowError):
-            return done(float("nan"), flag | _BIT["NO_FLUX"])
+            return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     if not np.all(np.isfinite(light)) or light[-1] <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     if isinstance(colour, tuple):  # ring colours: (bin_r, bin_colour, bin_err, flag)
         bin_r, bin_colour, bin_err, bin_flag = colour
         flag |= bin_flag
         if bin_r.size == 0:
-            return done(float("nan"), flag | _BIT["NO_FLUX"])
+            return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
         profile.update(bin_radius_pix=bin_r, bin_colour=bin_colour, bin_colour_err=bin_err)
         colour, model_flag = colour_profile(fine_mid, bin_r, bin_colour,
                                             limits=COLOUR_LIMITS[relation])
@@ -739,7 +690,7 @@ def half_mass_radius(
     else:
         lo, hi = COLOUR_LIMITS[relation]
         if np.any(colour < lo) or np.any(colour > hi):
-            flag |= _BIT["COLOUR_CLIPPED"]
+            flag |= HalfMassFlag.COLOUR_CLIPPED
         colour = np.clip(colour, lo, hi)
 
     # 4. mass profile: luminosity-band light of each fine ring times its M/L
@@ -749,15 +700,15 @@ def half_mass_radius(
     profile.update(petrosian_radius_pix=rp, aperture_pix=r_max, grid_pix=grid,
                    colour=colour, cumulative_light=light, cumulative_mass=cum_mass)
     if not np.isfinite(total) or total <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     sersic = profile.get("fits", {}).get(lum) if extrapolate else None
     if sersic is not None:
         # the mass beyond the aperture: the Sersic model of the luminosity band
         # outside r_max, at the outermost M/L
         l_tot, r_eff, n = sersic
         a_out = np.geomspace(r_max, max(r_max, 50.0 * r_eff), 400)[1:]
-        outside = l_tot * (sersic_enclosed_fraction(a_out, r_eff, n)
-                           - sersic_enclosed_fraction(r_max, r_eff, n)) * ml[-1]
+        outside = l_tot * (_sersic.enclosed_fraction(a_out, r_eff, n)
+                           - _sersic.enclosed_fraction(r_max, r_eff, n)) * ml[-1]
         if np.all(np.isfinite(outside)) and outside[-1] >= 0:
             grid = np.concatenate([grid, a_out])
             cum_mass = np.concatenate([cum_mass, cum_mass[-1] + outside])
@@ -765,9 +716,9 @@ def half_mass_radius(
             profile["extrapolated_mass_fraction"] = float(outside[-1] / total)
     a_half = _first_crossing(grid, cum_mass, 0.5 * total)
     if not np.isfinite(a_half):
-        return done(float("nan"), flag | _BIT["NO_CROSSING"])
+        return done(float("nan"), flag | HalfMassFlag.NO_CROSSING)
     if a_half > r_max:
-        flag |= _BIT["EXTRAPOLATED"]
+        flag |= HalfMassFlag.EXTRAPOLATED
     profile["half_mass_semimajor_pix"] = a_half
     return done(float(a_half * math.sqrt(q) * pixel_scale), flag)
 
@@ -790,7 +741,7 @@ def _ring_colours(cum, var, bands, a_pix, width, n_rings, min_snr, dzp, expected
     bins = colour_bins(guide[0], guide[1], ring_var[band1], ring_var[band2],
                        min_snr, remainder_snr=min(3.0, min_snr))
     if not bins:
-        flag |= _BIT["LOW_SNR"]
+        flag |= HalfMassFlag.LOW_SNR
         bins = [slice(0, n_rings)]
     mid = (np.arange(n_rings) + 0.5) * width
     bin_r, bin_colour, bin_err = [], [], []
@@ -820,20 +771,24 @@ def _profiles(filled, sigmas, valid, var, psfs, bands, centre, q, theta, r_max, 
     band1, band2, lum = bands
     colour_bands = (band1, band2)
     shape = filled[lum].shape
-    s = _MODEL_OVERSAMPLE
     a_pix = elliptical_radius(shape, centre, q, theta)
     fits: dict = {}
+
+    def fit(band, total0, r0):
+        weight = _weights(filled[band], sigmas[band], valid)
+        return fit_sersic(filled[band], weight, psfs[band], centre, q, theta, total0, r0)
+
+    def model(band):
+        return _sersic_intrinsic(shape, centre, q, theta, fits[band])
+
     if correct:
-        a_sub = elliptical_radius(shape, centre, q, theta, oversample=s)
         _, r0 = _half_light_guess(filled[lum], a_pix, r_max)
         todo = [band2, lum] + ([band1] if colour_model == "binned" else [])
         intrinsic = dict(filled)
         for band in dict.fromkeys(todo):
             total0, _ = _half_light_guess(filled[band], a_pix, r_max)
-            weight = _weights(filled[band], sigmas[band], valid)
-            fits[band] = fit_sersic(filled[band], weight, psfs[band], a_sub, q, s, total0, r0)
-            model = _pixel_average(_sersic_sub(*fits[band], a_sub, q), s)
-            intrinsic[band] = _corrected(filled[band], model, psfs[band])
+            fits[band] = fit(band, total0, r0)
+            intrinsic[band] = _corrected(filled[band], model(band), psfs[band])
         light = cumulative(intrinsic[lum], grid)
         colour_images = intrinsic
     else:
@@ -844,10 +799,7 @@ def _profiles(filled, sigmas, valid, var, psfs, bands, centre, q, theta, r_max, 
                              band2: _convolve(filled[band2], psfs[band1])}
     if lum not in fits:  # the luminosity band's Sersic model (for the extrapolation)
         try:
-            a_sub = elliptical_radius(shape, centre, q, theta, oversample=s)
-            total0, r0 = _half_light_guess(filled[lum], a_pix, r_max)
-            fits[lum] = fit_sersic(filled[lum], _weights(filled[lum], sigmas[lum], valid),
-                                   psfs[lum], a_sub, q, s, total0, r0)
+            fits[lum] = fit(lum, *_half_light_guess(filled[lum], a_pix, r_max))
         except (RuntimeError, ValueError, FloatingPointError, OverflowError):
             pass
     # expected ring fluxes of a smooth model of band 2 (and band 1 at the mean colour),
@@ -856,13 +808,8 @@ def _profiles(filled, sigmas, valid, var, psfs, bands, centre, q, theta, r_max, 
     expected = None
     try:
         if band2 not in fits:
-            a_sub = elliptical_radius(shape, centre, q, theta, oversample=s)
-            total0, r0 = _half_light_guess(filled[band2], a_pix, r_max)
-            fits[band2] = fit_sersic(filled[band2], _weights(filled[band2], sigmas[band2], valid),
-                                     psfs[band2], a_sub, q, s, total0, r0)
-        else:
-            a_sub = elliptical_radius(shape, centre, q, theta, oversample=s)
-        model2 = _convolve(_pixel_average(_sersic_sub(*fits[band2], a_sub, q), s), psfs[band2])
+            fits[band2] = fit(band2, *_half_light_guess(filled[band2], a_pix, r_max))
+        model2 = _convolve(model(band2), psfs[band2])
         exp2 = _ring_sums(model2, ring_w, n_rings)
         total1, _ = _half_light_guess(filled[band1], a_pix, r_max)
         total2, _ = _half_light_guess(filled[band2], a_pix, r_max)
@@ -884,8 +831,7 @@ def _profiles(filled, sigmas, valid, var, psfs, bands, centre, q, theta, r_max, 
     colour0 = dzp - 2.5 * math.log10(total1 / total2)
     if band2 not in fits:
         raise RuntimeError("no Sersic model of the colour's red band")
-    a_sub = elliptical_radius(shape, centre, q, theta, oversample=s)
-    model2 = _pixel_average(_sersic_sub(*fits[band2], a_sub, q), s)
+    model2 = model(band2)
     ring_flux = {band: _ring_sums(filled[band], ring_w, n_rings) for band in colour_bands}
     ring_var = {band: _ring_sums(var[band], ring_w, n_rings) for band in colour_bands}
     # the rings beyond the last S/N bin form one more bin: they anchor the outer colour
@@ -898,15 +844,16 @@ def _profiles(filled, sigmas, valid, var, psfs, bands, centre, q, theta, r_max, 
     flux = {band: np.array([ring_flux[band][b].sum() for b in bins]) for band in colour_bands}
     err = {band: np.sqrt([ring_var[band][b].sum() for b in bins]) for band in colour_bands}
     floor = 1e-6 * np.abs(flux[band1]).max() + 1e-300
-    fit = fit_colour_gradient(
+    gradient = fit_colour_gradient(
         model2, psfs[band1], psfs[band2], a_pix, bin_index, flux[band1], flux[band2],
         np.maximum(err[band1], floor), err[band2],
         colour0=colour0, dzp=dzp, r0=r0, r_out=bins[-1].stop * width,
         colour_limits=colour_limits,
     )
-    fits.update(fit, n_colour_bins=len(bins))
+    fits.update(gradient, n_colour_bins=len(bins))
     fine_mid = 0.5 * (grid[1:] + grid[:-1])
-    return light, _gradient_colour(fine_mid, fit["c_in"], fit["c_out"], fit["r_t"]), fits
+    return light, _gradient_colour(fine_mid, gradient["c_in"], gradient["c_out"],
+                                   gradient["r_t"]), fits
 
 
 def psf_corrected_light_radius(
@@ -931,7 +878,7 @@ def psf_corrected_light_radius(
 
     The intrinsic image is the PSF-free elliptical Sérsic model plus the residual
     (data − model ⊗ PSF). Its curve of growth in circles about ``centre`` is the
-    model's (`sersic_circular_fraction`, analytic, the profile cut at ``model_extent``
+    model's (`galcat.sersic.circular_fraction`, analytic, the profile cut at ``model_extent``
     r_eff as SDSS cuts its de Vaucouleurs model at 8 r_e) plus the cumulative residual
     inside ``extent`` circular Petrosian radii (η = 0.2) of the data, cut at the cutout
     border; beyond that aperture only the model counts, so neither the cutout nor the
@@ -962,7 +909,7 @@ def psf_corrected_light_radius(
         of `galcat.morphology`; otherwise it is fitted here (`fit_sersic`).
     convolved_model : 2-D array, optional
         The PSF-convolved image of ``sersic`` as its fit rendered it (e.g.
-        `galcat.morphology.SersicPSFModel`, which samples an effective PSF
+        `galcat.morphology.sersic_model`, which samples an effective PSF
         correctly); otherwise rendered here (sub-pixel average ⊗ PSF). The residual is
         taken against it, so that it holds only what the fit's model misses.
     extent : float
@@ -977,14 +924,14 @@ def psf_corrected_light_radius(
     radius_arcsec : float
         NaN on failure.
     flag : int
-        Bits of `HALFMASS_FLAGS` (BAD_INPUT, PSF_FIT_FAILED, NO_FLUX, NO_CROSSING are
+        Bits of `galcat.flags.HalfMassFlag` (BAD_INPUT, PSF_FIT_FAILED, NO_FLUX, NO_CROSSING are
         fatal; TRUNCATED, NO_PETROSIAN, MASKED informative).
     profile : dict, only with ``return_profile``
     """
     profile: dict = {}
 
     def done(radius: float, flag: int):
-        if flag & (HALFMASS_FATAL | _BIT["PSF_FIT_FAILED"]):
+        if flag & (HALFMASS_FATAL | HalfMassFlag.PSF_FIT_FAILED):
             radius = float("nan")
         return (radius, flag, profile) if return_profile else (radius, flag)
 
@@ -993,28 +940,26 @@ def psf_corrected_light_radius(
     shape = image.shape
     if image.ndim != 2 or sigma.shape != shape or (mask is not None
                                                     and np.shape(mask) != shape):
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     geometry = _geometry(centre, shape, q, theta)
     if geometry is None:
-        return done(float("nan"), _BIT["BAD_INPUT"])
+        return done(float("nan"), HalfMassFlag.BAD_INPUT)
     xc, yc, q, theta = geometry
     valid = np.isfinite(image) & np.isfinite(sigma) & (sigma >= 0)
     if mask is not None:
         valid &= ~np.asarray(mask, dtype=bool)
     if not valid.any():
-        return done(float("nan"), _BIT["NO_FLUX"])
-    psf = _normalised_psf(psf)
+        return done(float("nan"), HalfMassFlag.NO_FLUX)
+    psf = _sersic.normalised_psf(psf)
     flag = 0
-    s = _MODEL_OVERSAMPLE
-    a_sub = elliptical_radius(shape, (xc, yc), q, theta, oversample=s)
     try:
         if sersic is None:
             a_ell = elliptical_radius(shape, (xc, yc), q, theta)
             border = np.concatenate([a_ell[0], a_ell[-1], a_ell[:, 0], a_ell[:, -1]])
             filled0 = np.where(valid, image, 0.0)
             total0, r0 = _half_light_guess(filled0, a_ell, float(border.min()))
-            sersic = fit_sersic(filled0, _weights(filled0, sigma, valid), psf, a_sub, q, s,
-                                total0, r0)
+            sersic = fit_sersic(filled0, _weights(filled0, sigma, valid), psf, (xc, yc), q,
+                                theta, total0, r0)
         total, r_eff, n = (float(x) for x in sersic)
         if not (np.isfinite(total) and total > 0 and np.isfinite(r_eff) and r_eff > 0
                 and np.isfinite(n) and n > 0):
@@ -1024,13 +969,13 @@ def psf_corrected_light_radius(
             if model_psf.shape != shape:
                 raise ValueError("convolved_model has the wrong shape")
         else:
-            model_psf = _convolve(_pixel_average(_sersic_sub(total, r_eff, n, a_sub, q), s),
-                                  psf)
+            model_psf = _convolve(_sersic_intrinsic(shape, (xc, yc), q, theta,
+                                                    (total, r_eff, n)), psf)
         if not np.all(np.isfinite(model_psf)):
             raise ValueError("model image is not finite")
     except (RuntimeError, ValueError, FloatingPointError, OverflowError) as exc:
         profile["psf_correction_error"] = f"{type(exc).__name__}: {exc}"
-        return done(float("nan"), _BIT["PSF_FIT_FAILED"])
+        return done(float("nan"), HalfMassFlag.PSF_FIT_FAILED)
     profile["sersic"] = (total, r_eff, n)
     residual = np.where(valid, image - model_psf, 0.0)
     filled = np.where(valid, image, model_psf)
@@ -1044,18 +989,19 @@ def psf_corrected_light_radius(
     n_in = int(math.ceil(r_ap)) * _FINE
     grid = np.concatenate([np.linspace(0.0, r_ap, n_in + 1),
                            np.geomspace(r_ap, max(r_ap, 1e3 * r_eff), 301)[1:]])
-    cumulative = _CumulativeProfile(elliptical_radius(shape, (xc, yc), oversample=s), s)
+    cumulative = _CumulativeProfile(
+        elliptical_radius(shape, (xc, yc), oversample=_MODEL_OVERSAMPLE), _MODEL_OVERSAMPLE)
     resid = cumulative(residual, np.minimum(grid, r_ap))
-    trunc = model_extent * r_eff if model_extent > 0 else math.inf
-    light = total * sersic_circular_fraction(grid, r_eff, n, q, trunc=trunc) + resid
+    trunc = model_extent if model_extent > 0 else math.inf
+    light = total * _sersic.circular_fraction(grid, r_eff, n, q, trunc=trunc) + resid
     level = fraction * float(total + resid[-1])
     profile.update(petrosian_radius_pix=rp, aperture_pix=r_ap, grid_pix=grid,
                    cumulative_light=light, residual_fraction=float(resid[-1] / total))
     if not np.all(np.isfinite(light)) or level <= 0:
-        return done(float("nan"), flag | _BIT["NO_FLUX"])
+        return done(float("nan"), flag | HalfMassFlag.NO_FLUX)
     r_half = _first_crossing(grid, light, level)
     if not np.isfinite(r_half):
-        return done(float("nan"), flag | _BIT["NO_CROSSING"])
+        return done(float("nan"), flag | HalfMassFlag.NO_CROSSING)
     if r_half > r_ap:
-        flag |= _BIT["EXTRAPOLATED"]
+        flag |= HalfMassFlag.EXTRAPOLATED
     return done(float(r_half * pixel_scale), flag)

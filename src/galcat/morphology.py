@@ -4,10 +4,11 @@
 (`galcat.parallel.map_blocks_of_objects`); blocks come back in object order, so
 serial and parallel runs give identical tables. One galaxy that cannot be
 measured gets NaN in the affected columns and a bit in ``flag``
-(`MEASURE_FLAGS`), and a `MeasureWarning` naming its ``object_id``; it never
+(`galcat.flags.MeasureFlag`), and a `MeasureWarning` naming its ``object_id``; it never
 stops the shard.
 
-For one object, in the detection band (``measure.detect_band``):
+For one object, in the run's detection band (``detect_band``, `galcat.bands`; with
+``sum`` the shard gains a ``sum`` band, `galcat.bands.with_sum_band`):
 
 1. **Checks.** The central segment (label 1 of the segmentation map) must exist,
    hold mostly valid pixels (not masked, finite, positive sigma), a positive
@@ -32,14 +33,16 @@ For one object, in the detection band (``measure.detect_band``):
    statmorph's Sérsic fit are refitted with the centre, axis ratio and angle
    held (`refine_sersic`): statmorph samples its model at pixel centres, which
    for a cuspy n = 4 galaxy a few pixels across gives n ≈ 5–7; the refit
-   integrates the core over sub-pixels and gives n ≈ 4.3 (`SersicPSFModel`).
+   integrates the core over sub-pixels and gives n ≈ 4.3 (`sersic_model`).
    **Bulge + disc** (`galcat.bulgedisc`): a Sérsic bulge + exponential disc fitted
    jointly to the detection band and the bands of the M/L colour, through their
    PSFs, with the (refined) Sérsic centre and angle held (statmorph's r50, centre
    and moments when the Sérsic fit failed) and weak population priors
    (``measure.bulge_disc_priors``); ``bulge_to_total`` is its detection-band B/T.
    ~0.1 s a galaxy (two bands); run when ``measure.r50_model`` or
-   ``measure.half_mass_colour_model`` is ``bulge_disc`` (the defaults).
+   ``measure.half_mass_colour_model`` is ``bulge_disc`` (the defaults). Its total
+   fluxes are the model photometry ``mag_model_{band}`` of the stellar mass
+   (`galcat.photometry`); without the fit they are NaN.
    **PSF-corrected r50** (``r50_psf_corrected``): statmorph's r50 is measured on
    the PSF-convolved image within 1.5 Petrosian radii (≈ +20% below one PSF FWHM,
    −10–15% above three, where that total and the cutout miss the wings). Szomoru
@@ -67,40 +70,44 @@ For one object, in the detection band (``measure.detect_band``):
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.optimize as opt
-import scipy.signal
-import scipy.special as sp
 from scipy import ndimage
 
-from galcat import bulgedisc, halfmass
-from galcat.config import defaults, settings
+from galcat import bulgedisc, halfmass, photometry, relations, sersic
+from galcat.bands import SUM, resolve_detect_band, with_sum_band
+from galcat.config import defaults, setting, settings
+from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
 
 __all__ = [
     "DEFAULTS",
+    "RADIUS_COLUMNS",
+    "centroid_position",
     "FEATURE_DESCRIPTIONS",
     "FEATURE_UNITS",
     "MEASURE_COLUMNS",
-    "MEASURE_FLAGS",
-    "MeasureFlag",
     "MeasureWarning",
-    "SersicPSFModel",
-    "flag_names",
     "measure_object",
     "measure_settings",
     "measure_shard",
+    "photometry_bands",
+    "psf_r50_pixels",
     "refine_sersic",
     "run_statmorph",
+    "sersic_model",
     "statmorph_columns",
 ]
+
+log = logging.getLogger("galcat.morphology")
 
 #: Defaults of the ``measure`` config section, read from the config schema (their one home).
 DEFAULTS: dict[str, Any] = defaults("measure")
@@ -117,72 +124,6 @@ MIN_VALID_FRACTION = 0.5
 
 class MeasureWarning(UserWarning):
     """A galaxy could not be (fully) measured; the message names its object_id."""
-
-
-class MeasureFlag:
-    """Bit values of the ``flag`` word of the features table."""
-
-    NO_CENTRAL_SEGMENT = 1 << 0
-    BAD_PIXELS = 1 << 1
-    NO_FLUX = 1 << 2
-    EDGE = 1 << 3
-    NO_SKY = 1 << 4
-    STATMORPH_FAILED = 1 << 5
-    STATMORPH_WARNING = 1 << 6
-    SERSIC_FAILED = 1 << 7
-    SERSIC_WARNING = 1 << 8
-    HALFMASS_FAILED = 1 << 9
-    MISSING_BAND = 1 << 10
-    SKIPPED = 1 << 11
-    R50_PSF_FAILED = 1 << 12
-
-
-#: bit value -> (name, meaning) of every bit of the ``flag`` column.
-MEASURE_FLAGS: dict[int, tuple[str, str]] = {
-    MeasureFlag.NO_CENTRAL_SEGMENT: (
-        "NO_CENTRAL_SEGMENT", "the segmentation map has no central object (label 1); "
-        "nothing is measured"),
-    MeasureFlag.BAD_PIXELS: (
-        "BAD_PIXELS", "fewer than half of the central segment's detection-band pixels are "
-        "valid (unmasked, finite, sigma > 0); nothing is measured"),
-    MeasureFlag.NO_FLUX: (
-        "NO_FLUX", "the central segment's detection-band flux is not positive; nothing is "
-        "measured"),
-    MeasureFlag.EDGE: (
-        "EDGE", "the central segment touches the cutout border; when its centroid also lies "
-        "within 10% of the cutout side of the border nothing is measured"),
-    MeasureFlag.NO_SKY: (
-        "NO_SKY", "fewer than 20 valid pixels outside every segment (the segments fill the "
-        "cutout): no sky for statmorph, which is not run"),
-    MeasureFlag.STATMORPH_FAILED: (
-        "STATMORPH_FAILED", "statmorph raised, could not run, or returned flag >= 2 (bad or "
-        "catastrophic); its non-parametric columns are NaN"),
-    MeasureFlag.STATMORPH_WARNING: (
-        "STATMORPH_WARNING", "statmorph flag 1 (suspect: e.g. Gini and MID segmaps differ, "
-        "several Gini regions); values kept"),
-    MeasureFlag.SERSIC_FAILED: (
-        "SERSIC_FAILED", "statmorph's Sersic fit has flag_sersic >= 2 or could not run; "
-        "sersic_* columns are NaN"),
-    MeasureFlag.SERSIC_WARNING: (
-        "SERSIC_WARNING", "flag_sersic 1: a Sersic parameter stuck at its bound; values kept"),
-    MeasureFlag.HALFMASS_FAILED: (
-        "HALFMASS_FAILED", "the half-mass radius could not be measured (see r50_mass_flag); "
-        "r50_mass is NaN"),
-    MeasureFlag.MISSING_BAND: (
-        "MISSING_BAND", "the detection band or a band of the M/L colour is absent from the "
-        "shard or has no valid pixel"),
-    MeasureFlag.SKIPPED: (
-        "SKIPPED", "a measurement is switched off in the config (measure.statmorph or "
-        "measure.half_mass); its columns are NaN and its *_FAILED bit is not set"),
-    MeasureFlag.R50_PSF_FAILED: (
-        "R50_PSF_FAILED", "the PSF-corrected r50 could not be measured (no usable Sersic "
-        "fit, or no half-light crossing); r50_psf_corrected is NaN"),
-}
-
-
-def flag_names(flag: int) -> list[str]:
-    """Names of the bits set in a ``flag`` word, lowest bit first."""
-    return [name for bit, (name, _) in sorted(MEASURE_FLAGS.items()) if int(flag) & bit]
 
 
 # --------------------------------------------------------------------------- columns
@@ -216,7 +157,7 @@ _STATMORPH_COLUMNS: dict[str, tuple[str, str]] = {
 }
 _SERSIC_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_n": ("", "Sersic index of the PSF-convolved 2-D Sersic fit (statmorph's, refined "
-                 "with a sub-pixel core, see galcat.morphology.SersicPSFModel)"),
+                 "with a sub-pixel core, see galcat.morphology.sersic_model)"),
     "sersic_r_eff": ("arcsec", "half-light semi-major axis of the Sersic fit "
                      "(circularised: sersic_r_eff * sqrt(sersic_q))"),
     "sersic_q": ("", "axis ratio b/a of statmorph's Sersic fit"),
@@ -235,20 +176,36 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
                           "(data - model * PSF) inside 3 Petrosian radii, the model beyond; "
                           "model = bulge + disc (measure.r50_model = bulge_disc, default) "
                           "or the single Sersic cut at measure.r50_model_extent r_eff"),
-    "r50_mass_flag": ("", "bit word of galcat.halfmass.HALFMASS_FLAGS; -1 not run"),
+    "r50_mass_flag": ("", "bit word of galcat.flags.HalfMassFlag; -1 not run"),
     "bulge_to_total": ("", "bulge-to-total flux ratio in the detection band of the "
                        "Sersic bulge + exponential disc fit (galcat.bulgedisc); NaN when "
                        "the fit failed or was not run"),
-    "flag": ("", "bit word of galcat.morphology.MEASURE_FLAGS"),
+    "flag": ("", "bit word of galcat.flags.MeasureFlag"),
 }
-_ALL = {**_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
+_POSITION_COLUMNS: dict[str, tuple[str, str]] = {
+    "x_centroid": ("pix", "x of the measured object's centroid (flux-weighted, central "
+                   "segment, detection band), 0-based pixel of the image it was cut from "
+                   "(survey local: the mosaic); of the cutout where there is none"),
+    "y_centroid": ("pix", "y of that centroid, 0-based pixel (as x_centroid)"),
+    "ra_centroid": ("deg", "right ascension of that centroid, through the cutout's WCS "
+                    "(NaN without one; synthetic survey: north up, east left)"),
+    "dec_centroid": ("deg", "declination of that centroid (as ra_centroid)"),
+}
+_ALL = {**_POSITION_COLUMNS, **_STATMORPH_COLUMNS, **_SERSIC_COLUMNS, **_OTHER_COLUMNS}
+#: Radii in arcsec; each is also given in pixels (``{name}_pix``) and, in the
+#: catalogue, in kpc where there is a redshift (``{name}_kpc``).
+RADIUS_COLUMNS: list[str] = [c for c, (unit, _) in _ALL.items() if unit == "arcsec"]
+_ALL.update({f"{c}_pix": ("pix", f"{c} in pixels of the cutout ({c} / pixel scale)")
+             for c in RADIUS_COLUMNS})
 #: Columns of the features table after ``object_id``, in order.
 MEASURE_COLUMNS: list[str] = [
+    "x_centroid", "y_centroid", "ra_centroid", "dec_centroid",
     "r20", "r50", "r80", "rpetro_circ", "concentration", "asymmetry", "smoothness", "gini",
     "m20", "gini_m20_merger", "gini_m20_bulge", "multimode", "intensity", "deviation",
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
     "sersic_q", "sn_per_pixel", "statmorph_flag", "sersic_flag", "r50_psf_corrected",
-    "r50_mass", "r50_mass_flag", "bulge_to_total", "flag",
+    "r50_mass", "r50_mass_flag", "bulge_to_total", *[f"{c}_pix" for c in RADIUS_COLUMNS],
+    "flag",
 ]
 assert set(MEASURE_COLUMNS) == set(_ALL)
 #: Astropy unit string of every column ('' dimensionless).
@@ -261,15 +218,23 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 _INT_COLUMNS = ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag")
 
 
-def measure_settings(config: Mapping | None) -> dict[str, Any]:
-    """The ``measure`` section of ``config``, validated, with the schema defaults filled in.
+def measure_settings(config: Mapping | None, bands: Sequence[str] | None = None
+                     ) -> dict[str, Any]:
+    """The ``measure`` section of ``config``, validated, with the schema defaults filled
+    in, plus ``detect_band``: the run's `detect_band` resolved against ``bands`` (the
+    shard's; `galcat.bands.resolve_detect_band`), or as configured when ``bands`` is None.
 
     Raises
     ------
     galcat.config.ConfigError
         For an unknown key or a value of the wrong type or out of bounds, naming it.
+    galcat.store.LayoutError
+        ``detect_band`` names a band that ``bands`` lacks.
     """
-    return settings(config, "measure")
+    opts = dict(settings(config, "measure"))
+    band = setting(config, "detect_band")
+    opts["detect_band"] = band if bands is None else resolve_detect_band(band, bands)
+    return opts
 
 
 # --------------------------------------------------------------------------- statmorph
@@ -324,20 +289,20 @@ def run_statmorph(
 ):
     """statmorph's measurement of label 1 of ``segmap``.
 
-    Exactly ``statmorph.SourceMorphology(image, segmap, 1, mask=mask,
-    weightmap=sigma, psf=psf)`` (the call that `statmorph.source_morphology`
-    makes for each label), so that a test can compare with statmorph called
-    directly. Images keep their float dtype (float32 from the cutout store, as
-    in statmorph's own reference test). ``image`` must be background-subtracted;
-    neighbours (labels > 1) are masked by statmorph.
+    ``statmorph.SourceMorphology(image, segmap, 1, mask=mask, weightmap=sigma,
+    psf=psf)`` (the call that `statmorph.source_morphology` makes for each label)
+    through `galcat.fastmorph.SourceMorphology`, which gives statmorph's values at
+    less than half its cost (tests compare the two). Images keep their float dtype
+    (float32 from the cutout store, as in statmorph's own reference test). ``image``
+    must be background-subtracted; neighbours (labels > 1) are masked by statmorph.
     """
-    import statmorph
+    from galcat import fastmorph
 
     def floats(arr):
         arr = np.asarray(arr)
         return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
-    return statmorph.SourceMorphology(
+    return fastmorph.SourceMorphology(
         floats(image),
         np.asarray(segmap, dtype=np.int64),
         1,
@@ -374,93 +339,60 @@ CORE_SUBSAMPLES = 5
 CORE_RADIUS = 1.0
 
 
-class SersicPSFModel:
-    """Elliptical Sérsic (astropy Sersic2D parameters) convolved with an effective PSF.
+def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
+                 centre: tuple[float, float], theta: float) -> sersic.SersicImage:
+    """The Sérsic model of the refit: `galcat.sersic.SersicImage` with this module's core.
 
-    statmorph samples its model at pixel centres and convolves the samples with
-    the PSF image. An effective PSF (a PSF image, which includes the pixel
-    response) wants exactly that, except at a cuspy centre, where one sample
-    misrepresents the light of its pixel: an n = 4 galaxy of 2.5 px half-light
-    radius then fits n ≈ 7 (5 at 6 px). Here the pixels within `CORE_RADIUS` of
-    the centre are integrated over `CORE_SUBSAMPLES`² sub-pixels, each convolved
-    with the PSF shifted (cubic spline) to its sub-pixel position; the rest is
-    statmorph's sampling. On the same galaxies this gives n ≈ 4.3.
+    statmorph samples its model at pixel centres and convolves the samples with the
+    PSF image. An effective PSF (a PSF image, which includes the pixel response) wants
+    exactly that, except at a cuspy centre, where one sample misrepresents the light of
+    its pixel: an n = 4 galaxy of 2.5 px half-light radius then fits n ≈ 7 (5 at 6 px).
+    Here the pixels within `CORE_RADIUS` of the centre are integrated over
+    `CORE_SUBSAMPLES`² sub-pixels, each through the PSF shifted to its sub-pixel
+    position; on the same galaxies this gives n ≈ 4.3. ``psf`` None: no PSF.
     """
-
-    def __init__(self, shape: tuple[int, int], psf: np.ndarray | None) -> None:
-        self.shape = shape
-        ny, nx = shape
-        self.y, self.x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        s = CORE_SUBSAMPLES
-        offsets = (np.arange(s) + 0.5) / s - 0.5
-        dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
-        self.dy, self.dx = dy.ravel(), dx.ravel()
-        self.psf = None if psf is None else np.asarray(psf, dtype=np.float64) / np.sum(psf)
-        self.shifted = None
-        if self.psf is not None:
-            stack = [ndimage.shift(self.psf, (oy, ox), order=3, mode="constant")
-                     for oy, ox in zip(self.dy, self.dx, strict=True)]
-            self.shifted = np.array([p / p.sum() for p in stack])
-
-    @staticmethod
-    def sersic(x, y, amplitude, r_eff, n, x0, y0, q, theta):
-        """astropy's Sersic2D with ``q = 1 − ellip`` (``r_eff`` semi-major)."""
-        bn = sp.gammaincinv(2.0 * n, 0.5)
-        c, s = math.cos(theta), math.sin(theta)
-        xm = (x - x0) * c + (y - y0) * s
-        ym = -(x - x0) * s + (y - y0) * c
-        z = np.sqrt(xm**2 + (ym / q) ** 2) / r_eff
-        return amplitude * np.exp(-bn * (z ** (1.0 / n) - 1.0))
-
-    def __call__(self, params) -> np.ndarray:
-        amplitude, r_eff, n, x0, y0, q, theta = params
-        g = self.sersic(self.x, self.y, *params)
-        iy, ix = np.nonzero(np.hypot(self.x - x0, self.y - y0) < CORE_RADIUS)
-        if self.psf is None:
-            for j, i in zip(iy, ix, strict=True):
-                g[j, i] = self.sersic(i + self.dx, j + self.dy, *params).mean()
-            return g
-        model = scipy.signal.fftconvolve(g, self.psf, mode="same")
-        ny, nx = self.shape
-        py, px = self.psf.shape
-        for j, i in zip(iy, ix, strict=True):
-            sub = self.sersic(i + self.dx, j + self.dy, *params)
-            stamp = np.tensordot(sub / sub.size, self.shifted, axes=1) - g[j, i] * self.psf
-            top, left = j - py // 2, i - px // 2
-            y0s, x0s = max(0, top), max(0, left)
-            y1s, x1s = min(ny, top + py), min(nx, left + px)
-            model[y0s:y1s, x0s:x1s] += stamp[y0s - top:y1s - top, x0s - left:x1s - left]
-        return model
+    return sersic.SersicImage(shape, centre, theta, [psf], core_radius=CORE_RADIUS,
+                              core_subsamples=CORE_SUBSAMPLES)
 
 
-def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, int]:
-    """Refit amplitude, r_eff and n of statmorph's Sérsic with `SersicPSFModel`.
+def _model_image(render: sersic.SersicImage, params) -> np.ndarray:
+    """``render``'s PSF-convolved image of statmorph's Sérsic parameters
+    ``(amplitude, r_eff, n, x0, y0, q, theta)`` (centre and angle are the renderer's)."""
+    amplitude, r_eff, n, _, _, q, _ = params
+    return render.convolved(render.sample(amplitude, r_eff, n, q))
 
-    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)``; centre,
-    axis ratio and angle stay fixed (statmorph gets them right). Returns
-    ``(n, r_eff_pixels, flag)``: flag 1 when n or r_eff ends on a bound.
+
+def refine_sersic(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
+    """Refit amplitude, r_eff and n of statmorph's Sérsic with `sersic_model`.
+
+    ``start`` is statmorph's fit ``(amplitude, r_eff, n, x0, y0, q, theta)`` in pixels;
+    centre, axis ratio and angle stay fixed (statmorph gets them right). Returns
+    ``(amplitude, r_eff_pixels, n, flag)``: flag 1 when n or r_eff ends on a bound.
+    Raises RuntimeError when the fit does not converge. Cost: up to 100 model images;
+    the Jacobian is analytic (`galcat.sersic.SersicImage.sample_gradient`: two more
+    images through the PSF, not three more models).
     """
-    _, r_eff, n, at_bound = _refine_fit(image, sigma, valid, psf, start)
-    return n, r_eff, at_bound
-
-
-def _refine_fit(image, sigma, valid, psf, start) -> tuple[float, float, float, int]:
-    """`refine_sersic`'s fit: ``(amplitude, r_eff_pixels, n, flag)``."""
-    model = SersicPSFModel(image.shape, psf)
+    amplitude, r_eff, n, x0, y0, q, theta = start
+    render = sersic_model(image.shape, psf, (x0, y0), theta)
     weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
     use = weight > 0
     data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
-    amplitude, r_eff, n, x0, y0, q, theta = start
+    ln10 = math.log(10.0)
 
     def residual(v):
         params = (10.0 ** v[0], 10.0 ** v[1], v[2], x0, y0, q, theta)
-        return (data - model(params)[use]) * w
+        return (data - _model_image(render, params)[use]) * w
+
+    def jacobian(v):
+        samples, d_ln_r, d_n, _ = render.sample_gradient(10.0 ** v[0], 10.0 ** v[1], v[2], q)
+        model, d_r, d_n = render.convolved_many([samples, d_ln_r, d_n], [0])[0]
+        return -np.column_stack([ln10 * model[use], ln10 * d_r[use], d_n[use]]) * w[:, None]
 
     lo = [math.log10(amplitude) - 4.0, math.log10(0.3), 0.2]
     hi = [math.log10(amplitude) + 4.0, math.log10(5.0 * max(image.shape)), 8.0]
     v0 = np.clip([math.log10(amplitude), math.log10(r_eff), min(max(n, 0.5), 6.0)], lo, hi)
-    res = opt.least_squares(residual, v0, bounds=(lo, hi), x_scale=[0.1, 0.1, 0.3],
-                            max_nfev=100)
+    res = opt.least_squares(residual, v0, jac=jacobian, bounds=(lo, hi),
+                            x_scale=[0.1, 0.1, 0.3], max_nfev=100)
     if not res.success or not np.all(np.isfinite(res.x)):
         raise RuntimeError(f"Sersic refit did not converge: {res.message}")
     at_bound = np.any(np.isclose(res.x[1:], np.array(lo[1:])) | np.isclose(res.x[1:], hi[1:]))
@@ -506,14 +438,6 @@ def _touches_border(region: np.ndarray) -> bool:
     return bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
 
 
-def _normalised_psf(psf: np.ndarray) -> np.ndarray | None:
-    psf = np.asarray(psf, dtype=np.float64)
-    total = psf.sum()
-    if not np.all(np.isfinite(psf)) or total <= 0:
-        return None
-    return psf / total
-
-
 def _warn(object_id: int, what: str) -> None:
     warnings.warn(f"measure: object {object_id}: {what}", MeasureWarning, stacklevel=3)
 
@@ -546,7 +470,7 @@ def measure_object(
     dict
         ``object_id`` and every column of `MEASURE_COLUMNS`.
     """
-    opts = dict(settings) if settings is not None else measure_settings(config)
+    opts = dict(settings) if settings is not None else measure_settings(config, batch.bands)
     object_id = int(batch.object_id[index])
     row = _empty_row(object_id)
     flag = 0
@@ -558,6 +482,11 @@ def measure_object(
 
     def finish(extra: int, reason: str | None = None) -> dict[str, Any]:
         row["flag"] = int(flag | extra)
+        if row["flag"] & MeasureFlag.UNRESOLVED:
+            # the PSF dominates: a PSF-corrected size is noise (issue 13)
+            row["r50_psf_corrected"] = row["r50_mass"] = math.nan
+        for name in RADIUS_COLUMNS:
+            row[f"{name}_pix"] = row[name] / batch.pixel_scale
         if reason:
             _warn(object_id, reason)
         return row
@@ -574,6 +503,8 @@ def measure_object(
     image = batch.image[index, b]  # float32, as stored
     sigma = batch.sigma[index, b]
     valid = _valid_pixels(image, sigma, batch.mask[index, b])
+    if np.any(valid & central):
+        row.update(centroid_position(batch, index, *_centroid(image, central & valid)))
     everything_failed = (MeasureFlag.STATMORPH_FAILED | MeasureFlag.SERSIC_FAILED
                          | MeasureFlag.HALFMASS_FAILED | MeasureFlag.R50_PSF_FAILED)
 
@@ -584,6 +515,11 @@ def measure_object(
     if not np.sum(image[valid & central]) > 0:
         return finish(MeasureFlag.NO_FLUX | everything_failed,
                       "the central segment has no positive flux")
+    # bad pixels never join a segment, so a masked block on the galaxy is a hole in (or
+    # a bite out of) its segment: look in the filled, slightly grown footprint
+    footprint = ndimage.binary_dilation(ndimage.binary_fill_holes(central), iterations=2)
+    if np.any(footprint & ~valid):
+        flag |= MeasureFlag.PARTLY_MASKED
     if _touches_border(central):
         flag |= MeasureFlag.EDGE
         xc, yc = _centroid(image, central & valid)
@@ -618,10 +554,10 @@ def measure_object(
         try:
             morph = run_statmorph(np.where(valid, image - image.dtype.type(bg), 0),
                                   seg, np.where(valid, sigma, 0), bad,
-                                  _normalised_psf(batch.psf[b]))
+                                  sersic.normalised_psf(batch.psf[b]))
             values, bits = statmorph_columns(morph, batch.pixel_scale)
             row.update(values)
-            flag |= bits
+            flag |= bits | _unresolved(row["r50"], batch, b, opts)
             if bits & MeasureFlag.STATMORPH_FAILED:
                 _warn(object_id, f"statmorph flag {morph.flag}")
             model = None
@@ -635,6 +571,7 @@ def measure_object(
                                  background, object_id)
             row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
                                      if bd_fit is not None else math.nan)
+            row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
             if opts["r50_model"] == "bulge_disc" and bd_fit is not None:
                 flag |= _r50_bulge_disc(row, bd_fit, image, bg, bad, batch, opts)
             else:
@@ -656,11 +593,61 @@ def measure_object(
                                        background, object_id, bd_fit)
         row["r50_mass"] = r50_mass
         row["r50_mass_flag"] = int(hm_flag)
-        if hm_flag & halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]:
+        if hm_flag & HalfMassFlag.MISSING_BAND:
             flag |= MeasureFlag.MISSING_BAND
         if not np.isfinite(r50_mass):
             flag |= MeasureFlag.HALFMASS_FAILED
     return finish(0)
+
+
+def centroid_position(batch: CutoutBatch, index: int, x: float, y: float
+                      ) -> dict[str, float]:
+    """``x_centroid``, ``y_centroid``, ``ra_centroid``, ``dec_centroid`` of a position
+    (x, y) in object ``index``'s cutout, through the batch's cut geometry
+    (`galcat.store`: ``cut_origin``, ``cut_wcs`` at the stamp centre, linear over the
+    stamp: sub-milliarcsecond for stamps of a few hundred pixels)."""
+    origin = batch.cut_origin[index]
+    shift = np.where(np.isfinite(origin), origin, 0.0)
+    ra0, dec0, c11, c12, c21, c22 = batch.cut_wcs[index]
+    centre = (batch.image.shape[-1] - 1) / 2.0
+    dx, dy = x - centre, y - centre
+    dec = dec0 + c21 * dx + c22 * dy
+    ra = (ra0 + (c11 * dx + c12 * dy) / math.cos(math.radians(dec0))) % 360.0
+    return {"x_centroid": float(x + shift[0]), "y_centroid": float(y + shift[1]),
+            "ra_centroid": float(ra), "dec_centroid": float(dec)}
+
+
+@functools.lru_cache(maxsize=64)
+def _psf_r50(psf_bytes: bytes, shape: tuple[int, int]) -> float:
+    import statmorph
+
+    psf = np.frombuffer(psf_bytes, dtype=np.float64).reshape(shape)
+    image = np.pad(psf / psf.sum(), max(shape))
+    segmap = (image > 1e-3 * image.max()).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        morph = statmorph.SourceMorphology(image, segmap, 1,
+                                           weightmap=np.full(image.shape, 1e-4 * image.max()))
+    return _value(morph, "r50")
+
+
+def psf_r50_pixels(psf: np.ndarray) -> float:
+    """statmorph's r50 (pixels) of a PSF stamp, noiseless: what a point source measures
+    (cached per stamp; ~50 ms the first time)."""
+    psf = np.ascontiguousarray(psf, dtype=np.float64)
+    if not (np.all(np.isfinite(psf)) and psf.sum() > 0):
+        return math.nan  # no usable PSF: nothing is known to be unresolved
+    return _psf_r50(psf.tobytes(), psf.shape)
+
+
+def _unresolved(r50_arcsec: float, batch: CutoutBatch, band: int, opts) -> int:
+    """`MeasureFlag.UNRESOLVED` when the observed r50 is within ``unresolved_ratio`` of a
+    point source's (the PSF's, measured alike)."""
+    ratio = float(opts["unresolved_ratio"])
+    if ratio <= 0 or not np.isfinite(r50_arcsec):
+        return 0
+    point = psf_r50_pixels(batch.psf[band]) * batch.pixel_scale
+    return MeasureFlag.UNRESOLVED if r50_arcsec < ratio * point else 0
 
 
 def _statmorph_sersic(morph) -> tuple[float, ...]:
@@ -679,8 +666,8 @@ def _refine(row, morph, image, bg, sigma, use, batch, band, object_id):
     try:
         if not all(np.isfinite(start)) or start[0] <= 0 or start[1] <= 0:
             raise ValueError("statmorph's Sersic fit has no usable start")
-        amplitude, r_eff, n, at_bound = _refine_fit(
-            image - bg, sigma, use, _normalised_psf(batch.psf[band]), start)
+        amplitude, r_eff, n, at_bound = refine_sersic(
+            image - bg, sigma, use, sersic.normalised_psf(batch.psf[band]), start)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"Sersic refit failed: {exc}")
         row["sersic_flag"] = max(int(row["sersic_flag"]), 2)
@@ -706,11 +693,10 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
         if not (np.isfinite([amplitude, r_eff, n, x0, y0, q, theta]).all() and amplitude > 0
                 and r_eff > 0 and n > 0 and 0 < q <= 1):
             raise ValueError(f"unusable Sersic fit {model}")
-        bn = halfmass.sersic_bn(n)
-        total = amplitude * (2.0 * math.pi * q * r_eff**2 * n * math.exp(bn)
-                             * math.gamma(2.0 * n) / bn ** (2.0 * n))
-        psf = _normalised_psf(batch.psf[band])
-        convolved = SersicPSFModel(image.shape, psf)((amplitude, r_eff, n, x0, y0, q, theta))
+        total = sersic.total_flux(amplitude, r_eff, n, q)
+        psf = sersic.normalised_psf(batch.psf[band])
+        convolved = _model_image(sersic_model(image.shape, psf, (x0, y0), theta),
+                                 (amplitude, r_eff, n, x0, y0, q, theta))
         radius, _ = halfmass.psf_corrected_light_radius(
             np.asarray(image, dtype=np.float64) - bg, np.asarray(sigma, dtype=np.float64),
             bad, (x0, y0), pixel_scale=batch.pixel_scale, psf=psf, q=q, theta=theta,
@@ -752,6 +738,15 @@ def _bulge_disc_start(morph, model) -> tuple[float, ...] | None:
     return start if np.all(np.isfinite(start)) and start[0] > 0 else None
 
 
+def _zeropoints(batch: CutoutBatch) -> dict[str, float]:
+    return {band: float(zp) for band, zp in zip(batch.bands, batch.zeropoints, strict=True)}
+
+
+def photometry_bands(settings: Mapping, bands) -> list[str]:
+    """Bands of the ``mag_model_*`` columns: those of `_bulge_disc_bands` in ``bands``."""
+    return [band for band in _bulge_disc_bands(settings) if band in bands]
+
+
 def _bulge_disc(batch, index, seg, opts, start, background, object_id):
     """`galcat.bulgedisc.fit_bulge_disc` in `_bulge_disc_bands` from ``start``
     (`_bulge_disc_start`; centre and angle held); None when not wanted or it fails
@@ -791,15 +786,27 @@ def _r50_bulge_disc(row, fit, image, bg, bad, batch, opts) -> int:
     return 0 if np.isfinite(radius) else MeasureFlag.R50_PSF_FAILED
 
 
+def _half_mass_impossible(opts, bands, label: str) -> bool:
+    """True (said once, in the log) when the shard lacks a band of the half-mass route:
+    then no object can have it, and it is skipped rather than failed object by object."""
+    missing = [b for b in relations.mass_to_light(opts["mass_to_light"]).bands
+               if b not in bands]
+    if missing:
+        log.warning("%s: the half-mass route (measure.mass_to_light = %s) needs band(s) %s, "
+                    "which this survey lacks (it has %s): r50_mass is not measured (flag "
+                    "SKIPPED); set measure.half_mass: false to say so in the config",
+                    label, opts["mass_to_light"], missing, list(bands))
+    return bool(missing)
+
+
 def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, background,
                object_id, bd_fit=None) -> tuple[float, int]:
     relation = opts["mass_to_light"]
-    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[relation]
-    used = list(dict.fromkeys((blue, red, halfmass.LUMINOSITY_BAND[relation])))
+    used = list(relations.mass_to_light(relation).bands)
     missing = [band for band in used if band not in batch.bands]
     if missing:
         _warn(object_id, f"no {'/'.join(missing)} band for the half-mass radius")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["MISSING_BAND"]
+        return math.nan, HalfMassFlag.MISSING_BAND
     images, sigmas, psfs = {}, {}, {}
     mask = seg > 1
     for band in used:
@@ -817,12 +824,16 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
             lum = halfmass.LUMINOSITY_BAND[relation]
             valid = ~mask
             zps = {band: float(batch.zeropoints[batch.band_index(band)]) for band in used}
-            radius, hm_flag, _ = bulgedisc.mass_radius(
-                bd_fit, images[lum], valid, relation=relation, zeropoints=zps,
-                colour_prior=_colour_prior(opts))
+            try:
+                radius, hm_flag, _ = bulgedisc.mass_radius(
+                    bd_fit, images[lum], valid, relation=relation, zeropoints=zps,
+                    colour_prior=_colour_prior(opts))
+            except bulgedisc.BulgeDiscError as exc:  # e.g. no flux in a colour band
+                _warn(object_id, f"bulge + disc half-mass radius: {exc}; ring colours used")
+                radius = math.nan
             if np.isfinite(radius):
                 return radius * batch.pixel_scale, hm_flag
-        no_fit = halfmass.HALFMASS_FLAGS_BY_NAME["NO_BULGE_DISC"]
+        no_fit = HalfMassFlag.NO_BULGE_DISC
     # centre and ellipse from statmorph when it succeeded
     xc = yc = math.nan
     q, theta = 1.0, 0.0
@@ -847,18 +858,19 @@ def _half_mass(batch, index, seg, opts, morph, valid_detect, image_detect, backg
         )
     except Exception as exc:  # noqa: BLE001 - one galaxy must not stop the shard
         _warn(object_id, f"half-mass radius raised {type(exc).__name__}: {exc}")
-        return math.nan, halfmass.HALFMASS_FLAGS_BY_NAME["BAD_INPUT"]
+        return math.nan, HalfMassFlag.BAD_INPUT
     hm_flag |= no_fit
     if not np.isfinite(radius):
         _warn(object_id, "half-mass radius failed: "
-              + ", ".join(halfmass.halfmass_flag_names(hm_flag)))
+              + ", ".join(describe(hm_flag, HalfMassFlag)))
     return radius, hm_flag
 
 
 # --------------------------------------------------------------------------- a shard
 def _measure_block(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
                    block: slice) -> list[dict[str, Any]]:
-    return [measure_object(batch, i, segmap[i], settings=settings)
+    # each object at its own cut size (the stamp may be larger: galcat.store)
+    return [measure_object(batch.crop(i), 0, segmap[i][batch.box(i)], settings=settings)
             for i in range(block.start, block.stop)]
 
 
@@ -888,7 +900,9 @@ def measure_shard(
     Returns
     -------
     pandas.DataFrame
-        ``object_id`` (int64) then `MEASURE_COLUMNS`; units in `FEATURE_UNITS`.
+        ``object_id`` (int64), `MEASURE_COLUMNS` (units in `FEATURE_UNITS`), then the
+        model photometry ``mag_model_{band}``, ``mag_model_err_{band}`` of
+        `photometry_bands` (`galcat.photometry`; NaN where the bulge + disc fit failed).
     """
     segmap = np.asarray(segmap)
     if segmap.ndim != 3 or segmap.shape[0] != batch.n_objects \
@@ -896,7 +910,11 @@ def measure_shard(
         raise ValueError(f"segmap must be (n, y, x) = ({batch.n_objects}, "
                          f"{batch.image.shape[-2]}, {batch.image.shape[-1]}); "
                          f"got {segmap.shape}")
-    settings = measure_settings(config)
+    settings = measure_settings(config, batch.bands)
+    if settings["detect_band"] == SUM:
+        batch = with_sum_band(batch)
+    if settings["half_mass"] and _half_mass_impossible(settings, batch.bands, label):
+        settings["half_mass"] = False
     parallel = dask_options(config)
     parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
     blocks = map_blocks_of_objects(
@@ -906,8 +924,9 @@ def measure_shard(
         **parallel,
     )
     rows = [row for block in blocks for row in block]
-    table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS])
+    mags = photometry.column_names(photometry_bands(settings, batch.bands))
+    table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS, *mags])
     table["object_id"] = table["object_id"].astype(np.int64)
-    for name in MEASURE_COLUMNS:
+    for name in [*MEASURE_COLUMNS, *mags]:
         table[name] = table[name].astype(np.int64 if name in _INT_COLUMNS else np.float64)
     return table

@@ -106,6 +106,10 @@ class MassToLight:
         Band of the luminosity the ratio refers to.
     a, b : float
     reference : str
+    scatter_dex : float
+        Scatter of the true log M/L about the relation at fixed colour (dex): ~0.1 dex
+        for optical colours (Bell et al. 2003, Sect. 4; Roediger & Courteau 2015, MNRAS
+        452, 3209); the floor of a photometric stellar mass's error.
     """
 
     name: str
@@ -115,10 +119,16 @@ class MassToLight:
     a: float
     b: float
     reference: str
+    scatter_dex: float = 0.1
 
     @property
     def colour_bands(self) -> tuple[str, str]:
         return self.blue, self.red
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Every band the relation needs: the colour's and the luminosity's, once each."""
+        return tuple(dict.fromkeys((self.blue, self.red, self.band)))
 
     def log_ml(self, colour: np.ndarray) -> np.ndarray:
         """log10 of M/L in solar units for the colour ``blue - red`` (AB mag)."""

@@ -1,9 +1,18 @@
 """Dated, immutable catalogue releases with a manifest and a ``latest`` pointer.
 
-A nightly run writes ``releases/YYYY-MM-DD/`` (catalogue, report, manifest). The
-directory is assembled under a temporary name and renamed into place, and only
-then is ``latest`` switched (an atomic symlink replace), so a night that fails at
-any point leaves the previous release as ``latest``.
+A nightly run writes release ``YYYY-MM-DD`` (catalogue, report, manifest)::
+
+    releases/.store/YYYY-MM-DD.<id>/   the files, assembled under a temporary name
+    releases/YYYY-MM-DD -> .store/YYYY-MM-DD.<id>
+    releases/latest     -> YYYY-MM-DD
+    releases/YYYY-MM-DD.manifest.json  a copy of the manifest, written last
+
+Every name a reader uses is a symbolic link switched by one atomic rename, and
+a store directory is complete before any link points at it. So a release killed
+at any point leaves ``latest`` (and every dated name) on a complete release: a
+rebuild of the same date replaces the old one only once the new one is whole.
+The manifest copy beside the links is the workflow's output: Snakemake deletes
+an output before rerunning its job, and deleting that copy loses nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +22,15 @@ import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from galcat import __version__
-from galcat.store import atomic_directory
+from galcat.atomic import atomic_directory, atomic_file
+from galcat.provenance import code_version
 from galcat.tables import table_metadata
 
 __all__ = ["make_release", "sha256_file"]
@@ -64,7 +74,7 @@ def make_release(
     *,
     catalogue: os.PathLike | str,
 ) -> Path:
-    """Assemble ``releases_dir/date`` from ``files`` and switch ``latest`` to it.
+    """Assemble release ``date`` from ``files`` and switch ``latest`` to it.
 
     Parameters
     ----------
@@ -75,47 +85,91 @@ def make_release(
         Copied into the release as they are (catalogue, FITS, report).
     catalogue : path-like
         The Parquet catalogue among ``files``, read for counts and changes.
+
+    Returns
+    -------
+    Path
+        ``releases_dir/date.manifest.json``, written last.
     """
     if not DATE.match(date):
         raise ValueError(f"release date {date!r} is not YYYY-MM-DD")
     releases = Path(releases_dir)
-    releases.mkdir(parents=True, exist_ok=True)
-    final = releases / date
+    store = releases / STORE
+    store.mkdir(parents=True, exist_ok=True)
     latest = releases / "latest"
-    previous = latest.resolve() if latest.is_symlink() else None
+    previous = (releases / os.readlink(latest)) if latest.is_symlink() else None
     if previous is not None and previous.name == date:
         previous = None  # rebuilding today's release: compare with nothing older
-    cat = pd.read_parquet(catalogue)
-    tmp = atomic_directory(final)
+    tmp = atomic_directory(store / date)
     tmp.mkdir()
     try:
-        checksums = {}
-        for src in map(Path, files):
-            shutil.copy2(src, tmp / src.name)
-            checksums[src.name] = sha256_file(tmp / src.name)
-        meta = table_metadata(catalogue)
-        manifest = {
-            "release": date,
-            "galcat_version": __version__,
-            "config_hash": meta.get("config_hash"),
-            "survey": meta.get("survey"),
-            "created_utc": meta.get("created_utc"),
-            "n_objects": int(len(cat)),
-            "n_shards": int(cat["shard"].nunique()) if "shard" in cat else None,
-            "sha256": checksums,
-            "changes": _changes(previous, cat),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if final.exists():
-            shutil.rmtree(final)
+        manifest = _assemble(tmp, files, catalogue, date, previous)
+        final = store / f"{date}.{uuid.uuid4().hex[:12]}"
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _switch_link(releases / date, final.relative_to(releases))
     # Switch the pointer only now that the release is complete.
-    pointer = releases / f".latest.tmp-{os.getpid()}"
-    if pointer.is_symlink() or pointer.exists():
-        pointer.unlink()
-    pointer.symlink_to(date)
-    os.replace(pointer, latest)
-    return final
+    _switch_link(latest, Path(date))
+    _drop_unlinked(releases)
+    stamp = releases / f"{date}.manifest.json"
+    part = atomic_file(stamp)
+    part.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(part, stamp)
+    return stamp
+
+
+#: Directory (inside the releases directory) of the release contents.
+STORE = ".store"
+
+
+def _assemble(tmp: Path, files: Sequence[os.PathLike | str], catalogue: os.PathLike | str,
+              date: str, previous: Path | None) -> dict:
+    """Copy ``files`` into ``tmp`` and write its manifest; return the manifest."""
+    cat = pd.read_parquet(catalogue)
+    checksums = {}
+    for src in map(Path, files):
+        shutil.copy2(src, tmp / src.name)
+        checksums[src.name] = sha256_file(tmp / src.name)
+    meta = table_metadata(catalogue)
+    manifest = {
+        "release": date,
+        "galcat_version": code_version(),
+        "config_hash": meta.get("config_hash"),
+        "survey": meta.get("survey"),
+        "created_utc": meta.get("created_utc"),
+        "n_objects": int(len(cat)),
+        "n_shards": int(cat["shard"].nunique()) if "shard" in cat else None,
+        "sha256": checksums,
+        "changes": _changes(previous, cat),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def _switch_link(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` with one atomic rename (readers never see it missing)."""
+    pointer = link.parent / f".{link.name}.tmp-{uuid.uuid4().hex[:8]}"
+    pointer.symlink_to(target)
+    try:
+        if link.exists() and not link.is_symlink():  # a release of an older galcat
+            shutil.rmtree(link)
+        os.replace(pointer, link)
+    except BaseException:
+        pointer.unlink(missing_ok=True)
+        raise
+
+
+def _drop_unlinked(releases: Path) -> None:
+    """Remove store directories no dated link points at (replaced rebuilds, killed runs)."""
+    linked = {
+        (releases / os.readlink(p)).name
+        for p in releases.iterdir()
+        if p.is_symlink() and DATE.match(p.name)
+    }
+    for entry in (releases / STORE).iterdir():
+        if entry.name not in linked and not entry.name.startswith("."):
+            shutil.rmtree(entry, ignore_errors=True)
+    for stale in releases.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)

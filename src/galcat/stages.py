@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galcat.config import settings
+from galcat.atomic import atomic_file, replacing_file
+from galcat.config import ConfigError, settings
 from galcat.parallel import dask_options, map_blocks_of_objects
+from galcat.provenance import stage_metadata
 from galcat.store import (
     CutoutBatch,
-    atomic_file,
     read_cutouts,
     read_segmaps,
     write_cutouts,
@@ -32,13 +33,16 @@ __all__ = [
     "read_shard_rows",
     "run_catalogue",
     "run_defaults",
+    "run_detect",
     "run_fetch",
+    "run_local_config",
     "run_measure",
     "run_plan_shards",
     "run_query",
     "run_release",
     "run_report",
     "run_segment",
+    "run_status",
     "run_validate_config",
 ]
 
@@ -79,21 +83,61 @@ def check_object_table(df: pd.DataFrame, *, source: str) -> None:
         )
 
 
-def run_query(config: dict, output: os.PathLike | str) -> Path:
-    """Query the survey and write the object table."""
+def run_query(
+    config: dict,
+    output: os.PathLike | str,
+    shard_map: os.PathLike | str | None = None,
+    detections: os.PathLike | str | None = None,
+) -> Path:
+    """Query the survey and write the object table.
+
+    ``shard_map`` (archive and local surveys): the map of every object ever planned to
+    its shard, kept beside the results; known objects keep their shard, new ones go to
+    new shards (`galcat.sharding.stable_shards`). The synthetic survey's ids are dense
+    and grow at the end, so its shards are id blocks and it needs no map.
+    ``detections``: the detection table (`run_detect`) that ``local.objects: detect``
+    reads instead of a user's table.
+    """
     survey = get_survey(config["survey"])
     log.info("query_catalog: survey %s", config["survey"])
-    df = survey.query(config).sort_values("object_id").reset_index(drop=True)
+    extra = {"detections": detections} if detections is not None else {}
+    df = survey.query(config, **extra).sort_values("object_id").reset_index(drop=True)
+    if shard_map is not None and config["survey"] != "synthetic":
+        from galcat.sharding import stable_shards
+
+        per_shard = settings(config, "sharding")["objects_per_shard"]
+        df = stable_shards(df, per_shard, shard_map)
     check_object_table(df, source=f"survey {config['survey']!r}")
     n_shards = df["shard"].nunique()
     log.info("query_catalog: %d objects in %d shards", len(df), n_shards)
+    units = dict(column_units(detections)) if detections is not None else {}
+    descriptions = dict(column_descriptions(detections)) if detections is not None else {}
     return write_table(
         df,
         output,
-        units=getattr(survey, "COLUMN_UNITS", {}),
-        descriptions=getattr(survey, "COLUMN_DESCRIPTIONS", {}),
+        units={**units, **getattr(survey, "COLUMN_UNITS", {})},
+        descriptions={**descriptions, **getattr(survey, "COLUMN_DESCRIPTIONS", {})},
         metadata={"survey": config["survey"]},
     )
+
+
+def run_detect(
+    config: dict,
+    output: os.PathLike | str,
+    *,
+    dask: dict | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Detect the objects of the local mosaics (``local.objects: detect``); write their table."""
+    from galcat.detection import detect_mosaic, detection_units
+
+    config = _with_execution(config, dask, threads)
+    table = detect_mosaic(config, label="detect")
+    units, descriptions = detection_units(list(settings(config, "local")["bands"]))
+    log.info("detect: %d objects, %d of them point sources", len(table),
+             int(table["point_source"].sum()) if len(table) else 0)
+    return write_table(table, output, units=units, descriptions=descriptions,
+                       metadata=stage_metadata("detect", "mosaic", config))
 
 
 def run_plan_shards(
@@ -123,9 +167,8 @@ def run_plan_shards(
             os.replace(tmp, final)
             changed += 1
     final = Path(output)
-    tmp = atomic_file(final)
-    tmp.write_text("".join(f"{s}\n" for s in shards))
-    os.replace(tmp, final)
+    with replacing_file(final) as tmp:
+        tmp.write_text("".join(f"{s}\n" for s in shards))
     log.info("plan_shards: %d shards, %d new or changed", len(shards), changed)
     return final
 
@@ -142,7 +185,10 @@ def read_shard_rows(objects: os.PathLike | str, shard: str) -> pd.DataFrame:
 
 
 def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
-    """Join cutout batches of the same survey and bands, in order."""
+    """Join cutout batches of the same survey and bands, in order, on the stamp side of
+    the largest (objects cut at their own sizes keep them)."""
+    side = max(b.image.shape[-1] for b in batches)
+    batches = [b.padded(side) for b in batches]
     first = batches[0]
     extras = {
         key: np.concatenate([b.extras[key] for b in batches]) for key in first.extras
@@ -159,6 +205,8 @@ def concat_batches(batches: list[CutoutBatch]) -> CutoutBatch:
         flux_unit=first.flux_unit,
         survey=first.survey,
         extras=extras,
+        **{name: np.concatenate([getattr(b, name) for b in batches])
+           for name in ("cut_size", "cut_origin", "cut_wcs")},
     )
 
 
@@ -203,7 +251,7 @@ def run_segment(
     threads: int | None = None,
 ) -> None:
     """Segment every object of a shard; write the maps (Zarr) and flags (Parquet)."""
-    from galcat.segment import segment_shard
+    from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS, segment_shard
 
     config = _with_execution(config, dask, threads)
     batch = read_cutouts(cutouts)
@@ -215,7 +263,9 @@ def run_segment(
         shard=shard,
         method=settings(config, "segment")["method"],
     )
-    write_table(result.table, output_table, units=result.units)
+    write_table(result.table, output_table, units=result.units,
+                descriptions=SEGMENT_COLUMN_DESCRIPTIONS,
+                metadata=stage_metadata("segment", shard, config))
 
 
 def run_measure(
@@ -230,6 +280,7 @@ def run_measure(
     threads: int | None = None,
 ) -> Path:
     """Measure every object of a shard; write features keyed by object_id."""
+    from galcat import photometry
     from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
 
     config = _with_execution(config, dask, threads)
@@ -242,11 +293,14 @@ def run_measure(
     features = measure_shard(batch, segmap, config=config, label=f"measure {shard}")
     seg = read_table(segment_table)
     table = seg.merge(features, on="object_id", how="outer", validate="one_to_one")
+    mag_units, mag_descriptions = photometry.column_docs(features.columns)
     return write_table(
         table,
         output,
-        units={**column_units(segment_table), **FEATURE_UNITS},
-        descriptions=FEATURE_DESCRIPTIONS,
+        units={**column_units(segment_table), **FEATURE_UNITS, **mag_units},
+        descriptions={**column_descriptions(segment_table), **FEATURE_DESCRIPTIONS,
+                      **mag_descriptions},
+        metadata=stage_metadata("measure", shard, config),
     )
 
 
@@ -257,22 +311,32 @@ def run_catalogue(
     config_hash: str,
     output_parquet: os.PathLike | str,
     output_fits: os.PathLike | str,
+    output_votable: os.PathLike | str | None = None,
     predictions: list[os.PathLike | str] | None = None,
 ) -> None:
     """Join the object table, every shard's features and the models' predictions."""
     from galcat.catalogue import build_catalogue
 
     build_catalogue(
-        objects, features, predictions=predictions or (), config_hash=config_hash,
-        survey=config["survey"], output_parquet=output_parquet, output_fits=output_fits,
+        objects, features, config_hash=config_hash, survey=config["survey"],
+        output_parquet=output_parquet, output_fits=output_fits, output_votable=output_votable,
+        mass_to_light=settings(config, "measure")["mass_to_light"],
+        predictions=predictions or (),
     )
 
 
-def run_report(config: dict, catalogue: os.PathLike | str, output: os.PathLike | str) -> None:
-    """Write the HTML report of the catalogue."""
+def run_report(
+    config: dict,
+    catalogue: os.PathLike | str,
+    output: os.PathLike | str,
+    figures: list[os.PathLike | str] = (),
+    analysis_dir: os.PathLike | str | None = None,
+) -> None:
+    """Write the HTML report of the catalogue (and the figures Snakemake's report shows)."""
     from galcat.report import write_report
 
-    write_report(catalogue, output, config=config)
+    write_report(catalogue, output, config=config, figures=list(figures),
+                 analysis_dir=analysis_dir)
 
 
 def run_release(
@@ -295,8 +359,86 @@ def run_validate_config(configs: list[os.PathLike | str]) -> None:
     print("config is valid")
 
 
+def _pairs(items, what: str, cast=str) -> dict | None:
+    """``band=value`` strings as a dict (None for none; one bare value: itself)."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return cast(items[0])
+    out = {}
+    for item in items:
+        band, sep, value = item.partition("=")
+        if not sep or not band or not value:
+            raise ConfigError(f"{what}: {item!r} is not BAND=VALUE")
+        out[band] = cast(value)
+    return out
+
+
+def run_local_config(
+    images: list[str],
+    output: os.PathLike | str,
+    *,
+    psf_fwhm: list[str] | None = None,
+    psf: list[str] | None = None,
+    pixel_scale: float | None = None,
+    zeropoint: list[str] | None = None,
+    noise: list[str] | None = None,
+    noise_kind: str = "sigma",
+    mask: str | None = None,
+    mask_kind: str = "bad",
+    detect_band: str = "auto",
+    results: str = "results",
+) -> Path:
+    """Write a config that detects and measures the objects of FITS mosaics (checked:
+    `galcat.surveys.local.mosaic_config`), ready for ``snakemake --configfile``."""
+    import yaml
+
+    from galcat.config import load_config
+    from galcat.surveys.local import LocalDataError, mosaic_config
+
+    try:
+        config = mosaic_config(
+            _pairs(images, "mosaics"), psf_fwhm=_pairs(psf_fwhm, "--psf-fwhm", float),
+            psf=_pairs(psf, "--psf"), pixel_scale=pixel_scale,
+            zeropoint=_pairs(zeropoint, "--zeropoint", float), noise=_pairs(noise, "--noise"),
+            noise_kind=noise_kind, mask=mask, mask_kind=mask_kind, detect_band=detect_band,
+            results=results)
+    except LocalDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if isinstance(config["local"]["images"]["files"], str):
+        raise ConfigError("mosaics: give each as BAND=PATH")
+    load_config(overrides=config)  # the whole config, validated as the run will
+    final = Path(output)
+    with replacing_file(final) as tmp:
+        tmp.write_text("# galcat on your own mosaics: detection, cutouts, measurement.\n"
+                       f"#   snakemake --cores 8 --configfile {final.name}\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {final}: {len(config['local']['bands'])} band(s); run "
+          f"`snakemake --cores 8 --configfile {final}`")
+    return final
+
+
 def run_defaults() -> None:
     """Print the default configuration, the text of ``config/config.yaml``."""
     from galcat.config import default_config_yaml
 
     print(default_config_yaml(), end="")
+
+
+def run_status(results: os.PathLike | str, outdated: bool = False) -> None:
+    """Print each shard's recorded galcat version (or, with ``outdated``, only the
+    paths written by another version, for ``snakemake -R $(galcat status --outdated)``)."""
+    from galcat.provenance import code_version, shard_status
+
+    table = shard_status(results)
+    if outdated:
+        for path in table.loc[table["outdated"], "path"]:
+            print(path)
+        return
+    print(f"galcat {code_version()}; {len(table)} shard tables under {results}")
+    if len(table):
+        print(table.drop(columns="path").to_string(index=False))
+    stale = int(table["outdated"].sum())
+    if stale:
+        print(f"{stale} written by another version: "
+              f"snakemake -R $(galcat status --outdated --results {results}) reruns them")

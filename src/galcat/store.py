@@ -10,10 +10,28 @@ Cutout group (Zarr v3, one per shard, ``cutouts/{shard}.zarr``)::
     mask         bool    (n, band, y, x)   True where a pixel must not be used
     psf          float32 (band, py, px)    PSF image, unit sum, same pixel scale
     object_id    int64   (n,)              stable object key, ascending
-    truth_class  uint8   (n, y, x)         optional (synthetic): TRUTH_CLASSES code
+    cut_size     int32   (n,)              side of each object's own cut (<= the stamp
+                                           side, same parity), centred in the stamp;
+                                           pixels outside it are masked
+    cut_origin   float64 (n, 2)            (x, y) on the image it was cut from of stamp
+                                           pixel (0, 0), 0-based; NaN if not cut from one
+    cut_wcs      float64 (n, 6)            RA, Dec (deg) of the stamp centre and the
+                                           CD matrix (deg/pixel: dRA cos(Dec)/dx,
+                                           dRA cos(Dec)/dy, dDec/dx, dDec/dy); NaN if
+                                           the cutout has no celestial WCS
+    <extra>      any     (n, ...)          optional per-object arrays, e.g. the synthetic
+                                           survey's ``truth_class`` map (its codes:
+                                           `galcat.surveys.synthetic.TRUTH_CLASSES`)
 
     attrs: bands, pixel_scale_arcsec, zeropoints_mag, flux_unit, survey, shard,
-           galcat_version, layout_version, n_objects
+           galcat_version, layout_version, n_objects, extras (names of the extra arrays)
+
+Objects of a shard may be cut at different sizes (a large galaxy is not clipped to
+fit a run-wide side): the stamp side is the shard's largest ``cut_size`` and each
+object sits at the stamp centre, ``((side - 1) / 2, (side - 1) / 2)``, inside its own
+``cut_size`` box. `CutoutBatch.box` gives that box and `CutoutBatch.crop` the object
+alone at its own size, which is what segmentation and measurement work on. Layout 1
+groups (before per-object sizes) are read with every object at the stamp side.
 
 Segmentation group (``segmaps/{shard}.zarr``)::
 
@@ -23,14 +41,12 @@ Segmentation group (``segmaps/{shard}.zarr``)::
 
 Chunks hold whole objects, so a reader of one galaxy touches one chunk.
 Writes go to a temporary sibling directory that is renamed into place only
-when complete: a killed job never leaves a half-written group behind.
+when complete (`galcat.atomic`): a killed job never leaves a half-written group behind.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,26 +54,27 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from galcat import __version__
+from galcat.atomic import replacing_directory
+from galcat.provenance import code_version
 
 __all__ = [
+    "CUT_WCS_COLUMNS",
     "LAYOUT_VERSION",
-    "TRUTH_CLASSES",
     "CutoutBatch",
     "CutoutReader",
     "LayoutError",
-    "atomic_directory",
-    "atomic_file",
     "read_cutouts",
     "read_segmaps",
     "write_cutouts",
     "write_segmaps",
 ]
 
-LAYOUT_VERSION = 1
-#: Codes of the per-pixel truth map: the component that dominates each pixel.
-TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
+LAYOUT_VERSION = 2
+#: Layouts this galcat reads (1: no per-object size or geometry arrays).
+READABLE_LAYOUTS = (1, 2)
 OBJECTS_PER_CHUNK = 16
+#: Columns of ``cut_wcs``.
+CUT_WCS_COLUMNS = ("ra", "dec", "cd1_1", "cd1_2", "cd2_1", "cd2_2")
 
 
 class LayoutError(ValueError):
@@ -85,7 +102,14 @@ class CutoutBatch:
     flux_unit : str
     survey : str
     extras : dict of str to ndarray
-        Optional per-object arrays whose first axis is n (``truth_class``).
+        Optional per-object arrays whose first axis is n (the synthetic survey's
+        ``truth_class``); written and read back as they are.
+    cut_size : ndarray of int32, shape (n,), optional
+        Side of each object's own cut, centred in the stamp (default: the stamp side).
+    cut_origin : ndarray of float64, shape (n, 2), optional
+        (x, y) on the source image of stamp pixel (0, 0) (default NaN: unknown).
+    cut_wcs : ndarray of float64, shape (n, 6), optional
+        RA, Dec of the stamp centre and the CD matrix, `CUT_WCS_COLUMNS` (default NaN).
     """
 
     object_id: np.ndarray
@@ -99,6 +123,9 @@ class CutoutBatch:
     flux_unit: str = "nanomaggy"
     survey: str = "synthetic"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    cut_size: np.ndarray | None = None
+    cut_origin: np.ndarray | None = None
+    cut_wcs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.object_id = np.asarray(self.object_id, dtype=np.int64)
@@ -106,6 +133,14 @@ class CutoutBatch:
         self.sigma = np.asarray(self.sigma, dtype=np.float32)
         self.mask = np.asarray(self.mask, dtype=bool)
         self.psf = np.asarray(self.psf, dtype=np.float32)
+        n = self.object_id.shape[0]
+        side = self.image.shape[-1] if self.image.ndim == 4 else 0
+        self.cut_size = (np.full(n, side, np.int32) if self.cut_size is None
+                         else np.asarray(self.cut_size, dtype=np.int32))
+        self.cut_origin = (np.full((n, 2), np.nan) if self.cut_origin is None
+                           else np.asarray(self.cut_origin, dtype=np.float64))
+        self.cut_wcs = (np.full((n, len(CUT_WCS_COLUMNS)), np.nan) if self.cut_wcs is None
+                        else np.asarray(self.cut_wcs, dtype=np.float64))
         self.validate()
 
     @property
@@ -147,39 +182,74 @@ class CutoutBatch:
         for key, arr in self.extras.items():
             if arr.shape[0] != n:
                 raise LayoutError(f"extra array {key!r} has {arr.shape[0]} rows, expected {n}")
+        ny, nx = self.image.shape[2:]
+        if ny != nx:
+            raise LayoutError(f"stamps must be square; got {ny} x {nx}")
+        for name, shape in (("cut_size", (n,)), ("cut_origin", (n, 2)),
+                            ("cut_wcs", (n, len(CUT_WCS_COLUMNS)))):
+            if getattr(self, name).shape != shape:
+                raise LayoutError(f"{name} must have shape {shape}; got "
+                                  f"{getattr(self, name).shape}")
+        if n and (np.any(self.cut_size < 1) or np.any(self.cut_size > nx)
+                  or np.any((nx - self.cut_size) % 2)):
+            raise LayoutError(f"cut_size must lie in [1, {nx}] with the parity of the stamp "
+                              f"side {nx}; got {sorted(set(self.cut_size.tolist()))}")
 
+    def padded(self, side: int) -> CutoutBatch:
+        """The batch on stamps of ``side`` pixels (same parity, not smaller): every stamp
+        centred in the larger one, the new pixels NaN and masked; itself if it fits."""
+        now = self.image.shape[-1]
+        if side == now:
+            return self
+        if side < now or (side - now) % 2:
+            raise LayoutError(f"cannot pad {now}-pixel stamps to {side} pixels (the side must "
+                              "grow by an even number of pixels)")
+        lo = (side - now) // 2
+        inner = (slice(None), slice(None), slice(lo, lo + now), slice(lo, lo + now))
 
-def atomic_directory(final: os.PathLike | str) -> Path:
-    """A fresh temporary sibling of ``final`` to write into, then pass to `commit`."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Leftovers of a killed earlier attempt at the same output: one writer owns
-    # an output at a time (Snakemake guarantees it), so they are safe to drop.
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        def grow(arr, fill):
+            out = np.full((*arr.shape[:2], side, side), fill, dtype=arr.dtype)
+            out[inner] = arr
+            return out
 
+        extras = {}
+        for key, arr in self.extras.items():
+            if arr.ndim == 3 and arr.shape[1:] == (now, now):
+                out = np.zeros((arr.shape[0], side, side), dtype=arr.dtype)
+                out[:, lo:lo + now, lo:lo + now] = arr
+                arr = out
+            extras[key] = arr
+        return CutoutBatch(
+            object_id=self.object_id, image=grow(self.image, np.nan),
+            sigma=grow(self.sigma, np.nan), mask=grow(self.mask, True), psf=self.psf,
+            bands=self.bands, pixel_scale=self.pixel_scale, zeropoints=self.zeropoints,
+            flux_unit=self.flux_unit, survey=self.survey, extras=extras,
+            cut_size=self.cut_size, cut_origin=self.cut_origin - lo, cut_wcs=self.cut_wcs,
+        )
 
-def _commit_directory(tmp: Path, final: Path) -> None:
-    # rename() is atomic within one file system; an old output (a rerun) is moved
-    # aside first so that readers never see a mixture of old and new chunks.
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    def box(self, index: int) -> tuple[slice, slice]:
+        """Slices (y, x) of object ``index``'s own cut in the stamp, centred on it."""
+        side = self.image.shape[-1]
+        lo = (side - int(self.cut_size[index])) // 2
+        return slice(lo, side - lo), slice(lo, side - lo)
 
-
-def atomic_file(final: os.PathLike | str) -> Path:
-    """A temporary sibling path for a single file; rename it with ``os.replace``."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    def crop(self, index: int) -> CutoutBatch:
+        """Object ``index`` alone, cut to its own size (`box`); the batch itself when the
+        shard holds that one object at the stamp side."""
+        if self.n_objects == 1 and int(self.cut_size[0]) == self.image.shape[-1]:
+            return self
+        ys, xs = self.box(index)
+        sel = slice(index, index + 1)
+        origin = self.cut_origin[sel] + np.array([xs.start, ys.start], dtype=np.float64)
+        return CutoutBatch(
+            object_id=self.object_id[sel], image=self.image[sel, :, ys, xs],
+            sigma=self.sigma[sel, :, ys, xs], mask=self.mask[sel, :, ys, xs], psf=self.psf,
+            bands=self.bands, pixel_scale=self.pixel_scale, zeropoints=self.zeropoints,
+            flux_unit=self.flux_unit, survey=self.survey,
+            extras={k: v[sel, ys, xs] if v.ndim == 3 and v.shape[1:] == self.image.shape[2:]
+                    else v[sel] for k, v in self.extras.items()},
+            cut_size=self.cut_size[sel], cut_origin=origin, cut_wcs=self.cut_wcs[sel],
+        )
 
 
 def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
@@ -206,8 +276,7 @@ def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) ->
     """
     batch.validate()
     final = Path(path)
-    tmp = atomic_directory(final)
-    try:
+    with replacing_directory(final) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _write_array(group, "object_id", batch.object_id)
         for name in ("image", "sigma", "mask"):
@@ -216,6 +285,8 @@ def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) ->
         psf[...] = batch.psf
         for key, arr in batch.extras.items():
             _write_array(group, key, np.asarray(arr))
+        for name in ("cut_size", "cut_origin", "cut_wcs"):
+            _write_array(group, name, getattr(batch, name))
         group.attrs.update(
             {
                 "bands": list(batch.bands),
@@ -226,14 +297,10 @@ def write_cutouts(path: os.PathLike | str, batch: CutoutBatch, *, shard: str) ->
                 "shard": shard,
                 "n_objects": batch.n_objects,
                 "extras": sorted(batch.extras),
-                "galcat_version": __version__,
+                "galcat_version": code_version(),
                 "layout_version": LAYOUT_VERSION,
             }
         )
-        _commit_directory(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -243,10 +310,10 @@ def _open(path: os.PathLike | str, kind: str) -> zarr.Group:
         raise FileNotFoundError(f"{kind} group {str(path)!r} does not exist")
     group = zarr.open_group(str(path), mode="r")
     version = group.attrs.get("layout_version")
-    if version != LAYOUT_VERSION:
+    if version not in READABLE_LAYOUTS:
         raise LayoutError(
             f"{kind} group {str(path)!r} has layout_version {version!r}; "
-            f"this galcat reads {LAYOUT_VERSION}"
+            f"this galcat reads {', '.join(map(str, READABLE_LAYOUTS))}"
         )
     return group
 
@@ -331,6 +398,8 @@ def read_cutouts(path: os.PathLike | str, *, objects: slice | None = None) -> Cu
     sel = objects if objects is not None else slice(None)
     attrs: Mapping = group.attrs
     extras = {key: np.asarray(group[key][sel]) for key in attrs.get("extras", [])}
+    geometry = {name: np.asarray(group[name][sel]) for name in ("cut_size", "cut_origin",
+                                                               "cut_wcs") if name in group}
     return CutoutBatch(
         object_id=np.asarray(group["object_id"][sel]),
         image=np.asarray(group["image"][sel]),
@@ -343,6 +412,7 @@ def read_cutouts(path: os.PathLike | str, *, objects: slice | None = None) -> Cu
         flux_unit=str(attrs["flux_unit"]),
         survey=str(attrs["survey"]),
         extras=extras,
+        **geometry,
     )
 
 
@@ -366,8 +436,7 @@ def write_segmaps(
             f"segmap must be (n, y, x) with n = {object_id.shape[0]}; got {segmap.shape}"
         )
     final = Path(path)
-    tmp = atomic_directory(final)
-    try:
+    with replacing_directory(final) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _write_array(group, "object_id", object_id)
         _write_array(group, "segmap", segmap)
@@ -375,14 +444,10 @@ def write_segmaps(
             {
                 "method": method,
                 "shard": shard,
-                "galcat_version": __version__,
+                "galcat_version": code_version(),
                 "layout_version": LAYOUT_VERSION,
             }
         )
-        _commit_directory(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

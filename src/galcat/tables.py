@@ -1,7 +1,12 @@
-"""Parquet tables with units and descriptions in the Arrow field metadata.
+"""Parquet tables with units, descriptions and UCDs that pandas, pyarrow and astropy read.
 
 Every galcat table (objects, features, catalogue) is written here, atomically,
-so a column's unit travels with it into the catalogue and the FITS header.
+so a column's unit travels with it into the catalogue and the FITS header. The
+metadata is written twice in the one file: in the Arrow field metadata (``unit``,
+``description``, ``ucd``; what galcat reads) and as astropy's own serialized table
+header (``table_meta_yaml``), so that ``astropy.table.Table.read("x.parquet")``
+gets the same units, descriptions and UCDs (``column.meta['ucd']``) and the
+table-level metadata (provenance) in ``Table.meta``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galcat.store import atomic_file
+from galcat.atomic import replacing_file
 
-__all__ = ["column_units", "read_table", "write_table"]
+__all__ = [
+    "TableWriter",
+    "column_descriptions",
+    "column_names",
+    "column_ucds",
+    "column_units",
+    "read_table",
+    "table_metadata",
+    "table_schema",
+    "write_table",
+]
 
 
 def write_table(
@@ -26,44 +41,136 @@ def write_table(
     *,
     units: Mapping[str, str] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    ucds: Mapping[str, str] | None = None,
     metadata: Mapping[str, object] | None = None,
 ) -> Path:
-    """Write ``df`` to Parquet atomically, with a unit and description per column.
+    """Write ``df`` to Parquet atomically, with a unit, description and UCD per column.
 
     Parameters
     ----------
     df : DataFrame
         Written without its index.
     path : path-like
-    units, descriptions : mapping of column to str, optional
-        Stored as field metadata ``unit`` and ``description``.
+    units, descriptions, ucds : mapping of column to str, optional
+        Stored as field metadata ``unit`` (``''``: declared dimensionless),
+        ``description`` and ``ucd``, and in astropy's table header.
     metadata : mapping, optional
-        Table-level metadata (provenance), stored as JSON under ``galcat``.
+        Table-level metadata (provenance), stored as JSON under ``galcat`` and as
+        astropy's ``Table.meta``.
+    """
+    schema = table_schema(df, units=units, descriptions=descriptions, ucds=ucds,
+                          metadata=metadata)
+    with TableWriter(path, schema) as writer:
+        writer.write(df)
+    return Path(path)
+
+
+def table_schema(
+    df: pd.DataFrame,
+    *,
+    units: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    ucds: Mapping[str, str] | None = None,
+    metadata: Mapping[str, object] | None = None,
+    string_lengths: Mapping[str, int] | None = None,
+) -> pa.Schema:
+    """The Arrow schema `write_table` writes ``df`` with: its columns' types, the field
+    metadata and the table metadata (pandas', ``galcat`` provenance, astropy's header).
+
+    ``df`` may be one part of a table written in parts (`TableWriter`): the types are
+    its, and ``string_lengths`` (column -> longest value in the whole table) stand in
+    for the lengths of its own string columns in astropy's header.
     """
     units = units or {}
     descriptions = descriptions or {}
+    ucds = ucds or {}
     table = pa.Table.from_pandas(df, preserve_index=False)
     fields = []
     for field in table.schema:
         meta = {}
-        if field.name in units:
-            meta[b"unit"] = str(units[field.name]).encode()
-        if field.name in descriptions:
-            meta[b"description"] = str(descriptions[field.name]).encode()
+        for key, values in ((b"unit", units), (b"description", descriptions), (b"ucd", ucds)):
+            if field.name in values:
+                meta[key] = str(values[field.name]).encode()
         fields.append(field.with_metadata(meta) if meta else field)
     schema_meta = dict(table.schema.metadata or {})
     if metadata:
         schema_meta[b"galcat"] = json.dumps(metadata, sort_keys=True, default=str).encode()
-    table = table.cast(pa.schema(fields, metadata=schema_meta))
-    final = Path(path)
-    tmp = atomic_file(final)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    schema_meta.update(_astropy_header(table, units, descriptions, ucds, metadata or {},
+                                       string_lengths))
+    return pa.schema(fields, metadata=schema_meta)
+
+
+class TableWriter:
+    """A galcat Parquet table written in parts, atomically (a temporary sibling renamed
+    into place when the ``with`` block ends without an error).
+
+    ``TableWriter(path, schema)`` with a `table_schema`; each `write` appends a
+    DataFrame (one or more row groups) cast to the schema, so the file reads back as
+    if `write_table` had written the concatenated parts.
+    """
+
+    def __init__(self, path: os.PathLike | str, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+
+    def __enter__(self) -> TableWriter:
+        self._replacing = replacing_file(self.path)
+        tmp = self._replacing.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append the rows of ``df`` (its columns in the schema's order and types)."""
+        table = pa.Table.from_pandas(df, preserve_index=False).cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += len(df)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._replacing.__exit__(*exc)
+
+
+def _astropy_header(table: pa.Table, units, descriptions, ucds, metadata,
+                    string_lengths=None) -> dict[bytes, bytes]:
+    """astropy's Parquet header (what ``Table.write(format='parquet')`` stores) for
+    ``table``: the serialized column attributes and the length of each string column
+    (``string_lengths[name]`` where given, else the longest in ``table``)."""
+    import warnings
+
+    import numpy as np
+    import pyarrow.compute as pc
+    from astropy.table import Column, Table
+    from astropy.table import meta as astropy_meta
+
+    columns, header = [], {}
+    for field in table.schema:
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            if string_lengths is not None and field.name in string_lengths:
+                longest = string_lengths[field.name]
+            else:
+                lengths = pc.utf8_length(table[field.name])
+                longest = pc.max(lengths).as_py() if len(lengths) else None
+            header[f"table::len::{field.name}".encode()] = str(max(longest or 0, 1)).encode()
+            dtype = np.dtype("U1")
+        else:
+            try:
+                dtype = np.dtype(field.type.to_pandas_dtype())
+            except (NotImplementedError, TypeError):
+                dtype = np.dtype(object)
+        with warnings.catch_warnings():  # a non-astropy unit is kept as its text
+            warnings.simplefilter("ignore")
+            col = Column(name=field.name, dtype=dtype, length=0,
+                         unit=units.get(field.name) or None,
+                         description=descriptions.get(field.name))
+        if field.name in ucds:
+            col.meta["ucd"] = ucds[field.name]
+        columns.append(col)
+    empty = Table(columns, meta=json.loads(json.dumps(dict(metadata), default=str)))
+    header[b"table_meta_yaml"] = "\n".join(astropy_meta.get_yaml_from_table(empty)).encode()
+    return header
 
 
 def read_table(path: os.PathLike | str, *, columns: list[str] | None = None) -> pd.DataFrame:
@@ -92,7 +199,18 @@ def column_descriptions(path: os.PathLike | str) -> dict[str, str]:
     return _field_metadata(path, b"description")
 
 
+def column_ucds(path: os.PathLike | str) -> dict[str, str]:
+    """The UCD of every column of a galcat Parquet table that has one."""
+    return _field_metadata(path, b"ucd")
+
+
+def column_names(path: os.PathLike | str) -> list[str]:
+    """The columns of a Parquet table, in order (reads the schema only)."""
+    return list(pq.read_schema(path).names)
+
+
 def table_metadata(path: os.PathLike | str) -> dict:
+    """The table-level metadata (provenance) a galcat table was written with."""
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(b"galcat")
     return json.loads(raw) if raw else {}

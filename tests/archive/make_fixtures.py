@@ -6,9 +6,10 @@ the files are the same every time). Nothing here is read by galcat itself.
 
 What is written (paths mirror the real archives' URL paths)::
 
-    skyserver/db.json                        rows of a tiny SkyServer database, keyed
-                                             by table.column (PhotoObj, SpecObj, Field,
-                                             galSpecExtra, zoo2MainSpecz)
+    skyserver/db.json                        rows of a tiny SkyServer database per real
+                                             table (PhotoObjAll, SpecObjAll, Field,
+                                             galSpecExtra, galSpecIndx, zoo2MainSpecz),
+                                             under the real column names
     sas/dr17/eboss/photoObj/frames/301/R/C/frame-{b}-RRRRRR-C-FFFF.fits.bz2
                                              SDSS frames: image in nanomaggies with a TAN
                                              WCS (rotated, per-band offsets), calib vector,
@@ -20,8 +21,10 @@ What is written (paths mirror the real archives' URL paths)::
     sas/dr17/manga/spectro/redux/v3_1_1/P/stack/manga-P-I-LOGCUBE.fits.gz
                                              FLUX, IVAR, MASK, WAVE, {G,R,I,Z}IMG, {G,R,I,Z}PSF
     mast/HLSP/jades/dr2/goods-s/catalogs/hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits
-                                             FLAG, SIZE, KRON, PHOTOZ extensions
-    mast/HLSP/jades/dr2/goods-s/images/hlsp_jades_jwst_nircam_goods-s-deep_{f}_v2.0_drz.fits
+    mast/HLSP/jades/dr5/goods-s/catalogs/hlsp_jades_jwst_nircam_goods-s_photometry_v5.0_catalog.fits
+                                             FLAG, SIZE ({F}_RHALF), KRON, PHOTOZ extensions
+                                             (PHOTOZ EAZY_z_a ... in DR2, z_a, z_ml in DR5)
+    mast/HLSP/jades/{dr2,dr5}/goods-s/images/hlsp_jades_jwst_nircam_{field}_{f}_{version}_drz.fits
                                              SCI, ERR, WHT in MJy/sr with a TAN WCS
     mast/portal.json                         CAOM observations and products for the portal API
     truth.json                               where every fixture galaxy is
@@ -130,6 +133,88 @@ GZ2_SPIRAL = {
 }
 
 
+def _spec_obj_id(plate: int, fiber: int, mjd: int, run2d: str) -> int:
+    """specObjID as the CAS builds it (bits: plate 50-63, fiber 38-49, mjd-50000 24-37,
+    run2d 10-23 with vN_M_P coded as (N-5)*10000 + M*100 + P)."""
+    n, m, q = (int(x) for x in run2d.lstrip("v").split("_"))
+    return (plate << 50) | (fiber << 38) | ((mjd - 50000) << 24) | (((n - 5) * 10000 + m * 100 + q) << 10)
+
+
+def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
+    """PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecIndx and zoo2MainSpecz rows.
+
+    Besides the four galaxies, five decoys that galcat's WHERE clause (or a CAS view)
+    must drop, their objIDs interleaved with the galaxies' so that the keyset pages see
+    them: a star, a redshift warning, a galaxy fainter than r = 17.77, one at z = 0.3 and
+    one whose only spectrum is not science-primary (outside the SpecObj view).
+    """
+    field_id = 1237661068570017792  # fieldID of run 3704, camcol 3, field 91
+    field = {"fieldID": field_id, "run": SDSS_RUN, "rerun": SDSS_RERUN, "camcol": SDSS_CAMCOL,
+             "field": SDSS_FIELD}
+    for b in SDSS_BANDS:
+        field[f"psfWidth_{b}"] = SDSS_PSF_FWHM
+        field[f"gain_{b}"] = SDSS_GAIN[b]
+        field[f"darkVariance_{b}"] = SDSS_DARKVAR[b]
+    db: dict[str, list[dict]] = {"PhotoObjAll": [], "SpecObjAll": [], "Field": [field],
+                                 "galSpecExtra": [], "galSpecIndx": [], "zoo2MainSpecz": []}
+
+    def add(obj: dict, k: int, *, photo: dict | None = None, spec: dict | None = None,
+            labels: bool = True) -> None:
+        mags = {b: 22.5 - 2.5 * math.log10(obj["flux_r"] * colour[b]) for b in SDSS_BANDS}
+        p = {"objID": obj["objid"], "ra": obj["ra"], "dec": obj["dec"], "run": SDSS_RUN,
+             "rerun": SDSS_RERUN, "camcol": SDSS_CAMCOL, "field": SDSS_FIELD,
+             "fieldID": field_id, "mode": 1, "type": 3, "clean": 1,
+             "petroR50_r": obj["r50"], "petroR90_r": 2.5 * obj["r50"], "petroRad_r": 2.0 * obj["r50"],
+             "fracDeV_r": 0.3, "deVRad_r": obj["r50"], "deVAB_r": obj["q"],
+             "expRad_r": obj["r50"] / 1.68, "expAB_r": obj["q"]}
+        for b in SDSS_BANDS:
+            p[f"petroMag_{b}"] = mags[b]
+            p[f"petroMagErr_{b}"] = 0.02
+            p[f"modelMag_{b}"] = mags[b] - 0.05
+            p[f"extinction_{b}"] = 0.05
+            p[f"cModelMag_{b}"] = mags[b] - 0.03
+            p[f"psfMag_{b}"] = mags[b] + 1.2
+            p[f"fiberMag_{b}"] = mags[b] + 1.8
+        sp = {"specObjID": obj["specobjid"], "bestObjID": obj["objid"], "sciencePrimary": 1,
+              "class": "GALAXY", "z": obj["z"], "zErr": 1e-5, "zWarning": 0,
+              "velDisp": 150.0, "velDispErr": 8.0}
+        db["PhotoObjAll"].append({**p, **(photo or {})})
+        db["SpecObjAll"].append({**sp, **(spec or {})})
+        if not labels:
+            return
+        db["galSpecExtra"].append({
+            "specObjID": obj["specobjid"], "bptclass": 1,
+            "lgm_tot_p50": 10.2 + 0.3 * k, "lgm_tot_p16": 10.1 + 0.3 * k,
+            "lgm_tot_p84": 10.3 + 0.3 * k, "oh_p50": 8.9 + 0.05 * k, "oh_p16": 8.85 + 0.05 * k,
+            "oh_p84": 8.95 + 0.05 * k, "sfr_tot_p50": 0.1 * k, "specsfr_tot_p50": -10.0 - 0.2 * k})
+        db["galSpecIndx"].append({"specObjID": obj["specobjid"], "d4000": 1.4 + 0.1 * k,
+                                  "d4000_n": 1.3 + 0.1 * k})
+        z2 = {"specobjid": obj["specobjid"], "dr8objid": obj["objid"],
+              "total_classifications": 40 + k}
+        for stem, frac in GZ2_SPIRAL.items():
+            # debiased fractions need not sum to 1 per question: object 1's do not
+            scale = 0.9 if (k == 1 and stem.startswith("t01")) else 1.0
+            for suffix in ("_debiased", "_weighted_fraction", "_fraction"):
+                z2[f"{stem}{suffix}"] = frac * scale
+        db["zoo2MainSpecz"].append(z2)
+
+    for k, obj in enumerate(objects):
+        # object 3 (eBOSS) is in neither the MPA-JHU (DR7) nor the Galaxy Zoo 2 tables
+        add(obj, k, labels=k != 3)
+    base = objects[0]
+    decoys = [  # (objID offset, photometry, spectrum)
+        (1, {"type": 6}, {"class": "STAR"}),
+        (8, {}, {"zWarning": 4}),
+        (9, {"petroMag_r": 18.4}, {}),
+        (15, {}, {"z": 0.31}),
+        (22, {}, {"sciencePrimary": 0}),
+    ]
+    for k, (offset, photo, spec) in enumerate(decoys):
+        decoy = {**base, "objid": base["objid"] + offset, "specobjid": base["specobjid"] + 1 + k}
+        add(decoy, 0, photo=photo, spec=spec)
+    return db
+
+
 def _sdss_objects(wcs_r: WCS) -> list[dict]:
     """Four galaxies: three inside the frame, one across its right edge."""
     pixels = [(200.0, 150.0), (120.3, 95.7), (281.6, 210.2), (395.0, 150.0)]
@@ -138,7 +223,10 @@ def _sdss_objects(wcs_r: WCS) -> list[dict]:
         ra, dec = wcs_r.pixel_to_world_values(x, y)
         out.append({
             "objid": 1237661068570017800 + 7 * k + 3,
-            "specobjid": 1569284125423380480 + 1024 * k,
+            # objects 0-2 have SDSS-I/II (DR7) spectra; object 3 an eBOSS one, whose id
+            # (numeric(20,0) on the server) exceeds 2**63
+            "specobjid": _spec_obj_id(10223, 412, 57987, "v5_13_2") if k == 3 else
+            1569284125423380480 + 1024 * k,
             "ra": float(ra), "dec": float(dec),
             "z": 0.03 + 0.02 * k, "flux_r": [900.0, 400.0, 250.0, 600.0][k],
             "n": [1.0, 4.0, 1.5, 2.5][k], "r50": [3.0, 2.0, 2.5, 2.2][k],
@@ -222,49 +310,16 @@ def sdss_fixtures(root: Path, rng: np.random.Generator) -> dict:
     psdir.mkdir(parents=True, exist_ok=True)
     fits.HDUList(hdus).writeto(
         psdir / f"psField-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fit", overwrite=True)
-    # The SkyServer "database": one row per object, keyed by table.column.
-    rows = []
-    for k, obj in enumerate(objects):
-        mags = {b: 22.5 - 2.5 * math.log10(obj["flux_r"] * colour[b]) for b in SDSS_BANDS}
-        row = {
-            "photoobj.objid": obj["objid"], "photoobj.ra": obj["ra"], "photoobj.dec": obj["dec"],
-            "photoobj.run": SDSS_RUN, "photoobj.rerun": SDSS_RERUN,
-            "photoobj.camcol": SDSS_CAMCOL, "photoobj.field": SDSS_FIELD,
-            "photoobj.petror50_r": obj["r50"], "photoobj.petror90_r": 2.5 * obj["r50"],
-            "photoobj.fracdev_r": 0.3, "photoobj.type": 3,
-            "specobj.specobjid": obj["specobjid"], "specobj.z": obj["z"],
-            "specobj.zerr": 1e-5, "specobj.class": "GALAXY", "specobj.veldisp": 150.0,
-            "galspecextra.lgm_tot_p50": -9999.0 if k == 3 else 10.2 + 0.3 * k,
-            "galspecextra.lgm_tot_p16": -9999.0 if k == 3 else 10.1 + 0.3 * k,
-            "galspecextra.lgm_tot_p84": -9999.0 if k == 3 else 10.3 + 0.3 * k,
-            "galspecextra.oh_p50": -9999.0 if k == 3 else 8.9 + 0.05 * k,
-            "galspecextra.oh_p16": -9999.0 if k == 3 else 8.85 + 0.05 * k,
-            "galspecextra.oh_p84": -9999.0 if k == 3 else 8.95 + 0.05 * k,
-            "galspecextra.sfr_tot_p50": 0.1 * k, "galspecextra.specsfr_tot_p50": -10.0 - 0.2 * k,
-            "galspecextra.bptclass": 1, "galspecextra.d4000": 1.4,
-            "zoo2mainspecz.total_classifications": 40 + k,
-        }
-        for b in SDSS_BANDS:
-            row[f"photoobj.petromag_{b}"] = mags[b]
-            row[f"photoobj.petromagerr_{b}"] = 0.02
-            row[f"photoobj.modelmag_{b}"] = mags[b] - 0.05
-            row[f"photoobj.extinction_{b}"] = 0.05
-            row[f"photoobj.cmodelmag_{b}"] = mags[b] - 0.03
-            row[f"photoobj.psfmag_{b}"] = mags[b] + 1.2
-            row[f"photoobj.fibermag_{b}"] = mags[b] + 1.8
-            row[f"field.psfwidth_{b}"] = SDSS_PSF_FWHM
-            row[f"field.gain_{b}"] = SDSS_GAIN[b]
-            row[f"field.darkvariance_{b}"] = SDSS_DARKVAR[b]
-        for stem, frac in GZ2_SPIRAL.items():
-            # debiased fractions need not sum to 1 per question: object 1's do not
-            scale = 0.9 if (k == 1 and stem.startswith("t01")) else 1.0
-            for suffix in ("_debiased", "_weighted_fraction", "_fraction"):
-                row[f"zoo2mainspecz.{stem}{suffix}"] = frac * scale
-        rows.append(row)
+    # The SkyServer "database": rows of the real tables, under their real column names
+    # (the fake refuses a column that is not in cas_schema.json).
+    db = _skyserver_rows(objects, colour)
     (root / "skyserver").mkdir(parents=True, exist_ok=True)
-    (root / "skyserver/db.json").write_text(json.dumps(rows))
-    truth["sql_rows"] = len(rows)
+    (root / "skyserver/db.json").write_text(json.dumps(db))
+    truth["sql_rows"] = len(objects)
     truth["edge_object"] = str(objects[3]["objid"])
+    truth["specobjid"] = {str(o["objid"]): str(o["specobjid"]) for o in objects}
+    truth["decoys"] = [str(r["objID"]) for r in db["PhotoObjAll"]
+                       if r["objID"] not in {o["objid"] for o in objects}]
     return truth
 
 
@@ -365,6 +420,49 @@ JADES_OBJECTS = [
 ]
 
 
+#: The two catalogue layouts the fake serves (DR2 v2.0 and DR5 v5.0), as third-party
+#: readers of the real files use them: MAST directory, field and version in the file
+#: names, and the PHOTOZ columns (DR5 drops the ``EAZY_`` prefix).
+JADES_RELEASES = {
+    "dr2": {"field": "goods-s-deep", "version": "v2.0", "z": "EAZY_z_a",
+            "photoz": {"EAZY_z_a": 0.0, "EAZY_z_ml": 0.01, "EAZY_l68": -0.1, "EAZY_u68": 0.1}},
+    "dr5": {"field": "goods-s", "version": "v5.0", "z": "z_a",
+            "photoz": {"z_a": 0.0, "z_ml": 0.01}},
+}
+
+
+def _jades_catalogue(rel: dict, positions: dict) -> fits.HDUList:
+    """FLAG, SIZE (per-filter ``{F}_RHALF``), KRON and PHOTOZ extensions of one release."""
+    colour = {"F115W": 0.7, "F200W": 1.0, "F444W": 1.6}
+    ids = np.array([o[0] for o in JADES_OBJECTS], dtype=np.int32)
+    base = [fits.Column(name="ID", format="J", array=ids),
+            fits.Column(name="RA", format="D", array=[positions[i][0] for i in ids]),
+            fits.Column(name="DEC", format="D", array=[positions[i][1] for i in ids])]
+    filters = ("F090W",) + JADES_FILTERS
+    flag = fits.BinTableHDU.from_columns(
+        base + [fits.Column(name=f"{f}_FLAG", format="J", array=np.zeros(len(ids)))
+                for f in filters], name="FLAG")
+    size = fits.BinTableHDU.from_columns(
+        base + [fits.Column(name="A", format="E", array=np.full(len(ids), 0.2)),
+                fits.Column(name="B", format="E", array=np.full(len(ids), 0.12)),
+                fits.Column(name="Q", format="E", array=np.full(len(ids), 0.6))]
+        + [fits.Column(name=f"{f}_RHALF", format="E",
+                       array=np.full(len(ids), 0.15 + 0.01 * k)) for k, f in enumerate(filters)],
+        name="SIZE")
+    kron_cols = list(base)
+    for f in filters:
+        fl = np.array([o[4] * colour.get(f, 0.5) for o in JADES_OBJECTS])
+        kron_cols += [fits.Column(name=f"{f}_KRON", format="E", array=fl),
+                      fits.Column(name=f"{f}_KRON_e", format="E", array=fl * 0.02)]
+    kron = fits.BinTableHDU.from_columns(kron_cols, name="KRON")
+    zs = np.array([o[3] for o in JADES_OBJECTS])
+    photoz = fits.BinTableHDU.from_columns(
+        [fits.Column(name="ID", format="J", array=ids)]
+        + [fits.Column(name=name, format="E", array=zs + shift)
+           for name, shift in rel["photoz"].items()], name="PHOTOZ")
+    return fits.HDUList([fits.PrimaryHDU(), flag, size, kron, photoz])
+
+
 def jades_fixtures(root: Path, rng: np.random.Generator) -> dict:
     ny, nx = JADES_SHAPE
     wcs = _tan_wcs((53.16, -27.78), (nx / 2 + 0.5, ny / 2 + 0.5), JADES_SCALE, 20.0, JADES_SHAPE)
@@ -376,8 +474,7 @@ def jades_fixtures(root: Path, rng: np.random.Generator) -> dict:
         truth["objects"][str(oid)] = {"ra": float(ra), "dec": float(dec), "pixel": [x, y], "z": z}
     omega = (JADES_SCALE / ARCSEC_RAD) ** 2
     colour = {"F115W": 0.7, "F200W": 1.0, "F444W": 1.6}
-    img_dir = root / "mast/HLSP/jades/dr2/goods-s/images"
-    img_dir.mkdir(parents=True, exist_ok=True)
+    mosaics = {}
     for f in JADES_FILTERS:
         img = np.zeros(JADES_SHAPE)
         for oid, x, y, _z, flux in JADES_OBJECTS:
@@ -388,61 +485,42 @@ def jades_fixtures(root: Path, rng: np.random.Generator) -> dict:
         h = wcs.to_header()
         h["BUNIT"] = "MJy/sr"
         h["FILTER"] = f
-        hdus = [fits.PrimaryHDU(header=fits.Header({"TELESCOP": "JWST", "INSTRUME": "NIRCAM"})),
-                fits.ImageHDU(sci.astype(np.float32), header=h, name="SCI"),
-                fits.ImageHDU(err.astype(np.float32), header=h, name="ERR"),
-                fits.ImageHDU((1 / err**2).astype(np.float32), header=h, name="WHT")]
-        fits.HDUList(hdus).writeto(
-            img_dir / f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0_drz.fits",
-            overwrite=True)
-    ids = np.array([o[0] for o in JADES_OBJECTS], dtype=np.int32)
-    ras = np.array([positions[o[0]][0] for o in JADES_OBJECTS])
-    decs = np.array([positions[o[0]][1] for o in JADES_OBJECTS])
-    base = [fits.Column(name="ID", format="J", array=ids),
-            fits.Column(name="RA", format="D", array=ras),
-            fits.Column(name="DEC", format="D", array=decs)]
-    flag = fits.BinTableHDU.from_columns(
-        base + [fits.Column(name="FLAG_BN", format="J", array=np.zeros(len(ids)))], name="FLAG")
-    size = fits.BinTableHDU.from_columns(
-        base + [fits.Column(name="R_KRON", format="E", array=np.full(len(ids), 0.4)),
-                fits.Column(name="R50", format="E", array=np.full(len(ids), 0.15))], name="SIZE")
-    kron_cols = list(base)
-    for f in ("F090W",) + JADES_FILTERS:
-        fl = np.array([o[4] * colour.get(f, 0.5) for o in JADES_OBJECTS])
-        kron_cols += [fits.Column(name=f"{f}_KRON", format="E", array=fl),
-                      fits.Column(name=f"{f}_KRON_e", format="E", array=fl * 0.02)]
-    kron = fits.BinTableHDU.from_columns(kron_cols, name="KRON")
-    zs = np.array([o[3] for o in JADES_OBJECTS])
-    photoz = fits.BinTableHDU.from_columns([
-        fits.Column(name="ID", format="J", array=ids),
-        fits.Column(name="EAZY_z_a", format="E", array=zs),
-        fits.Column(name="EAZY_l68", format="E", array=zs - 0.1),
-        fits.Column(name="EAZY_u68", format="E", array=zs + 0.1),
-    ], name="PHOTOZ")
-    cat_dir = root / "mast/HLSP/jades/dr2/goods-s/catalogs"
-    cat_dir.mkdir(parents=True, exist_ok=True)
-    fits.HDUList([fits.PrimaryHDU(), flag, size, kron, photoz]).writeto(
-        cat_dir / "hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits",
-        overwrite=True)
-    # CAOM: one observation per filter, one product each.
+        mosaics[f] = fits.HDUList([
+            fits.PrimaryHDU(header=fits.Header({"TELESCOP": "JWST", "INSTRUME": "NIRCAM"})),
+            fits.ImageHDU(sci.astype(np.float32), header=h, name="SCI"),
+            fits.ImageHDU(err.astype(np.float32), header=h, name="ERR"),
+            fits.ImageHDU((1 / err**2).astype(np.float32), header=h, name="WHT")])
     observations, products = [], []
-    for k, f in enumerate(JADES_FILTERS):
-        obsid = str(87000000 + k)
-        observations.append({
-            "dataproduct_type": "image", "obs_collection": "HLSP", "instrument_name": "NIRCAM",
-            "project": "JADES", "filters": f, "target_name": "GOODS-S",
-            "obs_id": f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0",
-            "provenance_name": "JADES", "s_ra": 53.16, "s_dec": -27.78, "obsid": obsid,
-        })
-        name = f"hlsp_jades_jwst_nircam_goods-s-deep_{f.lower()}_v2.0_drz.fits"
-        products.append({
-            "obsID": obsid, "obs_collection": "HLSP", "dataproduct_type": "image",
-            "obs_id": observations[-1]["obs_id"], "description": "drizzled mosaic",
-            "type": "S", "dataURI": f"mast:HLSP/jades/dr2/goods-s/images/{name}",
-            "productType": "SCIENCE", "productGroupDescription": "Minimum Recommended Products",
-            "productSubGroupDescription": "DRZ", "project": "JADES", "productFilename": name,
-            "size": (img_dir / name).stat().st_size,
-        })
+    for release, rel in JADES_RELEASES.items():
+        stem = f"hlsp_jades_jwst_nircam_{rel['field']}"
+        img_dir = root / f"mast/HLSP/jades/{release}/goods-s/images"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        for f in JADES_FILTERS:
+            mosaics[f].writeto(img_dir / f"{stem}_{f.lower()}_{rel['version']}_drz.fits",
+                               overwrite=True)
+        cat_dir = root / f"mast/HLSP/jades/{release}/goods-s/catalogs"
+        cat_dir.mkdir(parents=True, exist_ok=True)
+        _jades_catalogue(rel, positions).writeto(
+            cat_dir / f"{stem}_photometry_{rel['version']}_catalog.fits", overwrite=True)
+        # CAOM: one observation per filter, one product each; obsid is an integer
+        for k, f in enumerate(JADES_FILTERS):
+            obsid = 87000000 + 100 * int(release[2:]) + k
+            obs_id = f"{stem}_{f.lower()}_{rel['version']}"
+            observations.append({
+                "dataproduct_type": "image", "obs_collection": "HLSP", "instrument_name": "NIRCAM",
+                "project": "JADES", "filters": f, "target_name": "GOODS-S", "obs_id": obs_id,
+                "provenance_name": "JADES", "s_ra": 53.16, "s_dec": -27.78, "calib_level": 4,
+                "obsid": obsid, "objID": obsid + 1000000, "distance": 0.0,
+            })
+            name = f"{obs_id}_drz.fits"
+            products.append({
+                "obsID": obsid, "obs_collection": "HLSP", "dataproduct_type": "image",
+                "obs_id": obs_id, "description": "drizzled mosaic", "type": "S",
+                "dataURI": f"mast:HLSP/jades/{release}/goods-s/images/{name}",
+                "productType": "SCIENCE", "productGroupDescription": "Minimum Recommended Products",
+                "productSubGroupDescription": "DRZ", "project": "JADES", "productFilename": name,
+                "size": (img_dir / name).stat().st_size,
+            })
     (root / "mast/portal.json").write_text(json.dumps({"observations": observations,
                                                         "products": products}))
     truth["kept"] = ["101", "205", "310", "415"]

@@ -3,6 +3,7 @@ archive: query_catalog -> plan_shards (checkpoint) -> per-shard jobs -> catalogu
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,6 +26,13 @@ def test_sdss_dag_runs_end_to_end(make_config, tmp_path, truth):
     cat = pd.read_parquet(out / "catalogue.parquet")
     assert sorted(cat["object_id"]) == sorted(objects["object_id"])
     assert cat["r50"].notna().any()
+    # spectrum ids over 2**63 stay exact through Parquet and FITS
+    from astropy.table import Table
+
+    exact = [truth["sdss"]["specobjid"][str(o)] for o in cat["object_id"]]
+    assert [str(v) for v in cat["specobjid"]] == exact
+    fits_cat = Table.read(out / "catalogue.fits")
+    assert [str(v) for v in fits_cat["specobjid"]] == exact
     ran = jobs_in(proc.stderr + proc.stdout)
     assert ("plan_shards", None) in ran
     assert {s for r, s in ran if r == "fetch_cutouts"} == set(shards)
@@ -49,3 +57,23 @@ def test_local_fits_dag_runs_end_to_end(local_config, local_dir, tmp_path, kind)
     cat = pd.read_parquet(out / "catalogue.parquet")
     assert sorted(cat["object_id"]) == sorted(objects["object_id"])
     assert cat["r50"].notna().sum() >= len(cat) - 1
+
+
+def test_sdss_ids_above_2_63_survive_every_catalogue_format(make_config, tmp_path):
+    """specobjid is numeric(20,0) on the server: exact in Parquet and FITS (uint64) and, as
+    VOTable has no unsigned 64-bit type, as its digits there."""
+    from astropy.table import Table
+
+    from galcat.catalogue import build_catalogue
+
+    objects = tmp_path / "objects.parquet"
+    ids = np.array([2**63 + 12345, 17], dtype=np.uint64)
+    pd.DataFrame({"object_id": [1, 2], "ra": [1.0, 2.0], "dec": [0.0, 0.0], "z": [0.1, 0.1],
+                  "shard": ["s000000"] * 2, "specobjid": ids}).to_parquet(objects)
+    out = {k: tmp_path / f"cat.{k}" for k in ("parquet", "fits", "vot")}
+    build_catalogue(objects, [], config_hash="0" * 16, survey="sdss",
+                    output_parquet=out["parquet"], output_fits=out["fits"],
+                    output_votable=out["vot"])
+    assert pd.read_parquet(out["parquet"])["specobjid"].tolist() == ids.tolist()
+    assert Table.read(out["fits"])["specobjid"].tolist() == ids.tolist()
+    assert [int(v) for v in Table.read(out["vot"])["specobjid"]] == ids.tolist()

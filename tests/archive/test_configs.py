@@ -49,4 +49,10 @@ def test_schema_allow_lists_match_modules():
     assert sorted(extra) == sorted(EXTRA_COLUMNS)
     filters = schema["jades"]["properties"]["filters"]["items"]["enum"]
     assert sorted(filters) == sorted(NIRCAM_FWHM)
+    from galcat.surveys.jades import RELEASES
+
+    jades = schema["jades"]["properties"]
+    assert sorted(jades["release"]["enum"]) == sorted(RELEASES)
+    redshifts = {c for r in RELEASES.values() for c in r.redshifts}
+    assert set(jades["redshift_column"]["enum"]) == redshifts | {None}
     assert set(ARCHIVE) <= set(schema["survey"]["enum"])

@@ -72,7 +72,7 @@ def test_local_separate_cutouts(local_config, local_dir, truth):
                           psf={"fwhm_arcsec": {"g": 0.9, "r": 0.9}})
     local = get_survey("local")
     df = local.query(config)
-    with pytest.warns(UserWarning, match="median absolute deviation"):
+    with pytest.warns(UserWarning, match="sky's scatter"):
         batch = local.cutouts(df, config)
     for i, oid in enumerate(batch.object_id):
         x, y = truth["local"]["objects"][str(oid)]["pixel"]
@@ -92,17 +92,28 @@ def test_local_separate_cutouts(local_config, local_dir, truth):
     assert cx == pytest.approx(16.0, abs=0.3) and cy == pytest.approx(16.0, abs=0.3)
 
 
-def test_local_file_without_wcs(local_config, local_dir):
+def test_local_file_without_wcs(local_config, local_dir, truth):
     config = local_config(images={"kind": "mosaic",
                                   "files": {"g": str(local_dir / "nowcs_g.fits"),
                                             "r": str(local_dir / "nowcs_r.fits")}})
     local = get_survey("local")
     df = local.query(config)
-    with pytest.raises(LocalDataError, match=r"nowcs_g\.fits.*has no celestial WCS"):
+    with pytest.raises(LocalDataError, match=r"nowcs_g\.fits.*has no celestial WCS: set "
+                                             r"local.pixel_scale"):
         local.cutouts(df, config)
-    # pixel positions need the WCS too
-    with pytest.raises(LocalDataError, match="has no WCS"):
-        local.query(local_config(x_column="x", y_column="y", images=config["local"]["images"]))
+    # pixel columns without a WCS: the message says what to set ...
+    pixels = local_config(x_column="x", y_column="y", images=config["local"]["images"])
+    with pytest.raises(LocalDataError, match="has no celestial WCS: set local.pixel_scale"):
+        local.query(pixels)
+    # ... and with it the run works in pixels: RA/Dec NaN, cutouts centred on x/y
+    pixels["local"].update(pixel_scale=0.2, zeropoint=31.4)  # nJy; these files have no BUNIT
+    df = local.query(pixels)
+    assert df["ra"].isna().all() and df["dec"].isna().all()
+    batch = local.cutouts(df, pixels)
+    assert batch.pixel_scale == pytest.approx(0.2)
+    assert np.isnan(batch.cut_wcs).all() and np.isfinite(batch.cut_origin).all()
+    for i, oid in enumerate(batch.object_id):
+        assert_centred(batch.image[i, 1], truth["local"]["objects"][str(oid)]["pixel"])
 
 
 def test_local_band_missing(local_config, local_dir):
@@ -142,3 +153,45 @@ def test_local_missing_file_and_bad_ids(local_config, local_dir, tmp_path):
     again = get_survey("local").query(local_config(id_column="name"))
     assert df["object_id"].tolist() == again["object_id"].tolist()
     assert sorted(df["source_id"]) == ["gal1", "gal2", "gal3"]
+
+
+def test_truncated_cutout_names_the_object_and_file(local_config, local_dir, tmp_path):
+    """A file cut short fails when its data are read: the error says which and why."""
+    cut = tmp_path / "cutouts"
+    shutil.copytree(local_dir / "cutouts", cut)
+    broken = cut / "2_r.fits"
+    broken.write_bytes(broken.read_bytes()[:-2880 - 1000])
+    pattern = str(cut / "{object_id}_{band}.fits")
+    config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
+                          psf={"fwhm_arcsec": 0.9})
+    local = get_survey("local")
+    with pytest.raises(LocalDataError) as err, pytest.warns(UserWarning):
+        local.cutouts(local.query(config), config)
+    msg = str(err.value)
+    assert "local object 2 (r band)" in msg and "2_r.fits" in msg and "truncated" in msg
+
+
+def test_cutout_without_wcs_never_borrows_another_objects_scale(local_config, local_dir,
+                                                                tmp_path):
+    """Object 2's files lose their WCS: without local.pixel_scale it is an error naming
+    it, even though object 1 (read first) has a WCS; with it, that scale is used."""
+    from astropy.io import fits
+
+    cut = tmp_path / "cutouts"
+    shutil.copytree(local_dir / "cutouts", cut)
+    for band in ("g", "r"):
+        with fits.open(cut / f"2_{band}.fits", mode="update") as hdul:
+            for hdu in hdul:
+                for key in [k for k in hdu.header if k.startswith(("CTYPE", "CRVAL", "CRPIX",
+                                                                    "CD", "CDELT", "PC"))]:
+                    del hdu.header[key]
+    pattern = str(cut / "{object_id}_{band}.fits")
+    config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
+                          psf={"fwhm_arcsec": 0.9})
+    local = get_survey("local")
+    df = local.query(config)
+    with pytest.raises(LocalDataError, match="local object 2 .*no WCS and local.pixel_scale"):
+        local.cutouts(df, config)
+    config["local"]["pixel_scale"] = 0.25  # not the 0.2 of the others' WCS
+    with pytest.raises(LocalDataError, match="pixel scale 0.25 arcsec differs"):
+        local.cutouts(df, config)

@@ -1,4 +1,5 @@
-# catalogue: join objects, features and every model's predictions; Parquet and FITS.
+# catalogue: join objects, features and every model's predictions, add the photometric
+# stellar mass; publish Parquet, FITS and a VOTable with the same columns and metadata.
 
 
 rule catalogue:
@@ -9,8 +10,9 @@ rule catalogue:
     output:
         parquet=f"{OUT}/catalogue.parquet",
         fits=f"{OUT}/catalogue.fits",
+        votable=f"{OUT}/catalogue.vot",
     params:
-        config=get_report_config,
+        config=get_catalogue_config,
         config_hash=get_config_hash_param,
     log:
         f"{LOGS}/catalogue.log",
@@ -22,4 +24,5 @@ rule catalogue:
         "galcat catalogue --config-json {params.config:q} --config-hash {params.config_hash}"
         " --objects {input.objects} --features {input.features}"
         " --predictions {input.predictions}"
-        " --output-parquet {output.parquet} --output-fits {output.fits} 2> {log}"
+        " --output-parquet {output.parquet} --output-fits {output.fits}"
+        " --output-votable {output.votable} 2> {log}"

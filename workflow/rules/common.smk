@@ -4,13 +4,20 @@ import json
 
 from snakemake.utils import validate
 
-from galcat.config import config_hash, validate_config
+from snakemake.logging import logger
+
+from galcat.config import check_config_files, config_hash, run_notes, validate_config
 from galcat.sharding import shard_names
 
-# Our own validation first: its message names the offending key path. Then
+# Our own validation first: its message names the offending key path (and a key
+# given twice in a file, which Snakemake's YAML loader keeps silently). Then
 # Snakemake's, which also fills in the schema's defaults.
+check_config_files(*workflow.configfiles)
 validate_config(config)
 validate(config, schema="../../config/schema.yaml")
+# Settings the survey's bands make impossible are said once, here, not on every object.
+for note in run_notes(config):
+    logger.warning(f"galcat: {note}")
 
 SURVEY = config["survey"]
 OUT = f"{config['results']}/{SURVEY}"
@@ -75,8 +82,25 @@ SURVEY_SECTIONS = ("survey", SURVEY) if SURVEY == "synthetic" else ("survey", SU
 DASK_JSON = as_json(config["dask"])
 
 
+#: local.objects: detect: the objects come from the detect rule.
+DETECT_MODE = SURVEY == "local" and config["local"]["objects"] == "detect"
+#: The keys of the local section that detection reads: the images and how to read
+#: them, not the cutout settings (an edit of those reruns no detection).
+DETECT_KEYS = ("objects", "bands", "images", "noise", "mask", "psf", "psf_stamp_size",
+               "zeropoint", "pixel_scale", "detection")
+
+
+def get_query_input(wildcards):
+    return {"detections": f"{OUT}/detections.parquet"} if DETECT_MODE else {}
+
+
 def get_query_config(wildcards):
     return params_of(*SURVEY_SECTIONS, "sharding")
+
+
+def get_detect_config(wildcards):
+    local = {key: config["local"][key] for key in DETECT_KEYS if key in config["local"]}
+    return as_json({"survey": SURVEY, "local": local, "detect_band": config["detect_band"]})
 
 
 def get_fetch_config(wildcards):
@@ -94,11 +118,11 @@ def get_fetch_config(wildcards):
 
 
 def get_segment_config(wildcards):
-    return params_of("segment")
+    return params_of("segment", "detect_band")
 
 
 def get_measure_config(wildcards):
-    return params_of("measure")
+    return params_of("measure", "detect_band")
 
 
 def get_config_hash():
@@ -109,6 +133,17 @@ def get_config_hash():
 
 def get_report_config(wildcards):
     return params_of("survey", config_hash=get_config_hash())
+
+
+def get_catalogue_config(wildcards):
+    """The catalogue's settings: the survey and the colour -> M/L relation of the
+    photometric stellar mass (the one measure uses for the half-mass radius)."""
+    return as_json(
+        {
+            "survey": SURVEY,
+            "measure": {"mass_to_light": config["measure"]["mass_to_light"]},
+        }
+    )
 
 
 def get_config_hash_param(wildcards):
@@ -162,7 +197,7 @@ def get_evaluate_config(wildcards):
     sections = {
         "survey": SURVEY,
         "models": {wildcards.model: _model_entry(wildcards.model, ("family", "seed"))},
-        "segment": {"detect_band": config["segment"]["detect_band"]},
+        "detect_band": config["detect_band"],
     }
     if SURVEY == "synthetic":
         sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}
@@ -188,13 +223,22 @@ def get_model_metrics():
     return expand(f"{OUT}/models/{{model}}/metrics.json", model=get_models())
 
 
+def get_analysis_outputs(wildcards):
+    """The analyses' JSON and PNG files under {OUT}/analysis, inputs of the report so
+    that it runs after them. None yet: each analysis rule adds its outputs here."""
+    return []
+
+
 def get_final_outputs():
     outputs = [
         f"{OUT}/catalogue.parquet",
         f"{OUT}/catalogue.fits",
+        f"{OUT}/catalogue.vot",
         f"{OUT}/report.html",
+        # REPORT_FIGURES: report.smk, included after this file and before rule all
+        *expand(f"{OUT}/figures/{{name}}.png", name=REPORT_FIGURES),
         *get_model_metrics(),
     ]
     if config.get("release"):
-        outputs.append(f"{OUT}/releases/{config['release']}")
+        outputs.append(f"{OUT}/releases/{config['release']}.manifest.json")
     return outputs

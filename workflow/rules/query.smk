@@ -5,10 +5,16 @@
 
 
 rule query_catalog:
+    input:
+        unpack(get_query_input),
     output:
         objects=f"{OUT}/objects.parquet",
     params:
         config=get_query_config,
+        # Every object ever planned and its shard, kept across runs (not an output:
+        # Snakemake would delete it before each query): objects keep their shard for life.
+        shard_map=f"{OUT}/shard_map.parquet",
+        detections=lambda wildcards, input: f"--detections {input.detections}" if input else "",
     log:
         f"{LOGS}/query_catalog.log",
     benchmark:
@@ -16,7 +22,31 @@ rule query_catalog:
     conda:
         ENV
     shell:
-        "galcat query --config-json {params.config:q} --output {output.objects} 2> {log}"
+        "galcat query --config-json {params.config:q} {params.detections}"
+        " --output {output.objects} --shard-map {params.shard_map} 2> {log}"
+
+
+# detect: survey local without an object table (local.objects: detect) finds the
+# objects on the mosaics, tile by tile with Dask; its table feeds query_catalog. A
+# compute job (not a local rule): a large mosaic takes cores and minutes.
+rule detect:
+    output:
+        detections=f"{OUT}/detections.parquet",
+    params:
+        config=get_detect_config,
+    threads: 2
+    resources:
+        # how the job runs, not what it writes: beside the params, so an edit reruns nothing
+        dask=DASK_JSON,
+    log:
+        f"{LOGS}/detect.log",
+    benchmark:
+        f"{BENCH}/detect.tsv"
+    conda:
+        ENV
+    shell:
+        "galcat detect --config-json {params.config:q} --dask-json {resources.dask:q}"
+        " --threads {threads} --output {output.detections} 2> {log}"
 
 
 checkpoint plan_shards:

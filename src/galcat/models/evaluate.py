@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galcat.atomic import atomic_file
+from galcat.bands import AUTO, resolve_detect_band
 from galcat.models import baselines as _baselines
 from galcat.models.data import read_labels
 from galcat.models.registry import Family, get_family
-from galcat.store import atomic_file
 from galcat.tables import read_table
 
 __all__ = ["EvalData", "evaluate_model"]
@@ -108,7 +109,8 @@ def evaluate_model(
     context : mapping, optional
         Survey facts the family scores with (``mzr_relation``, ``mzr_scatter_dex``).
     detect_band : str
-        Band whose isophotal S/N bins the scores.
+        Band whose isophotal S/N bins the scores (``sum``, ``auto`` or a band the
+        cutouts lack: the middle band, as ``auto`` resolves it).
     threads : int
         Cores for the random forests.
 
@@ -142,8 +144,12 @@ def evaluate_model(
 
     truth_ok = np.all(np.isfinite(family.targets(table)), axis=1)
     test_all = (table["split"].to_numpy() == "test") & truth_ok
+    # S/N bins in the detection band; `sum` and `auto` mean the survey's middle band here
+    snr_bands = [c[len("iso_snr_"):] for c in table.columns if c.startswith("iso_snr_")]
+    snr_band = (detect_band if detect_band in snr_bands
+                else resolve_detect_band(AUTO, snr_bands) if snr_bands else detect_band)
     data = EvalData(table=table, train=(table["split"].to_numpy() == "train"), test=test_all,
-                    features=rf_cols, snr_column=f"iso_snr_{detect_band}",
+                    features=rf_cols, snr_column=f"iso_snr_{snr_band}",
                     context=dict(context or {}), seed=int(settings["seed"]), threads=threads)
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),

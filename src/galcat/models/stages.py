@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from galcat.config import settings
+from galcat.config import setting, settings
 
 __all__ = ["SPLIT_KEYS", "model_entry", "run_evaluate", "run_predict", "run_train"]
 
@@ -86,5 +86,5 @@ def run_evaluate(
     evaluate_model(model, {"family": entry["family"], "seed": entry["seed"]}, objects=objects,
                    features=features, cutouts=cutouts, segmaps=segmaps, predictions=predictions,
                    splits=splits, output=output, context=context,
-                   detect_band=settings(config, "segment")["detect_band"],
+                   detect_band=setting(config, "detect_band"),
                    threads=threads or 1)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from galcat.atomic import atomic_file
 from galcat.models.data import (
     ChunkBatchSampler,
     CutoutDataset,
@@ -42,7 +43,7 @@ from galcat.models.data import (
     split_arrays,
 )
 from galcat.models.registry import get_family
-from galcat.store import CutoutReader, atomic_file
+from galcat.store import CutoutReader
 from galcat.tables import write_table
 
 __all__ = ["MODEL_FORMAT", "save_model", "train_model"]

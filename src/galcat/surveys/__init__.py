@@ -11,7 +11,7 @@ clients (astroquery for the requests, :mod:`galcat.surveys._http` for retries,
 back-off, the on-disk cache and validation, :mod:`galcat.surveys._cutting` for
 WCS cutting and flux units); ``local`` reads the user's own table and FITS
 images. Archive ids are not dense, so the archive and local modules set
-``shard`` by the rank of the id (:func:`galcat.surveys._http.assign_shards`):
+``shard`` by the rank of the id (:func:`galcat.sharding.assign_shards`):
 the ``shard`` column of the object table is the one to use.
 """
 
@@ -20,9 +20,29 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["SURVEYS", "get_survey"]
+__all__ = ["SURVEYS", "SYNTHETIC_BAND_SETS", "configured_bands", "get_survey"]
 
 SURVEYS = ("synthetic", "sdss", "manga", "jades", "local")
+
+#: Band names of the synthetic survey's band sets (their physics: `synthetic.BAND_SETS`).
+SYNTHETIC_BAND_SETS: dict[str, tuple[str, ...]] = {
+    "sdss": ("u", "g", "r", "i", "z"),
+    "wide12": ("NUV", "u", "g", "r", "i", "z", "y", "J", "H", "K", "W1", "W2"),
+}
+
+
+def configured_bands(config: dict) -> list[str]:
+    """The band names the configured survey stages, from the config alone (cheap).
+
+    Used to check band settings (``detect_band``) before any job runs.
+    """
+    survey = config["survey"]
+    section = config.get(survey) or {}
+    if survey == "synthetic":
+        return list(SYNTHETIC_BAND_SETS[section["band_set"]])
+    if survey == "jades":
+        return [f.upper() for f in section["filters"]]
+    return list(section["bands"])
 
 
 def get_survey(name: str) -> ModuleType:

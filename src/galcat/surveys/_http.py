@@ -1,5 +1,5 @@
 """Shared plumbing of the archive clients: HTTP with retries and back-off, an
-on-disk request cache, response validation and shard assignment.
+on-disk request cache and response validation (shards: `galcat.sharding.assign_shards`).
 
 Every archive request of galcat goes through one :class:`ArchiveSession` (a
 :class:`requests.Session`). astroquery builds the requests (SkyServer SQL,
@@ -18,20 +18,12 @@ that one layer, the same for every survey, does:
   sees new objects while a rerun within the night reuses them;
 - **validation** before anything is cached: an HTML page where data was
   expected, a truncated or corrupt FITS file, an empty body or a JSON error is
-  an :class:`ArchiveError` that names the object (or query) and the URL.
-
-Shards for archive ids
-----------------------
-Archive ids (SDSS ``objID`` ~1.2e18, MaNGA plate-IFU codes, JADES ids) are not
-dense ``1..n``, so ``(object_id - 1) // size`` would scatter them over millions
-of empty shards. :func:`assign_shards` shards by the *row order of the
-ascending-sorted id* instead: shard ``k`` holds the ids of rank
-``k*size .. (k+1)*size - 1``. A nightly run whose new objects all have larger ids
-than the old ones (the common case when an archive grows by appending) only
-adds shards at the end and leaves finished shards untouched. When new ids fall
-*between* old ones, the ranks after them shift; pass the previous object table
-as ``previous`` to keep every known object in its old shard and put only the
-new ones into new shards at the end.
+  an :class:`ArchiveError` that names the object (or query) and the URL. An
+  HTML page is an :class:`HTMLPageError` carrying the page's own title and
+  message (an archive's error page says what went wrong; its boilerplate does not);
+- **bounded memory for large files**: :meth:`ArchiveSession.download` and
+  :class:`RemoteFITS` stream to disk in 1 MiB blocks, checking the announced size
+  against ``archive.max_download_mb`` before reading any of the body.
 """
 
 from __future__ import annotations
@@ -39,6 +31,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import html
 import io
 import json
 import logging
@@ -50,25 +43,28 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from galcat import __version__
-from galcat.sharding import shard_name
+from galcat.config import defaults, settings
 
 __all__ = [
     "ArchiveError",
     "ArchiveSession",
     "EmptyResultError",
+    "HTMLPageError",
     "HTTPSettings",
+    "HTTPStatusError",
+    "IncompleteBody",
     "RemoteFITS",
-    "assign_shards",
     "check_fits_bytes",
+    "html_page_text",
     "open_fits_bytes",
     "session_for",
 ]
@@ -88,26 +84,56 @@ class EmptyResultError(ArchiveError):
     """A query matched no object: never an empty shard."""
 
 
+class HTMLPageError(ArchiveError):
+    """An HTML page came back where data was expected (an archive's error page).
+
+    Attributes
+    ----------
+    title : str
+        The page's ``<title>``.
+    message : str
+        What the page says went wrong: the text of its last heading (where error
+        pages put the message), else its first 300 characters of text.
+    url : str
+    """
+
+    def __init__(self, text: str, *, title: str, message: str, url: str):
+        super().__init__(text)
+        self.title = title
+        self.message = message
+        self.url = url
+
+
+class HTTPStatusError(ArchiveError):
+    """An HTTP 4xx answer (not retried); ``status`` is its code."""
+
+    def __init__(self, text: str, *, status: int):
+        super().__init__(text)
+        self.status = status
+
+
 # --------------------------------------------------------------------------- settings
+
+
+_ARCHIVE = defaults("archive")
 
 
 @dataclass(frozen=True)
 class HTTPSettings:
-    """Transport settings, from the ``archive`` section of the config."""
+    """Transport settings, from the ``archive`` section of the config (defaults: its schema)."""
 
-    timeout_s: float = 60.0
-    retries: int = 4
-    backoff_s: float = 2.0
-    backoff_max_s: float = 60.0
-    cache_dir: str | None = "archive_cache"
-    query_cache_ttl_hours: float = 12.0
-    max_download_mb: float = 2048.0
+    timeout_s: float = _ARCHIVE["timeout_s"]
+    retries: int = _ARCHIVE["retries"]
+    backoff_s: float = _ARCHIVE["backoff_s"]
+    backoff_max_s: float = _ARCHIVE["backoff_max_s"]
+    cache_dir: str | None = _ARCHIVE["cache_dir"]
+    query_cache_ttl_hours: float = _ARCHIVE["query_cache_ttl_hours"]
+    max_download_mb: float = _ARCHIVE["max_download_mb"]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> HTTPSettings:
-        section = dict(config.get("archive") or {})
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in section.items() if k in known})
+        section = settings(config, "archive")
+        return cls(**{f: section[f] for f in cls.__dataclass_fields__ if f in section})
 
 
 def session_for(config: Mapping[str, Any], survey: str) -> ArchiveSession:
@@ -211,6 +237,61 @@ def looks_like_html(content: bytes, content_type: str | None = None) -> bool:
         return True
     head = content[:512].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
+
+
+class _PageText(HTMLParser):
+    """Title, headings and visible text of an HTML page."""
+
+    HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.title: list[str] = []
+        self.headings: list[list[str]] = []
+        self.text: list[str] = []
+        self._stack: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in {"br", "hr", "meta", "link", "img", "input"}:
+            return  # void elements
+        self._stack.append(tag)
+        if tag in self.HEADINGS:
+            self.headings.append([])
+
+    def handle_endtag(self, tag):
+        if tag in self._stack:
+            while self._stack and self._stack.pop() != tag:
+                pass
+
+    def handle_data(self, data):
+        if any(t in {"script", "style"} for t in self._stack):
+            return
+        if "title" in self._stack:
+            self.title.append(data)
+            return
+        self.text.append(data)
+        if self.headings and any(t in self.HEADINGS for t in self._stack):
+            self.headings[-1].append(data)
+
+
+def html_page_text(content: bytes) -> tuple[str, str]:
+    """(title, message) of an HTML page: its title, and the text of its last heading
+    (where error pages such as SkyServer's put the message), else its first 300
+    characters of text. Whitespace is collapsed and entities decoded."""
+    parser = _PageText()
+    try:
+        parser.feed(content[:200_000].decode("utf-8", "replace"))
+        parser.close()
+    except (AssertionError, ValueError):  # a page too broken to parse: show raw text
+        return "", _snippet(content, 300)
+
+    def clean(parts: list[str]) -> str:
+        return " ".join(html.unescape(" ".join(parts)).split())
+
+    title = clean(parser.title)
+    headings = [h for h in (clean(x) for x in parser.headings) if h]
+    message = headings[-1] if headings else clean(parser.text)[:300]
+    return title, message
 
 
 def decompress(content: bytes, *, what: str, url: str) -> bytes:
@@ -388,7 +469,10 @@ class ArchiveSession(requests.Session):
                 last = f"timed out after {s.timeout_s:g} s ({type(exc).__name__})"
                 self.history.append((method.upper(), url, "timeout"))
                 continue
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                # urllib3 2 reports a body cut short as a ChunkedEncodingError (a
+                # ProtocolError underneath), which is not a ConnectionError
                 last = f"connection failed ({exc.__class__.__name__}: {exc})"
                 self.history.append((method.upper(), url, "connection-error"))
                 continue
@@ -397,12 +481,10 @@ class ArchiveSession(requests.Session):
                 last = f"HTTP {response.status_code}"
                 ra = response.headers.get("Retry-After", "")
                 self._retry_after = float(ra) if ra.replace(".", "", 1).isdigit() else None
+                response.close()  # a streamed answer holds its connection until closed
                 continue
             if response.status_code >= 400:
-                raise ArchiveError(
-                    f"{what}: HTTP {response.status_code} from {response.url or url}: "
-                    f"{_snippet(response.content)!r}"
-                )
+                raise _status_error(response, what=what, url=url)
             return response
         raise _gave_up(what, attempts, last, url)
 
@@ -413,10 +495,10 @@ class ArchiveSession(requests.Session):
         if kind == "raw":
             return
         if kind != "html" and looks_like_html(content, content_type):
-            raise ArchiveError(
-                f"{what}: {url} returned an HTML page instead of {kind} data: "
-                f"{_snippet(content)!r}"
-            )
+            title, message = html_page_text(content)
+            raise HTMLPageError(
+                f"{what}: {url} returned an HTML page instead of {kind} data "
+                f"(title {title!r}): {message!r}", title=title, message=message, url=url)
         if kind in {"csv", "json", "fits"} and not content:
             raise ArchiveError(f"{what}: {url} returned an empty body")
         if kind == "json":
@@ -444,6 +526,16 @@ class ArchiveSession(requests.Session):
             finally:
                 self.cache = saved
 
+    def open_stream(self, url: str, *, what: str,
+                    headers: Mapping[str, str] | None = None) -> requests.Response:
+        """GET ``url`` as an open stream (the caller closes it), with retries.
+
+        Time-outs, dropped connections, HTTP 5xx and 429 are retried with back-off; a
+        4xx is an :class:`HTTPStatusError`. Redirects are followed (``response.history``
+        says whether there was one). Nothing is cached and no body is read.
+        """
+        return self._send("GET", url, what=what, headers=dict(headers or {}), stream=True)
+
     def download(self, url: str, *, what: str, kind: str = "fits") -> Path:
         """Stream a (large) file into the cache and return its path.
 
@@ -457,6 +549,39 @@ class ArchiveSession(requests.Session):
             if hit is not None:
                 self.history.append(("GET", url, "cache"))
                 return hit
+        attempts = int(self.settings.retries) + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                self._wait_to_retry(attempt, attempts, what=what, last=last, url=url)
+            try:
+                with self.open_stream(url, what=what) as response:
+                    return self.save_stream(response, url=url, what=what, kind=kind)
+            except IncompleteBody as exc:
+                last = str(exc)
+        raise _gave_up(what, attempts, last, url)
+
+    def save_stream(self, response: requests.Response, *, url: str, what: str,
+                    kind: str = "fits") -> Path:
+        """Write an open 200 answer to disk in 1 MiB blocks; its path (in the cache).
+
+        The announced size (``Content-Length``) is checked against
+        ``archive.max_download_mb`` before any of the body is read, and the bytes
+        received are counted against it too. The file is validated before it is
+        moved into the cache under the key of a plain GET of ``url`` (where
+        :meth:`download` finds it). A connection that breaks or closes early is an
+        :class:`IncompleteBody` (the caller may try again); the partial file is removed.
+        """
+        s = self.settings
+        limit = s.max_download_mb * 1024 * 1024
+        size = int(response.headers.get("Content-Length") or 0)
+        if size > limit:
+            raise ArchiveError(
+                f"{what}: {url} is {size / 2**20:.0f} MiB, over archive.max_download_mb = "
+                f"{s.max_download_mb:g}; raise it, or use a server that answers HTTP Range"
+            )
+        key = request_key("GET", url)
+        if self.cache is not None:
             tmp_dir = self.cache.root / "partial"
         else:
             import tempfile
@@ -464,67 +589,77 @@ class ArchiveSession(requests.Session):
             tmp_dir = Path(tempfile.mkdtemp(prefix="galcat-dl-"))
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{key}.{uuid.uuid4().hex[:8]}"
-        limit = self.settings.max_download_mb * 1024 * 1024
-        s = self.settings
-        attempts = int(s.retries) + 1
-        last = ""
-        for attempt in range(attempts):
-            if attempt:
-                self._wait_to_retry(attempt, attempts, what=what, last=last, url=url)
+        try:
+            head = b""
+            n = 0
             try:
-                with requests.Session.request(self, "GET", url, stream=True,
-                                              timeout=s.timeout_s) as r:
-                    self.history.append(("GET", url, str(r.status_code)))
-                    if r.status_code in RETRY_STATUSES or r.status_code >= 500:
-                        last = f"HTTP {r.status_code}"
-                        continue
-                    if r.status_code >= 400:
-                        raise ArchiveError(f"{what}: HTTP {r.status_code} from {url}")
-                    size = int(r.headers.get("Content-Length") or 0)
-                    if size > limit:
-                        raise ArchiveError(
-                            f"{what}: {url} is {size / 2**20:.0f} MiB, over "
-                            f"archive.max_download_mb = {s.max_download_mb:g}"
-                        )
-                    head = b""
-                    n = 0
-                    with open(tmp, "wb") as fh:
-                        for chunk in r.iter_content(chunk_size=1 << 20):
-                            if len(head) < 512:
-                                head += chunk[:512]
-                            n += len(chunk)
-                            if n > limit:
-                                raise ArchiveError(
-                                    f"{what}: {url} exceeds archive.max_download_mb = "
-                                    f"{s.max_download_mb:g}"
-                                )
-                            fh.write(chunk)
-                    if looks_like_html(head, r.headers.get("Content-Type")):
-                        raise ArchiveError(
-                            f"{what}: {url} returned an HTML page instead of {kind} data: "
-                            f"{_snippet(head)!r}"
-                        )
-                    if size and n != size:
-                        last = f"connection closed after {n} of {size} bytes"
-                        continue
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                self.history.append(("GET", url, "timeout"))
-                continue
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            try:
-                if kind == "fits":
-                    _check_fits_file(tmp, what=what, url=url)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            if self.cache is not None:
-                return self.cache.put(key, tmp, {"url": url, "status": 200, "headers": {}})
-            return tmp
-        tmp.unlink(missing_ok=True)
-        raise _gave_up(what, attempts, last, url)
+                with open(tmp, "wb") as fh:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        if len(head) < 65536:  # enough of an error page to quote it
+                            head += chunk[: 65536 - len(head)]
+                        n += len(chunk)
+                        if n > limit:
+                            raise ArchiveError(f"{what}: {url} exceeds archive.max_download_mb "
+                                               f"= {s.max_download_mb:g}")
+                        fh.write(chunk)
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                self.history.append(("GET", url, "broken"))
+                raise IncompleteBody(f"connection broke after {n} bytes ({exc})") from exc
+            if looks_like_html(head, response.headers.get("Content-Type")):
+                title, message = html_page_text(head)
+                raise HTMLPageError(f"{what}: {url} returned an HTML page instead of {kind} "
+                                    f"data (title {title!r}): {message!r}",
+                                    title=title, message=message, url=url)
+            if size and n != size:
+                raise IncompleteBody(f"connection closed after {n} of {size} bytes")
+            if kind == "fits":
+                _check_fits_file(tmp, what=what, url=url)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.cache is not None:
+            return self.cache.put(key, tmp, {"url": url, "status": 200, "headers": {}})
+        return tmp
+
+
+class IncompleteBody(ArchiveError):
+    """A streamed body ended early or its connection broke (worth another try)."""
+
+
+def _status_error(response: requests.Response, *, what: str, url: str) -> HTTPStatusError:
+    """A 4xx answer as an error quoting the server's own message."""
+    content = response.content[:200_000]
+    if looks_like_html(content, response.headers.get("Content-Type")):
+        title, message = html_page_text(content)
+        said = message or title
+    else:
+        said = _snippet(content)
+    where = response.url or url
+    if len(where) > 200:  # a long GET query string would drown the message
+        where = where[:200] + f"... ({len(where)} characters)"
+    return HTTPStatusError(f"{what}: HTTP {response.status_code} from {where}: {said!r}",
+                           status=response.status_code)
+
+
+def _read_body(response: requests.Response, n: int, *, what: str, url: str) -> bytes:
+    """Exactly ``n`` bytes of a 206 body, never more held in memory than asked for."""
+    out = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            out += chunk
+            if len(out) > n:
+                raise ArchiveError(f"{what}: {url} sent more bytes than the {n} asked for "
+                                   "(Range not honoured as announced)")
+    except (requests.ConnectionError, requests.Timeout,
+            requests.exceptions.ChunkedEncodingError) as exc:
+        raise IncompleteBody(f"connection broke after {len(out)} of {n} bytes ({exc})") from exc
+    if len(out) < n and looks_like_html(bytes(out[:512]), response.headers.get("Content-Type")):
+        title, message = html_page_text(bytes(out))
+        raise HTMLPageError(f"{what}: {url} returned an HTML page, not FITS bytes "
+                            f"(title {title!r}): {message!r}", title=title, message=message,
+                            url=url)
+    return bytes(out)
 
 
 def _gave_up(what: str, attempts: int, last: str, url: str) -> ArchiveError:
@@ -627,9 +762,21 @@ class RemoteFITS:
     """Read headers, whole HDUs or pixel sections of a remote, uncompressed FITS file
     with HTTP ``Range`` requests, without downloading the whole file.
 
-    Used for JADES mosaics (GB-sized) and catalogues. If the server ignores
-    ``Range`` (answers 200 with the whole body), the file is downloaded once into
-    the cache instead (up to ``archive.max_download_mb``) and read locally.
+    Used for JADES mosaics (GB-sized) and catalogues. The first read is a probe that
+    finds out how the server answers a ``Range`` request:
+
+    - **206** (Partial Content): every later read is a ``Range`` request;
+    - **a redirect** (e.g. to a cloud copy) followed by 206: later reads go straight to
+      the redirect target; if the target later refuses (an expired signed link, any
+      4xx), the original URL is probed again, once;
+    - **200** (the server ignores ``Range``, directly or after a redirect): the body of
+      that same answer is streamed to disk once, in 1 MiB blocks, after its announced
+      size has been checked against ``archive.max_download_mb``; it lands in the
+      request cache, and every read is then local. Nothing is read into memory whole
+      and the file is never downloaded twice.
+
+    Attributes ``range_supported`` (None until probed) and ``redirected_to`` say what
+    the probe found. Header reads are cached per byte range; pixel rows are not.
     """
 
     CHUNK = FITS_BLOCK * 16
@@ -642,44 +789,106 @@ class RemoteFITS:
         self.use_range = use_range
         self._local: Path | None = None
         self._hdus: list[HDUInfo] | None = None
+        self._target = url
         #: Size of the remote file in bytes, from ``Content-Range`` (None: unknown).
         self.size: int | None = None
+        #: True (206), False (200: streamed to disk) or None (not probed yet).
+        self.range_supported: bool | None = None
+        #: Final URL of a redirect on the probe, where later reads go.
+        self.redirected_to: str | None = None
 
     # -- low level ------------------------------------------------------------------
     def _range(self, start: int, stop: int, *, cache: bool = True) -> bytes:
         """Bytes ``[start, stop)`` of the file."""
+        if self._local is None and self.range_supported is None and self.session.cache:
+            self._local = self.session.cache.path(request_key("GET", self.url))  # a past 200
         if self._local is not None:
-            self.size = self._local.stat().st_size
-            with open(self._local, "rb") as fh:
-                fh.seek(start)
-                return fh.read(stop - start)
+            return self._read_local(start, stop)
         if not self.use_range:
-            self._go_local()
-            return self._range(start, stop)
+            self._local = self.session.download(self.url, what=self.what, kind="fits")
+            return self._read_local(start, stop)
         if self.size is not None:
             stop = min(stop, self.size)
             if start >= stop:
                 return b""
-        response = self.session.fetch(
-            self.url, what=self.what, kind="raw", cache=cache,
-            headers={"Range": f"bytes={start}-{stop - 1}"},
-        )
-        total = (response.headers.get("Content-Range") or "").rpartition("/")[2]
+        rng = f"bytes={start}-{stop - 1}"
+        key = request_key("GET", self.url, headers={"Range": rng})
+        store = self.session.cache if cache else None
+        hit = store.get(key) if store is not None else None
+        if hit is not None:
+            self.session.history.append(("GET", self.url, "cache"))
+            self._note_size(hit[1].get("headers", {}).get("Content-Range", ""))
+            return hit[0]
+        data = self._fetch(start, stop, rng)
+        if data is None:  # the server ignored Range: the file is local now
+            return self._read_local(start, stop)
+        if store is not None:
+            store.put(key, data, {"url": self.url, "status": 206,
+                                  "headers": {"Content-Range": f"bytes {start}-{stop - 1}/"
+                                                              f"{self.size or '*'}"}})
+        return data
+
+    def _read_local(self, start: int, stop: int) -> bytes:
+        self.size = self._local.stat().st_size
+        with open(self._local, "rb") as fh:
+            fh.seek(start)
+            return fh.read(max(0, stop - start))
+
+    def _note_size(self, content_range: str) -> None:
+        total = content_range.rpartition("/")[2]
         if total.isdigit():
             self.size = int(total)
-        if response.status_code == 200:
-            log.warning("%s: %s ignores HTTP Range; downloading the whole file once",
-                        self.what, self.url)
-            self._go_local()
-            return self._range(start, stop)
-        content = response.content
-        if looks_like_html(content, response.headers.get("Content-Type")):
-            raise ArchiveError(f"{self.what}: {self.url} returned an HTML page, not FITS bytes")
-        return content
 
-    def _go_local(self) -> None:
-        if self._local is None:
+    def _fetch(self, start: int, stop: int, rng: str) -> bytes | None:
+        """One ``Range`` request (with retries); None when the file went to disk instead."""
+        s = self.session.settings
+        attempts = int(s.retries) + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                self.session._wait_to_retry(attempt, attempts, what=self.what, last=last,
+                                            url=self._target)
+            try:
+                response = self.session.open_stream(self._target, what=self.what,
+                                                    headers={"Range": rng})
+            except HTTPStatusError:
+                if self._target == self.url:
+                    raise
+                log.info("%s: the redirect target refused; probing %s again", self.what,
+                         self.url)
+                self._target = self.url  # e.g. an expired signed link: ask the archive again
+                response = self.session.open_stream(self._target, what=self.what,
+                                                    headers={"Range": rng})
+            with response:
+                if response.history and self._target == self.url:
+                    self.redirected_to = response.url
+                    self._target = response.url
+                    log.info("%s: %s redirects to %s", self.what, self.url, response.url)
+                if response.status_code == 200:
+                    return self._stream_whole(response)
+                if response.status_code != 206:
+                    raise ArchiveError(f"{self.what}: HTTP {response.status_code} from "
+                                       f"{response.url} to a Range request")
+                self.range_supported = True
+                self._note_size(response.headers.get("Content-Range", ""))
+                try:
+                    return _read_body(response, stop - start, what=self.what, url=self.url)
+                except IncompleteBody as exc:
+                    last = str(exc)
+        raise _gave_up(self.what, attempts, last, self._target)
+
+    def _stream_whole(self, response: requests.Response) -> None:
+        """The server ignored Range: save this very answer (streamed) as the local copy."""
+        self.range_supported = False
+        log.warning("%s: %s ignores HTTP Range; streaming the whole file to disk once",
+                    self.what, response.url)
+        try:
+            self._local = self.session.save_stream(response, url=self.url, what=self.what,
+                                                   kind="fits")
+        except IncompleteBody as exc:
+            log.warning("%s: %s; downloading it again", self.what, exc)
             self._local = self.session.download(self.url, what=self.what, kind="fits")
+        return None
 
     # -- structure ------------------------------------------------------------------
     def hdus(self) -> list[HDUInfo]:
@@ -765,48 +974,6 @@ class RemoteFITS:
         if scale != 1.0 or zero != 0.0:
             out = out * scale + zero
         return out
-
-
-# --------------------------------------------------------------------------- shards
-
-
-def assign_shards(df: pd.DataFrame, objects_per_shard: int, *,
-                  previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Sort by ``object_id`` and add ``shard`` by rank (see the module docstring).
-
-    Parameters
-    ----------
-    df : DataFrame with a unique int64 ``object_id`` (>= 1).
-    objects_per_shard : int
-    previous : DataFrame with ``object_id`` and ``shard``, optional
-        An earlier object table: its objects keep their shard, new objects fill
-        new shards after the last old one, ascending by id.
-    """
-    if "object_id" not in df:
-        raise ValueError("assign_shards needs an object_id column")
-    ids = df["object_id"].to_numpy()
-    if np.any(ids < 1):
-        raise ValueError("object ids must be >= 1")
-    if len(np.unique(ids)) != len(ids):
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()[:5]
-        raise ValueError(f"object ids must be unique; duplicated: {list(dup)}")
-    size = int(objects_per_shard)
-    if size < 1:
-        raise ValueError("objects_per_shard must be >= 1")
-    out = df.sort_values("object_id", kind="stable").reset_index(drop=True)
-    out["object_id"] = out["object_id"].astype(np.int64)
-    if previous is None or len(previous) == 0:
-        rank = np.arange(len(out))
-        out["shard"] = [shard_name(int(k)) for k in rank // size]
-        return out
-    old = dict(zip(previous["object_id"].astype(np.int64), previous["shard"].astype(str),
-                   strict=True))
-    known = out["object_id"].map(old)
-    first_new = 1 + max(int(s.lstrip("s")) for s in old.values())
-    new_rank = np.cumsum(known.isna().to_numpy()) - 1
-    new_shards = [shard_name(first_new + int(r) // size) for r in new_rank]
-    out["shard"] = np.where(known.isna(), new_shards, known.fillna(""))
-    return out
 
 
 def warn_partial(survey: str, names: list[str]) -> None:

@@ -20,11 +20,15 @@ server that ignores ``Range`` gets a single full download into the cache
 (bounded by ``archive.max_download_mb``).
 
 ``query(config)``
-    Catalogue extensions (JADES DR2/DR3 layout): ``FLAG`` for ``ID``, ``RA``,
-    ``DEC``; ``KRON`` for ``{FILTER}_KRON`` and ``{FILTER}_KRON_e`` (nJy);
-    ``PHOTOZ`` for ``EAZY_z_a`` (and its 68% interval); ``SIZE`` for the Kron
-    radius and half-light radius where present. ``object_id`` is the JADES
-    ``ID`` (kept as the string ``jades_id`` too); ``z`` is the EAZY photometric
+    The catalogue's layout depends on the release (``jades.release``), described by
+    :data:`RELEASES`: ``FLAG`` for ``ID``, ``RA``, ``DEC``; ``KRON`` for
+    ``{FILTER}_KRON`` and ``{FILTER}_KRON_e`` (nJy); ``PHOTOZ`` for the photometric
+    redshift (DR2 ``EAZY_z_a`` with its 68% interval ``EAZY_l68``/``EAZY_u68``; DR5
+    ``z_a``); ``SIZE`` for each filter's half-light radius ``{FILTER}_RHALF``
+    (arcsec). On first read the catalogue's headers (fetched by ``Range``) are checked
+    against that layout for every column the config needs, and a mismatch fails
+    naming the missing columns before any table is downloaded. ``object_id`` is the
+    JADES ``ID`` (kept as the string ``jades_id`` too); ``z`` is the photometric
     redshift.
 
 ``cutouts(rows, config)``
@@ -40,12 +44,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 from astropy.wcs import WCS
 
+from galcat.config import settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
@@ -53,13 +60,13 @@ from galcat.surveys._http import (
     ArchiveSession,
     EmptyResultError,
     RemoteFITS,
-    assign_shards,
     request_key,
     session_for,
     warn_partial,
 )
 
-__all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "NIRCAM_FWHM", "cutouts", "query"]
+__all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "NIRCAM_FWHM", "RELEASES", "JadesRelease",
+           "cutouts", "query"]
 
 log = logging.getLogger("galcat.surveys.jades")
 
@@ -72,30 +79,65 @@ NIRCAM_FWHM = {
 }
 NJY_PER_NANOMAGGY = 3631.0
 
+
+@dataclass(frozen=True)
+class JadesRelease:
+    """Where one JADES photometry release keeps what galcat reads.
+
+    Column names may hold ``{F}`` for the upper-case filter (``F200W``). Every column
+    named here is required: :func:`check_layout` names the ones a file lacks.
+    """
+
+    name: str
+    redshifts: tuple[str, ...]  # PHOTOZ columns a config may choose; the first is the default
+    z_l68: str | None = None  # lower / upper bound of the 68% interval, if the release has one
+    z_u68: str | None = None
+    position_columns: tuple[str, ...] = ("ID", "RA", "DEC")
+    flux_hdu: str = "KRON"
+    flux: str = "{F}_KRON"
+    flux_err: str = "{F}_KRON_e"
+    photoz_hdu: str = "PHOTOZ"
+    size_hdu: str = "SIZE"
+    rhalf: str = "{F}_RHALF"
+
+
+#: The catalogue layouts, by ``jades.release`` (the MAST directory). DR2: the v2.0
+#: GOODS-S deep catalogue (``..._goods-s-deep_photometry_v2.0_catalog.fits``); DR5: the
+#: v5.0 catalogues (``..._goods-s_photometry_v5.0_catalog.fits``), which supersede it.
+#: Both as third-party readers of the real files use them (docs/archives.md); the DR5
+#: 68% interval columns are not known here, so DR5's ``z_l68``/``z_u68`` are NaN.
+RELEASES: dict[str, JadesRelease] = {
+    "dr2": JadesRelease("DR2 (v2.0)", redshifts=("EAZY_z_a", "EAZY_z_ml", "EAZY_z_peak"),
+                        z_l68="EAZY_l68", z_u68="EAZY_u68"),
+    "dr5": JadesRelease("DR5 (v5.0)", redshifts=("z_a", "z_ml")),
+}
+
 COLUMN_UNITS = {"object_id": "", "shard": "", "ra": "deg", "dec": "deg", "z": "",
-                "jades_id": "", "jades_field": "", "z_l68": "", "z_u68": "",
-                "r_kron": "arcsec", "r50": "arcsec"}
+                "jades_id": "", "jades_field": "", "z_l68": "", "z_u68": ""}
 COLUMN_DESCRIPTIONS = {
     "object_id": "galcat object id: the JADES catalogue ID",
     "shard": "shard holding the object (rank of its id in ascending order)",
     "ra": "right ascension (catalogue RA)",
     "dec": "declination (catalogue DEC)",
-    "z": "EAZY photometric redshift (EAZY_z_a)",
+    "z": "photometric redshift (PHOTOZ column jades.redshift_column, or the release's "
+         "default: EAZY_z_a in DR2, z_a in DR5)",
     "jades_id": "JADES catalogue ID, as a string",
     "jades_field": "JADES field of the catalogue (e.g. goods-s-deep)",
-    "z_l68": "lower bound of the 68% photometric-redshift interval",
-    "z_u68": "upper bound of the 68% photometric-redshift interval",
-    "r_kron": "Kron radius (SIZE.R_KRON) where the catalogue has it",
-    "r50": "half-light radius (SIZE.R50) where the catalogue has it",
+    "z_l68": "lower bound of the 68% photometric-redshift interval (NaN where the release "
+             "has none)",
+    "z_u68": "upper bound of the 68% photometric-redshift interval (NaN where the release "
+             "has none)",
 }
 for _f in NIRCAM_FWHM:
     _l = _f.lower()
     COLUMN_UNITS[f"flux_{_l}"] = "nJy"
     COLUMN_UNITS[f"flux_err_{_l}"] = "nJy"
     COLUMN_UNITS[f"mag_{_l}"] = "mag"
+    COLUMN_UNITS[f"r50_{_l}"] = "arcsec"
     COLUMN_DESCRIPTIONS[f"flux_{_l}"] = f"Kron flux in {_f} ({_f}_KRON)"
     COLUMN_DESCRIPTIONS[f"flux_err_{_l}"] = f"Kron flux error in {_f} ({_f}_KRON_e)"
     COLUMN_DESCRIPTIONS[f"mag_{_l}"] = f"AB magnitude of the Kron flux in {_f}"
+    COLUMN_DESCRIPTIONS[f"r50_{_l}"] = f"half-light radius in {_f} (SIZE.{_f}_RHALF)"
 
 
 def mast_download_url(section: Mapping, uri: str) -> str:
@@ -123,52 +165,107 @@ def _col(hdu, name: str) -> np.ndarray | None:
     return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
+def release_of(section: Mapping) -> JadesRelease:
+    """The layout of ``jades.release``; a clear error for a release galcat cannot read."""
+    name = str(section["release"])
+    if name not in RELEASES:
+        raise ValueError(f"jades.release {name!r}: galcat reads the catalogue layouts of "
+                         f"{sorted(RELEASES)}")
+    return RELEASES[name]
+
+
+def redshift_column(section: Mapping, release: JadesRelease) -> str:
+    """The PHOTOZ column used as ``z``: ``jades.redshift_column`` or the release's default."""
+    col = section.get("redshift_column") or release.redshifts[0]
+    if col not in release.redshifts:
+        raise ValueError(f"jades.redshift_column {col!r} is not a {release.name} PHOTOZ column; "
+                         f"choose one of {list(release.redshifts)}")
+    return col
+
+
+def needed_columns(section: Mapping, release: JadesRelease) -> dict[str, list[str]]:
+    """HDU -> the columns the config reads from it (for the first-read check)."""
+    filters = [f.upper() for f in section["filters"]]
+    photoz = [redshift_column(section, release)] + [c for c in (release.z_l68, release.z_u68)
+                                                     if c]
+    need: dict[str, list[str]] = {}
+    for hdu, columns in (
+        (section["position_hdu"], list(release.position_columns)),
+        (release.flux_hdu, [t.format(F=f) for f in filters
+                            for t in (release.flux, release.flux_err)]),
+        (release.photoz_hdu, photoz),
+        (release.size_hdu, [release.rhalf.format(F=f) for f in filters]),
+    ):
+        need.setdefault(hdu, []).extend(c for c in columns if c not in need.get(hdu, []))
+    return need
+
+
+def check_layout(cat: RemoteFITS, section: Mapping, release: JadesRelease, what: str) -> None:
+    """Raise, naming every missing HDU and column, unless the catalogue has the layout.
+
+    Reads only the headers (a few kB by ``Range``), before any table data.
+    """
+    hdus = {h.name: h for h in cat.hdus()}
+    missing: list[str] = []
+    have: dict[str, list[str]] = {}
+    for hdu, columns in needed_columns(section, release).items():
+        if hdu not in hdus:
+            missing.append(f"HDU {hdu}")
+            continue
+        header = hdus[hdu].header
+        names = [str(header.get(f"TTYPE{i}", "")) for i in range(1, int(header.get("TFIELDS",
+                                                                                    0)) + 1)]
+        upper = {n.upper() for n in names}
+        lacking = [c for c in columns if c.upper() not in upper]
+        missing += [f"{hdu}.{c}" for c in lacking]
+        if lacking:
+            have[hdu] = names
+    if missing:
+        found = [f"{h} has {n[:12]}{' ...' if len(n) > 12 else ''}" for h, n in have.items()]
+        if any(m.startswith("HDU ") for m in missing):
+            found.append(f"its HDUs are {sorted(hdus)}")
+        raise ArchiveError(
+            f"{what} does not have the {release.name} layout of jades.release = "
+            f"{section['release']!r}: missing {', '.join(missing)} "
+            f"({'; '.join(found)})"
+        )
+
+
 def query(config: Mapping) -> pd.DataFrame:
     """The JADES object table (see the module docstring)."""
-    section = config["jades"]
+    section = settings(config, "jades")
+    release = release_of(section)
     session = session_for(config, "jades")
     uri = catalog_uri(section)
     url = mast_download_url(section, uri)
     what = f"JADES catalogue {uri}"
-    cat = RemoteFITS(session, url, what=what, use_range=section.get("range_requests", True))
+    cat = RemoteFITS(session, url, what=what, use_range=section["range_requests"])
+    check_layout(cat, section, release, what)
     filters = [f.upper() for f in section["filters"]]
-    pos = cat.read_hdu(section.get("position_hdu", "FLAG"))
+    pos = cat.read_hdu(section["position_hdu"])
     ids = _col(pos, "ID")
-    if ids is None or _col(pos, "RA") is None or _col(pos, "DEC") is None:
-        raise ArchiveError(f"{what}: HDU {pos.name} lacks ID/RA/DEC")
     df = pd.DataFrame({"object_id": ids.astype(np.int64), "ra": _col(pos, "RA").astype(float),
                        "dec": _col(pos, "DEC").astype(float)})
-    kron = cat.read_hdu("KRON")
+    kron = cat.read_hdu(release.flux_hdu)
     _check_ids(kron, ids, what)
     for f in filters:
-        flux, err = _col(kron, f"{f}_KRON"), _col(kron, f"{f}_KRON_e")
-        if flux is None:
-            raise ArchiveError(f"{what}: KRON has no {f}_KRON column (filters: "
-                               f"{sorted(c[:-5] for c in kron.columns.names if c.endswith('_KRON'))})")
-        df[f"flux_{f.lower()}"] = flux.astype(float)
-        df[f"flux_err_{f.lower()}"] = err.astype(float) if err is not None else np.nan
+        flux = _col(kron, release.flux.format(F=f)).astype(float)
+        df[f"flux_{f.lower()}"] = flux
+        df[f"flux_err_{f.lower()}"] = _col(kron, release.flux_err.format(F=f)).astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             df[f"mag_{f.lower()}"] = np.where(flux > 0, -2.5 * np.log10(flux) + 31.4, np.nan)
-    photoz = cat.read_hdu("PHOTOZ")
+    photoz = cat.read_hdu(release.photoz_hdu)
     _check_ids(photoz, ids, what)
-    zcol = section.get("redshift_column", "EAZY_z_a")
-    z = _col(photoz, zcol)
-    if z is None:
-        raise ArchiveError(f"{what}: PHOTOZ has no {zcol} column")
-    df["z"] = z.astype(float)
-    for name, col in (("z_l68", "EAZY_l68"), ("z_u68", "EAZY_u68")):
-        v = _col(photoz, col)
-        df[name] = v.astype(float) if v is not None else np.nan
-    if any(h.name == "SIZE" for h in cat.hdus()):
-        size_hdu = cat.read_hdu("SIZE")
-        _check_ids(size_hdu, ids, what)
-        for name, col in (("r_kron", "R_KRON"), ("r50", "R50")):
-            v = _col(size_hdu, col)
-            if v is not None:
-                df[name] = v.astype(float)
+    df["z"] = _col(photoz, redshift_column(section, release)).astype(float)
+    for name, col in (("z_l68", release.z_l68), ("z_u68", release.z_u68)):
+        df[name] = _col(photoz, col).astype(float) if col else np.nan
+    size_hdu = cat.read_hdu(release.size_hdu)
+    _check_ids(size_hdu, ids, what)
+    for f in filters:
+        df[f"r50_{f.lower()}"] = _col(size_hdu, release.rhalf.format(F=f)).astype(float)
     n_all = len(df)
     keep = np.isfinite(df["ra"]) & np.isfinite(df["dec"]) & (df["object_id"] >= 1)
-    sel = section.get("selection", {}) or {}
+    sel = section["selection"]
     for key in ("z", "ra", "dec"):
         rng = sel.get(key) or {}
         if rng.get("min") is not None:
@@ -176,7 +273,7 @@ def query(config: Mapping) -> pd.DataFrame:
         if rng.get("max") is not None:
             keep &= df[key] <= float(rng["max"])
     if sel.get("mag_max") is not None:
-        band = sel.get("mag_band", filters[0]).lower()
+        band = (sel.get("mag_band") or filters[0]).lower()  # default: the first filter
         if f"mag_{band}" not in df:
             raise ValueError(f"jades.selection.mag_band {band!r} is not one of jades.filters")
         keep &= df[f"mag_{band}"] <= float(sel["mag_max"])
@@ -188,7 +285,7 @@ def query(config: Mapping) -> pd.DataFrame:
                                f"{dict(sel)}; widen it")
     df["jades_id"] = df["object_id"].astype(str)
     df["jades_field"] = section["field"]
-    out = assign_shards(df, config["sharding"]["objects_per_shard"])
+    out = assign_shards(df, settings(config, "sharding")["objects_per_shard"])
     cols = ["object_id", "ra", "dec", "z", "shard"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
@@ -205,7 +302,7 @@ def _check_ids(hdu, ids: np.ndarray, what: str) -> None:
 def _lookup_mosaics(session: ArchiveSession, section: Mapping, filters) -> dict[str, str]:
     """Data URIs of the mosaics, checked against MAST with astroquery.mast."""
     wanted = {f: mosaic_uri(section, f) for f in filters}
-    if section.get("product_lookup", "mast_query") != "mast_query":
+    if section["product_lookup"] != "mast_query":
         return wanted
     from astroquery.mast import ObservationsClass
 
@@ -249,11 +346,11 @@ def _lookup_mosaics(session: ArchiveSession, section: Mapping, filters) -> dict[
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``jades.filters`` filter (see the module docstring)."""
-    section = config["jades"]
+    section = settings(config, "jades")
     filters = [f.upper() for f in section["filters"]]
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    off_image = config.get("archive", {}).get("off_image", "error")
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    off_image = settings(config, "archive")["off_image"]
     rows = rows.sort_values("object_id").reset_index(drop=True)
     if rows.empty:
         raise EmptyResultError("JADES cutouts: no rows given")
@@ -266,11 +363,11 @@ def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     partial: list[str] = []
     scales: list[float] = []
     psf_fwhm = {**NIRCAM_FWHM, **{k.upper(): float(v) for k, v in
-                                  (section.get("psf_fwhm_arcsec") or {}).items()}}
+                                  section["psf_fwhm_arcsec"].items()}}
     for j, f in enumerate(filters):
         url = mast_download_url(section, uris[f])
         mosaic = RemoteFITS(session, url, what=f"JADES {f} mosaic",
-                            use_range=section.get("range_requests", True))
+                            use_range=section["range_requests"])
         sci = mosaic.hdu_info("SCI")
         names = {h.name for h in mosaic.hdus()}
         noise_hdu = "ERR" if "ERR" in names else "WHT" if "WHT" in names else None

@@ -40,12 +40,13 @@ import pandas as pd
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from galcat.config import settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
     ArchiveError,
     EmptyResultError,
-    assign_shards,
     request_key,
     session_for,
     warn_partial,
@@ -125,7 +126,7 @@ def _str(col) -> np.ndarray:
 
 def query(config: Mapping) -> pd.DataFrame:
     """The MaNGA object table (see the module docstring)."""
-    section = config["manga"]
+    section = settings(config, "manga")
     session = session_for(config, "manga")
     url = drpall_url(section)
     path = session.download(url, what="MaNGA DRPall summary table", kind="fits")
@@ -161,13 +162,13 @@ def query(config: Mapping) -> pd.DataFrame:
     n_all = len(df)
     df["z"] = np.where(df["z"] > 0, df["z"], df["nsa_z"])
     keep = np.ones(len(df), dtype=bool)
-    samples = section.get("samples", ["primary", "secondary", "color_enhanced"])
+    samples = section["samples"]
     if samples:
         bits = sum(1 << SAMPLE_BITS[s] for s in samples)
         keep &= (df["mngtarg1"].to_numpy() & bits) != 0
-    if section.get("exclude_critical", True):
+    if section["exclude_critical"]:
         keep &= (df["drp3qual"].to_numpy() & DRP3QUAL_CRITICAL) == 0
-    sel = section.get("selection", {}) or {}
+    sel = section["selection"]
     for key, col in (("z", "z"), ("ra", "ra"), ("dec", "dec")):
         rng = sel.get(key) or {}
         if rng.get("min") is not None:
@@ -178,10 +179,10 @@ def query(config: Mapping) -> pd.DataFrame:
     df = df[keep]
     df = df.assign(object_id=(df["plate"] * 100000 + df["ifudesign"]).astype(np.int64))
     df = df.sort_values("object_id")
-    if section.get("unique_galaxies", True):
+    if section["unique_galaxies"]:
         df = df.drop_duplicates("mangaid", keep="first")
     df = df.drop_duplicates("object_id", keep="first")
-    max_objects = section.get("max_objects")
+    max_objects = section["max_objects"]
     if max_objects:
         df = df.iloc[: int(max_objects)]
     if df.empty:
@@ -192,7 +193,7 @@ def query(config: Mapping) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         df["log_mass_nsa"] = np.where(df["nsa_elpetro_mass"] > 0,
                                       np.log10(df["nsa_elpetro_mass"]) - 2 * np.log10(H), np.nan)
-    out = assign_shards(df, config["sharding"]["objects_per_shard"])
+    out = assign_shards(df, settings(config, "sharding")["objects_per_shard"])
     cols = ["object_id", "ra", "dec", "z", "shard"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
@@ -254,7 +255,7 @@ def _cube_images(session, section: Mapping, row: pd.Series, bands) -> dict[str, 
         tmp = npz.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **images)
         tmp.replace(npz)
-        if not section.get("keep_cubes", False):
+        if not section["keep_cubes"]:
             path.unlink(missing_ok=True)
             path.with_suffix(".json").unlink(missing_ok=True)
     return images
@@ -262,11 +263,11 @@ def _cube_images(session, section: Mapping, row: pd.Series, bands) -> dict[str, 
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``manga.bands`` band (see the module docstring)."""
-    section = config["manga"]
-    bands = list(section.get("bands", BANDS))
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    off_image = config.get("archive", {}).get("off_image", "error")
+    section = settings(config, "manga")
+    bands = list(section["bands"])
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    off_image = settings(config, "archive")["off_image"]
     rows = rows.sort_values("object_id").reset_index(drop=True)
     if rows.empty:
         raise EmptyResultError("MaNGA cutouts: no rows given")

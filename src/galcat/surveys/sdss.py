@@ -2,16 +2,23 @@
 
 ``query(config)``
     One SQL query (split into keyset-paginated batches of ``sdss.batch_size``
-    rows, ordered by ``objID``) through astroquery's :class:`~astroquery.sdss.SDSSClass`
-    (``query_sql``; the SkyServer base URL is ``sdss.skyserver_url``). It joins
-    ``PhotoObj`` (photometry, the run/camcol/field of the frame), ``SpecObj``
-    (spectroscopic redshift, science-primary spectra of galaxies), ``Field``
-    (PSF width, gain and dark variance of the field), the MPA-JHU ``galSpecExtra``
-    table (stellar mass, 12 + log O/H, SFR, sSFR) and Galaxy Zoo 2
-    ``zoo2MainSpecz`` (vote fractions). The vote fractions are turned into the
-    Kaggle ``Class1.1 .. Class11.6`` convention (``gz2_class{q}_{a}``): each
-    question's conditional fractions times the fraction of volunteers who
-    reached the question (Willett et al. 2013), as in ``data/gz2_decision_tree.json``.
+    rows, ordered by ``objID``) built and parsed by astroquery's
+    :class:`~astroquery.sdss.SDSSClass` (``query_sql``'s payload, URL and CSV
+    parser; the SkyServer base URL is ``sdss.skyserver_url``) and sent as a POST
+    form: a query this long (about 5 kB) is over the query-string
+    cap SkyServer puts on a GET, and its ``x_results.aspx`` reads forms as well.
+    It joins ``PhotoObj`` (photometry, the run/camcol/field of the frame),
+    ``SpecObj`` (spectroscopic redshift, science-primary spectra of galaxies),
+    ``Field`` (PSF width, gain and dark variance of the field), the MPA-JHU
+    ``galSpecExtra`` table (stellar mass, 12 + log O/H, SFR, sSFR) and Galaxy Zoo 2
+    ``zoo2MainSpecz`` (vote fractions); ``galSpecIndx`` only when an extra column
+    lives there (``d4000``). Every column is named with its table in
+    :data:`TABLES` / :data:`EXTRA_COLUMNS`, checked in the tests against the CAS
+    schema. The vote fractions are turned into the Kaggle ``Class1.1 .. Class11.6``
+    convention (``gz2_class{q}_{a}``) by :func:`galcat.gz2.kaggle_fractions`.
+    ``specobjid`` is ``numeric(20,0)`` on the server (eBOSS ids exceed 2**63): it is
+    kept exact, as uint64. A SkyServer SQL error (an HTML page titled "Skyserver
+    Error") is an :class:`ArchiveError` quoting the server's own message.
 
     The SQL is built only from validated values: column names from the
     allow-lists below, numbers formatted by Python as numbers, and enum values
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,19 +54,23 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
+from galcat import gz2
+from galcat.config import check_section, settings
+from galcat.sharding import assign_shards
 from galcat.store import CutoutBatch
 from galcat.surveys import _cutting
 from galcat.surveys._http import (
     ArchiveError,
     ArchiveSession,
     EmptyResultError,
-    assign_shards,
+    HTMLPageError,
     open_fits_bytes,
     session_for,
     warn_partial,
 )
 
-__all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "build_sql", "cutouts", "query"]
+__all__ = ["COLUMN_DESCRIPTIONS", "COLUMN_UNITS", "EXTRA_COLUMNS", "TABLES", "build_sql",
+           "cutouts", "query"]
 
 log = logging.getLogger("galcat.surveys.sdss")
 
@@ -68,6 +80,20 @@ MISSING = -999.0  # SkyServer and MPA-JHU use -9999 / -999 for "not measured"
 
 #: Spectroscopic class (schema enum) -> SQL literal.
 SPEC_CLASS = {"GALAXY": "'GALAXY'", "QSO": "'QSO'", "ANY": None}
+
+#: SQL alias -> (CAS table or view, its JOIN clause). Every column below names its
+#: table by one of these aliases; a table is joined only when a column needs it.
+TABLES: dict[str, tuple[str, str]] = {
+    "p": ("PhotoObj", ""),
+    "s": ("SpecObj", "JOIN SpecObj AS s ON s.bestObjID = p.objID"),
+    "f": ("Field", "JOIN Field AS f ON f.fieldID = p.fieldID"),
+    "g": ("galSpecExtra", "LEFT OUTER JOIN galSpecExtra AS g ON g.specObjID = s.specObjID"),
+    "gi": ("galSpecIndx", "LEFT OUTER JOIN galSpecIndx AS gi ON gi.specObjID = s.specObjID"),
+    "z2": ("zoo2MainSpecz",
+           "LEFT OUTER JOIN zoo2MainSpecz AS z2 ON z2.specobjid = s.specObjID"),
+}
+#: The spine every other table joins through.
+ALWAYS_JOINED = ("p", "s")
 
 #: Galaxy Zoo 2 answers: Kaggle answer -> zoo2MainSpecz column stem.
 GZ2_COLUMNS = {
@@ -117,7 +143,8 @@ def _core_columns() -> dict[str, tuple[str, str, str]]:
     """alias -> (SQL expression, unit, description) of the columns always selected."""
     cols: dict[str, tuple[str, str, str]] = {
         "objid": ("p.objID", "", "SDSS photometric object id (PhotoObj.objID)"),
-        "specobjid": ("s.specObjID", "", "SDSS spectrum id (SpecObj.specObjID)"),
+        "specobjid": ("s.specObjID", "", "SDSS spectrum id (SpecObj.specObjID, "
+                      "numeric(20,0) on the server: kept exact as an unsigned 64-bit integer)"),
         "ra": ("p.ra", "deg", "right ascension (J2000)"),
         "dec": ("p.dec", "deg", "declination (J2000)"),
         "z": ("s.z", "", "spectroscopic redshift"),
@@ -159,25 +186,38 @@ def _core_columns() -> dict[str, tuple[str, str, str]]:
 
 CORE_COLUMNS = _core_columns()
 
-#: Optional columns a config may add (``sdss.extra_columns``), nothing else.
-EXTRA_COLUMNS: dict[str, tuple[str, str, str]] = {
-    "fracdev_r": ("p.fracDeV_r", "", "fraction of the r light in the de Vaucouleurs component"),
-    "devrad_r": ("p.deVRad_r", "arcsec", "de Vaucouleurs fit effective radius, r band"),
-    "devab_r": ("p.deVAB_r", "", "de Vaucouleurs fit axis ratio b/a, r band"),
-    "exprad_r": ("p.expRad_r", "arcsec", "exponential fit scale radius, r band"),
-    "expab_r": ("p.expAB_r", "", "exponential fit axis ratio b/a, r band"),
-    "petrorad_r": ("p.petroRad_r", "arcsec", "Petrosian radius, r band"),
-    "vel_disp": ("s.velDisp", "km/s", "stellar velocity dispersion"),
-    "vel_disp_err": ("s.velDispErr", "km/s", "stellar velocity dispersion error"),
-    "d4000": ("g.d4000", "", "MPA-JHU 4000 A break strength"),
-    "clean": ("p.clean", "", "clean photometry flag (1 = clean)"),
+#: The optional columns a config may add (``sdss.extra_columns``), by the table they
+#: live in (alias of :data:`TABLES`): alias -> (column, unit, description).
+EXTRA_BY_TABLE: dict[str, dict[str, tuple[str, str, str]]] = {
+    "p": {
+        "fracdev_r": ("fracDeV_r", "", "fraction of the r light in the de Vaucouleurs component"),
+        "devrad_r": ("deVRad_r", "arcsec", "de Vaucouleurs fit effective radius, r band"),
+        "devab_r": ("deVAB_r", "", "de Vaucouleurs fit axis ratio b/a, r band"),
+        "exprad_r": ("expRad_r", "arcsec", "exponential fit scale radius, r band"),
+        "expab_r": ("expAB_r", "", "exponential fit axis ratio b/a, r band"),
+        "petrorad_r": ("petroRad_r", "arcsec", "Petrosian radius, r band"),
+        "clean": ("clean", "", "clean photometry flag (1 = clean)"),
+        **{f"cmodelmag_{b}": (f"cModelMag_{b}", "mag", f"composite model mag, {b}") for b in BANDS},
+        **{f"psfmag_{b}": (f"psfMag_{b}", "mag", f"PSF magnitude, {b} band") for b in BANDS},
+        **{f"fibermag_{b}": (f"fiberMag_{b}", "mag", f"3-arcsec fibre mag, {b}") for b in BANDS},
+    },
+    "s": {
+        "vel_disp": ("velDisp", "km/s", "stellar velocity dispersion"),
+        "vel_disp_err": ("velDispErr", "km/s", "stellar velocity dispersion error"),
+    },
+    "gi": {
+        "d4000": ("d4000", "", "MPA-JHU 4000 A break strength (galSpecIndx.d4000)"),
+    },
 }
-for _b in BANDS:
-    EXTRA_COLUMNS[f"cmodelmag_{_b}"] = (f"p.cModelMag_{_b}", "mag", f"composite model mag, {_b}")
-    EXTRA_COLUMNS[f"psfmag_{_b}"] = (f"p.psfMag_{_b}", "mag", f"PSF magnitude, {_b} band")
-    EXTRA_COLUMNS[f"fibermag_{_b}"] = (f"p.fiberMag_{_b}", "mag", f"3-arcsec fibre mag, {_b}")
+#: Optional columns a config may add (``sdss.extra_columns``), nothing else:
+#: alias -> (SQL expression, unit, description).
+EXTRA_COLUMNS: dict[str, tuple[str, str, str]] = {
+    alias: (f"{table}.{column}", unit, text)
+    for table, columns in EXTRA_BY_TABLE.items()
+    for alias, (column, unit, text) in columns.items()
+}
 
-_IDENT = re.compile(r"^[a-z][a-z0-9]?\.[A-Za-z][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"^([a-z][a-z0-9]?)\.[A-Za-z][A-Za-z0-9_]*$")
 
 COLUMN_UNITS: dict[str, str] = {
     "object_id": "", "shard": "",
@@ -225,54 +265,65 @@ def _range(sel: Mapping, key: str, expr: str, out: list[str]) -> None:
 
 def _select_columns(section: Mapping) -> dict[str, str]:
     cols = {alias: expr for alias, (expr, _, _) in CORE_COLUMNS.items()}
-    for name in section.get("extra_columns", []) or []:
+    for name in section["extra_columns"]:
         if name not in EXTRA_COLUMNS:
             raise ValueError(f"sdss.extra_columns: {name!r} is not one of {sorted(EXTRA_COLUMNS)}")
         cols[name] = EXTRA_COLUMNS[name][0]
-    suffix = GZ2_SUFFIX[section.get("gz2_fraction", "debiased")]
+    suffix = GZ2_SUFFIX[section["gz2_fraction"]]
     for key, stem in GZ2_COLUMNS.items():
         cols[f"gz2_raw_{key.replace('.', '_')}"] = f"z2.{stem}{suffix}"
     for alias, expr in cols.items():  # defence in depth: only identifiers reach SQL
-        if not _IDENT.match(expr) or not re.match(r"^[a-z0-9_]+$", alias):
+        m = _IDENT.match(expr)
+        if not m or m.group(1) not in TABLES or not re.match(r"^[a-z0-9_]+$", alias):
             raise ValueError(f"refusing SQL column {expr!r} AS {alias!r}")
     return cols
 
 
+def _outer(table_alias: str) -> bool:
+    """Whether a table is LEFT JOINed (its columns are NULL for objects it lacks)."""
+    return TABLES[table_alias][1].startswith("LEFT")
+
+
 def build_sql(section: Mapping, *, after_objid: int = 0, top: int = 1000) -> str:
-    """The SkyServer SQL of one batch: objects with ``objID > after_objid``, by objID."""
+    """The SkyServer SQL of one batch: objects with ``objID > after_objid``, by objID.
+
+    ``section`` (the config's ``sdss`` section, whole or in part) is checked against
+    the schema first: only allow-listed names and numbers reach the SQL.
+    """
+    section = check_section("sdss", section)
     cols = _select_columns(section)
-    sel = section.get("selection", {}) or {}
+    sel = section["selection"]
     where = ["p.type = 3", "s.sciencePrimary = 1"]
-    spec_class = sel.get("spec_class", "GALAXY")
+    spec_class = sel["spec_class"]
     if spec_class not in SPEC_CLASS:
         raise ValueError(f"sdss.selection.spec_class must be one of {sorted(SPEC_CLASS)}")
     if SPEC_CLASS[spec_class]:
         where.append(f"s.class = {SPEC_CLASS[spec_class]}")
-    if sel.get("zwarning_zero", True):
+    if sel["zwarning_zero"]:
         where.append("s.zWarning = 0")
     _range(sel, "ra", "p.ra", where)
     _range(sel, "dec", "p.dec", where)
     _range(sel, "z", "s.z", where)
     _range(sel, "petro_mag_r", "p.petroMag_r", where)
-    if sel.get("require_mpajhu", False):
+    if sel["require_mpajhu"]:
         where.append("g.lgm_tot_p50 > 0")
-    if sel.get("require_gz2", False):
+    if sel["require_gz2"]:
         where.append("z2.specobjid IS NOT NULL")
     where.append(f"p.objID > {int(after_objid):d}")
     # Columns of the LEFT-JOINed tables are NULL for objects they lack; ask for
     # -9999 instead (SkyServer is SQL Server), the archive's own "missing" value.
     select = ",\n  ".join(
-        f"ISNULL({expr}, -9999) AS {alias}" if expr.startswith(("g.", "z2.")) else
+        f"ISNULL({expr}, -9999) AS {alias}" if _outer(expr.split(".")[0]) else
         f"{expr} AS {alias}"
         for alias, expr in cols.items()
     )
+    used = set(ALWAYS_JOINED) | {expr.split(".")[0] for expr in cols.values()}
+    used |= set(re.findall(r"\b([a-z][a-z0-9]?)\.[A-Za-z]", " ".join(where)))
+    joins = "".join(f"  {TABLES[t][1]}\n" for t in TABLES if t in used and TABLES[t][1])
     return (
         f"SELECT TOP {int(top):d}\n  {select}\n"
-        "FROM PhotoObj AS p\n"
-        "  JOIN SpecObj AS s ON s.bestObjID = p.objID\n"
-        "  JOIN Field AS f ON f.fieldID = p.fieldID\n"
-        "  LEFT OUTER JOIN galSpecExtra AS g ON g.specObjID = s.specObjID\n"
-        "  LEFT OUTER JOIN zoo2MainSpecz AS z2 ON z2.specobjid = s.specObjID\n"
+        f"FROM {TABLES['p'][0]} AS p\n"
+        f"{joins}"
         f"WHERE {' AND '.join(where)}\n"
         "ORDER BY p.objID"
     )
@@ -290,15 +341,28 @@ def _sdss_client(session: ArchiveSession):
 
 
 def _run_sql(client, session: ArchiveSession, section: Mapping, sql: str, what: str) -> Table | None:
+    """One SQL query: astroquery's payload, URL and CSV parser, sent as a POST form."""
     from astroquery.exceptions import RemoteServiceError
     from astroquery.sdss import conf
 
     ttl = float(session.settings.query_cache_ttl_hours)
+    release = int(section["data_release"])
     with conf.set_temp("skyserver_baseurl", section["skyserver_url"].rstrip("/")), \
             session.expecting("csv", what, ttl_hours=ttl):
+        # query_sql would send this as a GET, over SkyServer's query-string cap
+        payload = client.query_sql_async(sql, data_release=release, get_query_payload=True)
+        url = client._get_query_url(release)
         try:
-            return client.query_sql(sql, data_release=int(section["data_release"]), cache=False)
-        except RemoteServiceError as exc:
+            response = client._request("POST", url, data=payload, cache=False)
+            with warnings.catch_warnings():
+                # ids over 2**63 are read as text, then made exact uint64 by astroquery
+                warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
+                return client._parse_result(response)
+        except HTMLPageError as exc:
+            if exc.title.strip().lower() != "skyserver error":
+                raise
+            raise ArchiveError(f"{what}: SkyServer refused the query: {exc.message}") from exc
+        except RemoteServiceError as exc:  # the CSV form of an error: "error_message ..."
             raise ArchiveError(f"{what}: SkyServer refused the query: {str(exc)[:400]}") from exc
         except ValueError as exc:  # astropy could not read the answer as CSV
             raise ArchiveError(f"{what}: SkyServer's answer is not a CSV table ({exc})") from exc
@@ -306,11 +370,11 @@ def _run_sql(client, session: ArchiveSession, section: Mapping, sql: str, what: 
 
 def query(config: Mapping) -> pd.DataFrame:
     """The SDSS object table (see the module docstring)."""
-    section = config["sdss"]
+    section = settings(config, "sdss")
     session = session_for(config, "sdss")
     client = _sdss_client(session)
-    max_objects = int(section.get("max_objects", 1000))
-    batch = int(section.get("batch_size", 500))
+    max_objects = int(section["max_objects"])
+    batch = int(section["batch_size"])
     tables: list[pd.DataFrame] = []
     last = 0
     n = 0
@@ -336,7 +400,7 @@ def query(config: Mapping) -> pd.DataFrame:
     if not tables:
         raise EmptyResultError(
             "SDSS: the query matched no object (sdss.selection = "
-            f"{dict(section.get('selection', {}))}); widen the selection"
+            f"{dict(section['selection'])}); widen the selection"
         )
     df = pd.concat(tables, ignore_index=True)
     return _finish(df, section, config)
@@ -351,7 +415,7 @@ def _finish(df: pd.DataFrame, section: Mapping, config: Mapping) -> pd.DataFrame
             df[col] = values.where(values > MISSING)
     df = _gz2_kaggle(df)
     data = {
-        "object_id": df["objid"].astype(np.int64).to_numpy(),
+        "object_id": df["objid"].astype(np.int64).to_numpy(),  # objID is a bigint
         "ra": df["ra"].astype(float).to_numpy(),
         "dec": df["dec"].astype(float).to_numpy(),
         "z": df["z"].astype(float).to_numpy(),
@@ -359,71 +423,42 @@ def _finish(df: pd.DataFrame, section: Mapping, config: Mapping) -> pd.DataFrame
     for col in df.columns:
         if col not in data and not col.startswith("gz2_raw_"):
             data[col] = df[col].to_numpy()
-    for col in ("objid", "specobjid", "run", "rerun", "camcol", "field"):
+    for col in ("objid", "run", "rerun", "camcol", "field"):
         if col in data:
             data[col] = data[col].astype(np.int64)
+    data["specobjid"] = _unsigned_ids(df["specobjid"])
     out = pd.DataFrame(data)
-    out = assign_shards(out, config["sharding"]["objects_per_shard"])
+    out = assign_shards(out, settings(config, "sharding")["objects_per_shard"])
     cols = ["object_id", "ra", "dec", "z", "shard"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
-def _gz2_questions() -> list[dict]:
-    """The decision tree's questions, each after the questions that lead to it."""
-    import json
-    from importlib.resources import files
-
-    tree = json.loads(files("galcat").joinpath("data/gz2_decision_tree.json").read_text())
-    pending = list(tree["questions"])
-    done: set[str] = set()
-    ordered: list[dict] = []
-    while pending:
-        for q in list(pending):
-            parents = {a.split(".")[0] for a in q["reached_from"]}
-            if q["id"] in ("Class1", "Class6") or parents <= done:
-                ordered.append(q)
-                done.add(q["id"])
-                pending.remove(q)
-                break
-        else:
-            raise ValueError("the GZ2 decision tree has a cycle")
-    return ordered
+def _unsigned_ids(values: pd.Series) -> np.ndarray:
+    """numeric(20,0) ids as exact uint64 (astroquery reads ids over 2**63 as text)."""
+    if values.dtype.kind == "u":
+        return values.to_numpy(np.uint64)
+    if values.dtype.kind == "i":
+        if (values < 0).any():
+            raise ArchiveError(f"SDSS: negative specObjID {int(values.min())}")
+        return values.to_numpy(np.uint64)
+    text = values.astype(str).str.strip()
+    if not text.str.fullmatch(r"\d{1,20}").all():
+        bad = text[~text.str.fullmatch(r"\d{1,20}")].iloc[0]
+        raise ArchiveError(f"SDSS: specObjID {bad!r} is not an unsigned integer")
+    return np.array([int(v) for v in text], dtype=np.uint64)
 
 
 def _gz2_kaggle(df: pd.DataFrame) -> pd.DataFrame:
-    """Kaggle-weighted ``gz2_class{q}_{a}`` from the conditional fractions.
-
-    A question's answers are its conditional vote fractions times the fraction
-    of volunteers who reached it: the sum of the (weighted) answers that lead to
-    it. As in the Kaggle solutions, Class1 and Class6 are reached by everyone.
-    The conditional fractions of a question are first renormalised to sum to 1
-    (debiased fractions need not); a question nobody answered contributes 0, and
-    an object absent from Galaxy Zoo 2 gets NaN everywhere.
-    """
-
-    def raw(answer: str) -> np.ndarray:
-        col = f"gz2_raw_{answer.replace('.', '_')}"
-        return df[col].to_numpy(dtype=float) if col in df else np.full(len(df), np.nan)
-
-    values: dict[str, np.ndarray] = {}
-    for q in _gz2_questions():
-        if q["id"] in ("Class1", "Class6") or not q["reached_from"]:
-            reach = np.ones(len(df))
-        else:
-            reach = np.sum([values[a] for a in q["reached_from"]], axis=0)
-        answers = list(q["answers"])
-        block = np.stack([raw(a.removeprefix("Class")) for a in answers], axis=1)
-        total = np.nansum(block, axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cond = np.where(total > 0, np.nan_to_num(block) / total, 0.0)
-        cond[np.all(np.isnan(block), axis=1)] = np.nan
-        for k, answer in enumerate(answers):
-            values[answer] = reach * cond[:, k]
-    gz2 = pd.DataFrame(
-        {f"gz2_class{a.removeprefix('Class').replace('.', '_')}": v for a, v in values.items()},
-        index=df.index,
-    )
-    return pd.concat([df.drop(columns=[c for c in gz2.columns if c in df]), gz2], axis=1)
+    """Kaggle-weighted ``gz2_class{q}_{a}`` from the zoo2MainSpecz vote fractions
+    (:func:`galcat.gz2.kaggle_fractions`; an object absent from Galaxy Zoo 2 is NaN)."""
+    raw = np.full((len(df), len(gz2.ANSWERS)), np.nan)
+    for k, answer in enumerate(gz2.ANSWERS):
+        col = "gz2_raw_" + answer.removeprefix("Class").replace(".", "_")
+        if col in df:
+            raw[:, k] = df[col].to_numpy(dtype=float)
+    values = gz2.kaggle_fractions(raw)
+    out = pd.DataFrame(values, columns=gz2.column_names("gz2_"), index=df.index)
+    return pd.concat([df.drop(columns=[c for c in out.columns if c in df]), out], axis=1)
 
 
 # --------------------------------------------------------------------------- cutouts
@@ -506,12 +541,12 @@ def psf_from_psfield(table, row: float, col: float) -> np.ndarray:
 
 def cutouts(rows: pd.DataFrame, config: Mapping) -> CutoutBatch:
     """Cutouts of ``rows`` in every ``sdss.bands`` band (see the module docstring)."""
-    section = config["sdss"]
-    bands = list(section.get("bands", BANDS))
-    size = int(section.get("cutout_size", 64))
-    psf_size = int(section.get("psf_stamp_size", 25))
-    psf_mode = section.get("psf", "psfield")
-    off_image = config.get("archive", {}).get("off_image", "error")
+    section = settings(config, "sdss")
+    bands = list(section["bands"])
+    size = int(section["cutout_size"])
+    psf_size = int(section["psf_stamp_size"])
+    psf_mode = section["psf"]
+    off_image = settings(config, "archive")["off_image"]
     rows = rows.sort_values("object_id").reset_index(drop=True)
     n, nb = len(rows), len(bands)
     if n == 0:

@@ -10,12 +10,12 @@ few dozen with looser bounds.
 Definitions
 -----------
 fractional error
-    ``(measured - truth) / truth`` (`fractional_error`).
+    ``(measured - truth) / truth`` (`galcat.metrics.fractional_error`).
 bias, scatter
     The median of the fractional errors and their normalised median absolute deviation,
-    NMAD = 1.4826 median(|x - median(x)|) (`nmad`), which equals the standard deviation
-    for a Gaussian and ignores outliers. NaN measurements (failed or flagged blank) are
-    left out of both and counted in ``failed``.
+    NMAD = 1.4826 median(|x - median(x)|) (`galcat.metrics.nmad`), which equals the
+    standard deviation for a Gaussian and ignores outliers. NaN measurements (failed or
+    flagged blank) are left out of both and counted in ``failed``.
 S/N
     Isophotal signal-to-noise of the central object in the detection band, from the
     measurement: ``S/N = F_1 / sqrt(sum_1 sigma^2)`` where ``F_1`` is the
@@ -97,8 +97,24 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import galsim
 import numpy as np
 import pandas as pd
+
+from galcat.bands import resolve_detect_band
+from galcat.config import setting
+from galcat.flags import MeasureFlag
+from galcat.metrics import (
+    assign_bins,
+    bin_label,
+    binned_bias_scatter,
+    fractional_error,
+    median_abs,
+)
+from galcat.morphology import MeasureWarning, measure_object, measure_settings, measure_shard
+from galcat.segment import METHODS, segment_shard
+from galcat.store import CutoutBatch
+from galcat.surveys import configured_bands, synthetic
 
 __all__ = [
     "BENIGN_FLAGS",
@@ -107,18 +123,13 @@ __all__ = [
     "SIZE_EDGES",
     "SNR_EDGES",
     "Quantity",
-    "assign_bins",
-    "bin_label",
     "binned_statistics",
     "companion_pixel",
     "deblend_outcome",
     "deblend_summary",
     "dim_population",
-    "fractional_error",
     "headline",
     "isolated",
-    "median_abs",
-    "nmad",
     "primary_flux",
     "recovery_table",
     "run_deblending",
@@ -127,7 +138,6 @@ __all__ = [
     "snr_isophotal",
     "sersic_reference_n",
     "snr_optimal",
-    "summarize",
 ]
 
 #: S/N bin edges (`snr_isophotal`): < 20, 20–50, 50–200, > 200.
@@ -139,7 +149,7 @@ GOALS: dict[str, float] = {"r50": 0.05, "r50_mass": 0.10, "sersic_n": 0.15}
 #: Headline S/N cut.
 HEADLINE_MIN_SNR = 20.0
 #: Measurement flag bits that only warn (statmorph flag 1, Sérsic parameter at a bound).
-BENIGN_FLAGS = (1 << 6) | (1 << 8)  # MeasureFlag.STATMORPH_WARNING | SERSIC_WARNING
+BENIGN_FLAGS = int(MeasureFlag.STATMORPH_WARNING | MeasureFlag.SERSIC_WARNING)
 #: Largest |F_1 / F_primary - 1| of a successful deblend.
 FLUX_TOLERANCE = 0.2
 
@@ -169,79 +179,6 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("q", "sersic_q", "truth_q", "axis ratio (Sersic fit)"),
     Quantity("q_moments", "q_moments", "truth_q", "axis ratio (1 - ellipticity)"),
 )
-
-
-# --------------------------------------------------------------------------- statistics
-def fractional_error(measured, truth) -> np.ndarray:
-    """``(measured - truth) / truth``, float64; NaN where either is NaN or truth is 0."""
-    m = np.asarray(measured, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (m - t) / t
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def nmad(x) -> float:
-    """Normalised median absolute deviation 1.4826 median(|x - median x|), NaNs ignored.
-
-    NaN for no finite value. Equals the standard deviation for Gaussian data.
-    """
-    a = np.asarray(x, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return math.nan
-    return float(1.482602218505602 * np.median(np.abs(a - np.median(a))))
-
-
-def median_abs(x) -> float:
-    """Median of |x| over the finite values; NaN for none."""
-    a = np.asarray(x, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    return float(np.median(np.abs(a))) if a.size else math.nan
-
-
-def _fmt_edge(v: float) -> str:
-    return f"{v:g}"
-
-
-def bin_label(edges: Sequence[float], index: int) -> str:
-    """Label of bin ``index`` (0 .. len(edges)) of `assign_bins`: '<a', 'a-b', '>=b'."""
-    edges = list(edges)
-    if not 0 <= index <= len(edges):
-        raise IndexError(f"bin {index} outside 0..{len(edges)}")
-    if index == 0:
-        return f"<{_fmt_edge(edges[0])}"
-    if index == len(edges):
-        return f">={_fmt_edge(edges[-1])}"
-    return f"{_fmt_edge(edges[index - 1])}-{_fmt_edge(edges[index])}"
-
-
-def assign_bins(values, edges: Sequence[float]) -> np.ndarray:
-    """Bin index of every value: bin k holds ``edges[k-1] <= v < edges[k]``.
-
-    Bin 0 is everything below ``edges[0]``, bin ``len(edges)`` everything at or above
-    ``edges[-1]``; a NaN value gets -1. ``edges`` must increase strictly.
-    """
-    e = np.asarray(edges, dtype=np.float64)
-    if e.ndim != 1 or e.size == 0 or np.any(np.diff(e) <= 0):
-        raise ValueError(f"edges must increase strictly; got {list(edges)}")
-    v = np.asarray(values, dtype=np.float64)
-    idx = np.searchsorted(e, v, side="right").astype(np.int64)
-    idx[np.isnan(v)] = -1
-    return idx
-
-
-def summarize(frac_err) -> dict[str, float]:
-    """``n`` (finite), ``bias`` (median), ``nmad`` and ``median_abs`` of fractional errors."""
-    a = np.asarray(frac_err, dtype=np.float64)
-    ok = a[np.isfinite(a)]
-    return {
-        "n": int(ok.size),
-        "bias": float(np.median(ok)) if ok.size else math.nan,
-        "nmad": nmad(ok),
-        "median_abs": median_abs(ok),
-    }
 
 
 # --------------------------------------------------------------------------- S/N, sizes
@@ -290,8 +227,6 @@ def sersic_circular_r50(n, q, r_eff, *, fraction: float = 0.5) -> np.ndarray:
     profiles truncated at 8 r_e as the synthetic bulges), so the radius is defined as
     ``truth_r50_r`` is. NaN where an input is not finite or out of range.
     """
-    from galcat.surveys import synthetic
-
     n = np.atleast_1d(np.asarray(n, dtype=np.float64))
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
     r_eff = np.atleast_1d(np.asarray(r_eff, dtype=np.float64))
@@ -482,8 +417,6 @@ def _set_dask(cfg: dict, scheduler: str | None, workers: int | None) -> None:
 
 
 def _render(n: int, config: Mapping, dim_max: float):
-    from galcat.surveys import synthetic
-
     cfg = copy.deepcopy(dict(config))
     cfg["synthetic"] = {**cfg["synthetic"], "n_objects": int(n)}
     rows = synthetic.query(cfg).copy()  # consolidate: query builds the frame without copy
@@ -504,7 +437,7 @@ def sersic_reference_n(
     """Sérsic n of the same fit as the measurement on noiseless, PSF-free renders.
 
     For each row: `galcat.surveys.synthetic.render_noiseless` (``psf=False``) of the
-    object in ``band`` (default ``measure.detect_band``), measured by `galcat.morphology.measure_object` with the
+    object in ``band`` (default: the run's ``detect_band``), measured by `galcat.morphology.measure_object` with the
     config's ``measure`` section (half-mass off) over the object's own segmentation
     map (``segmaps[i]``: label 1 and the masked neighbours of the measurement), a
     constant sigma of `REFERENCE_SIGMA` times the peak (noiseless: it only weights the
@@ -513,11 +446,7 @@ def sersic_reference_n(
     fit, unlike the comparison with ``truth_sersic_n`` (concentration-matched n of a
     bulge + disc). NaN where the fit fails.
     """
-    from galcat.morphology import MeasureWarning, measure_object, measure_settings
-    from galcat.store import CutoutBatch
-    from galcat.surveys import synthetic
-
-    settings = measure_settings(config)
+    settings = measure_settings(config, configured_bands(config))
     band = band or settings["detect_band"]
     settings = {**settings, "half_mass": False, "detect_band": band, "r50_model": "sersic"}
     ps = float(config["synthetic"]["pixel_scale"])
@@ -590,10 +519,6 @@ def recovery_table(
         One row per (galaxy with a companion, method): `deblend_outcome` columns plus
         ``object_id``, ``method``, ``kind``, ``sep_psf`` (separation / FWHM).
     """
-    from galcat.morphology import MeasureWarning, measure_shard
-    from galcat.segment import METHODS, segment_shard
-    from galcat.surveys import synthetic
-
     cfg, truth = _render(n, config, dim_max)
     _set_dask(cfg, scheduler, workers)
     per = int(shard_size or cfg.get("sharding", {}).get("objects_per_shard", 200))
@@ -602,7 +527,7 @@ def recovery_table(
     for m in all_methods:
         if m not in METHODS:
             raise ValueError(f"unknown segmentation method {m!r}")
-    det_band = cfg.get("segment", {}).get("detect_band", "r")
+    det_band = resolve_detect_band(setting(cfg, "detect_band"), configured_bands(cfg))
     fwhm = synthetic.psf_fwhm(cfg, "r")
     ps = float(cfg["synthetic"]["pixel_scale"])
 
@@ -718,20 +643,12 @@ def single_sersic_table(
     (circular, arcsec, `sersic_circular_r50`), ``snr`` (isophotal), the features
     columns and ``err_sersic_n``, ``err_r50``, ``err_q`` (fractional errors).
     """
-    import galsim
-
-    from galcat.morphology import MeasureWarning, measure_shard
-    from galcat.segment import segment_shard
-    from galcat.store import CutoutBatch
-    from galcat.surveys import synthetic
-
     cfg = copy.deepcopy(dict(config))
     cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
     _set_dask(cfg, scheduler, workers)
     syn = cfg["synthetic"]
     size, ps = int(syn["cutout_size"]), float(syn["pixel_scale"])
     sky = synthetic.band_set(cfg)["r"].sky_sigma(ps)
-    psf_obj = synthetic._psf_profile(synthetic.psf_fwhm(cfg, "r"))
     rng = np.random.default_rng([int(seed), 0x53E5])
     n_true = np.round(rng.uniform(*SINGLE_SERSIC_N, n) / 0.1) * 0.1
     r_e = rng.uniform(0.5, 2.5, n)
@@ -748,17 +665,16 @@ def single_sersic_table(
         r_e[i] *= min(1.0, r_max / r80)
         gal = galsim.Sersic(n=float(n_true[i]), half_light_radius=float(r_e[i]),
                             trunc=synthetic.TRUNC * float(r_e[i]), flux_untruncated=True,
-                            flux=1.0, gsparams=synthetic._GSPARAMS)
+                            flux=1.0)
         gal = gal.shear(q=float(q[i]), beta=float(beta[i]) * galsim.degrees)
-        model = galsim.Convolve(gal, psf_obj, gsparams=synthetic._GSPARAMS).drawImage(
-            nx=size, ny=size, scale=ps, method="auto").array.astype(np.float64)
+        model = synthetic.draw_profile(gal, cfg, band="r")
         flux = target[i] / float(np.sqrt(np.sum((model / sky) ** 2)))
         images[i, 0] = flux * model + sky * noise[i]
         truth_r50[i] = float(sersic_circular_r50(n_true[i], q[i], r_e[i] / math.sqrt(q[i]))[0])
     batch = CutoutBatch(
         object_id=np.arange(1, n + 1, dtype=np.int64), image=images.astype(np.float32),
         sigma=np.full(images.shape, sky, np.float32), mask=np.zeros(images.shape, bool),
-        psf=synthetic._psf_stamp(cfg, "r")[None].astype(np.float32), bands=["r"],
+        psf=synthetic.psf_image(cfg, "r")[None].astype(np.float32), bands=["r"],
         pixel_scale=ps, zeropoints=[22.5],
     )
     seg = segment_shard(batch, config=cfg, label="validation segment[single Sersic]")
@@ -795,27 +711,21 @@ def binned_statistics(
     sel = np.ones(len(table), bool) if selection is None else np.asarray(selection, bool)
     sub = table[sel]
     idx = assign_bins(sub[by], edges)
+    flags = sub["flag"].to_numpy(np.int64)
+    stats = {q.name: binned_bias_scatter(sub[f"err_{q.name}"], sub[by], edges).to_dict("records")
+             for q in quantities}
     rows = []
     for k in range(len(edges) + 1):
-        in_bin = sub[idx == k]
-        flags = in_bin["flag"].to_numpy(np.int64)
-        flagged = float((flags != 0).mean()) if len(in_bin) else math.nan
-        bad = float((flags & ~BENIGN_FLAGS != 0).mean()) if len(in_bin) else math.nan
+        in_bin = flags[idx == k]
+        flagged = float((in_bin != 0).mean()) if in_bin.size else math.nan
+        bad = float((in_bin & ~BENIGN_FLAGS != 0).mean()) if in_bin.size else math.nan
         for q in quantities:
-            err = in_bin[f"err_{q.name}"].to_numpy() if len(in_bin) else np.array([])
-            stats = summarize(err)
+            cell = stats[q.name][k]
             rows.append({
-                "binning": by,
-                "bin": bin_label(edges, k),
-                "quantity": q.name,
-                "n_bin": len(in_bin),
-                "n": stats["n"],
-                "bias": stats["bias"],
-                "nmad": stats["nmad"],
-                "median_abs": stats["median_abs"],
-                "failed": float(np.mean(~np.isfinite(err))) if len(in_bin) else math.nan,
-                "flagged": flagged,
-                "flagged_bad": bad,
+                "binning": by, "bin": cell["bin"], "quantity": q.name,
+                **{key: cell[key] for key in ("n_bin", "n", "bias", "nmad", "median_abs",
+                                              "failed")},
+                "flagged": flagged, "flagged_bad": bad,
             })
     return pd.DataFrame(rows)
 

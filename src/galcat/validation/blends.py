@@ -4,7 +4,7 @@ This module feeds the deblending benchmark (``bench/deblend_vs_sextractor.py``):
 it renders SDSS-like 64x64 cutouts (0.396"/pixel) of one galaxy or of two
 overlapping galaxies with GalSim, keeps every component's truth (position, flux,
 half-light radius), runs galcat's deblending (`galcat.segment.segment_image`)
-and SExtractor (`galcat.sextractor.run_sextractor`) on them, and scores the
+and SExtractor (`galcat.validation.sextractor.run_sextractor`) on them, and scores the
 result against the truth.
 
 Rendering (`make_pair`, `make_isolated`)
@@ -52,6 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+
+from galcat.metrics import summarize
+from galcat.segment import psf_fwhm_pixels, segment_image
+from galcat.validation.sextractor import run_sextractor
 
 __all__ = [
     "GALCAT_METHODS",
@@ -446,7 +450,7 @@ def measure(
         applies to all galcat methods. ``kernel_fwhm`` defaults to the PSF's
         FWHM (`galcat.segment.psf_fwhm_pixels`).
     sextractor_kwargs : mapping, optional
-        Keyword arguments for `galcat.sextractor.run_sextractor`;
+        Keyword arguments for `galcat.validation.sextractor.run_sextractor`;
         ``filter_fwhm`` defaults to ``filter_fwhm_scale`` (an extra key, default
         1; 0 switches the filter off) times the PSF's FWHM.
 
@@ -459,9 +463,6 @@ def measure(
         ``flux_iso`` (segment sum, or ``FLUX_ISO``). A method that raised gives
         an empty table with ``attrs['error']``.
     """
-    from galcat.segment import psf_fwhm_pixels, segment_image
-    from galcat.sextractor import run_sextractor
-
     fwhm = psf_fwhm_pixels(blend.psf)
     segment_kwargs = dict(segment_kwargs or {})
     out: dict[str, pd.DataFrame] = {}
@@ -689,11 +690,9 @@ def evaluate_many(
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan
-    med = float(np.median(values))
-    return med, float(1.4826 * np.median(np.abs(values - med)))
+    """Median and NMAD of the finite ``values`` (NaN, NaN for none)."""
+    stats = summarize(values)
+    return stats["bias"], stats["nmad"]
 
 
 def summarise_pairs(rows: pd.DataFrame, *, bins: Sequence[float] = SEPARATION_BINS) -> dict:

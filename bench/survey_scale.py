@@ -1,0 +1,258 @@
+"""End to end at survey scale: cost per stage per galaxy and the projection to 10⁶.
+
+Issue 15: a survey of a million galaxies should go from cutouts to catalogue within an
+hour on one 64-core node with one GPU. This script runs the real workflow (``snakemake
+--cores N`` on the synthetic survey, default config, ``sharding.objects_per_shard``
+objects per job) on as many galaxies as the machine measures in about 20 minutes
+(``--galaxies``), then reads Snakemake's benchmark file of every job and prints:
+
+* per stage: jobs, core-seconds per galaxy (the job's ``cpu_time``, its processes and
+  their children, over the galaxies it handled), wall seconds, the peak memory of a
+  job (``max_rss``) and the busy cores of a job (CPU over wall);
+* the projection to ``--target`` galaxies (10⁶) on ``--node-cores`` cores (64) and one
+  GPU, with every assumption printed beside it: the per-shard stages (render cutouts,
+  segment, measure) scale with the galaxies and run ``cores / threads`` jobs at once
+  at the parallel efficiency measured here; the object query is linear in the
+  galaxies; the catalogue build streams (its CPU per row is measured here, its wall is
+  serial); the networks' inference is the GPU's, overlapped with the CPU stages and
+  taken from ``--gpu-galaxies-per-s`` (measure it with the models wing; the default is
+  an assumption, stated as such); the peak memory of the concurrent jobs is checked
+  against ``--node-memory-gib``.
+
+Prints a table, then ONE line of JSON.
+
+    .venv/bin/python bench/survey_scale.py [--galaxies 2000] [--cores 2] [--keep DIR]
+        [--target 1000000] [--node-cores 64] [--gpu-galaxies-per-s 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: Stages whose jobs are shards, in DAG order; the rest run once.
+SHARD_STAGES = ("fetch_cutouts", "segment", "measure")
+ONCE_STAGES = ("query_catalog", "catalogue")
+GOAL_HOURS = 1.0
+
+
+def _benchmarks(results: Path) -> dict[str, list[dict]]:
+    """Every benchmark TSV under ``results/*/benchmarks``: stage -> rows (floats)."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted(results.glob("*/benchmarks/**/*.tsv")):
+        stage = path.parent.name if path.parent.name != "benchmarks" else path.stem
+        with path.open() as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                out.setdefault(stage, []).append(
+                    {k: float(v) for k, v in row.items() if k != "h:m:s" and v not in ("", "NA")})
+    return out
+
+
+def _run(workdir: Path, galaxies: int, cores: int, per_shard: int) -> float:
+    config = {"synthetic": {"n_objects": galaxies},
+              "sharding": {"objects_per_shard": per_shard}}
+    (workdir / "survey_scale.yaml").write_text(yaml.safe_dump(config))
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+           str(workdir), "--cores", str(cores), "--configfile",
+           str(workdir / "survey_scale.yaml")]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
+                          check=False)
+    wall = time.perf_counter() - t0
+    (workdir / "snakemake.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake failed ({proc.returncode}); see "
+                         f"{workdir / 'snakemake.log'}:\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def _query_us_per_object(n: int) -> float:
+    """CPU per object of the synthetic query (``synthetic.query`` of ``n`` objects)."""
+    from galcat.config import load_config
+    from galcat.surveys import synthetic
+
+    synthetic.query(load_config(overrides={"synthetic": {"n_objects": 100}}))  # imports
+    cpu = time.process_time()
+    synthetic.query(load_config(overrides={"synthetic": {"n_objects": n}}))
+    return 1e6 * (time.process_time() - cpu) / n
+
+
+def _catalogue_us_per_row(results: Path) -> float:
+    """CPU per row of the catalogue build on the run's tables: the build of every shard
+    minus the build of the first one (what a build costs whatever its size)."""
+    from galcat.catalogue import build_catalogue
+    from galcat.tables import column_descriptions, column_units, write_table
+
+    out = next(results.glob("*/objects.parquet")).parent
+    objects = pd.read_parquet(out / "objects.parquet")
+    features = sorted((out / "features").glob("*.parquet"))
+    scratch = Path(tempfile.mkdtemp(prefix="survey_scale_cat_"))
+    try:
+        costs = []
+        for part in (features[:1], features):
+            ids = np.concatenate([pq.read_table(f, columns=["object_id"])["object_id"]
+                                  .to_numpy() for f in part])
+            write_table(objects[objects["object_id"].isin(ids)], scratch / "objects.parquet",
+                        units=column_units(out / "objects.parquet"),
+                        descriptions=column_descriptions(out / "objects.parquet"))
+            cpu = time.process_time()
+            build_catalogue(scratch / "objects.parquet", part, config_hash="0" * 16,
+                            survey="synthetic", output_parquet=scratch / "c.parquet",
+                            output_fits=scratch / "c.fits", output_votable=scratch / "c.vot")
+            costs.append((ids.size, time.process_time() - cpu))
+        (n1, c1), (n2, c2) = costs
+        return 1e6 * (c2 - c1) / max(n2 - n1, 1)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--galaxies", type=int, default=2000,
+                        help="galaxies of the run (default 2000: ~20 min on 2 shared cores)")
+    parser.add_argument("--cores", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--objects-per-shard", type=int, default=None,
+                        help="default: the config's sharding.objects_per_shard")
+    parser.add_argument("--keep", type=Path, default=None, help="run here and keep it")
+    parser.add_argument("--target", type=int, default=1_000_000)
+    parser.add_argument("--node-cores", type=int, default=64)
+    parser.add_argument("--node-memory-gib", type=float, default=256.0)
+    parser.add_argument("--parallel-efficiency", type=float, default=0.9,
+                        help="of the independent shard jobs on a dedicated node (an "
+                             "assumption; default 0.9: measure_throughput's 1 -> 2 workers "
+                             "speed-up over 2 is the evidence on this machine)")
+    parser.add_argument("--gpu-galaxies-per-s", type=float, default=5000.0,
+                        help="inference rate of all the networks together on the GPU (an "
+                             "assumption unless measured; default 5000/s)")
+    parser.add_argument("--catalogue-us-per-row", type=float, default=None,
+                        help="catalogue CPU per row at scale (bench/catalogue_scale.py); "
+                             "default: measured here, the build of all shards of this run "
+                             "minus the build of its first shard (the fixed cost)")
+    parser.add_argument("--query-sample", type=int, default=65536,
+                        help="objects of the in-process query whose CPU per object is "
+                             "projected (default 65536: 8 of its blocks)")
+    args = parser.parse_args()
+    from galcat.config import load_config, settings
+
+    per_shard = args.objects_per_shard or int(settings(load_config(), "sharding")
+                                              ["objects_per_shard"])
+    threads = {}
+    for stage in SHARD_STAGES:
+        text = (ROOT / "workflow" / "rules" / {"fetch_cutouts": "cutouts"}.get(
+            stage, stage)).with_suffix(".smk").read_text()
+        threads[stage] = int(text.split("threads:")[1].split()[0]) if "threads:" in text else 1
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="survey_scale_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        wall = _run(workdir, args.galaxies, args.cores, per_shard)
+        bench = _benchmarks(workdir / "results")
+        query_us = _query_us_per_object(args.query_sample)
+        cat_us = args.catalogue_us_per_row or _catalogue_us_per_row(workdir / "results")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    load_after = os.getloadavg()
+    n = args.galaxies
+
+    stages = {}
+    for stage in (*ONCE_STAGES[:1], *SHARD_STAGES, *ONCE_STAGES[1:]):
+        rows = bench.get(stage, [])
+        if not rows:
+            continue
+        cpu = sum(r["cpu_time"] for r in rows)
+        job_wall = sum(r["s"] for r in rows)
+        stages[stage] = {
+            "jobs": len(rows), "core_s_per_galaxy": cpu / n, "cpu_s": cpu, "wall_s": job_wall,
+            "peak_rss_mib": max(r["max_rss"] for r in rows),
+            "busy_cores_per_job": cpu / job_wall if job_wall > 0 else 0.0,
+        }
+    total_cpu = sum(s["cpu_s"] for s in stages.values())
+    efficiency = args.parallel_efficiency
+
+    # ---------------------------------------------------------------- projection
+    target, cores = args.target, args.node_cores
+    shard_core_s = sum(stages[s]["core_s_per_galaxy"] for s in SHARD_STAGES if s in stages)
+    per_shard_wall = shard_core_s * target / (cores * efficiency)
+    concurrent = max(1, cores // max(threads.values()))
+    shard_memory = max(stages[s]["peak_rss_mib"] for s in SHARD_STAGES if s in stages)
+    memory_gib = concurrent * shard_memory / 1024.0
+    query_wall = query_us * 1e-6 * target
+    catalogue_wall = cat_us * 1e-6 * target
+    gpu_wall = target / args.gpu_galaxies_per_s
+    # the GPU works beside the CPU stages (predict needs only cutouts): it adds nothing
+    # unless it is the longer of the two
+    total_wall = query_wall + max(per_shard_wall, gpu_wall) + catalogue_wall
+    hours = total_wall / 3600.0
+
+    print(f"survey scale: {n} synthetic galaxies end to end (snakemake --cores {args.cores}, "
+          f"{per_shard} objects per shard job) in {wall:.0f} s wall; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)")
+    print(f"\n{'stage':<15} {'jobs':>5} {'core-s/galaxy':>14} {'CPU s':>8} {'job wall s':>11} "
+          f"{'busy cores':>11} {'peak MiB/job':>13}")
+    for name, s in stages.items():
+        print(f"{name:<15} {s['jobs']:>5} {s['core_s_per_galaxy']:14.4f} {s['cpu_s']:8.1f} "
+              f"{s['wall_s']:11.1f} {s['busy_cores_per_job']:11.2f} {s['peak_rss_mib']:13.0f}")
+    print(f"{'all':<15} {'':>5} {total_cpu / n:14.4f} {total_cpu:8.1f}")
+    print(f"\nprojection to {target:.0e} galaxies on {cores} cores + 1 GPU:")
+    assumptions = [
+        f"per-shard stages (render + segment + measure): {shard_core_s:.4f} core-s/galaxy x "
+        f"{target:.0e} / ({cores} cores x efficiency {efficiency:.2f}) = {per_shard_wall:.0f} s",
+        f"  {concurrent} jobs at once ({max(threads.values())} threads each) x peak "
+        f"{shard_memory:.0f} MiB = {memory_gib:.1f} GiB of {args.node_memory_gib:.0f} GiB",
+        f"object query (synthetic, serial): {query_us:.1f} us CPU/object (synthetic.query of "
+        f"{args.query_sample} objects in this process) x {target:.0e} = {query_wall:.0f} s",
+        f"catalogue build (streamed, serial): {cat_us:.1f} us CPU/row x {target:.0e} = "
+        f"{catalogue_wall:.0f} s"
+        + (" (from bench/catalogue_scale.py)" if args.catalogue_us_per_row else
+           " (this run's shards, the fixed cost of one shard taken off)"),
+        f"parallel efficiency of the shard jobs on the node: {efficiency:.2f} (assumed; "
+        "the jobs are independent)",
+        f"network inference on the GPU: {args.gpu_galaxies_per_s:.0f} galaxies/s "
+        f"(ASSUMED, not measured by this script) = {gpu_wall:.0f} s, beside the CPU stages",
+        "not counted: the report (plots <= 20000 points, seconds), network training "
+        "(once, not per catalogue), archive downloads (synthetic cutouts are rendered)",
+    ]
+    for line in assumptions:
+        print(f"  - {line}")
+    print(f"  => {total_wall:.0f} s = {hours:.2f} h (goal <= {GOAL_HOURS:.0f} h): "
+          f"{'meets' if hours <= GOAL_HOURS else 'misses'} it")
+    print(json.dumps({
+        "benchmark": "survey_scale", "galaxies": n, "cores": args.cores,
+        "objects_per_shard": per_shard, "wall_s": round(wall, 1),
+        "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2),
+        "stages": {k: {kk: round(vv, 5) if isinstance(vv, float) else vv
+                       for kk, vv in v.items()} for k, v in stages.items()},
+        "core_s_per_galaxy": round(total_cpu / n, 5),
+        "projection": {
+            "target_galaxies": target, "node_cores": cores, "gpus": 1,
+            "parallel_efficiency": round(efficiency, 3),
+            "per_shard_stages_s": round(per_shard_wall, 1), "query_s": round(query_wall, 1),
+            "query_us_per_object": round(query_us, 2), "catalogue_us_per_row": round(cat_us, 2),
+            "catalogue_s": round(catalogue_wall, 1), "gpu_s": round(gpu_wall, 1),
+            "gpu_galaxies_per_s": args.gpu_galaxies_per_s, "gpu_rate": "assumed",
+            "concurrent_jobs_memory_gib": round(memory_gib, 2),
+            "total_s": round(total_wall, 1), "hours": round(hours, 3),
+            "goal_hours": GOAL_HOURS, "pass": bool(hours <= GOAL_HOURS),
+        },
+    }))
+
+
+if __name__ == "__main__":
+    main()
