@@ -330,3 +330,14 @@ def test_measure_shard_rejects_a_mismatched_segmap():
     batch, segmap = _shard()
     with pytest.raises(ValueError, match="segmap"):
         measure_shard(batch, segmap[:2], config=config())
+
+
+@pytest.mark.parametrize("relation", ["bell2003_gi", "taylor2011_gi"])
+def test_an_i_band_mass_to_light_relation_weighs_the_i_light(relation):
+    """M/L_i relations (issue 13): the bulge + disc fit takes the i band as luminosity
+    band; one colour everywhere means M/L is constant, so r50_mass = the light r50."""
+    batch, segmap = sersic_batch(n=1.0, hlr=2.0, psf_fwhm=1.3, peak_snr=300.0,
+                                 bands=("g", "r", "i"))
+    row = measure_object(batch, 0, segmap, config=config(mass_to_light=relation))
+    assert not row["flag"] & MeasureFlag.HALFMASS_FAILED
+    assert row["r50_mass"] == pytest.approx(row["r50_psf_corrected"], rel=0.03)

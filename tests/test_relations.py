@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galcat import relations
+from galcat import halfmass, relations
 
 
 def test_vanderwel2014_table1_at_z025():
@@ -36,6 +36,23 @@ def test_mass_to_light_relations():
     np.testing.assert_allclose(zib.log_ml(1.0), -0.977 + 1.157)
     with pytest.raises(ValueError, match="bell2003_gr"):
         relations.mass_to_light("nope")
+
+
+@pytest.mark.parametrize(("name", "luminosity_band", "colour", "log_ml"), [
+    # Bell et al. 2003, Table 7, g - i row, M/L_i: -0.152 + 0.518 (g - i)
+    ("bell2003_gi", "i", 1.2, -0.152 + 0.518 * 1.2),
+    # Into & Portinari 2013, Table 3, exponential SFHs, M/L_r: -0.652 + 1.005 (g - i)
+    ("into2013_gi", "r", 1.0, 0.353),
+    # Taylor et al. 2011, eq. 7: M/L_i = -0.68 + 0.70 (g - i)
+    ("taylor2011_gi", "i", 1.15, 0.125),
+])
+def test_more_colour_mass_to_light_relations(name, luminosity_band, colour, log_ml):
+    rel = relations.mass_to_light(name)
+    assert rel.colour_bands == ("g", "i") and rel.band == luminosity_band
+    assert {"bell2003_gi": "Bell", "into2013_gi": "Into & Portinari",
+            "taylor2011_gi": "Taylor"}[name] in rel.reference
+    np.testing.assert_allclose(rel.log_ml(colour), log_ml, atol=1e-9)
+    assert name in halfmass.COLOUR_LIMITS
 
 
 def test_main_sequence_and_early_fraction():

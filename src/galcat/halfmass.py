@@ -103,6 +103,10 @@ LUMINOSITY_BAND: dict[str, str] = {
 COLOUR_LIMITS: dict[str, tuple[float, float]] = {
     "bell2003_gr": (-0.1, 1.1),
     "zibetti2009_gi": (-0.1, 1.6),
+    "bell2003_gi": (-0.1, 1.6),
+    "into2013_gi": (-0.1, 1.6),
+    # Taylor et al. 2011 (their Fig. 10): GAMA galaxies span 0.2 < g - i < 1.4
+    "taylor2011_gi": (0.2, 1.4),
 }
 
 #: Flags for which the radius is NaN.

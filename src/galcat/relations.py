@@ -8,7 +8,10 @@ Each registry maps the name used in ``config/config.yaml`` to its function:
 * `MASS_TO_LIGHT` — colour -> stellar mass-to-light ratio
   (``bell2003_gr``: Bell et al. 2003, ApJS 149, 289, Table 7, (g - r) -> M/L_r;
   ``zibetti2009_gi``: Zibetti, Charlot & Rix 2009, MNRAS 400, 1181, Table B1,
-  (g - i) -> M/L_r);
+  (g - i) -> M/L_r; ``bell2003_gi``: Bell et al. 2003, Table 7, (g - i) -> M/L_i;
+  ``into2013_gi``: Into & Portinari 2013, MNRAS 430, 2715, Table 3, exponential
+  star-formation histories, (g - i) -> M/L_r; ``taylor2011_gi``: Taylor et al. 2011,
+  MNRAS 418, 1587, eq. 7, (g - i) -> M/L_i, calibrated on GAMA galaxies);
 * `MZR` — gas-phase mass–metallicity relation
   (``tremonti2004``: Tremonti et al. 2004, ApJ 613, 898, eq. 3);
 * `MAIN_SEQUENCE` — star-forming main sequence
@@ -36,6 +39,7 @@ __all__ = [
     "MASS_TO_LIGHT",
     "MZR",
     "SIZE_MASS",
+    "SUN_ABS_MAG_I",
     "SUN_ABS_MAG_R",
     "MassToLight",
     "early_type_fraction",
@@ -50,6 +54,8 @@ __all__ = [
 
 #: Absolute AB magnitude of the Sun in the SDSS r band (Willmer 2018, ApJS 236, 47).
 SUN_ABS_MAG_R = 4.65
+#: Absolute AB magnitude of the Sun in the SDSS i band (Willmer 2018, ApJS 236, 47).
+SUN_ABS_MAG_I = 4.53
 
 
 # --------------------------------------------------------------------------- size–mass
@@ -153,6 +159,40 @@ MASS_TO_LIGHT: dict[str, MassToLight] = {
         -0.977,
         1.157,
         "Zibetti, Charlot & Rix 2009, MNRAS 400, 1181, Table B1",
+    ),
+    # Bell & de Jong (2001, ApJ 550, 212) give Johnson-Cousins colours only (B - R,
+    # V - I, ...); their models in SDSS bands are Bell et al. (2003), whose g - i row
+    # of Table 7 this is (diet-Salpeter IMF, as bell2003_gr).
+    "bell2003_gi": MassToLight(
+        "bell2003_gi",
+        "g",
+        "i",
+        "i",
+        -0.152,
+        0.518,
+        "Bell, McIntosh, Katz & Weinberg 2003, ApJS 149, 289, Table 7 (the SDSS form of "
+        "Bell & de Jong 2001, ApJ 550, 212)",
+    ),
+    # Kroupa IMF, exponential star-formation histories (their disc-template fit is
+    # -0.702 + 1.098 (g - i))
+    "into2013_gi": MassToLight(
+        "into2013_gi",
+        "g",
+        "i",
+        "r",
+        -0.652,
+        1.005,
+        "Into & Portinari 2013, MNRAS 430, 2715, Table 3 (exponential SFH)",
+    ),
+    # Chabrier IMF; empirically calibrated on GAMA, scatter ~0.1 dex
+    "taylor2011_gi": MassToLight(
+        "taylor2011_gi",
+        "g",
+        "i",
+        "i",
+        -0.68,
+        0.70,
+        "Taylor et al. 2011, MNRAS 418, 1587, eq. 7",
     ),
 }
 

@@ -51,8 +51,8 @@ __all__ = [
     "photometric_mass",
 ]
 
-#: Absolute AB magnitude of the Sun per band (Willmer 2018, ApJS 236, 47; SDSS r).
-SUN_ABS_MAG: dict[str, float] = {"r": relations.SUN_ABS_MAG_R}
+#: Absolute AB magnitude of the Sun per band (Willmer 2018, ApJS 236, 47; SDSS r, i).
+SUN_ABS_MAG: dict[str, float] = {"r": relations.SUN_ABS_MAG_R, "i": relations.SUN_ABS_MAG_I}
 #: Distance moduli are interpolated in log z on this many points (error < 1e-5 mag).
 _GRID_POINTS = 4000
 _Z_MIN = 1e-5
@@ -146,7 +146,8 @@ def photometric_mass(
     z : array_like
         Redshift of each galaxy.
     relation : str
-        A key of `galcat.relations.MASS_TO_LIGHT` (``bell2003_gr``, ``zibetti2009_gi``).
+        A key of `galcat.relations.MASS_TO_LIGHT` (``bell2003_gr``, ``zibetti2009_gi``,
+        ``bell2003_gi``, ``into2013_gi``, ``taylor2011_gi``).
     cosmology : str
         An astropy realisation (default Planck18, as the synthetic survey).
 
