@@ -123,6 +123,7 @@ __all__ = [
     "psf_image",
     "query",
     "render_noiseless",
+    "sersic_n_from_concentration",
 ]
 
 
@@ -465,6 +466,11 @@ def _concentration_table() -> tuple[np.ndarray, np.ndarray]:
 def _sersic_n_from_concentration(r80_over_r20: np.ndarray) -> np.ndarray:
     c, n = _concentration_table()
     return np.interp(r80_over_r20, c, n)
+
+
+def sersic_n_from_concentration(r80_over_r20) -> np.ndarray:
+    """Index of the circular Sérsic with this r80/r20 concentration (``truth_sersic_n``)."""
+    return _sersic_n_from_concentration(np.asarray(r80_over_r20, dtype=np.float64))
 
 
 # =========================================================================== population
