@@ -25,6 +25,9 @@ def test_shard_tables_record_version_and_settings(tiny_run):
     meta = table_metadata(tiny_run / OUT / "features" / "s000001.parquet")
     assert meta["stage"] == "measure" and meta["shard"] == "s000001"
     assert len(meta["settings_hash"]) == 16
+    # the priors the shard was measured with (measure.priors = fixed: the configured ones)
+    assert meta["priors"]["mode"] == "fixed"
+    assert meta["priors"]["bulge_disc_priors"]["n_bulge"] == [3.5, 1.5]
 
 
 def test_status_names_the_tables_of_another_version_and_snakemake_reruns_them(

@@ -60,6 +60,7 @@ __all__ = [
     "fit_bulge_disc",
     "light_radius",
     "mass_radius",
+    "structure",
 ]
 
 #: Pixels within this distance (pixels) of the centre are integrated over sub-pixels.
@@ -307,6 +308,13 @@ class _Priors:
         jac = np.zeros((self.index.size, len(PARAMETERS)))
         jac[np.arange(self.index.size), self.index] = 1.0 / self.sd
         return jac
+
+
+def structure(fit: BulgeDiscFit) -> dict[str, float]:
+    """The fitted structure as the prior keys (`PARAMETERS`): the values a calibrated
+    prior describes (`galcat.priors`)."""
+    return dict(zip(PARAMETERS, (float(x) for x in _Problem.vector(
+        fit.r_bulge, fit.r_disc, fit.n_bulge, fit.q_bulge, fit.q_disc)), strict=True))
 
 
 def _prior_terms(priors: Mapping[str, tuple[float, float]] | None) -> _Priors:

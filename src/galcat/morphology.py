@@ -82,6 +82,7 @@ import scipy.optimize as opt
 from scipy import ndimage
 
 from galcat import bulgedisc, halfmass, photometry, relations, sersic
+from galcat import priors as galcat_priors
 from galcat.bands import SUM, resolve_detect_band, with_sum_band
 from galcat.config import defaults, setting, settings
 from galcat.flags import HalfMassFlag, MeasureFlag, describe
@@ -569,6 +570,8 @@ def measure_object(
                     flag |= refine_bits
             bd_fit = _bulge_disc(batch, index, seg, opts, _bulge_disc_start(morph, model),
                                  background, object_id)
+            if opts.get(_CALIBRATION) and bd_fit is not None:
+                row[_CALIBRATION] = _calibration_values(bd_fit, batch, opts)
             row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
                                      if bd_fit is not None else math.nan)
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
@@ -706,6 +709,79 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
         _warn(object_id, f"PSF-corrected r50 failed: {exc}")
     row["r50_psf_corrected"] = radius
     return 0 if np.isfinite(radius) else MeasureFlag.R50_PSF_FAILED
+
+
+#: Row key (not a column) of the prior-free fit values of the calibration pass.
+_CALIBRATION = "_prior_calibration"
+
+
+def _calibration_values(fit, batch, opts) -> dict[str, float]:
+    """Structure and bulge − disc colour (of the M/L relation) of a prior-free fit."""
+    values = bulgedisc.structure(fit)
+    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[opts["mass_to_light"]]
+    values["colour_delta"] = values["colour_delta_err"] = math.nan
+    if blue in fit.bands and red in fit.bands:
+        zps = _zeropoints(batch)
+        try:
+            colours = bulgedisc.component_colours(fit, blue, red, zps[blue] - zps[red])
+        except bulgedisc.BulgeDiscError:
+            return values
+        values["colour_delta"] = colours["delta_measured"]
+        values["colour_delta_err"] = colours["delta_err"]
+    return values
+
+
+def _uses_bulge_disc(opts) -> tuple[bool, bool]:
+    """Whether the structure priors and the colour prior change any measurement."""
+    fit = (opts["r50_model"] == "bulge_disc"
+           or (opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"))
+    return fit, fit and opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"
+
+
+def _calibrate_priors(batch: CutoutBatch, segmap: np.ndarray, opts: dict,
+                      parallel: dict, label: str) -> tuple[dict, dict]:
+    """``opts`` with priors calibrated on the shard's bright galaxies (`galcat.priors`),
+    and the record of what was done (``DataFrame.attrs["priors"]`` of the features)."""
+    cal = opts["prior_calibration"]
+    structure, colour = _uses_bulge_disc(opts)
+    record: dict[str, Any] = {"mode": "calibrate", "min_snr": float(cal["min_snr"]),
+                              "min_galaxies": int(cal["min_galaxies"])}
+    b = batch.band_index(opts["detect_band"])
+    snr = galcat_priors.isophotal_snr(batch.image[:, b], batch.sigma[:, b], segmap)
+    bright = np.nonzero(snr >= float(cal["min_snr"]))[0]
+    record["n_bright"] = int(bright.size)
+    keys = list((opts["bulge_disc_priors"] or {}).keys())
+    fits: list[dict[str, float]] = []
+    if structure and bright.size >= int(cal["min_galaxies"]):
+        free = {**opts, "bulge_disc_priors": {}, "half_mass": False, _CALIBRATION: True,
+                "half_mass_colour_prior": None}
+        blocks = map_blocks_of_objects(
+            functools.partial(_measure_indices, batch, segmap, free, bright),
+            int(bright.size), label=f"{label} (prior calibration)", **parallel)
+        fits = [row[_CALIBRATION] for block in blocks for row in block if _CALIBRATION in row]
+    want_colour = colour and opts["half_mass_colour_prior"] is not None
+    found, colour_prior, used = galcat_priors.calibrated_priors(
+        fits, keys=keys, colour=want_colour, min_galaxies=int(cal["min_galaxies"]))
+    record["n_used"] = used
+    out = dict(opts)
+    if found is not None:
+        out["bulge_disc_priors"] = found
+    if colour_prior is not None:
+        out["half_mass_colour_prior"] = list(colour_prior)
+    record["calibrated"] = sorted([*(found or {}), *(["colour"] if colour_prior else [])])
+    record["bulge_disc_priors"] = {k: list(v) for k, v in
+                                   (out["bulge_disc_priors"] or {}).items()}
+    record["half_mass_colour_prior"] = (None if out["half_mass_colour_prior"] is None
+                                        else list(out["half_mass_colour_prior"]))
+    if (keys and found is None) or (want_colour and colour_prior is None):
+        log.warning("%s: %d galaxies with S/N >= %g gave %d usable prior-free fits (fewer "
+                    "than measure.prior_calibration.min_galaxies = %d): the configured "
+                    "priors are kept where none could be calibrated", label, bright.size,
+                    float(cal["min_snr"]), used, int(cal["min_galaxies"]))
+    else:
+        log.info("%s: priors calibrated on %d bright galaxies: %s, colour %s", label, used,
+                 record["bulge_disc_priors"], record["half_mass_colour_prior"])
+    return out, record
 
 
 def _structure_priors(opts) -> dict[str, tuple[float, float]]:
@@ -874,6 +950,13 @@ def _measure_block(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
             for i in range(block.start, block.stop)]
 
 
+def _measure_indices(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
+                     indices: np.ndarray, block: slice) -> list[dict[str, Any]]:
+    """`_measure_block` of the objects ``indices[block]`` (a subset of the shard)."""
+    return [row for i in indices[block]
+            for row in _measure_block(batch, segmap, settings, slice(int(i), int(i) + 1))]
+
+
 def measure_shard(
     batch: CutoutBatch,
     segmap: np.ndarray,
@@ -903,6 +986,11 @@ def measure_shard(
         ``object_id`` (int64), `MEASURE_COLUMNS` (units in `FEATURE_UNITS`), then the
         model photometry ``mag_model_{band}``, ``mag_model_err_{band}`` of
         `photometry_bands` (`galcat.photometry`; NaN where the bulge + disc fit failed).
+        ``attrs["priors"]`` records the priors used: ``mode`` (``measure.priors``),
+        ``bulge_disc_priors``, ``half_mass_colour_prior`` and, when calibrated
+        (`galcat.priors`), ``n_bright``, ``n_used`` and ``calibrated`` (the keys set
+        from the shard; the others kept as configured). Cost with ``calibrate``: the
+        bright galaxies are fitted twice.
     """
     segmap = np.asarray(segmap)
     if segmap.ndim != 3 or segmap.shape[0] != batch.n_objects \
@@ -917,6 +1005,13 @@ def measure_shard(
         settings["half_mass"] = False
     parallel = dask_options(config)
     parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
+    record: dict[str, Any] = {"mode": settings["priors"]}
+    if settings["priors"] == "calibrate" and any(_uses_bulge_disc(settings)):
+        settings, record = _calibrate_priors(batch, segmap, settings, parallel, label)
+    else:
+        record["bulge_disc_priors"] = {k: list(v) for k, v in
+                                       (settings["bulge_disc_priors"] or {}).items()}
+        record["half_mass_colour_prior"] = settings["half_mass_colour_prior"]
     blocks = map_blocks_of_objects(
         functools.partial(_measure_block, batch, segmap, settings),
         batch.n_objects,
@@ -929,4 +1024,5 @@ def measure_shard(
     table["object_id"] = table["object_id"].astype(np.int64)
     for name in [*MEASURE_COLUMNS, *mags]:
         table[name] = table[name].astype(np.int64 if name in _INT_COLUMNS else np.float64)
+    table.attrs["priors"] = record
     return table

@@ -300,7 +300,8 @@ def run_measure(
         units={**column_units(segment_table), **FEATURE_UNITS, **mag_units},
         descriptions={**column_descriptions(segment_table), **FEATURE_DESCRIPTIONS,
                       **mag_descriptions},
-        metadata=stage_metadata("measure", shard, config),
+        metadata={**stage_metadata("measure", shard, config),
+                  "priors": features.attrs.get("priors")},
     )
 
 
