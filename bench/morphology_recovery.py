@@ -329,6 +329,12 @@ def main() -> None:
           f"(bias {np.nanmedian(bt_diff):+.3f}, NaN {np.mean(~np.isfinite(bt_diff)):.1%}; "
           "absolute, not a goal)")
 
+    priors = table.attrs.get("priors") or []
+    print("\npriors per processed shard (measure.priors): " + "; ".join(
+        f"{p['mode']}" + (f" on {p.get('n_used')} of {p.get('n_bright')} bright"
+                          if p.get("mode") == "calibrate" else "")
+        + f": {p['bulge_disc_priors']}, colour {p['half_mass_colour_prior']}"
+        for p in priors if p))
     single_summary = _print_single_sersic(single) if single is not None else None
     pop_summary = _print_population(table, population) if population else None
 
@@ -367,6 +373,7 @@ def main() -> None:
         "dim_max_mag": args.dim_max,
         "overrides": run_overrides,
         "population": pop_summary,
+        "priors": priors,
         "figures": {k: rnd(x) for k, x in head["figures"].items()},
         "goals": head["goals"],
         "pass": head["pass"],

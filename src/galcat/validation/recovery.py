@@ -527,7 +527,8 @@ def recovery_table(
         One row per galaxy: truth columns, the segmentation table, the features
         table, and derived columns ``dim_mag``, ``snr``, ``snr_optimal``,
         ``primary_flux``, ``sersic_n_ref``, ``size_psf``, ``r50_sersic``, ``q_moments``, ``isolated``, ``snr_bin``, ``size_bin`` and
-        ``err_<quantity>`` for every `QUANTITIES` entry.
+        ``err_<quantity>`` for every `QUANTITIES` entry. ``attrs["priors"]``: the
+        priors each processed shard was measured with (`measure_shard`).
     deblend : DataFrame
         One row per (galaxy with a companion, method): `deblend_outcome` columns plus
         ``object_id``, ``method``, ``kind``, ``sep_psf`` (separation / FWHM).
@@ -544,7 +545,7 @@ def recovery_table(
     fwhm = synthetic.psf_fwhm(cfg, "r")
     ps = float(cfg["synthetic"]["pixel_scale"])
 
-    parts, deblend_rows = [], []
+    parts, deblend_rows, priors = [], [], []
     for start in range(0, len(truth), per):
         rows = truth.iloc[start : start + per]
         batch = synthetic.cutouts(rows, cfg)
@@ -558,6 +559,7 @@ def recovery_table(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MeasureWarning)
             feats = measure_shard(batch, seg.segmap, config=cfg, label="validation measure")
+        priors.append(feats.attrs.get("priors"))
         part = rows.merge(seg.table, on="object_id").merge(feats, on="object_id")
         sigma = batch.sigma[:, band]
         records = rows.to_dict("records")
@@ -625,6 +627,7 @@ def recovery_table(
                                      - table["truth_bt"].to_numpy(np.float64))
     table = pd.concat([table, pd.DataFrame(errors, index=table.index)], axis=1)
     deblend = pd.DataFrame(deblend_rows)
+    table.attrs["priors"] = priors
     return table, deblend
 
 
