@@ -9,6 +9,9 @@ module imports this package).
     Injection–recovery of segmentation and morphology on the synthetic survey
     (``bench/morphology_recovery.py``): render, segment and measure as the workflow does,
     join with the truth, score by S/N and size.
+``population``
+    Other populations for the injections (bulge − disc colour, bulge n, sizes, the
+    truth's M/L relation): ``bench/morphology_recovery.py --population``.
 ``blends``
     Synthetic blended pairs with known truth and the deblending scores
     (``bench/deblend_vs_sextractor.py``).
@@ -19,4 +22,4 @@ Import the submodule you need (``from galcat.validation import recovery``); impo
 package alone loads none of them.
 """
 
-__all__ = ["blends", "recovery", "sextractor"]
+__all__ = ["blends", "population", "recovery", "sextractor"]

@@ -217,7 +217,7 @@ def apply_population(rows: pd.DataFrame, population: Population, config: Mapping
     DataFrame
         The rows with the truth columns rewritten (fluxes, ``mag_*``, radii,
         ``truth_bt_mass``, ``truth_log_mass``, ``truth_log_ml_*``, ``truth_n_bulge``,
-        ``truth_gr_bulge``, ``truth_sersic_n``, ``truth_size_clipped``). Cost: ~5 ms per
+        ``truth_gr_bulge``, ``truth_sersic_n``, ``truth_size_clipped``). Cost: ~20 ms per
         galaxy (the radii).
     """
     out = rows.copy()
