@@ -156,19 +156,21 @@ def test_local_missing_file_and_bad_ids(local_config, local_dir, tmp_path):
 
 
 def test_truncated_cutout_names_the_object_and_file(local_config, local_dir, tmp_path):
-    """A file cut short fails when its data are read: the error says which and why."""
+    """A file cut short fails when its data are read: the error says which and why
+    (``local.bad_object: error``; the default keeps the object masked,
+    tests/faults/test_input_files.py)."""
     cut = tmp_path / "cutouts"
     shutil.copytree(local_dir / "cutouts", cut)
     broken = cut / "2_r.fits"
     broken.write_bytes(broken.read_bytes()[:-2880 - 1000])
     pattern = str(cut / "{object_id}_{band}.fits")
     config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
-                          psf={"fwhm_arcsec": 0.9})
+                          psf={"fwhm_arcsec": 0.9}, bad_object="error")
     local = get_survey("local")
     with pytest.raises(LocalDataError) as err, pytest.warns(UserWarning):
         local.cutouts(local.query(config), config)
     msg = str(err.value)
-    assert "local object 2 (r band)" in msg and "2_r.fits" in msg and "truncated" in msg
+    assert "local object 2 (r band," in msg and "2_r.fits" in msg and "truncated" in msg
 
 
 def test_cutout_without_wcs_never_borrows_another_objects_scale(local_config, local_dir,
@@ -187,7 +189,7 @@ def test_cutout_without_wcs_never_borrows_another_objects_scale(local_config, lo
                     del hdu.header[key]
     pattern = str(cut / "{object_id}_{band}.fits")
     config = local_config(images={"kind": "cutouts", "pattern": pattern}, noise={},
-                          psf={"fwhm_arcsec": 0.9})
+                          psf={"fwhm_arcsec": 0.9}, bad_object="error")
     local = get_survey("local")
     df = local.query(config)
     with pytest.raises(LocalDataError, match="local object 2 .*no WCS and local.pixel_scale"):

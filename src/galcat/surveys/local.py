@@ -50,6 +50,13 @@ PSFs (``local.psf``)
 Errors name what is wrong and what to set: a missing file, a band missing from the
 files or cube, a mosaic without a WCS and without ``pixel_scale``, a unit without a
 zero point, an object off the image.
+
+Bad objects
+    A fault of one object (its cutout file unreadable, truncated, with a broken header
+    or without a WCS; too few valid pixels for its sky) loses neither the object nor
+    the shard: with ``local.bad_object: mask`` (default) the object stays, fully masked
+    in that band, and a warning names it and the file (`_Shard.skip`). A band in which
+    every object of a shard fails stops the shard: that is the configuration's fault.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ __all__ = [
     "DETECT",
     "DETECTION_COLUMNS",
     "LocalDataError",
+    "OffImageObjectError",
     "LocalImages",
     "cutout_sides",
     "cutouts",
@@ -147,6 +155,11 @@ for _name, (_unit, _text) in DETECTION_COLUMNS.items():
 
 class LocalDataError(ValueError):
     """The local table or images are not what the config says."""
+
+
+class OffImageObjectError(LocalDataError):
+    """An object wholly off its image under ``archive.off_image: error``: that policy,
+    not ``local.bad_object``, decides."""
 
 
 # --------------------------------------------------------------------------- files
@@ -216,7 +229,10 @@ class _Plane:
 def _open_hdu(path: Path, hdu, what: str):
     """``(hdulist, hdu)`` of the image HDU of ``path`` (memory-mapped, headers only)."""
     try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+        # memory-mapped where astropy can (memmap left to its default): an explicit
+        # memmap=True makes it refuse the integer images scaled by BSCALE/BZERO that
+        # HST and ground-based pipelines write
+        hdul = fits.open(path, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError) as exc:
         raise LocalDataError(f"{what}: {str(path)!r} is not a readable FITS file; truncated "
                              f"or damaged? ({exc})") from exc
@@ -549,6 +565,24 @@ class _Shard:
         self.sky = np.full((n, 6), np.nan)
         self.partial: list[str] = []
         self.estimated: list[str] = []
+        self.policy = section["bad_object"]
+        self.failed: dict[str, list[str]] = {b: [] for b in bands}
+
+    def skip(self, j: int, exc: LocalDataError) -> None:
+        """One object's band that could not be cut (``exc`` names it): kept fully masked
+        under ``local.bad_object: mask``, else raised."""
+        if self.policy == "error" or isinstance(exc, OffImageObjectError):
+            raise exc
+        self.failed[self.bands[j]].append(str(exc))
+        log.warning("%s; kept fully masked in this band (local.bad_object: mask)", exc)
+
+    def check_failures(self) -> None:
+        """Stop when every object failed in a band: the configuration, not an object,
+        is wrong (a file pattern, a missing local.pixel_scale, ...)."""
+        for band, messages in self.failed.items():
+            if messages and len(messages) == len(self.ids):
+                raise LocalDataError(f"local: every object of this shard failed in band "
+                                     f"{band!r}; the first: {messages[0]}")
 
     def put(self, i: int, j: int, region: _cutting.Cut, size: int, noise_given: bool, unit,
             sky_mode: str, kernel_fwhm: float, what: str) -> None:
@@ -655,7 +689,7 @@ def _cut_or_none(arrays, wcs, row, size: int, what: str, off_image: str, extra_m
         return _cutting.cut_pixels(arrays, x, y, size, what=what, extra_mask=extra_mask)
     except _cutting.OffImageError as exc:
         if off_image != "mask":
-            raise LocalDataError(str(exc)) from None
+            raise OffImageObjectError(str(exc)) from None
         log.warning("%s; kept fully masked", exc)
         return None
 
@@ -715,22 +749,27 @@ def _mosaic_cutouts(rows, section, sides, off_image) -> CutoutBatch:
             for i, row in rows.iterrows():
                 what = f"local object {int(row['object_id'])} ({b} band, {where})"
                 size = int(sides[i])
-                region = _cut_or_none(arrays, wcs, row, _sky_side(section, size, noises.given),
-                                      what, off_image, grid=first.shape)
-                if region is None:
-                    continue
-                if masks.given:
-                    region.mask |= mask_of(region.arrays.pop(), mask_kind)
-                if noises.given:
-                    region.arrays[1] = noise_of(region.arrays[1], noise_kind)
-                shard.put(i, j, region, size, noises.given, unit, section["sky"], fwhm, what)
+                try:
+                    region = _cut_or_none(arrays, wcs, row,
+                                          _sky_side(section, size, noises.given), what,
+                                          off_image, grid=first.shape)
+                    if region is None:
+                        continue
+                    if masks.given:
+                        region.mask |= mask_of(region.arrays.pop(), mask_kind)
+                    if noises.given:
+                        region.arrays[1] = noise_of(region.arrays[1], noise_kind)
+                    shard.put(i, j, region, size, noises.given, unit, section["sky"], fwhm,
+                              what)
+                except LocalDataError as exc:
+                    shard.skip(j, exc)
+    shard.check_failures()
     return shard.batch(rows, bands, psf, scale)
 
 
 def _file_cutouts(rows, section, sides, off_image) -> CutoutBatch:
     bands = list(section["bands"])
-    spec, noise_spec, mask_spec = section["images"], section["noise"], section["mask"]
-    pattern = spec.get("pattern")
+    pattern = section["images"].get("pattern")
     if not pattern or "{object_id}" not in pattern and "{source_id}" not in pattern:
         raise LocalDataError("local.images.pattern must contain {object_id} or {source_id}")
     shard = _Shard(rows["object_id"].to_numpy(), bands, sides, section)
@@ -741,36 +780,52 @@ def _file_cutouts(rows, section, sides, off_image) -> CutoutBatch:
         sid = str(row.get("source_id", oid))
         size = int(sides[i])
         for j, b in enumerate(bands):
-            what = f"local object {oid} ({b} band)"
-            data, header = _cutout_file(pattern, oid, sid, b, bands, spec.get("hdu"), what)
-            wcs = _wcs(header)
-            if wcs is None and not section["pixel_scale"]:
-                # never another cutout's scale: only the one the user set
-                raise LocalDataError(f"{what}: the cutout has no WCS and local.pixel_scale is "
-                                     "not set")
-            scale = _one_scale(scale, image_scale(section, wcs, what), what)
-            if psf is None:
-                psf = psf_stamps(section, bands, scale)
-            arrays = [data]
-            if noise_spec.get("pattern"):
-                noise, _ = _cutout_file(noise_spec["pattern"], oid, sid, b, bands,
-                                        noise_spec.get("hdu"), f"{what} noise")
-                arrays.append(noise_of(noise, noise_spec.get("kind", "sigma")))
-            bad = None
-            if mask_spec.get("pattern"):
-                values, _ = _cutout_file(mask_spec["pattern"], oid, sid, b, bands,
-                                         mask_spec.get("hdu"), f"{what} mask")
-                bad = mask_of(values, mask_spec["kind"])
-            if wcs is not None:
-                cut = _cut_or_none(arrays, wcs, row, size, what, off_image, extra_mask=bad)
-                if cut is None:
-                    continue
-            else:
-                cut = _centred(arrays, bad, size)
-            unit = pixel_unit(section, header, b, scale, what)
-            shard.put(i, j, cut, size, len(arrays) > 1, unit, section["sky"],
-                      psf_fwhm_pixels(psf[j]), what)
+            name = pattern.format(object_id=oid, source_id=sid, band=b)
+            what = f"local object {oid} ({b} band, {name})"
+            try:
+                scale, psf = _put_file_cutout(shard, i, j, row, pattern, sid, size, scale, psf,
+                                              section, off_image, what)
+            except LocalDataError as exc:
+                shard.skip(j, exc)
+    shard.check_failures()
     return shard.batch(rows, bands, psf, scale)
+
+
+def _put_file_cutout(shard, i, j, row, pattern, sid, size, scale, psf, section, off_image,
+                     what):
+    """Read one object's cutout file in band ``j`` into ``shard``; returns the shard's
+    (scale, psf), set by the first readable cutout."""
+    bands, b, oid = shard.bands, shard.bands[j], int(row["object_id"])
+    spec, noise_spec, mask_spec = section["images"], section["noise"], section["mask"]
+    data, header = _cutout_file(pattern, oid, sid, b, bands, spec.get("hdu"), what)
+    wcs = _wcs(header)
+    if wcs is None and not section["pixel_scale"]:
+        # never another cutout's scale: only the one the user set
+        raise LocalDataError(f"{what}: the cutout has no WCS and local.pixel_scale is "
+                             "not set")
+    scale = _one_scale(scale, image_scale(section, wcs, what), what)
+    if psf is None:
+        psf = psf_stamps(section, bands, scale)
+    arrays = [data]
+    if noise_spec.get("pattern"):
+        noise, _ = _cutout_file(noise_spec["pattern"], oid, sid, b, bands,
+                                noise_spec.get("hdu"), f"{what} noise")
+        arrays.append(noise_of(noise, noise_spec.get("kind", "sigma")))
+    bad = None
+    if mask_spec.get("pattern"):
+        values, _ = _cutout_file(mask_spec["pattern"], oid, sid, b, bands,
+                                 mask_spec.get("hdu"), f"{what} mask")
+        bad = mask_of(values, mask_spec["kind"])
+    if wcs is not None:
+        cut = _cut_or_none(arrays, wcs, row, size, what, off_image, extra_mask=bad)
+        if cut is None:
+            return scale, psf
+    else:
+        cut = _centred(arrays, bad, size)
+    unit = pixel_unit(section, header, b, scale, what)
+    shard.put(i, j, cut, size, len(arrays) > 1, unit, section["sky"],
+              psf_fwhm_pixels(psf[j]), what)
+    return scale, psf
 
 
 def _one_scale(scale: float | None, this: float, what: str) -> float:
