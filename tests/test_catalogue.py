@@ -15,7 +15,7 @@ from astropy.io.votable import parse_single_table
 from astropy.io.votable.ucd import check_ucd
 from astropy.table import Table
 
-from galcat.catalogue import build_catalogue
+from galcat.catalogue import build_catalogue, physical_radii
 from galcat.columns import (
     UCDS,
     ColumnMetadataError,
@@ -252,6 +252,8 @@ def _whole_table_reference(tmp_path, features, extra=()):
     for path in extra:
         cat = cat.merge(pd.read_parquet(path), on="object_id", how="left")
     cat = cat.merge(stellar_mass.catalogue_masses(cat, relation="bell2003_gr"), on="object_id")
+    units = column_units(features[0])
+    cat = cat.merge(physical_radii(cat, units, {}), on="object_id")
     return cat.sort_values("object_id").reset_index(drop=True)
 
 

@@ -12,6 +12,7 @@ import pytest
 from galcat import flags
 from galcat.flags import (
     FLAG_COLUMNS,
+    DetectFlag,
     HalfMassFlag,
     MassFlag,
     MeasureFlag,
@@ -27,11 +28,13 @@ FROZEN = {
                   "SIGMA_MAP_INVALID", "FAILED"],
     MeasureFlag: ["NO_CENTRAL_SEGMENT", "BAD_PIXELS", "NO_FLUX", "EDGE", "NO_SKY",
                   "STATMORPH_FAILED", "STATMORPH_WARNING", "SERSIC_FAILED", "SERSIC_WARNING",
-                  "HALFMASS_FAILED", "MISSING_BAND", "SKIPPED", "R50_PSF_FAILED", "PARTLY_MASKED"],
+                  "HALFMASS_FAILED", "MISSING_BAND", "SKIPPED", "R50_PSF_FAILED", "PARTLY_MASKED",
+                  "UNRESOLVED"],
     HalfMassFlag: ["MISSING_BAND", "NO_FLUX", "LOW_SNR", "COLOUR_CLIPPED", "NO_PETROSIAN",
                    "TRUNCATED", "PSF_FIT_FAILED", "NO_CROSSING", "MASKED", "EXTRAPOLATED",
                    "BAD_INPUT", "NO_BULGE_DISC"],
     MassFlag: ["NO_PHOTOMETRY", "NO_REDSHIFT", "COLOUR_CLIPPED"],
+    DetectFlag: ["BLENDED", "MASKED", "IMAGE_EDGE", "TILE_EDGE"],
 }
 
 
@@ -69,7 +72,8 @@ def test_describe_edge_cases():
 
 def test_flag_columns_and_metadata_name_every_bit():
     assert FLAG_COLUMNS == {"seg_flag": SegmentFlag, "flag": MeasureFlag,
-                            "r50_mass_flag": HalfMassFlag, "log_mass_phot_flag": MassFlag}
+                            "r50_mass_flag": HalfMassFlag, "log_mass_phot_flag": MassFlag,
+                            "det_flag": DetectFlag}
     meta = json.loads(json.dumps(flags.flag_metadata()))
     assert set(meta) == set(FLAG_COLUMNS)
     assert meta["flag"]["8"] == {"name": "EDGE", "description": MeasureFlag.EDGE.description}
@@ -80,8 +84,10 @@ def test_the_table_writers_document_the_classes():
     from galcat.morphology import FEATURE_DESCRIPTIONS
     from galcat.segment import SEGMENT_COLUMN_DESCRIPTIONS
     from galcat.stellar_mass import MASS_COLUMNS
+    from galcat.surveys.local import DETECTION_COLUMNS
 
     descriptions = {**SEGMENT_COLUMN_DESCRIPTIONS, **FEATURE_DESCRIPTIONS,
-                    **{name: text for name, (_, text) in MASS_COLUMNS.items()}}
+                    **{name: text for name, (_, text) in MASS_COLUMNS.items()},
+                    **{name: text for name, (_, text) in DETECTION_COLUMNS.items()}}
     for column, cls in FLAG_COLUMNS.items():
         assert f"galcat.flags.{cls.__name__}" in descriptions[column]

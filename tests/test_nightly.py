@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from galcat.config import load_config, trained_models
 from galcat.release import sha256_file
 from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in
 
@@ -66,12 +67,20 @@ def test_night_without_new_objects_runs_no_shard_job(nights):
 
 
 def test_growth_runs_only_new_shards_and_aggregations(nights):
-    _, _, night2, _, _ = nights
+    """The new shard is staged and measured, the old ones are not; the networks are
+    aggregations: they retrain on the grown survey (new labelled objects), so every
+    shard's predictions are made again by the new model."""
+    _, _, night2, _, grown = nights
+    models = trained_models(load_config(overrides=grown))
+    assert models  # the tiny config trains networks: this test covers them
     assert night2 == {
         ("query_catalog", None),
         ("fetch_cutouts", "s000003"),
         ("segment", "s000003"),
         ("measure", "s000003"),
+        ("train", None),
+        *{("predict", f"s{k:06d}") for k in range(4)},
+        ("evaluate", None),
         ("catalogue", None),
         ("report", None),
         ("release", None),

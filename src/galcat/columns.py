@@ -161,16 +161,40 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"seg_central_flux", "phot.flux"),
     (r"seg_n_sources", "meta.number"),
     (r"merger|projection|size_clipped", "meta.code"),
+    (r"class\d+_\d+", "src.morph.type;stat.probability"),  # a network's GZ2 vote fraction
+    (r"companion_angle_deg|tail_twist_deg", "pos.posAng"),
+    (r"companion_flux_ratio", "phot.flux;arith.ratio"),
+    (r"tail_frac|lopsided_frac", "src.morph.param"),
+    (r"seg_bad_fraction", "meta.code.qual;arith.ratio"),
 )
 _UCD_PATTERNS = tuple((re.compile(rf"(?:{p})\Z"), ucd) for p, ucd in UCDS)
 
 
 def ucd_for(column: str) -> str | None:
-    """The UCD1+ of a catalogue column (`UCDS`), or None where the IVOA has none."""
+    """The UCD1+ of a catalogue column (`UCDS`), or None where the IVOA has none.
+
+    A network's output ``nn_{model}_{output}`` takes the UCD of its output (the model
+    name, which may hold underscores, is tried off word by word), ``_err`` adds
+    ``stat.error`` and ``_split`` is a code."""
     name = column.removeprefix("truth_")
+    if name.startswith("nn_"):
+        return _network_ucd(name)
     for pattern, ucd in _UCD_PATTERNS:
         if pattern.match(name):
             return ucd
+    return None
+
+
+def _network_ucd(name: str) -> str | None:
+    if name.endswith("_split"):
+        return "meta.code"
+    error = name.endswith("_err")
+    words = name.removesuffix("_err").split("_")[1:]
+    for start in range(1, len(words)):
+        output = "_".join(words[start:])
+        found = next((ucd for pattern, ucd in _UCD_PATTERNS if pattern.match(output)), None)
+        if found:
+            return f"stat.error;{found.split(';')[0]}" if error else found
     return None
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "load_config",
     "record_default_reads",
     "run_notes",
+    "trained_models",
     "schema",
     "schema_path",
     "setting",
@@ -260,6 +261,21 @@ def _cross_field_errors(config: dict) -> list[str]:
     return errors
 
 
+#: Surveys whose object tables hold the labels the model families train on (the
+#: synthetic survey's truth). Archive labels (GZ2 votes, MPA-JHU metallicities) for
+#: the real surveys are not wired to the families yet.
+LABELLED_SURVEYS = ("synthetic",)
+
+
+def trained_models(config: Mapping) -> list[str]:
+    """Names of the models the run trains, in config order: the enabled ones, on a
+    survey with their labels (`LABELLED_SURVEYS`); `run_notes` says when others wait."""
+    if config["survey"] not in LABELLED_SURVEYS:
+        return []
+    return [name for name, entry in (config.get("models") or {}).items()
+            if entry.get("enabled", True)]
+
+
 def run_notes(config: Mapping) -> list[str]:
     """What a user should know before a valid run starts, said once (the Snakefile logs
     each line): settings that cannot work with the survey's bands and are skipped
@@ -283,6 +299,12 @@ def run_notes(config: Mapping) -> list[str]:
                 f"); survey {survey!r} has {bands}, without {missing}: r50_mass will not be "
                 "measured (flag SKIPPED on every object). Set measure.half_mass: false to "
                 "silence this note.")
+    enabled = [n for n, e in (config.get("models") or {}).items() if e.get("enabled", True)]
+    if enabled and survey not in LABELLED_SURVEYS:
+        out.append(f"models {enabled}: survey {survey!r} has no training labels for them "
+                   f"(only {list(LABELLED_SURVEYS)} do); they are not trained on this run and "
+                   "the catalogue has no nn_* columns. Set models.<name>.enabled: false to "
+                   "silence this note.")
     return out
 
 

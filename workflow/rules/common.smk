@@ -6,7 +6,13 @@ from snakemake.utils import validate
 
 from snakemake.logging import logger
 
-from galcat.config import check_config_files, config_hash, run_notes, validate_config
+from galcat.config import (
+    check_config_files,
+    config_hash,
+    run_notes,
+    trained_models,
+    validate_config,
+)
 from galcat.sharding import shard_names
 
 # Our own validation first: its message names the offending key path (and a key
@@ -156,8 +162,9 @@ def get_features(wildcards):
 
 # --------------------------------------------------------------------- models
 def get_models():
-    """Names of the enabled models (config models section), in config order."""
-    return [name for name, entry in config["models"].items() if entry["enabled"]]
+    """Names of the models this run trains (galcat.config.trained_models: the enabled
+    ones, on a survey with their labels), in config order."""
+    return trained_models(config)
 
 
 def get_cutouts(wildcards):
