@@ -30,6 +30,8 @@ localrules:
     catalogue,
     report,
     release,
+    merger_fraction,
+    mzr,
 
 
 
@@ -40,6 +42,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/catalogue.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/release.smk"
 

@@ -118,6 +118,13 @@ COMMANDS: dict[str, Command] = {
                                               "of galcat.report.FIGURES"}),
                        _optional("--analysis-dir", help="directory of the analyses' JSON and "
                                                         "PNG files, listed if present"))),
+    "merger-fraction": Command(
+        "merger fraction in redshift and mass bins, corrected for chance projections",
+        "galcat.analysis.merger:run_merger_fraction",
+        (CONFIG, _one("--catalogue"), _one("--output-json"), _many("--output-png"))),
+    "mzr": Command("mass-metallicity relation against the measured stellar mass",
+                   "galcat.analysis.mzr:run_mzr",
+                   (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
     "columns": Command("write the Markdown column reference of a catalogue",
                        "galcat.columns:write_column_reference",
                        (_one("--catalogue"), _one("--output"))),

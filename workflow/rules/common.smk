@@ -223,10 +223,50 @@ def get_model_metrics():
     return expand(f"{OUT}/models/{{model}}/metrics.json", model=get_models())
 
 
-def get_analysis_outputs(wildcards):
-    """The analyses' JSON and PNG files under {OUT}/analysis, inputs of the report so
-    that it runs after them. None yet: each analysis rule adds its outputs here."""
-    return []
+#: Every analysis (workflow/rules/analysis.smk) and its PNG figures, by name: the
+#: JSON is analysis/{name}.json, each figure analysis/{figure}.png.
+ANALYSIS_FIGURES = {
+    "merger_fraction": ["merger_fraction", "merger_selection"],
+    "mzr": ["mzr"],
+}
+
+
+def get_analysis_outputs(wildcards=None):
+    """The analyses' JSON and PNG files under {OUT}/analysis: inputs of the report (so
+    that it runs after them) and final targets (so that a finished tree plans them)."""
+    return [
+        path
+        for name, figures in ANALYSIS_FIGURES.items()
+        for path in [f"{OUT}/analysis/{name}.json",
+                     *(f"{OUT}/analysis/{fig}.png" for fig in figures)]
+    ]
+
+
+#: The analysis section's keys each analysis reads (besides bootstrap and seed).
+ANALYSIS_KEYS = {
+    "merger_fraction": ("merger",),
+    "mzr": ("split", "mzr"),
+    "latent_space": ("latent", "merger"),
+    "r50_validation": ("split", "r50"),
+    "seed_papers": ("split", "merger", "r50", "mzr", "latent"),
+}
+
+
+def get_analysis_config(name):
+    """The params of analysis ``name``: the keys of the analysis section it reads, and
+    the synthetic survey's MZR (the relation the MZR fit is compared with)."""
+
+    def params(wildcards):
+        keys = ("bootstrap", "seed", *ANALYSIS_KEYS[name])
+        sections = {"analysis": {k: config["analysis"][k] for k in keys}}
+        if name == "mzr" and SURVEY == "synthetic":
+            sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}
+        if name == "seed_papers":
+            sections["models"] = {m: {"family": e["family"]} for m, e in config["models"].items()
+                                  if e["enabled"]}
+        return as_json(sections)
+
+    return params
 
 
 def get_final_outputs():
@@ -238,6 +278,7 @@ def get_final_outputs():
         # REPORT_FIGURES: report.smk, included after this file and before rule all
         *expand(f"{OUT}/figures/{{name}}.png", name=REPORT_FIGURES),
         *get_model_metrics(),
+        *get_analysis_outputs(),
     ]
     if config.get("release"):
         outputs.append(f"{OUT}/releases/{config['release']}.manifest.json")

@@ -188,13 +188,17 @@ def mzr(cat: pd.DataFrame, config: dict) -> dict:
                     "fit": "adjusted least squares (mass errors)" if adjusted
                     else "ordinary least squares", "n_objects": len(sub), "fits": {}}
     for name, col in (("true", "truth_metallicity"), ("predicted", pred_col)):
-        if col in sub:
-            y = sub[col].to_numpy(float)
-            result["fits"][name] = {"column": col, **_one(x, y, x_err, sub, cfg, boot)}
+        if col not in sub:
+            continue
+        try:
+            result["fits"][name] = {"column": col,
+                                    **_one(x, sub[col].to_numpy(float), x_err, sub, cfg, boot)}
+        except AnalysisError as exc:  # too few galaxies: said, never fatal to the run
+            result.setdefault("skipped", {})[name] = str(exc)
     fits = result["fits"]
     if not fits:
-        result["status"] = f"no metallicity in this catalogue (neither truth_metallicity " \
-                           f"nor {pred_col})"
+        result["status"] = "; ".join(f"{k}: {v}" for k, v in result.get("skipped", {}).items()) or (
+            f"no metallicity in this catalogue (neither truth_metallicity nor {pred_col})")
         return result
     relation = config.get("synthetic", {}).get("mzr", {}).get("relation")
     if relation in COEFFICIENTS:

@@ -1,0 +1,46 @@
+# analyses: the science of the catalogue (galcat.analysis), each reading the catalogue
+# only and writing analysis/{name}.json and its figures, marked for Snakemake's report
+# with captions in workflow/report/{figure}.rst.
+
+
+def analysis_figure(name):
+    return report(
+        f"{OUT}/analysis/{name}.png",
+        caption=f"../report/{name}.rst",
+        category="Analyses",
+        labels={"figure": name.replace("_", " ")},
+    )
+
+
+rule merger_fraction:
+    input:
+        catalogue=f"{OUT}/catalogue.parquet",
+    output:
+        json=f"{OUT}/analysis/merger_fraction.json",
+        png=[analysis_figure(f) for f in ANALYSIS_FIGURES["merger_fraction"]],
+    params:
+        config=get_analysis_config("merger_fraction"),
+    log:
+        f"{LOGS}/analysis/merger_fraction.log",
+    conda:
+        ENV
+    shell:
+        "galcat merger-fraction --config-json {params.config:q} --catalogue {input.catalogue}"
+        " --output-json {output.json} --output-png {output.png} 2> {log}"
+
+
+rule mzr:
+    input:
+        catalogue=f"{OUT}/catalogue.parquet",
+    output:
+        json=f"{OUT}/analysis/mzr.json",
+        png=analysis_figure("mzr"),
+    params:
+        config=get_analysis_config("mzr"),
+    log:
+        f"{LOGS}/analysis/mzr.log",
+    conda:
+        ENV
+    shell:
+        "galcat mzr --config-json {params.config:q} --catalogue {input.catalogue}"
+        " --output-json {output.json} --output-png {output.png} 2> {log}"
