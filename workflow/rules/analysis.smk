@@ -3,15 +3,6 @@
 # with captions in workflow/report/{figure}.rst.
 
 
-def analysis_figure(name):
-    return report(
-        f"{OUT}/analysis/{name}.png",
-        caption=f"../report/{name}.rst",
-        category="Analyses",
-        labels={"figure": name.replace("_", " ")},
-    )
-
-
 rule merger_fraction:
     input:
         catalogue=f"{OUT}/catalogue.parquet",

@@ -242,6 +242,16 @@ def get_analysis_outputs(wildcards=None):
     ]
 
 
+def analysis_figure(name):
+    """Figure ``name`` of an analysis, marked for Snakemake's report with its caption."""
+    return report(
+        f"{OUT}/analysis/{name}.png",
+        caption=f"../report/{name}.rst",
+        category="Analyses",
+        labels={"figure": name.replace("_", " ")},
+    )
+
+
 #: The analysis section's keys each analysis reads (besides bootstrap and seed).
 ANALYSIS_KEYS = {
     "merger_fraction": ("merger",),
