@@ -32,6 +32,7 @@ localrules:
     release,
     merger_fraction,
     mzr,
+    r50_validation,
 
 
 

@@ -125,6 +125,11 @@ COMMANDS: dict[str, Command] = {
     "mzr": Command("mass-metallicity relation against the measured stellar mass",
                    "galcat.analysis.mzr:run_mzr",
                    (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
+    "r50-validation": Command(
+        "half-mass radius of the network and the traditional route vs truth",
+        "galcat.analysis.r50:run_r50_validation",
+        (CONFIG, _one("--catalogue"), _optional("--cutouts", nargs="*", default=()),
+         _one("--output-json"), _many("--output-png"))),
     "columns": Command("write the Markdown column reference of a catalogue",
                        "galcat.columns:write_column_reference",
                        (_one("--catalogue"), _one("--output"))),

@@ -35,3 +35,23 @@ rule mzr:
     shell:
         "galcat mzr --config-json {params.config:q} --catalogue {input.catalogue}"
         " --output-json {output.json} --output-png {output.png} 2> {log}"
+
+
+rule r50_validation:
+    input:
+        catalogue=f"{OUT}/catalogue.parquet",
+        # the worst outliers are shown as cutouts
+        cutouts=get_cutouts,
+    output:
+        json=f"{OUT}/analysis/r50_validation.json",
+        png=[analysis_figure(f) for f in ANALYSIS_FIGURES["r50_validation"]],
+    params:
+        config=get_analysis_config("r50_validation"),
+    log:
+        f"{LOGS}/analysis/r50_validation.log",
+    conda:
+        ENV
+    shell:
+        "galcat r50-validation --config-json {params.config:q} --catalogue {input.catalogue}"
+        " --cutouts {input.cutouts} --output-json {output.json} --output-png {output.png}"
+        " 2> {log}"

@@ -228,6 +228,7 @@ def get_model_metrics():
 ANALYSIS_FIGURES = {
     "merger_fraction": ["merger_fraction", "merger_selection"],
     "mzr": ["mzr"],
+    "r50_validation": ["r50_validation", "r50_outliers"],
 }
 
 
@@ -252,10 +253,10 @@ def analysis_figure(name):
     )
 
 
-#: The analysis section's keys each analysis reads (besides bootstrap and seed).
+#: The keys of the analysis section each analysis reads.
 ANALYSIS_KEYS = {
-    "merger_fraction": ("merger",),
-    "mzr": ("split", "mzr"),
+    "merger_fraction": ("bootstrap", "seed", "merger"),
+    "mzr": ("bootstrap", "seed", "split", "mzr"),
     "latent_space": ("latent", "merger"),
     "r50_validation": ("split", "r50"),
     "seed_papers": ("split", "merger", "r50", "mzr", "latent"),
@@ -267,8 +268,7 @@ def get_analysis_config(name):
     the synthetic survey's MZR (the relation the MZR fit is compared with)."""
 
     def params(wildcards):
-        keys = ("bootstrap", "seed", *ANALYSIS_KEYS[name])
-        sections = {"analysis": {k: config["analysis"][k] for k in keys}}
+        sections = {"analysis": {k: config["analysis"][k] for k in ANALYSIS_KEYS[name]}}
         if name == "mzr" and SURVEY == "synthetic":
             sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}
         if name == "seed_papers":

@@ -13,4 +13,5 @@ __all__ = ["ANALYSES"]
 ANALYSES = {
     "merger_fraction": "galcat.analysis.merger:run_merger_fraction",
     "mzr": "galcat.analysis.mzr:run_mzr",
+    "r50_validation": "galcat.analysis.r50:run_r50_validation",
 }
