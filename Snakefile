@@ -33,6 +33,7 @@ localrules:
     merger_fraction,
     mzr,
     r50_validation,
+    latent_space,
 
 
 

@@ -130,6 +130,10 @@ COMMANDS: dict[str, Command] = {
         "galcat.analysis.r50:run_r50_validation",
         (CONFIG, _one("--catalogue"), _optional("--cutouts", nargs="*", default=()),
          _one("--output-json"), _many("--output-png"))),
+    "latent-space": Command(
+        "correlations of the latent-space model's columns with galaxy properties",
+        "galcat.analysis.latent:run_latent_space",
+        (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
     "columns": Command("write the Markdown column reference of a catalogue",
                        "galcat.columns:write_column_reference",
                        (_one("--catalogue"), _one("--output"))),

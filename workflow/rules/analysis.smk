@@ -55,3 +55,20 @@ rule r50_validation:
         "galcat r50-validation --config-json {params.config:q} --catalogue {input.catalogue}"
         " --cutouts {input.cutouts} --output-json {output.json} --output-png {output.png}"
         " 2> {log}"
+
+
+rule latent_space:
+    input:
+        catalogue=f"{OUT}/catalogue.parquet",
+    output:
+        json=f"{OUT}/analysis/latent_space.json",
+        png=analysis_figure("latent_space"),
+    params:
+        config=get_analysis_config("latent_space"),
+    log:
+        f"{LOGS}/analysis/latent_space.log",
+    conda:
+        ENV
+    shell:
+        "galcat latent-space --config-json {params.config:q} --catalogue {input.catalogue}"
+        " --output-json {output.json} --output-png {output.png} 2> {log}"

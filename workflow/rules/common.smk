@@ -229,6 +229,7 @@ ANALYSIS_FIGURES = {
     "merger_fraction": ["merger_fraction", "merger_selection"],
     "mzr": ["mzr"],
     "r50_validation": ["r50_validation", "r50_outliers"],
+    "latent_space": ["latent_space"],
 }
 
 

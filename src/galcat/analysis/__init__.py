@@ -14,4 +14,5 @@ ANALYSES = {
     "merger_fraction": "galcat.analysis.merger:run_merger_fraction",
     "mzr": "galcat.analysis.mzr:run_mzr",
     "r50_validation": "galcat.analysis.r50:run_r50_validation",
+    "latent_space": "galcat.analysis.latent:run_latent_space",
 }
