@@ -34,6 +34,7 @@ localrules:
     mzr,
     r50_validation,
     latent_space,
+    seed_papers,
 
 
 

@@ -134,6 +134,10 @@ COMMANDS: dict[str, Command] = {
         "correlations of the latent-space model's columns with galaxy properties",
         "galcat.analysis.latent:run_latent_space",
         (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
+    "seed-papers": Command(
+        "the seed papers' headline figures beside this run's",
+        "galcat.analysis.seeds:run_seed_papers",
+        (CONFIG, _one("--catalogue"), _many("--analyses"), _one("--output-json"))),
     "columns": Command("write the Markdown column reference of a catalogue",
                        "galcat.columns:write_column_reference",
                        (_one("--catalogue"), _one("--output"))),

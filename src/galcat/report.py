@@ -45,6 +45,9 @@ __all__ = [
 
 #: Most points drawn in a scatter plot (a random, seeded subsample beyond).
 MAX_POINTS = 20000
+#: The analysis whose table (the seed papers' figures beside galcat's) follows the
+#: headline numbers.
+SEED_PAPERS = "seed_papers"
 #: Goal of the photometric stellar mass on the synthetic survey (median |Δ log M*|, dex).
 STELLAR_MASS_GOAL_DEX = 0.1
 
@@ -393,10 +396,14 @@ def analysis_results(directory: os.PathLike | str | None) -> list[dict]:
     for path in sorted(Path(directory).iterdir()):
         if path.suffix == ".json":
             try:
-                rows = _flatten(json.loads(path.read_text()))
+                doc = json.loads(path.read_text())
+                rows = _flatten(doc)
             except (OSError, ValueError) as exc:
-                rows = [("error", f"could not read: {exc}")]
-            out.append({"name": path.stem, "kind": "json", "path": path, "rows": rows})
+                doc, rows = {}, [("error", f"could not read: {exc}")]
+            item = {"name": path.stem, "kind": "json", "path": path, "rows": rows}
+            if isinstance(doc, dict) and isinstance(doc.get("table"), list):
+                item["table"] = doc["table"]  # records, shown as a table of their own
+            out.append(item)
         elif path.suffix == ".png":
             out.append({"name": path.stem, "kind": "png", "path": path,
                         "png": path.read_bytes()})
@@ -411,6 +418,14 @@ def _table(rows: list[dict] | list[tuple], header: tuple[str, ...]) -> str:
         body.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
                     + "</tr>")
     return f"<table><tr>{cells}</tr>{''.join(body)}</table>"
+
+
+def _records(records: list) -> str:
+    """A list of JSON records as a table (columns: the first record's keys)."""
+    header = tuple(records[0]) if records and isinstance(records[0], dict) else ()
+    rows = [tuple(_fmt(r.get(h)) if r.get(h) is not None else "" for h in header)
+            for r in records if isinstance(r, dict)]
+    return _table(rows, header)
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -468,6 +483,11 @@ def write_report(
         "<h2>Headline numbers</h2>",
         _table(headline_numbers(cat, comparisons), ("quantity", "value", "goal")),
     ]
+    results = analysis_results(analysis_dir)
+    for item in results:
+        if item["name"] == SEED_PAPERS and "table" in item:
+            parts.append("<h2>Seed papers and galcat, side by side</h2>")
+            parts.append(_records(item["table"]))
     if not comparisons.empty:
         parts.append("<h2>Measurements against injected truth</h2>")
         parts.append(comparisons.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -486,13 +506,14 @@ def write_report(
             parts.append(f"<h3>{html.escape(FIGURES[name].title)}</h3>{_img(data, name)}"
                          f"<p>File: {_link(paths[name], page)}</p>")
     parts.append("<h2>Analyses</h2>")
-    results = analysis_results(analysis_dir)
     if not results:
         parts.append("<p>No analysis results yet (none in "
                      f"<code>{html.escape(str(analysis_dir))}</code>).</p>")
     for item in results:
         parts.append(f"<h3>{html.escape(item['name'])}</h3>")
-        if item["kind"] == "json":
+        if item["kind"] == "json" and "table" in item:
+            parts.append(_records(item["table"]))
+        elif item["kind"] == "json":
             parts.append(_table(item["rows"], ("key", "value")))
         else:
             parts.append(_img(item["png"], item["name"]))

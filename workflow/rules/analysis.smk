@@ -72,3 +72,21 @@ rule latent_space:
     shell:
         "galcat latent-space --config-json {params.config:q} --catalogue {input.catalogue}"
         " --output-json {output.json} --output-png {output.png} 2> {log}"
+
+
+rule seed_papers:
+    input:
+        catalogue=f"{OUT}/catalogue.parquet",
+        analyses=[f"{OUT}/analysis/{name}.json" for name in ANALYSIS_FIGURES
+                  if name != "seed_papers"],
+    output:
+        json=f"{OUT}/analysis/seed_papers.json",
+    params:
+        config=get_analysis_config("seed_papers"),
+    log:
+        f"{LOGS}/analysis/seed_papers.log",
+    conda:
+        ENV
+    shell:
+        "galcat seed-papers --config-json {params.config:q} --catalogue {input.catalogue}"
+        " --analyses {input.analyses} --output-json {output.json} 2> {log}"

@@ -230,6 +230,7 @@ ANALYSIS_FIGURES = {
     "mzr": ["mzr"],
     "r50_validation": ["r50_validation", "r50_outliers"],
     "latent_space": ["latent_space"],
+    "seed_papers": [],
 }
 
 
