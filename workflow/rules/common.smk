@@ -8,6 +8,8 @@ from snakemake.logging import logger
 
 from galcat.config import check_config_files, config_hash, run_notes, validate_config
 from galcat.sharding import shard_names
+# Every analysis (analysis.smk) and its figures: analysis/{name}.json, analysis/{figure}.png.
+from galcat.analysis import FIGURES as ANALYSIS_FIGURES
 
 # Our own validation first: its message names the offending key path (and a key
 # given twice in a file, which Snakemake's YAML loader keeps silently). Then
@@ -221,17 +223,6 @@ def get_predictions(wildcards):
 
 def get_model_metrics():
     return expand(f"{OUT}/models/{{model}}/metrics.json", model=get_models())
-
-
-#: Every analysis (workflow/rules/analysis.smk) and its PNG figures, by name: the
-#: JSON is analysis/{name}.json, each figure analysis/{figure}.png.
-ANALYSIS_FIGURES = {
-    "merger_fraction": ["merger_fraction", "merger_selection"],
-    "mzr": ["mzr"],
-    "r50_validation": ["r50_validation", "r50_outliers"],
-    "latent_space": ["latent_space"],
-    "seed_papers": [],
-}
 
 
 def get_analysis_outputs(wildcards=None):

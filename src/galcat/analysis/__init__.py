@@ -10,3 +10,15 @@ Modules: `galcat.analysis.merger`, `galcat.analysis.mzr`, `galcat.analysis.laten
 `galcat.analysis.r50`, `galcat.analysis.seeds`; shared helpers in
 `galcat.analysis.common`.
 """
+
+__all__ = ["FIGURES"]
+
+#: Every analysis by name and its figures: it writes ``analysis/{name}.json`` and
+#: ``analysis/{figure}.png`` for each figure (captions: ``workflow/report/{figure}.rst``).
+FIGURES: dict[str, list[str]] = {
+    "merger_fraction": ["merger_fraction", "merger_selection"],
+    "mzr": ["mzr"],
+    "r50_validation": ["r50_validation", "r50_outliers"],
+    "latent_space": ["latent_space"],
+    "seed_papers": [],
+}
