@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from galcat.analysis.common import (
+    AnalysisError,
     bootstrap,
     no_data_figure,
     read_columns,
@@ -394,6 +395,10 @@ def run_merger_fraction(
     """
     cfg = settings(config, "analysis")["merger"]
     cat = read_columns(catalogue, [*COLUMNS, f"nn_{cfg['model']}_{cfg['answer']}"])
+    missing = [c for c in ("object_id", "z", "log_mass_phot") if c not in cat]
+    if missing:
+        raise AnalysisError(f"catalogue {str(catalogue)!r} has no column(s) {missing}: the "
+                            "merger fraction is binned in redshift and measured stellar mass")
     result = merger_fraction(cat, config)
     write_json(output_json, result)
     fraction_png, selection_png = output_png
