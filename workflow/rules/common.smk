@@ -252,7 +252,7 @@ ANALYSIS_KEYS = {
     "mzr": ("bootstrap", "seed", "split", "mzr"),
     "latent_space": ("latent", "merger"),
     "r50_validation": ("split", "r50"),
-    "seed_papers": ("split", "merger", "r50", "mzr", "latent"),
+    "seed_papers": ("split", "merger"),
 }
 
 
