@@ -231,11 +231,11 @@ def merger_fractions(
             if part != "true":
                 table[f"{part}_lo"], table[f"{part}_hi"] = lo[at:at + k], hi[at:at + k]
             at += k
-        if has_truth:
-            table["agrees"] = (table["corrected_lo"] <= table["true"]) & (
-                table["true"] <= table["corrected_hi"])
-            table["observed_agrees"] = (table["observed_lo"] <= table["true"]) & (
-                table["true"] <= table["observed_hi"])
+        if has_truth:  # an empty bin agrees with nothing: None
+            for part, col in (("corrected", "agrees"), ("observed", "observed_agrees")):
+                inside = (table[f"{part}_lo"] <= table["true"]) & (
+                    table["true"] <= table[f"{part}_hi"])
+                table[col] = inside.astype(object).where(table["n"] > 0, None)
         tables[name] = table
     return tables
 
@@ -268,9 +268,10 @@ def _route_result(name, sel, cat, truth, cfg, binnings, n_bins, labels, boot) ->
         out["completeness"] = float(curve["completeness"].iloc[0])
         binned = [k for k in tables if k != "all"]
         out["corrected_agrees_in_every_bin"] = bool(all(
-            tables[k]["agrees"][tables[k]["n"] > 0].all() for k in binned))
+            tables[k]["agrees"][tables[k]["n"] > 0].astype(bool).all() for k in binned))
         out["observed_agrees_in_every_bin"] = bool(all(
-            tables[k]["observed_agrees"][tables[k]["n"] > 0].all() for k in binned))
+            tables[k]["observed_agrees"][tables[k]["n"] > 0].astype(bool).all()
+            for k in binned))
         out["separation_bias"] = separation_bias(sel, truth, cfg["separation_edges"]).to_dict(
             orient="list")
     return out
