@@ -227,3 +227,19 @@ def test_the_workflow_runs_every_analysis_and_the_report_shows_them(tiny_run):
     page = (out / "report.html").read_text()
     assert "Seed papers and galcat, side by side" in page
     assert "Wu &amp; Boada 2019" in page
+
+
+def test_report_puts_the_analyses_checks_and_the_seed_table_first(catalogue, tmp_path):
+    from galcat.report import write_report
+
+    for name in ("merger_fraction", "mzr"):
+        run(name, catalogue, tmp_path)
+    run("seed_papers", catalogue, tmp_path, "--analyses",
+        *(str(tmp_path / f"{n}.json") for n in ("merger_fraction", "mzr")))
+    page = write_report(catalogue, tmp_path / "report.html", config={"survey": "synthetic"},
+                        analysis_dir=tmp_path).read_text()
+    headline = page[page.index("Headline numbers"):page.index("Seed papers")]
+    assert "merger fraction (gz2): true fraction inside the corrected 95% interval" in headline
+    assert "<td>True (False)</td>" in headline  # corrected agrees, uncorrected does not
+    assert "recovers the input coefficients" in headline
+    assert "MZR scatter ratio" in headline

@@ -35,6 +35,7 @@ from galcat.tables import read_table, table_metadata
 __all__ = [
     "FIGURES",
     "Figure",
+    "analysis_headlines",
     "analysis_results",
     "figure_names",
     "headline_numbers",
@@ -366,6 +367,40 @@ def headline_numbers(cat: pd.DataFrame, comparisons: pd.DataFrame | None = None)
     return rows
 
 
+def _load(directory, name: str) -> dict:
+    path = Path(directory) / f"{name}.json" if directory else None
+    try:
+        return json.loads(path.read_text()) if path and path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def analysis_headlines(directory: os.PathLike | str | None) -> list[dict]:
+    """Headline rows from the analyses (issue 12's checks): merger fraction corrected vs
+    true, the MZR's input coefficients from predicted metallicities, the scatter ratio."""
+    rows = []
+    merger = _load(directory, "merger_fraction")
+    for route, res in merger.get("routes", {}).items():
+        if "corrected_agrees_in_every_bin" in res:
+            rows.append({"quantity": f"merger fraction ({route}): true fraction inside the "
+                                     "corrected 95% interval in every bin (uncorrected)",
+                         "value": f"{res['corrected_agrees_in_every_bin']} "
+                                  f"({res['observed_agrees_in_every_bin']})",
+                         "goal": "True"})
+    mzr = _load(directory, "mzr")
+    pred = mzr.get("fits", {}).get("predicted", {})
+    if "input_relation" in pred:
+        rel = pred["input_relation"]
+        rows.append({"quantity": "MZR from predicted metallicities and measured masses "
+                                 "recovers the input coefficients (chi-square p)",
+                     "value": f"{rel['recovered']} (p = {_fmt(rel['p_value'])})",
+                     "goal": "True"})
+    if mzr.get("scatter_ratio") is not None:
+        rows.append({"quantity": "MZR scatter ratio, predicted / true metallicities",
+                     "value": _fmt(mzr["scatter_ratio"]), "goal": "Wu & Boada 2019: 0.877"})
+    return rows
+
+
 def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
     """Scalar leaves of a JSON value as ``(dotted key, text)``; long lists summarised."""
     if isinstance(value, dict):
@@ -480,10 +515,11 @@ def write_report(
         f"{len(cat.columns)} columns. Catalogue: "
         + ", ".join(_link(Path(catalogue).with_suffix(s), page)
                     for s in (".parquet", ".fits", ".vot")) + ".</p>",
-        "<h2>Headline numbers</h2>",
-        _table(headline_numbers(cat, comparisons), ("quantity", "value", "goal")),
     ]
     results = analysis_results(analysis_dir)
+    parts += ["<h2>Headline numbers</h2>",
+              _table(headline_numbers(cat, comparisons) + analysis_headlines(analysis_dir),
+                     ("quantity", "value", "goal"))]
     for item in results:
         if item["name"] == SEED_PAPERS and "table" in item:
             parts.append("<h2>Seed papers and galcat, side by side</h2>")
