@@ -243,3 +243,10 @@ def test_report_puts_the_analyses_checks_and_the_seed_table_first(catalogue, tmp
     assert "<td>True (False)</td>" in headline  # corrected agrees, uncorrected does not
     assert "recovers the input coefficients" in headline
     assert "MZR scatter ratio" in headline
+
+
+def test_merger_selection_is_also_scored_on_the_networks_test_split(catalogue, tmp_path):
+    result = run("merger_fraction", catalogue, tmp_path)
+    assert result["test_split"]["n"] == N // 2
+    assert 0 < result["test_split"]["purity"] < 1
+    assert 0 < result["test_split"]["completeness"] <= 1
