@@ -25,7 +25,8 @@ from galcat.config import settings
 from galcat.report import _pyplot, _sample
 from galcat.tables import column_names
 
-__all__ = ["latent_columns", "latent_correlations", "latent_space", "run_latent_space"]
+__all__ = ["latent_columns", "latent_correlations", "latent_figure", "latent_space",
+           "run_latent_space"]
 
 #: Properties the latents are correlated with, where the catalogue has them.
 PROPERTIES = ("log_mass_phot", "z", "mag_r", "sersic_n", "bulge_to_total", "asymmetry",

@@ -49,10 +49,13 @@ from galcat.report import _pyplot
 
 __all__ = [
     "balanced_threshold",
+    "fraction_figure",
+    "merger_fraction",
     "merger_fractions",
     "merger_probability",
     "purity_completeness",
     "run_merger_fraction",
+    "selection_figure",
     "separation_bias",
 ]
 

@@ -35,7 +35,8 @@ from galcat.metrics import nmad, rmse
 from galcat.relations import MZR
 from galcat.report import _pyplot
 
-__all__ = ["fit_quadratic", "morphology_residuals", "mzr", "run_mzr", "running_median"]
+__all__ = ["compare_coefficients", "fit_quadratic", "morphology_residuals", "mzr", "mzr_figure",
+           "run_mzr", "running_median"]
 
 #: Morphology the residuals are tested against (catalogue columns).
 MORPHOLOGY = ("sersic_n", "bulge_to_total", "asymmetry")

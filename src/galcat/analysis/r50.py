@@ -29,7 +29,7 @@ from galcat.metrics import fractional_error, rmse, summarize
 from galcat.report import _pyplot
 from galcat.store import CutoutReader
 
-__all__ = ["r50_validation", "run_r50_validation"]
+__all__ = ["outliers_figure", "r50_validation", "run_r50_validation", "validation_figure"]
 
 TRUTH = "truth_r50_mass"
 TRADITIONAL = "r50_mass"
