@@ -13,6 +13,8 @@ rule merger_fraction:
         config=get_analysis_config("merger_fraction"),
     log:
         f"{LOGS}/analysis/merger_fraction.log",
+    benchmark:
+        f"{BENCH}/analysis/merger_fraction.tsv"
     conda:
         ENV
     shell:
@@ -30,6 +32,8 @@ rule mzr:
         config=get_analysis_config("mzr"),
     log:
         f"{LOGS}/analysis/mzr.log",
+    benchmark:
+        f"{BENCH}/analysis/mzr.tsv"
     conda:
         ENV
     shell:
@@ -49,6 +53,8 @@ rule r50_validation:
         config=get_analysis_config("r50_validation"),
     log:
         f"{LOGS}/analysis/r50_validation.log",
+    benchmark:
+        f"{BENCH}/analysis/r50_validation.tsv"
     conda:
         ENV
     shell:
@@ -67,6 +73,8 @@ rule latent_space:
         config=get_analysis_config("latent_space"),
     log:
         f"{LOGS}/analysis/latent_space.log",
+    benchmark:
+        f"{BENCH}/analysis/latent_space.tsv"
     conda:
         ENV
     shell:
@@ -85,6 +93,8 @@ rule seed_papers:
         config=get_analysis_config("seed_papers"),
     log:
         f"{LOGS}/analysis/seed_papers.log",
+    benchmark:
+        f"{BENCH}/analysis/seed_papers.tsv"
     conda:
         ENV
     shell:
