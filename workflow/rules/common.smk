@@ -128,9 +128,11 @@ def get_measure_config(wildcards):
 
 
 def get_config_hash():
-    """Hash of every setting that shapes the outputs: the release date is a label of
-    the run and the dask section says how jobs run, so neither counts."""
-    return config_hash({k: v for k, v in config.items() if k not in ("release", "dask")})
+    """Hash of every setting that shapes the catalogue: the release date is a label of
+    the run, the dask section says how jobs run, and the analyses read the catalogue
+    (an edit of theirs reruns them, never the catalogue), so none of them counts."""
+    return config_hash({k: v for k, v in config.items()
+                        if k not in ("release", "dask", "analysis")})
 
 
 def get_report_config(wildcards):
