@@ -78,8 +78,7 @@ def main() -> None:
                      "cpu_s_total": round(sum(t["cpu_s"] for t in timing.values()), 2)}
     for route, res in merger["routes"].items():
         print(f"\nmerger fraction, route {route} (selected {res['n_selected']}, purity "
-              f"{res.get('purity', float('nan')):.3f}, completeness "
-              f"{res.get('completeness', float('nan')):.3f}):")
+              f"{res.get('purity')}, completeness {res.get('completeness')}):")
         for key in ("redshift", "mass", "all"):
             print(pd.DataFrame(res[key]).round(4).to_string(index=False))
         summary[f"merger_{route}_corrected_agrees_every_bin"] = res.get(
@@ -87,13 +86,16 @@ def main() -> None:
         summary[f"merger_{route}_observed_agrees_every_bin"] = res.get(
             "observed_agrees_in_every_bin")
     summary["merger_balanced_threshold"] = merger.get("balanced_threshold")
+    summary["merger_test_split"] = merger.get("test_split")
     mzr = doc["mzr"]
     print(f"\nMZR ({mzr['fit']}, {mzr['split']} split, {mzr['n_objects']} objects):")
+    if not mzr["fits"]:
+        print(f"  {mzr.get('status')}")
     for name, fit in mzr["fits"].items():
         rel = fit.get("input_relation", {})
         print(f"  {name:9s} coefficients {[round(c, 3) for c in fit['coefficients']]} "
               f"+- {[round(e, 3) for e in fit['errors']]}; pulls "
-              f"{[round(p, 2) for p in rel.get('pulls', [])]}, p = {rel.get('p_value', 0):.3f}, "
+              f"{[round(p, 2) for p in rel.get('pulls', [])]}, p = {rel.get('p_value')}, "
               f"recovered {rel.get('recovered')}; scatter {fit['scatter_rms']:.4f} dex")
         ols = fit["ordinary_least_squares"].get("input_relation", {})
         print(f"            ordinary least squares: pulls "

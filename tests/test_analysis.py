@@ -70,8 +70,9 @@ def catalogue(tmp_path_factory):
     cat.loc[:2, "nn_r50_r50_mass"] *= 3.0  # three planted outliers
     for col in gz2.column_names("gz2_"):  # volunteer votes and a network near them
         cat[col] = rng.uniform(0, 1, N)
-        cat[f"nn_gz2_{col.removeprefix('gz2_')}"] = cat[col] + rng.normal(0, 0.05, N)
-    cat["nn_gz2_class6_1"] = np.clip(cat["nn_gz2_class6_1"], 0, 1)
+        if col != "gz2_class6_1":  # the population's merger probability stays
+            cat[f"nn_gz2_{col.removeprefix('gz2_')}"] = cat[col] + rng.normal(0, 0.05, N)
+    cat["gz2_class6_1"] = cat["nn_gz2_class6_1"] + rng.normal(0, 0.05, N)
     cat["nn_gz2_split"] = np.where(np.arange(N) % 2 == 0, "train", "test")
     path = tmp_path_factory.mktemp("analysis") / "catalogue.parquet"
     write_table(cat, path)

@@ -15,7 +15,7 @@ truth (``truth_merger``, ``truth_projection``, ``truth_companion_sep``), the ana
 measures the share of selected galaxies that are not mergers in bins of companion
 separation (the angular-separation bias) and the completeness, and corrects the
 fraction: each selected galaxy counts ``1 - false share`` of its separation class,
-divided by the completeness. The correction is cross-fitted (calibrated on one half of
+divided by the completeness in its bin. The correction is cross-fitted (calibrated on one half of
 the objects, split by a hash of ``object_id``, applied to the other), so a bin's
 corrected fraction is never fitted to its own truth; the bootstrap redraws calibration
 and application together, so the interval carries the calibration's error.
@@ -147,20 +147,32 @@ def _folds(object_id) -> np.ndarray:
     return (h >> np.uint64(31)).astype(np.int64)
 
 
-def _corrected_weights(w, sel, merger, cls, fold, n_class) -> np.ndarray:
-    """Each selected galaxy's share of a true merger, cross-fitted between the folds."""
-    c = np.zeros(sel.size)
+def _corrected_weights(w, sel, merger, cls, fold, n_class, bins, n_bins) -> np.ndarray:
+    """Each selected galaxy's share of a true merger, cross-fitted between the folds.
+
+    The false share comes from the galaxy's companion-separation class; the
+    completeness from its bin (``bins``, -1: none), since it changes with mass and
+    redshift (small mergers are missed). A bin whose calibration half has no true
+    merger takes the half's overall completeness; a completeness of 0 (nothing of the
+    kind selected) leaves the bin uncorrectable: NaN.
+    """
+    c = np.full(sel.size, np.nan)
     for f in (0, 1):
         cal, app = fold != f, fold == f
         ws = (w * sel)[cal]
         n_sel = np.bincount(cls[cal], ws, n_class)
         n_false = np.bincount(cls[cal], ws * ~merger[cal], n_class)
         overall = n_false.sum() / n_sel.sum() if n_sel.sum() > 0 else 0.0
+        b = np.where(bins[cal] >= 0, bins[cal], n_bins)  # out of bins: one more, unused
+        n_true = np.bincount(b, (w * merger)[cal], n_bins + 1)[:n_bins]
+        n_found = np.bincount(b, ws * merger[cal], n_bins + 1)[:n_bins]
         with np.errstate(invalid="ignore", divide="ignore"):
             false_share = np.where(n_sel > 0, n_false / n_sel, overall)
-        n_true = (w * merger)[cal].sum()
-        completeness = (ws * merger[cal]).sum() / n_true if n_true > 0 else np.nan
-        c[app] = sel[app] * (1.0 - false_share[cls[app]]) / completeness
+            everywhere = n_found.sum() / n_true.sum() if n_true.sum() > 0 else np.nan
+            completeness = np.where(n_true > 0, n_found / n_true, everywhere)
+            completeness = np.where(completeness > 0, completeness, np.nan)
+        ok = app & (bins >= 0)
+        c[ok] = sel[ok] * (1.0 - false_share[cls[ok]]) / completeness[bins[ok]]
     return c
 
 
@@ -213,7 +225,6 @@ def merger_fractions(
         n_class = len(separation_edges) + 2
 
     def estimate(w: np.ndarray) -> np.ndarray:
-        c = _corrected_weights(w, sel, merger, cls, fold, n_class) if has_truth else None
         out = []
         for name in names:
             b = binnings[name]
@@ -223,6 +234,7 @@ def merger_fractions(
             with np.errstate(invalid="ignore", divide="ignore"):
                 out.append(np.bincount(bb, ww * sel[ok], n_bins[name]) / n)
                 if has_truth:
+                    c = _corrected_weights(w, sel, merger, cls, fold, n_class, b, n_bins[name])
                     out.append(np.bincount(bb, ww * c[ok], n_bins[name]) / n)
                     out.append(np.bincount(bb, ww * merger[ok], n_bins[name]) / n)
         return np.concatenate(out)
