@@ -30,6 +30,11 @@ localrules:
     catalogue,
     report,
     release,
+    merger_fraction,
+    mzr,
+    r50_validation,
+    latent_space,
+    seed_papers,
 
 
 
@@ -40,6 +45,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/catalogue.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/release.smk"
 

@@ -20,6 +20,10 @@ CHANGES = [
     ({"segment": {"method": "watershed"}}, {"segment"}),
     ({"measure": {"half_mass": False}}, {"measure"}),
     ({"synthetic": {"psf_fwhm_r": 1.4}}, {"query_catalog", "fetch_cutouts"}),
+    # the merger selection is also where the latent plane and the seed table mark mergers
+    ({"analysis": {"merger": {"threshold": 0.6}}},
+     {"merger_fraction", "latent_space", "seed_papers"}),
+    ({"analysis": {"mzr": {"median_bin_dex": 0.25}}}, {"mzr"}),
 ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from galcat.analysis import FIGURES as ANALYSIS_FIGURES
 from galcat.report import figure_names
 from tests.conftest import TINY, snakemake
 
@@ -57,7 +58,8 @@ def test_snakemake_report_builds_and_every_image_exists(tiny_run, tmp_path, kind
     text = page.read_text()
     refs = references(text)
     found = results(text)
-    expected = {f"{name}.png" for name in figure_names(truth=True)} | {"report.html"}
+    expected = {f"{name}.png" for name in figure_names(truth=True)} | {"report.html"} | {
+        f"{fig}.png" for figs in ANALYSIS_FIGURES.values() for fig in figs}
     assert expected <= set(found), f"missing from the report: {expected - set(found)}"
     for ref in refs:
         check_reference(ref, page.parent)

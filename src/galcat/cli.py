@@ -118,6 +118,26 @@ COMMANDS: dict[str, Command] = {
                                               "of galcat.report.FIGURES"}),
                        _optional("--analysis-dir", help="directory of the analyses' JSON and "
                                                         "PNG files, listed if present"))),
+    "merger-fraction": Command(
+        "merger fraction in redshift and mass bins, corrected for chance projections",
+        "galcat.analysis.merger:run_merger_fraction",
+        (CONFIG, _one("--catalogue"), _one("--output-json"), _many("--output-png"))),
+    "mzr": Command("mass-metallicity relation against the measured stellar mass",
+                   "galcat.analysis.mzr:run_mzr",
+                   (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
+    "r50-validation": Command(
+        "half-mass radius of the network and the traditional route vs truth",
+        "galcat.analysis.r50:run_r50_validation",
+        (CONFIG, _one("--catalogue"), _optional("--cutouts", nargs="*", default=()),
+         _one("--output-json"), _many("--output-png"))),
+    "latent-space": Command(
+        "correlations of the latent-space model's columns with galaxy properties",
+        "galcat.analysis.latent:run_latent_space",
+        (CONFIG, _one("--catalogue"), _one("--output-json"), _one("--output-png"))),
+    "seed-papers": Command(
+        "the seed papers' headline figures beside this run's",
+        "galcat.analysis.seeds:run_seed_papers",
+        (CONFIG, _one("--catalogue"), _many("--analyses"), _one("--output-json"))),
     "columns": Command("write the Markdown column reference of a catalogue",
                        "galcat.columns:write_column_reference",
                        (_one("--catalogue"), _one("--output"))),

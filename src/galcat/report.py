@@ -35,6 +35,7 @@ from galcat.tables import read_table, table_metadata
 __all__ = [
     "FIGURES",
     "Figure",
+    "analysis_headlines",
     "analysis_results",
     "figure_names",
     "headline_numbers",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: Most points drawn in a scatter plot (a random, seeded subsample beyond).
 MAX_POINTS = 20000
+#: The analysis whose table (the seed papers' figures beside galcat's) follows the
+#: headline numbers.
+SEED_PAPERS = "seed_papers"
 #: Goal of the photometric stellar mass on the synthetic survey (median |Δ log M*|, dex).
 STELLAR_MASS_GOAL_DEX = 0.1
 
@@ -363,6 +367,40 @@ def headline_numbers(cat: pd.DataFrame, comparisons: pd.DataFrame | None = None)
     return rows
 
 
+def _load(directory, name: str) -> dict:
+    path = Path(directory) / f"{name}.json" if directory else None
+    try:
+        return json.loads(path.read_text()) if path and path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def analysis_headlines(directory: os.PathLike | str | None) -> list[dict]:
+    """Headline rows from the analyses (issue 12's checks): merger fraction corrected vs
+    true, the MZR's input coefficients from predicted metallicities, the scatter ratio."""
+    rows = []
+    merger = _load(directory, "merger_fraction")
+    for route, res in merger.get("routes", {}).items():
+        if "corrected_agrees_in_every_bin" in res:
+            rows.append({"quantity": f"merger fraction ({route}): true fraction inside the "
+                                     "corrected 95% interval in every bin (uncorrected)",
+                         "value": f"{res['corrected_agrees_in_every_bin']} "
+                                  f"({res['observed_agrees_in_every_bin']})",
+                         "goal": "True"})
+    mzr = _load(directory, "mzr")
+    pred = mzr.get("fits", {}).get("predicted", {})
+    if "input_relation" in pred:
+        rel = pred["input_relation"]
+        rows.append({"quantity": "MZR from predicted metallicities and measured masses "
+                                 "recovers the input coefficients (chi-square p)",
+                     "value": f"{rel['recovered']} (p = {_fmt(rel['p_value'])})",
+                     "goal": "True"})
+    if mzr.get("scatter_ratio") is not None:
+        rows.append({"quantity": "MZR scatter ratio, predicted / true metallicities",
+                     "value": _fmt(mzr["scatter_ratio"]), "goal": "Wu & Boada 2019: 0.877"})
+    return rows
+
+
 def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
     """Scalar leaves of a JSON value as ``(dotted key, text)``; long lists summarised."""
     if isinstance(value, dict):
@@ -393,10 +431,14 @@ def analysis_results(directory: os.PathLike | str | None) -> list[dict]:
     for path in sorted(Path(directory).iterdir()):
         if path.suffix == ".json":
             try:
-                rows = _flatten(json.loads(path.read_text()))
+                doc = json.loads(path.read_text())
+                rows = _flatten(doc)
             except (OSError, ValueError) as exc:
-                rows = [("error", f"could not read: {exc}")]
-            out.append({"name": path.stem, "kind": "json", "path": path, "rows": rows})
+                doc, rows = {}, [("error", f"could not read: {exc}")]
+            item = {"name": path.stem, "kind": "json", "path": path, "rows": rows}
+            if isinstance(doc, dict) and isinstance(doc.get("table"), list):
+                item["table"] = doc["table"]  # records, shown as a table of their own
+            out.append(item)
         elif path.suffix == ".png":
             out.append({"name": path.stem, "kind": "png", "path": path,
                         "png": path.read_bytes()})
@@ -411,6 +453,14 @@ def _table(rows: list[dict] | list[tuple], header: tuple[str, ...]) -> str:
         body.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
                     + "</tr>")
     return f"<table><tr>{cells}</tr>{''.join(body)}</table>"
+
+
+def _records(records: list) -> str:
+    """A list of JSON records as a table (columns: the first record's keys)."""
+    header = tuple(records[0]) if records and isinstance(records[0], dict) else ()
+    rows = [tuple(_fmt(r.get(h)) if r.get(h) is not None else "" for h in header)
+            for r in records if isinstance(r, dict)]
+    return _table(rows, header)
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -465,9 +515,15 @@ def write_report(
         f"{len(cat.columns)} columns. Catalogue: "
         + ", ".join(_link(Path(catalogue).with_suffix(s), page)
                     for s in (".parquet", ".fits", ".vot")) + ".</p>",
-        "<h2>Headline numbers</h2>",
-        _table(headline_numbers(cat, comparisons), ("quantity", "value", "goal")),
     ]
+    results = analysis_results(analysis_dir)
+    parts += ["<h2>Headline numbers</h2>",
+              _table(headline_numbers(cat, comparisons) + analysis_headlines(analysis_dir),
+                     ("quantity", "value", "goal"))]
+    for item in results:
+        if item["name"] == SEED_PAPERS and "table" in item:
+            parts.append("<h2>Seed papers and galcat, side by side</h2>")
+            parts.append(_records(item["table"]))
     if not comparisons.empty:
         parts.append("<h2>Measurements against injected truth</h2>")
         parts.append(comparisons.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -486,13 +542,14 @@ def write_report(
             parts.append(f"<h3>{html.escape(FIGURES[name].title)}</h3>{_img(data, name)}"
                          f"<p>File: {_link(paths[name], page)}</p>")
     parts.append("<h2>Analyses</h2>")
-    results = analysis_results(analysis_dir)
     if not results:
         parts.append("<p>No analysis results yet (none in "
                      f"<code>{html.escape(str(analysis_dir))}</code>).</p>")
     for item in results:
         parts.append(f"<h3>{html.escape(item['name'])}</h3>")
-        if item["kind"] == "json":
+        if item["kind"] == "json" and "table" in item:
+            parts.append(_records(item["table"]))
+        elif item["kind"] == "json":
             parts.append(_table(item["rows"], ("key", "value")))
         else:
             parts.append(_img(item["png"], item["name"]))

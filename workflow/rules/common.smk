@@ -14,6 +14,8 @@ from galcat.config import (
     validate_config,
 )
 from galcat.sharding import shard_names
+# Every analysis (analysis.smk) and its figures: analysis/{name}.json, analysis/{figure}.png.
+from galcat.analysis import FIGURES as ANALYSIS_FIGURES
 
 # Our own validation first: its message names the offending key path (and a key
 # given twice in a file, which Snakemake's YAML loader keeps silently). Then
@@ -132,9 +134,11 @@ def get_measure_config(wildcards):
 
 
 def get_config_hash():
-    """Hash of every setting that shapes the outputs: the release date is a label of
-    the run and the dask section says how jobs run, so neither counts."""
-    return config_hash({k: v for k, v in config.items() if k not in ("release", "dask")})
+    """Hash of every setting that shapes the catalogue: the release date is a label of
+    the run, the dask section says how jobs run, and the analyses read the catalogue
+    (an edit of theirs reruns them, never the catalogue), so none of them counts."""
+    return config_hash({k: v for k, v in config.items()
+                        if k not in ("release", "dask", "analysis")})
 
 
 def get_report_config(wildcards):
@@ -230,10 +234,51 @@ def get_model_metrics():
     return expand(f"{OUT}/models/{{model}}/metrics.json", model=get_models())
 
 
-def get_analysis_outputs(wildcards):
-    """The analyses' JSON and PNG files under {OUT}/analysis, inputs of the report so
-    that it runs after them. None yet: each analysis rule adds its outputs here."""
-    return []
+def get_analysis_outputs(wildcards=None):
+    """The analyses' JSON and PNG files under {OUT}/analysis: inputs of the report (so
+    that it runs after them) and final targets (so that a finished tree plans them)."""
+    return [
+        path
+        for name, figures in ANALYSIS_FIGURES.items()
+        for path in [f"{OUT}/analysis/{name}.json",
+                     *(f"{OUT}/analysis/{fig}.png" for fig in figures)]
+    ]
+
+
+def analysis_figure(name):
+    """Figure ``name`` of an analysis, marked for Snakemake's report with its caption."""
+    return report(
+        f"{OUT}/analysis/{name}.png",
+        caption=f"../report/{name}.rst",
+        category="Analyses",
+        labels={"figure": name.replace("_", " ")},
+    )
+
+
+#: The keys of the analysis section each analysis reads.
+ANALYSIS_KEYS = {
+    "merger_fraction": ("bootstrap", "seed", "merger"),
+    "mzr": ("bootstrap", "seed", "split", "mzr"),
+    "latent_space": ("latent", "merger"),
+    "r50_validation": ("split", "r50"),
+    "seed_papers": ("split", "merger"),
+}
+
+
+def get_analysis_config(name):
+    """The params of analysis ``name``: the keys of the analysis section it reads, and
+    the synthetic survey's MZR (the relation the MZR fit is compared with)."""
+
+    def params(wildcards):
+        sections = {"analysis": {k: config["analysis"][k] for k in ANALYSIS_KEYS[name]}}
+        if name == "mzr" and SURVEY == "synthetic":
+            sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}
+        if name == "seed_papers":
+            sections["models"] = {m: {"family": e["family"]} for m, e in config["models"].items()
+                                  if e["enabled"]}
+        return as_json(sections)
+
+    return params
 
 
 def get_final_outputs():
@@ -245,6 +290,7 @@ def get_final_outputs():
         # REPORT_FIGURES: report.smk, included after this file and before rule all
         *expand(f"{OUT}/figures/{{name}}.png", name=REPORT_FIGURES),
         *get_model_metrics(),
+        *get_analysis_outputs(),
     ]
     if config.get("release"):
         outputs.append(f"{OUT}/releases/{config['release']}.manifest.json")
