@@ -113,7 +113,7 @@ def _read_all(paths: Sequence[os.PathLike | str]) -> pd.DataFrame:
 
 
 def _primary(family: Family, settings: Mapping) -> list[str]:
-    return [o.name for o in family.outputs(settings)]
+    return [o.name for o in family.outputs(settings) if o.required]
 
 
 def _finite_rows(pred: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:

@@ -59,12 +59,17 @@ class Output:
     error : bool
         True for a regression output: a ``{name}_err`` column (1-sigma, same unit)
         follows it.
+    required : bool
+        A NaN leaves the object out of the scores (every model and baseline is
+        scored on the same objects); False for a value that is undefined for some
+        objects by its nature (a share of pixels an object may not have).
     """
 
     name: str
     unit: str
     description: str
     error: bool = True
+    required: bool = True
 
 
 def mlp(n_in: int, n_out: int, *, hidden: int = 128) -> nn.Module:

@@ -125,11 +125,12 @@ class Pixels(Family):
             Output("spheroid_share", "", "flux-weighted share of spheroid pixels among the "
                    "central object's (disc or spheroid) pixels of the network's pixel map, "
                    "in the r band (else the sum of the model's bands): a B/T-like "
-                   "morphology", error=False),
+                   "morphology; NaN without central pixels", error=False, required=False),
             Output("central_area", "pix", "pixels of the central object's deblended mask "
                    "(disc or spheroid pixels of the network's pixel map)", error=False),
             Output("companion_share", "", "flux share of companion pixels among the "
-                   "non-background pixels of the network's pixel map", error=False),
+                   "non-background pixels of the network's pixel map; NaN without any",
+                   error=False, required=False),
         ]
 
     def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,8 +154,9 @@ class Pixels(Family):
         share = np.asarray(predictions["model"]["spheroid_share"], np.float64)
         bt = test["truth_bt"].to_numpy(np.float64)
         ok = np.isfinite(share) & np.isfinite(bt)
-        out["spheroid_share_vs_bt_spearman"] = (float(spearmanr(share[ok], bt[ok]).statistic)
-                                                if ok.sum() > 2 else None)
+        out["model"]["spheroid_share_vs_bt_spearman"] = (
+            float(spearmanr(share[ok], bt[ok]).statistic) if ok.sum() > 2 else None)
+        out["model"]["spheroid_share_defined"] = int(ok.sum())
         return out
 
 
@@ -196,14 +198,21 @@ def pixel_scores(test: pd.DataFrame, cutouts, segmaps, pixelmaps) -> dict:
     union = confusion.sum(0) + confusion.sum(1) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, np.nan)
+    mean_iou = float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
     return {
-        "iou": {PIXEL_CLASSES[c]: float(iou[c]) for c in range(N_CLASSES)},
-        "mean_iou": float(np.nanmean(iou)),
-        "pixel_accuracy": float(inter.sum() / max(confusion.sum(), 1)),
+        "n_pixels": int(confusion.sum()),
         "blended_pairs": len(central["model"]),
-        "central_iou_blended": {k: float(np.nanmean(v)) if v else None
-                                for k, v in central.items()},
+        "model": {"iou": {PIXEL_CLASSES[c]: float(iou[c]) for c in range(N_CLASSES)},
+                  "mean_iou": mean_iou,
+                  "pixel_accuracy": float(inter.sum() / max(confusion.sum(), 1)),
+                  "central_iou_blended": _mean(central["model"])},
+        "segment": {"central_iou_blended": _mean(central["segment"])},
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    v = np.asarray(values, np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else None
 
 
 register(Pixels())
