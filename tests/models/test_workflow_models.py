@@ -86,14 +86,14 @@ def test_the_catalogue_joins_the_predictions_with_units_and_descriptions(tiny_ru
                 "nn_sersic_sersic_n": "", "nn_sersic_sersic_n_err": "",
                 "nn_sersic_r_e": "arcsec", "nn_sersic_r_e_err": "arcsec",
                 "nn_vae_z1": "", "nn_vae_z1_err": "", "nn_vae_z2": "", "nn_vae_z2_err": "",
-                "nn_vae_recon_mse": "", "nn_pixels_central_area": "pix",
-                "nn_pixels_companion_share": ""}
+                "nn_vae_recon_mse": "", "nn_pixels_central_area": "pix"}
     for col, unit in expected.items():
         assert cat[col].notna().all() and units.get(col, "") == unit and desc[col]
         assert unit or "dex" in desc[col] or not col.startswith(("nn_r50", "nn_metallicity"))
-    # an object without central pixels has no spheroid share (NaN), never a fake value
-    share = cat["nn_pixels_spheroid_share"]
-    assert ((share >= 0) & (share <= 1) | share.isna()).all()
+    # an object without central (or any) pixels has no share (NaN), never a fake value
+    for col in ("nn_pixels_spheroid_share", "nn_pixels_companion_share"):
+        share = cat[col]
+        assert ((share >= 0) & (share <= 1) | share.isna()).all() and units.get(col, "") == ""
     fractions = cat[[f"nn_gz2_{c}" for c in gz2.column_names("")]].to_numpy()
     assert max(gz2.check_sum_rules(fractions, atol=1e-5).values()) < 1e-5
     assert set(cat["nn_r50_split"]) <= {"train", "validation", "test"}
