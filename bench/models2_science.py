@@ -97,7 +97,8 @@ def injection_scores(model_file: Path, config: dict, n: int) -> dict:
     table, images = single_sersic_table(n, config, seed=11, return_images=True)
     model = load_model(model_file)
     x = bin_images(images.astype(np.float32), int(model.settings["bin"]))
-    pred = model.predict_images(x, tta=bool(model.settings["tta"]))
+    # tta is an inference setting: the model's entry in the config, not its saved settings
+    pred = model.predict_images(x, tta=bool(config["models"]["sersic"]["tta"]))
     truth = table["truth_n"].to_numpy()
     snr = table["snr"].to_numpy()
     net = np.abs(pred["sersic_n"] / truth - 1)
