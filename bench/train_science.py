@@ -18,7 +18,9 @@ show" is printed beside its goal, read from the models' ``metrics.json``:
 * metallicity: RMSE <= 0.85x the MZR's intrinsic scatter, below both baselines;
 * 68% intervals covering 60-76% of the test truths for every regression output;
 * every family better than each of its baselines;
-* the models step under 40 minutes on 2 cores.
+* the Models II families (issue 11: sersic, vae, pixels), printed by
+  `bench/models2_science.py`'s ``figures`` with the single-Sérsic injections;
+* the models step under 60 minutes on 2 cores (40 before the Models II families).
 
     .venv/bin/python bench/train_science.py [--cores 2] [--report-only]
 
@@ -46,7 +48,7 @@ GOALS = {
     "gz2_rmse_over_floor": 1.15,
     "metallicity_rmse_over_scatter": 0.85,
     "coverage": (0.60, 0.76),
-    "models_minutes": 40.0,
+    "models_minutes": 60.0,
 }
 #: A size or S/N bin is judged only with at least this many test galaxies.
 MIN_BIN = 10
@@ -236,7 +238,7 @@ def main() -> None:
         print(f"  {name:<14}{t['epochs_run']:>3} epochs (best {t['best_epoch']}), "
               f"{t['fit_seconds'] / 60:5.1f} min, {t['train_images_per_second']:.0f} images/s "
               f"on {t['device']}, {t['n_objects']['train']} training galaxies")
-    goals: dict[str, bool] = {"models_under_40_min": minutes <= GOALS["models_minutes"]}
+    goals: dict[str, bool] = {"models_under_60_min": minutes <= GOALS["models_minutes"]}
     print()
     r50 = pick(models, "r50", bands=None)
     rband = pick(models, "r50", bands=["r"])
@@ -249,8 +251,17 @@ def main() -> None:
     z = pick(models, "metallicity")
     if z:
         report_metallicity(metrics[z], goals)
-    line("models step (train, predict, evaluate) on 2 cores", f"{minutes:.1f} min", "< 40 min",
-         goals["models_under_40_min"])
+    sersic = pick(models, "sersic")
+    if any(entry["family"] in ("sersic", "vae", "pixels") for entry in models.values()):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from models2_science import figures, injection_scores
+
+        injections = (injection_scores(out / "models" / sersic / "model.pt", config, 300)
+                      if sersic else None)
+        print()
+        goals.update(figures(out / "models", injections))
+    line("models step (train, predict, evaluate) on 2 cores", f"{minutes:.1f} min", "< 60 min",
+         goals["models_under_60_min"])
     print(json.dumps({"bench": "train_science", "staging_minutes": round(sum(staging.values()) / 60, 2),
                       "models_minutes": round(minutes, 2), "goals": goals,
                       "all_goals_met": all(goals.values())}))

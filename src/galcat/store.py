@@ -39,6 +39,12 @@ Segmentation group (``segmaps/{shard}.zarr``)::
     object_id    int64 (n,)
     attrs: method, shard, galcat_version, layout_version
 
+Pixel-map group (``pixelmaps/{model}/{shard}.zarr``, a per-pixel network's output)::
+
+    classes      uint8 (n, y, x)   class code of every pixel of the cutout
+    object_id    int64 (n,)
+    attrs: model, shard, codes ({code: name}), galcat_version, layout_version
+
 Chunks hold whole objects, so a reader of one galaxy touches one chunk.
 Writes go to a temporary sibling directory that is renamed into place only
 when complete (`galcat.atomic`): a killed job never leaves a half-written group behind.
@@ -64,8 +70,10 @@ __all__ = [
     "CutoutReader",
     "LayoutError",
     "read_cutouts",
+    "read_pixelmaps",
     "read_segmaps",
     "write_cutouts",
+    "write_pixelmaps",
     "write_segmaps",
 ]
 
@@ -455,3 +463,45 @@ def read_segmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(object_id, segmap)`` of one shard."""
     group = _open(path, "segmentation")
     return np.asarray(group["object_id"][...]), np.asarray(group["segmap"][...])
+
+
+def write_pixelmaps(
+    path: os.PathLike | str,
+    classes: np.ndarray,
+    object_id: np.ndarray,
+    *,
+    shard: str,
+    model: str,
+    codes: Mapping[int, str],
+) -> Path:
+    """Write the per-pixel class maps of one shard atomically (beside the segmaps).
+
+    ``classes`` is ``(n, y, x)`` with values among the keys of ``codes`` (the class
+    names, e.g. `galcat.surveys.synthetic.TRUTH_CLASSES`); stored as uint8.
+    """
+    classes = np.asarray(classes)
+    object_id = np.asarray(object_id, dtype=np.int64)
+    if classes.ndim != 3 or classes.shape[0] != object_id.shape[0]:
+        raise LayoutError(f"pixel maps of {model!r} must be (n, y, x) with n = "
+                          f"{object_id.shape[0]}; got {classes.shape}")
+    bad = np.setdiff1d(np.unique(classes), np.array(sorted(codes)))
+    if bad.size:
+        raise LayoutError(f"pixel maps of {model!r} hold codes {bad.tolist()} outside "
+                          f"{dict(codes)}")
+    final = Path(path)
+    with replacing_directory(final) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_array(group, "object_id", object_id)
+        _write_array(group, "classes", classes.astype(np.uint8))
+        group.attrs.update({
+            "model": model, "shard": shard,
+            "codes": {str(k): str(v) for k, v in sorted(codes.items())},
+            "galcat_version": code_version(), "layout_version": LAYOUT_VERSION,
+        })
+    return final
+
+
+def read_pixelmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(object_id, classes)`` of one shard's pixel maps."""
+    group = _open(path, "pixel-map")
+    return np.asarray(group["object_id"][...]), np.asarray(group["classes"][...])

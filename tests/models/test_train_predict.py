@@ -41,8 +41,9 @@ def test_the_registry_holds_the_families_the_schema_allows():
     schema = yaml.safe_load(schema_path().read_text())
     allowed = schema["properties"]["models"]["additionalProperties"]["properties"]["family"]["enum"]
     assert sorted(allowed) == sorted(FAMILIES)
-    with pytest.raises(KeyError, match="unknown model family 'vae'; known: gz2, metallicity, r50"):
-        get_family("vae")
+    with pytest.raises(KeyError, match="unknown model family 'cnn'; known: gz2, metallicity, "
+                                       "pixels, r50, sersic, vae"):
+        get_family("cnn")
 
 
 @pytest.mark.parametrize("name", ["r50", "gz2", "metallicity"])

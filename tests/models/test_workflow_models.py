@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,7 +16,7 @@ from tests.conftest import TINY, deep_update, snakemake
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
 SHARDS = ("s000000", "s000001", "s000002")
-MODELS = ("r50", "gz2", "metallicity")
+MODELS = ("r50", "gz2", "metallicity", "sersic", "vae", "pixels")
 AGGREGATIONS = {("catalogue", None, None), ("report", None, None), ("all", None, None)}
 
 
@@ -37,7 +38,9 @@ def model_jobs(model: str, *rules: str) -> set[tuple[str, str | None, str | None
     jobs = set()
     for rule in rules:
         if rule == "predict":
-            jobs |= {("predict", model, s) for s in SHARDS}
+            # a per-pixel family's predict job also writes the shard's pixel maps
+            kind = "predict_pixels" if model == "pixels" else "predict"
+            jobs |= {(kind, model, s) for s in SHARDS}
         else:
             jobs.add((rule, model, None))
     return jobs
@@ -56,6 +59,20 @@ def test_every_model_trains_predicts_and_is_scored(tiny_run):
             assert (out / "predictions" / model / f"{shard}.parquet").exists()
     baselines = json.loads((out / "models" / "gz2" / "metrics.json").read_text())["scores"]
     assert {"mean_vote", "random_forest", "noise_floor_rmse"} <= set(baselines)
+    # the pixel model's maps, one Zarr group per shard beside the segmentation maps
+    from galcat.store import CutoutReader, read_pixelmaps
+
+    for shard in SHARDS:
+        ids, classes = read_pixelmaps(out / "pixelmaps" / "pixels" / f"{shard}.zarr")
+        reader = CutoutReader(out / "cutouts" / f"{shard}.zarr")
+        assert ids.tolist() == reader.object_id.tolist()
+        assert classes.shape == (reader.n_objects, *reader.shape[2:])
+        assert set(np.unique(classes).tolist()) <= {0, 1, 2, 3}
+    pixels = json.loads((out / "models" / "pixels" / "metrics.json").read_text())["scores"]
+    assert pixels["n_pixels"] > 0 and "mean_iou" in pixels["model"]
+    assert "central_iou_blended" in pixels["segment"]
+    vae = json.loads((out / "models" / "vae" / "metrics.json").read_text())["scores"]
+    assert "pca" in vae and "spearman" in vae["model"]
 
 
 def test_the_catalogue_joins_the_predictions_with_units_and_descriptions(tiny_run):
@@ -65,10 +82,18 @@ def test_the_catalogue_joins_the_predictions_with_units_and_descriptions(tiny_ru
     # a log quantity is dimensionless in the published files (FITS and VOUnit have no
     # log unit astropy reads back): its description says dex (galcat.columns)
     expected = {"nn_r50_r50_mass": "arcsec", "nn_r50_r50_mass_err": "arcsec",
-                "nn_metallicity_metallicity": "", "nn_metallicity_metallicity_err": ""}
+                "nn_metallicity_metallicity": "", "nn_metallicity_metallicity_err": "",
+                "nn_sersic_sersic_n": "", "nn_sersic_sersic_n_err": "",
+                "nn_sersic_r_e": "arcsec", "nn_sersic_r_e_err": "arcsec",
+                "nn_vae_z1": "", "nn_vae_z1_err": "", "nn_vae_z2": "", "nn_vae_z2_err": "",
+                "nn_vae_recon_mse": "", "nn_pixels_central_area": "pix"}
     for col, unit in expected.items():
         assert cat[col].notna().all() and units.get(col, "") == unit and desc[col]
-        assert unit or "dex" in desc[col]
+        assert unit or "dex" in desc[col] or not col.startswith(("nn_r50", "nn_metallicity"))
+    # an object without central (or any) pixels has no share (NaN), never a fake value
+    for col in ("nn_pixels_spheroid_share", "nn_pixels_companion_share"):
+        share = cat[col]
+        assert ((share >= 0) & (share <= 1) | share.isna()).all() and units.get(col, "") == ""
     fractions = cat[[f"nn_gz2_{c}" for c in gz2.column_names("")]].to_numpy()
     assert max(gz2.check_sum_rules(fractions, atol=1e-5).values()) < 1e-5
     assert set(cat["nn_r50_split"]) <= {"train", "validation", "test"}

@@ -171,6 +171,28 @@ def get_models():
     return trained_models(config)
 
 
+#: Families whose predict job also writes per-pixel maps (rule predict_pixels).
+PIXEL_FAMILIES = ("pixels",)
+
+
+def _names_regex(names):
+    # a pattern that matches nothing when there is no such model
+    return "|".join(sorted(names)) if names else "(?!)"
+
+
+def pixel_models_regex(pixel):
+    """Wildcard pattern of the models whose family writes pixel maps (or the others)."""
+    return _names_regex([name for name, entry in config["models"].items()
+                         if (entry["family"] in PIXEL_FAMILIES) == pixel])
+
+
+def get_model_pixelmaps(wildcards):
+    """The pixel maps of every shard, for a model of a per-pixel family; else none."""
+    if config["models"][wildcards.model]["family"] not in PIXEL_FAMILIES:
+        return []
+    return expand(f"{OUT}/pixelmaps/{wildcards.model}/{{shard}}.zarr", shard=get_shards())
+
+
 def get_cutouts(wildcards):
     return expand(f"{OUT}/cutouts/{{shard}}.zarr", shard=get_shards())
 
@@ -207,7 +229,8 @@ def get_predict_config(wildcards):
 def get_evaluate_config(wildcards):
     sections = {
         "survey": SURVEY,
-        "models": {wildcards.model: _model_entry(wildcards.model, ("family", "seed"))},
+        "models": {wildcards.model: _model_entry(wildcards.model,
+                                                 ("family", "seed", "bands", "bin"))},
         "detect_band": config["detect_band"],
     }
     if SURVEY == "synthetic":

@@ -1,8 +1,12 @@
 # predict: per model and shard, batched inference over every cutout of the shard.
+# predict_pixels: the same for a per-pixel family, which also writes the shard's
+#   pixel maps (pixelmaps/{model}/{shard}.zarr, beside segmaps/).
 # evaluate: per model, test-split scores of the model and its baselines.
 
 
 rule predict:
+    wildcard_constraints:
+        model=pixel_models_regex(False),
     input:
         model=f"{OUT}/models/{{model}}/model.pt",
         splits=f"{OUT}/models/{{model}}/splits.parquet",
@@ -27,6 +31,32 @@ rule predict:
         " --output {output.predictions} 2> {log}"
 
 
+rule predict_pixels:
+    wildcard_constraints:
+        model=pixel_models_regex(True),
+    input:
+        model=f"{OUT}/models/{{model}}/model.pt",
+        splits=f"{OUT}/models/{{model}}/splits.parquet",
+        cutouts=f"{OUT}/cutouts/{{shard}}.zarr",
+    output:
+        predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
+        pixelmaps=directory(f"{OUT}/pixelmaps/{{model}}/{{shard}}.zarr"),
+    params:
+        config=get_predict_config,
+    threads: 1
+    log:
+        f"{LOGS}/predict/{{model}}/{{shard}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}/{{shard}}.tsv"
+    conda:
+        ENV
+    shell:
+        "galcat predict --config-json {params.config:q} --threads {threads}"
+        " --model {wildcards.model}"
+        " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
+        " --output {output.predictions} --pixelmaps {output.pixelmaps} 2> {log}"
+
+
 rule evaluate:
     input:
         objects=get_label_tables,
@@ -34,6 +64,7 @@ rule evaluate:
         cutouts=get_cutouts,
         segmaps=get_segmaps,
         predictions=get_model_predictions,
+        pixelmaps=get_model_pixelmaps,
         splits=f"{OUT}/models/{{model}}/splits.parquet",
     output:
         metrics=f"{OUT}/models/{{model}}/metrics.json",
@@ -50,5 +81,5 @@ rule evaluate:
         "galcat evaluate --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model} --objects {input.objects} --features {input.features}"
         " --cutouts {input.cutouts} --segmaps {input.segmaps}"
-        " --predictions {input.predictions} --splits {input.splits}"
-        " --output {output.metrics} 2> {log}"
+        " --predictions {input.predictions} --pixelmaps {input.pixelmaps}"
+        " --splits {input.splits} --output {output.metrics} 2> {log}"

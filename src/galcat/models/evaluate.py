@@ -47,6 +47,11 @@ class EvalData:
     context : dict
         Survey facts the scores need (``mzr_relation``, ``mzr_scatter_dex``).
     seed, threads : int
+    cutouts, segmaps, pixelmaps : list of path-like
+        Every shard's cutout and segmentation groups, and the model's pixel maps
+        (families with ``pixel_output``), for scores that need the pixels.
+    bands : list of str or None
+        The model's bands (None: all); ``bin`` its binning.
     """
 
     table: pd.DataFrame
@@ -57,6 +62,11 @@ class EvalData:
     context: dict = field(default_factory=dict)
     seed: int = 0
     threads: int = 1
+    cutouts: list = field(default_factory=list)
+    segmaps: list = field(default_factory=list)
+    pixelmaps: list = field(default_factory=list)
+    bands: list | None = None
+    bin: int = 1
 
     def random_forest(self, y_train: np.ndarray) -> np.ndarray:
         """`galcat.models.baselines.random_forest` of ``y_train`` (training rows) -> test rows."""
@@ -67,12 +77,43 @@ class EvalData:
                                          seed=self.seed, threads=self.threads)
 
 
+    def normalised_images(self, rows: np.ndarray) -> np.ndarray:
+        """Images of ``table`` rows ``rows`` (a boolean mask) as the network sees them.
+
+        The model's bands and binning, normalised by `galcat.models.nets.Normalise`
+        with the statistics `galcat.models.data.fit_normalisation` gives on the
+        training split (the values saved with the model). ``(n, band, y, x)`` float64.
+        Cost: one read of those objects.
+        """
+        from galcat.models.data import CutoutDataset, ShardIndex, fit_normalisation
+        from galcat.store import CutoutReader
+
+        readers = self.context.setdefault("_readers", [CutoutReader(p) for p in self.cutouts])
+
+        def dataset(mask: np.ndarray) -> CutoutDataset:
+            ids = self.table.loc[mask, "object_id"].to_numpy()
+            return CutoutDataset(ShardIndex.build(readers, ids), np.zeros((len(ids), 1)),
+                                 bands=self.bands, bin=self.bin)
+
+        if "_norm" not in self.context:
+            from galcat.models.train import NORMALISATION_OBJECTS
+
+            self.context["_norm"] = fit_normalisation(dataset(self.train),
+                                                      max_objects=NORMALISATION_OBJECTS)
+        norm = self.context["_norm"]
+        ds = dataset(np.asarray(rows, bool))
+        x = np.concatenate([ds.read_images(np.arange(i, min(i + 256, len(ds))))
+                            for i in range(0, len(ds), 256)]) if len(ds) else np.zeros((0,))
+        x = np.arcsinh(x.astype(np.float64) / norm["scale"][None, :, None, None])
+        return (x - norm["mean"][None, :, None, None]) / norm["std"][None, :, None, None]
+
+
 def _read_all(paths: Sequence[os.PathLike | str]) -> pd.DataFrame:
     return pd.concat([read_table(p) for p in paths], ignore_index=True)
 
 
-def _primary(family: Family) -> list[str]:
-    return [o.name for o in family.outputs()]
+def _primary(family: Family, settings: Mapping) -> list[str]:
+    return [o.name for o in family.outputs(settings) if o.required]
 
 
 def _finite_rows(pred: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
@@ -90,6 +131,7 @@ def evaluate_model(
     predictions: Sequence[os.PathLike | str],
     splits: os.PathLike | str,
     output: os.PathLike | str,
+    pixelmaps: Sequence[os.PathLike | str] = (),
     context: Mapping | None = None,
     detect_band: str = "r",
     threads: int = 1,
@@ -100,12 +142,15 @@ def evaluate_model(
     ----------
     name : str
     settings : mapping
-        The model's config entry (``family``, ``seed``).
+        The model's config entry (``family``, ``seed``; ``bands`` and ``bin`` for
+        scores that read the images).
     objects, features, cutouts, segmaps, predictions, splits : paths
         Object table; every shard's features, cutouts, segmentation maps and this
         model's predictions; the model's ``splits.parquet``.
     output : path-like
         ``metrics.json`` (written atomically).
+    pixelmaps : sequence of path-like
+        The model's pixel maps of every shard (families with ``pixel_output``).
     context : mapping, optional
         Survey facts the family scores with (``mzr_relation``, ``mzr_scatter_dex``).
     detect_band : str
@@ -150,7 +195,9 @@ def evaluate_model(
                 else resolve_detect_band(AUTO, snr_bands) if snr_bands else detect_band)
     data = EvalData(table=table, train=(table["split"].to_numpy() == "train"), test=test_all,
                     features=rf_cols, snr_column=f"iso_snr_{snr_band}",
-                    context=dict(context or {}), seed=int(settings["seed"]), threads=threads)
+                    context=dict(context or {}), seed=int(settings["seed"]), threads=threads,
+                    cutouts=list(cutouts), segmaps=list(segmaps), pixelmaps=list(pixelmaps),
+                    bands=settings.get("bands"), bin=int(settings.get("bin", 1)))
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),
                                "n_objects": {"train": int(data.train.sum()), "test": 0,
@@ -159,7 +206,7 @@ def evaluate_model(
     model_cols = [c for c in table.columns if c.startswith("model:")]
     preds = {"model": {c[6:]: table.loc[test_all, c].to_numpy() for c in model_cols}}
     preds.update(family.baselines(data))
-    names = _primary(family)
+    names = _primary(family, settings)
     ok = np.ones(int(test_all.sum()), bool)
     failed = {}
     for key, p in preds.items():

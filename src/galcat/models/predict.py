@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 
 from galcat.models.data import bin_images
-from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral
+from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
-from galcat.store import CutoutReader
+from galcat.store import CutoutReader, write_pixelmaps
 from galcat.tables import read_table, write_table
 
 __all__ = ["FORWARD_BLOCK", "LoadedModel", "load_model", "output_columns", "predict_shard"]
@@ -59,24 +59,65 @@ class LoadedModel:
         self.name, self.family, self.settings, self.bands = name, family, settings, bands
         self.net, self.device = net, device
 
-    @torch.no_grad()
-    def predict_images(self, images: np.ndarray, *, tta: bool) -> dict[str, np.ndarray]:
-        """Output columns (without prefix) for binned images ``(n, band, y, x)``."""
+    def _blocks(self, images: np.ndarray):
+        """``(x, n_real)`` tensors of exactly `FORWARD_BLOCK` objects (the last padded)."""
         n = len(images)
-        means, stds = [], []
         for lo in range(0, n, FORWARD_BLOCK):
             block = np.zeros((FORWARD_BLOCK, *images.shape[1:]), np.float32)
             block[: min(FORWARD_BLOCK, n - lo)] = images[lo : lo + FORWARD_BLOCK]
-            x = torch.from_numpy(block).to(self.device)
-            codes = range(DIHEDRAL) if tta else (0,)
-            out = self.family.combine([self.net(dihedral(x, c)) for c in codes])
+            yield torch.from_numpy(block).to(self.device), min(FORWARD_BLOCK, n - lo)
+
+    @torch.no_grad()
+    def predict_images(self, images: np.ndarray, *, tta: bool) -> dict[str, np.ndarray]:
+        """Output columns (without prefix) for binned images ``(n, band, y, x)``.
+
+        A family whose network reconstructs its input (an ``recon`` output) also
+        gets ``recon_mse``, the per-object reconstruction error averaged over the
+        transforms.
+        """
+        if self.family.pixel_output:
+            return self.predict_pixels(images, tta=tta)[0]
+        means, stds, mses = [], [], []
+        codes = range(DIHEDRAL) if tta else (0,)
+        for x, n_real in self._blocks(images):
+            outs = [self.net(dihedral(x, c)) for c in codes]
+            out = self.family.combine(outs)
             mean, std = self.net.to_fit_space(out["mean"].float(), out["std"].float())
-            means.append(mean.cpu().numpy()[: n - lo])
-            stds.append(std.cpu().numpy()[: n - lo])
+            means.append(mean.cpu().numpy()[:n_real])
+            stds.append(std.cpu().numpy()[:n_real])
+            if "recon" in outs[0]:
+                mse = torch.stack([_recon_mse(o["recon"], self.net.normalise(dihedral(x, c)))
+                                   for o, c in zip(outs, codes, strict=True)]).mean(0)
+                mses.append(mse.float().cpu().numpy()[:n_real])
         k = self.net.target_mean.numel()
         mean = np.concatenate(means) if means else np.zeros((0, k))
         std = np.concatenate(stds) if stds else np.zeros((0, k))
-        return self.family.decode(mean.astype(np.float64), std.astype(np.float64))
+        cols = self.family.decode(mean.astype(np.float64), std.astype(np.float64))
+        if mses:
+            cols["recon_mse"] = np.concatenate(mses).astype(np.float64)
+        return cols
+
+    @torch.no_grad()
+    def predict_pixels(self, images: np.ndarray, *, tta: bool) -> tuple[dict[str, np.ndarray],
+                                                                        np.ndarray]:
+        """Per-object columns and class maps ``(n, y, x)`` uint8 of a per-pixel family.
+
+        With ``tta`` the class probabilities of the 8 transforms, each mapped back
+        to the cutout's frame, are averaged before the most probable class is taken.
+        """
+        maps = []
+        codes = range(DIHEDRAL) if tta else (0,)
+        for x, n_real in self._blocks(images):
+            prob = sum(dihedral_inverse(torch.softmax(self.net(dihedral(x, c))["logits"]
+                                                      .float(), dim=1), c) for c in codes)
+            maps.append(prob.argmax(1).to(torch.uint8).cpu().numpy()[:n_real])
+        classes = (np.concatenate(maps) if maps
+                   else np.zeros((0, *images.shape[2:]), np.uint8))
+        return self.family.pixel_columns(classes, images, self.bands), classes
+
+
+def _recon_mse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((recon.float() - target.float()) ** 2).flatten(1).mean(1)
 
 
 def load_model(path: os.PathLike | str, *, device: str | torch.device | None = None) -> LoadedModel:
@@ -105,12 +146,13 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
     return LoadedModel(payload["name"], get_family(payload["family"]), settings, bands, net, dev)
 
 
-def output_columns(model: str, family: Family) -> tuple[dict[str, str], dict[str, str]]:
-    """Units and descriptions of the prediction columns of ``model``."""
+def output_columns(model: str, family: Family,
+                   settings: dict | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Units and descriptions of the prediction columns of ``model`` (its entry ``settings``)."""
     units, desc = {f"nn_{model}_split": ""}, {}
     desc[f"nn_{model}_split"] = f"split of the object in training model {model!r}: train, " \
         "validation or test (only test predictions are unbiased)"
-    for o in family.outputs():
+    for o in family.outputs(settings):
         col = f"nn_{model}_{o.name}"
         units[col], desc[col] = o.unit, f"{o.description} [model {model}]"
         if o.error:
@@ -128,6 +170,7 @@ def predict_shard(
     batch_size: int = 256,
     tta: bool | None = None,
     threads: int = 1,
+    pixelmaps: os.PathLike | str | None = None,
 ) -> pd.DataFrame:
     """Predict every object of one cutout shard; write the predictions Parquet.
 
@@ -147,6 +190,9 @@ def predict_shard(
         Average the 8 dihedral transforms; default: the model's ``tta`` setting.
     threads : int
         torch CPU threads.
+    pixelmaps : path-like, optional
+        For a per-pixel family (``pixel_output``): the shard's pixel-map group to
+        write (`galcat.store.write_pixelmaps`); required for such a family.
 
     Returns
     -------
@@ -159,11 +205,20 @@ def predict_shard(
     reader = CutoutReader(cutouts)
     bin_ = int(m.settings["bin"])
     step = max(1, int(batch_size))
+    if m.family.pixel_output and pixelmaps is None:
+        raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
+                         "give predict_shard a pixelmaps path")
     parts: list[dict[str, np.ndarray]] = []
+    maps: list[np.ndarray] = []
     for lo in range(0, reader.n_objects, step):
         sl = slice(lo, min(lo + step, reader.n_objects))
         images = bin_images(reader.read("image", sl, bands=m.bands).astype(np.float32), bin_)
-        parts.append(m.predict_images(images, tta=use_tta))
+        if m.family.pixel_output:
+            cols, classes = m.predict_pixels(images, tta=use_tta)
+            parts.append(cols)
+            maps.append(classes)
+        else:
+            parts.append(m.predict_images(images, tta=use_tta))
     names = [n for n in (parts[0] if parts else {})]
     cols = {f"nn_{m.name}_{k}": np.concatenate([p[k] for p in parts]) for k in names}
     df = pd.DataFrame({"object_id": reader.object_id, **cols})
@@ -174,7 +229,12 @@ def predict_shard(
     else:
         df[split_col] = None
     df[split_col] = df[split_col].fillna("none").astype(str)
-    units, desc = output_columns(m.name, m.family)
+    units, desc = output_columns(m.name, m.family, m.settings)
+    if m.family.pixel_output:
+        shape = (0, *reader.shape[2:])
+        write_pixelmaps(pixelmaps, np.concatenate(maps) if maps else np.zeros(shape, np.uint8),
+                        reader.object_id, shard=Path(cutouts).stem, model=m.name,
+                        codes=m.family.codes)
     write_table(df, output, units=units, descriptions=desc,
                 metadata={"model": m.name, "family": m.family.name, "tta": use_tta})
     log.info("predict %s: %d objects of %s", m.name, len(df), cutouts)

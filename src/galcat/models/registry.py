@@ -59,12 +59,17 @@ class Output:
     error : bool
         True for a regression output: a ``{name}_err`` column (1-sigma, same unit)
         follows it.
+    required : bool
+        A NaN leaves the object out of the scores (every model and baseline is
+        scored on the same objects); False for a value that is undefined for some
+        objects by its nature (a share of pixels an object may not have).
     """
 
     name: str
     unit: str
     description: str
     error: bool = True
+    required: bool = True
 
 
 def mlp(n_in: int, n_out: int, *, hidden: int = 128) -> nn.Module:
@@ -147,6 +152,10 @@ class Family:
     pixel_arrays : tuple of str
         Per-pixel cutout arrays (``sigma``, ``truth_class``...) the loss needs, read
         and augmented with the image.
+    pixel_output : bool
+        The network returns a map per object (``{"logits": (n, class, y, x)}``), not
+        Gaussian outputs: inference goes through `pixel_columns` and writes the maps
+        (`galcat.store.write_pixelmaps`).
     """
 
     name: ClassVar[str]
@@ -154,6 +163,7 @@ class Family:
     label_columns: ClassVar[tuple[str, ...]]
     standardise_targets: ClassVar[bool] = True
     pixel_arrays: ClassVar[tuple[str, ...]] = ()
+    pixel_output: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
     def targets(self, table: pd.DataFrame) -> np.ndarray:
@@ -170,8 +180,17 @@ class Family:
             )
 
     # ------------------------------------------------------------------ network
-    def head(self, n_features: int, n_targets: int) -> nn.Module:
-        """The head on the encoder's features; default: `GaussianHead`."""
+    def encoder(self, settings: Mapping, n_bands: int, size: int) -> tuple[nn.Module, int]:
+        """The encoder and its number of features; default: `build_encoder` (pooled)."""
+        return build_encoder(settings, n_bands)
+
+    def head(self, n_features: int, n_targets: int, *, settings: Mapping, n_bands: int,
+             size: int) -> nn.Module:
+        """The head on the encoder's features; default: `GaussianHead`.
+
+        ``settings``, ``n_bands`` and ``size`` (side of the binned cutout) are for
+        heads that reconstruct the image (a decoder).
+        """
         return GaussianHead(n_features, n_targets)
 
     def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor,
@@ -187,8 +206,12 @@ class Family:
         return mixture_of_gaussians(outputs)
 
     # ------------------------------------------------------------------ outputs
-    def outputs(self) -> list[Output]:
-        """The per-object output columns (without the ``nn_{model}_`` prefix)."""
+    def outputs(self, settings: Mapping | None = None) -> list[Output]:
+        """The per-object output columns (without the ``nn_{model}_`` prefix).
+
+        ``settings`` (the model's entry) for families whose columns depend on it
+        (the latent size of ``vae``); None: the family's defaults.
+        """
         raise NotImplementedError
 
     def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,12 +247,14 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     ``size`` is the side of the (binned) cutouts in pixels.
     """
     fam = get_family(family)
-    encoder, n_features = build_encoder(settings, n_bands)
-    phot = AperturePhotometry(size, n_bands) if settings["photometry"] else None
+    encoder, n_features = fam.encoder(settings, n_bands, size)
+    # the aperture fluxes join pooled features; a per-pixel network has none
+    phot = (AperturePhotometry(size, n_bands) if settings["photometry"] and not fam.pixel_output
+            else None)
     if phot is not None:
         n_features += phot.n_features
-    return GalaxyNet(n_bands, encoder, fam.head(n_features, n_targets), n_targets,
-                     photometry=phot)
+    head = fam.head(n_features, n_targets, settings=settings, n_bands=n_bands, size=size)
+    return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot)
 
 
 def get_family(name: str) -> Family:

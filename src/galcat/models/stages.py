@@ -8,7 +8,7 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without ``tta`` and the split settings; ``predict``
 the model's ``tta``;
-``evaluate`` the model's ``family`` and ``seed``, the detection band and, for the
+``evaluate`` the model's ``family``, ``seed``, ``bands`` and ``bin``, the detection band and, for the
 synthetic survey, its MZR.
 """
 
@@ -26,6 +26,8 @@ __all__ = ["SPLIT_KEYS", "model_entry", "run_evaluate", "run_predict", "run_trai
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
 #: Keys of a model entry that only inference reads.
 INFERENCE_KEYS = ("tta",)
+#: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
+EVALUATE_KEYS = ("family", "seed", "bands", "bin")
 
 
 def model_entry(config: dict, model: str) -> dict:
@@ -58,14 +60,14 @@ def run_train(
 def run_predict(
     config: dict, model: str, model_file: os.PathLike | str, splits: os.PathLike | str,
     cutouts: os.PathLike | str, output: os.PathLike | str, batch_size: int | None = None,
-    threads: int | None = None,
+    threads: int | None = None, pixelmaps: os.PathLike | str | None = None,
 ) -> None:
-    """Predictions of ``model`` for one shard."""
+    """Predictions of ``model`` for one shard (and its pixel maps, per-pixel families)."""
     from galcat.models.predict import predict_shard
 
     entry = model_entry(config, model)
     predict_shard(model_file, cutouts, output, splits=splits, tta=bool(entry["tta"]),
-                  batch_size=batch_size or 256, threads=threads or 1)
+                  batch_size=batch_size or 256, threads=threads or 1, pixelmaps=pixelmaps)
 
 
 def run_evaluate(
@@ -73,7 +75,8 @@ def run_evaluate(
     features: Sequence[os.PathLike | str],
     cutouts: Sequence[os.PathLike | str], segmaps: Sequence[os.PathLike | str],
     predictions: Sequence[os.PathLike | str], splits: os.PathLike | str,
-    output: os.PathLike | str, threads: int | None = None,
+    output: os.PathLike | str, pixelmaps: Sequence[os.PathLike | str] | None = None,
+    threads: int | None = None,
 ) -> None:
     """``metrics.json`` of ``model``: test-split scores of the model and its baselines."""
     from galcat.models.evaluate import evaluate_model
@@ -83,8 +86,8 @@ def run_evaluate(
     if config["survey"] == "synthetic":
         mzr = settings(config, "synthetic")["mzr"]
         context = {"mzr_relation": mzr["relation"], "mzr_scatter_dex": mzr["scatter_dex"]}
-    evaluate_model(model, {"family": entry["family"], "seed": entry["seed"]}, objects=objects,
+    evaluate_model(model, {k: entry[k] for k in EVALUATE_KEYS}, objects=objects,
                    features=features, cutouts=cutouts, segmaps=segmaps, predictions=predictions,
-                   splits=splits, output=output, context=context,
+                   splits=splits, output=output, pixelmaps=pixelmaps or (), context=context,
                    detect_band=setting(config, "detect_band"),
                    threads=threads or 1)

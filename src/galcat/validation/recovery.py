@@ -644,7 +644,8 @@ def single_sersic_table(
     seed: int = 0,
     scheduler: str | None = None,
     workers: int | None = None,
-) -> pd.DataFrame:
+    return_images: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Inject ``n`` single elliptical Sérsic galaxies, whose index is exact, and measure them.
 
     The synthetic survey is bulge + disc, so its galaxies have no exact Sérsic index; here
@@ -657,7 +658,9 @@ def single_sersic_table(
 
     Returns one row per galaxy: ``object_id``, ``truth_n``, ``truth_q``, ``truth_r50``
     (circular, arcsec, `sersic_circular_r50`), ``snr`` (isophotal), the features
-    columns and ``err_sersic_n``, ``err_r50``, ``err_q`` (fractional errors).
+    columns and ``err_sersic_n``, ``err_r50``, ``err_q`` (fractional errors). With
+    ``return_images``, also the noisy r-band images ``(n, 1, y, x)`` in the table's
+    order (what a network is scored on beside the fit).
     """
     cfg = copy.deepcopy(dict(config))
     cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
@@ -706,6 +709,9 @@ def single_sersic_table(
     table["err_sersic_n"] = fractional_error(table["sersic_n"], table["truth_n"])
     table["err_r50"] = fractional_error(table["r50_psf_corrected"], table["truth_r50"])
     table["err_q"] = fractional_error(table["sersic_q"], table["truth_q"])
+    if return_images:
+        order = np.searchsorted(batch.object_id, table["object_id"].to_numpy())
+        return table, batch.image[order]
     return table
 
 

@@ -81,10 +81,10 @@ class GZ2(Family):
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         return table[list(self.label_columns)].to_numpy(np.float64)
 
-    def head(self, n_features: int, n_targets: int) -> nn.Module:
+    def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
         return TreeHead(n_features)
 
-    def outputs(self) -> list[Output]:
+    def outputs(self, settings=None) -> list[Output]:
         out = []
         for q in gz2.QUESTIONS:
             for answer, label in zip(q.answers, q.labels, strict=True):

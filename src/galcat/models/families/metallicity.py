@@ -33,7 +33,7 @@ class Metallicity(Family):
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         return table["truth_metallicity"].to_numpy(np.float64)[:, None]
 
-    def outputs(self) -> list[Output]:
+    def outputs(self, settings=None) -> list[Output]:
         return [Output("metallicity", "dex",
                        "gas-phase metallicity 12 + log10(O/H) predicted by the network from the "
                        "cutout; _err is the 1-sigma width")]

@@ -36,7 +36,7 @@ class R50(Family):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(r > 0, np.log10(r), np.nan)[:, None]
 
-    def outputs(self) -> list[Output]:
+    def outputs(self, settings=None) -> list[Output]:
         return [Output("r50_mass", "arcsec",
                        "half-stellar-mass radius (circular aperture) predicted by the network "
                        "from the cutout (median of its log-normal prediction); _err is the "
