@@ -198,11 +198,14 @@ def get_cutouts(wildcards):
 
 
 def get_label_tables(wildcards):
-    """The object tables the models learn their labels from. Archive surveys use
-    the per-shard tables, rewritten only when a shard's rows change, so that a
-    nightly query that adds nothing retrains nothing."""
+    """The object tables the models learn their labels from, such that a nightly
+    query that adds nothing retrains nothing. Archive surveys use the per-shard
+    tables, rewritten only when a shard's rows change. The synthetic survey's one
+    table is rewritten by every query, so its time stamp is ignored (ancient): its
+    labels change only with the synthetic settings, which change the cutouts, and a
+    new shard adds cutouts; either retrains."""
     if SURVEY == "synthetic":
-        return [f"{OUT}/objects.parquet"]
+        return [ancient(f"{OUT}/objects.parquet")]
     return expand(f"{OUT}/objects/{{shard}}.parquet", shard=get_shards())
 
 
