@@ -97,9 +97,13 @@ def _measure_zarr_block(path: str, segmap_path: str, settings: dict, block: slic
 
 def _head(batch: CutoutBatch, k: int) -> CutoutBatch:
     """The first ``k`` objects of a batch."""
+    per_object = {name: getattr(batch, name)[:k]
+                  for name in ("cut_size", "cut_origin", "cut_wcs")
+                  if getattr(batch, name) is not None}
     return dataclasses.replace(
         batch, object_id=batch.object_id[:k], image=batch.image[:k], sigma=batch.sigma[:k],
         mask=batch.mask[:k], extras={key: a[:k] for key, a in batch.extras.items()},
+        **per_object,
     )
 
 
