@@ -160,6 +160,18 @@ def cut_arrays(arrays: Sequence[np.ndarray], wcs: WCS, ra: float, dec: float, si
     out = [np.asarray(cut.data, dtype=np.float64)]
     for arr in arrays[1:]:
         out.append(paste(np.asarray(arr)[large], small, size))
+    mask = _window_mask(out, large, small, size, extra_mask)
+    partial = any((s.stop - s.start) != size for s in small)
+    pos = cut.wcs.celestial.world_to_pixel(coord)
+    origin = (float(large[1].start - small[1].start), float(large[0].start - small[0].start))
+    centre = (size - 1) / 2.0
+    return Cut(out, mask, cut.wcs, partial, (float(pos[0]), float(pos[1])), origin,
+               sky_geometry(wcs, origin[0] + centre, origin[1] + centre))
+
+
+def _window_mask(out, large, small, size: int, extra_mask) -> np.ndarray:
+    """Bad pixels of a pasted window: off the image, not finite in any array, or in
+    ``extra_mask`` (on the image's grid, read at ``large``)."""
     mask = np.ones((size, size), dtype=bool)
     mask[small] = False
     for arr in out:
@@ -168,12 +180,7 @@ def cut_arrays(arrays: Sequence[np.ndarray], wcs: WCS, ra: float, dec: float, si
         em = np.zeros((size, size), dtype=bool)
         em[small] = np.asarray(extra_mask)[large]
         mask |= em
-    partial = any((s.stop - s.start) != size for s in small)
-    pos = cut.wcs.celestial.world_to_pixel(coord)
-    origin = (float(large[1].start - small[1].start), float(large[0].start - small[0].start))
-    centre = (size - 1) / 2.0
-    return Cut(out, mask, cut.wcs, partial, (float(pos[0]), float(pos[1])), origin,
-               sky_geometry(wcs, origin[0] + centre, origin[1] + centre))
+    return mask
 
 
 def cut_pixels(arrays: Sequence[np.ndarray], x: float, y: float, size: int, *, what: str,
@@ -185,13 +192,7 @@ def cut_pixels(arrays: Sequence[np.ndarray], x: float, y: float, size: int, *, w
     out = [paste(np.asarray(arr[large], dtype=np.float64), small, size) for arr in arrays]
     off = np.ones((size, size), dtype=bool)
     off[small] = False
-    mask = off.copy()
-    for arr in out:
-        mask |= ~np.isfinite(arr)
-    if extra_mask is not None:
-        em = np.zeros((size, size), dtype=bool)
-        em[small] = np.asarray(extra_mask)[large]
-        mask |= em
+    mask = _window_mask(out, large, small, size, extra_mask)
     origin = (float(large[1].start - small[1].start), float(large[0].start - small[0].start))
     return Cut(out, mask, None, partial, (x - origin[0], y - origin[1]), origin, off=off)
 
