@@ -13,12 +13,15 @@ import time
 
 import pytest
 
+from galcat.analysis import FIGURES
 from galcat.config import load_config, trained_models
 from galcat.release import sha256_file
 from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in
 
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
+#: the analyses read the catalogue, so they follow it every night
+ANALYSES = {(name, None) for name in FIGURES}
 
 
 NIGHTLY = ROOT / "workflow" / "scripts" / "nightly.sh"
@@ -63,7 +66,7 @@ def nights(tiny_run, tmp_path_factory):
 def test_night_without_new_objects_runs_no_shard_job(nights):
     _, night1, _, _, _ = nights
     assert night1 == {("query_catalog", None), ("catalogue", None), ("report", None),
-                      ("release", None), ("all", None)}
+                      ("release", None), ("all", None), *ANALYSES}
 
 
 def test_growth_runs_only_new_shards_and_aggregations(nights):
@@ -81,6 +84,7 @@ def test_growth_runs_only_new_shards_and_aggregations(nights):
         ("train", None),
         *{("predict", f"s{k:06d}") for k in range(4)},
         ("evaluate", None),
+        *ANALYSES,
         ("catalogue", None),
         ("report", None),
         ("release", None),
