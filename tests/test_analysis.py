@@ -19,7 +19,7 @@ from galcat import cli, gz2
 from galcat.analysis import FIGURES
 from galcat.analysis.common import AnalysisError
 from galcat.analysis.merger import balanced_threshold, purity_completeness
-from galcat.analysis.mzr import COEFFICIENTS
+from galcat.analysis.mzr import COEFFICIENTS, fit_quadratic
 from galcat.relations import mzr_tremonti2004
 from galcat.tables import write_table
 
@@ -251,3 +251,15 @@ def test_merger_selection_is_also_scored_on_the_networks_test_split(catalogue, t
     assert result["test_split"]["n"] == N // 2
     assert 0 < result["test_split"]["purity"] < 1
     assert 0 < result["test_split"]["completeness"] <= 1
+
+
+def test_a_degenerate_mzr_sample_is_an_analysis_error_not_a_crash():
+    """Four galaxies at one mass (as a tiny run can give) cannot fix a quadratic:
+    the analysis says so (the rule writes it into mzr.json) instead of a LinAlgError."""
+    x = np.full(4, 10.0)
+    y = np.array([8.9, 8.95, 9.0, 9.05])
+    with pytest.raises(AnalysisError, match="degenerate"):
+        fit_quadratic(x, y, n_boot=50, seed=0)
+    fit = fit_quadratic(np.array([9.5, 10.0, 10.5, 11.0, 11.5]),
+                        np.array([8.7, 8.9, 9.0, 9.05, 9.07]), n_boot=50, seed=0)
+    assert fit["n"] == 5 and np.all(np.isfinite(fit["errors"]))

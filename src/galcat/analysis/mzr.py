@@ -98,9 +98,21 @@ def fit_quadratic(x, y, *, x_err=None, n_boot: int, seed: int) -> dict:
         raise AnalysisError(f"an MZR fit needs at least 4 galaxies with a mass and a "
                             f"metallicity; got {x.size}")
     rng = np.random.default_rng(seed)
-    coef = _polyfit(x, y, np.ones_like(x), var)
-    reps = np.stack([_polyfit(x, y, rng.poisson(1.0, x.size).astype(float), var)
-                     for _ in range(n_boot)])
+    try:
+        coef = _polyfit(x, y, np.ones_like(x), var)
+    except np.linalg.LinAlgError:
+        raise AnalysisError(f"an MZR fit of {x.size} galaxies is degenerate (too few "
+                            "distinct masses for a quadratic)") from None
+    reps = []
+    for _ in range(n_boot):
+        try:  # a resample of a few galaxies may hold fewer than three distinct masses
+            reps.append(_polyfit(x, y, rng.poisson(1.0, x.size).astype(float), var))
+        except np.linalg.LinAlgError:
+            continue
+    if len(reps) < max(10, n_boot // 2):
+        raise AnalysisError(f"an MZR fit of {x.size} galaxies: only {len(reps)} of {n_boot} "
+                            "bootstrap resamples could be fitted")
+    reps = np.stack(reps)
     resid = y - np.polyval(coef[::-1], x)
     return {"n": int(x.size), "coefficients": coef.tolist(),
             "errors": reps.std(axis=0, ddof=1).tolist(),
