@@ -43,7 +43,7 @@ def graph(tiny_run):
 
 
 def expected_jobs(rules: set[str]) -> set[tuple[str, str | None]]:
-    per_shard = {"fetch_cutouts", "segment", "measure", "predict"}
+    per_shard = {"fetch_cutouts", "segment", "measure", "predict", "predict_pixels"}
     jobs = set()
     for rule in rules:
         if rule in per_shard:

@@ -33,6 +33,7 @@ Cost: ~45% of statmorph's CPU time on a 64 × 64 synthetic galaxy with a PSF (se
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -313,6 +314,12 @@ class ConvolvedSersic2D(statmorph.ConvolvedSersic2D):
         return out[sy:sy + ny, sx:sx + nx]
 
 
+#: The residuals below are astropy 7's (its objective takes ``fit_param_indices``);
+#: with an older astropy the fitter is astropy's own, unchanged.
+_ASTROPY_7_OBJECTIVE = "fit_param_indices" in inspect.signature(
+    fitting.LevMarLSQFitter.objective_function).parameters
+
+
 class _LevMarLSQFitter(fitting.LevMarLSQFitter):
     """astropy's Levenberg–Marquardt fitter with the parameter bookkeeping of its
     objective done once: bounds and which parameters carry them are read at the first
@@ -322,11 +329,10 @@ class _LevMarLSQFitter(fitting.LevMarLSQFitter):
 
     _clips = None
 
-    def objective_function(self, fps, *args, fit_param_indices=None):
+    def objective_function(self, fps, *args, **kwargs):
         model = args[0]
-        if model.has_fixed or model.has_tied:
-            return super().objective_function(*(fps, *args),
-                                              fit_param_indices=fit_param_indices)
+        if not _ASTROPY_7_OBJECTIVE or any(model.fixed.values()) or any(model.tied.values()):
+            return super().objective_function(fps, *args, **kwargs)
         if self._clips is None:
             self._clips = [(k, model.bounds[name]) for k, name in enumerate(model.param_names)
                            if model.bounds[name] != (None, None)]
