@@ -82,7 +82,7 @@ def test_growth_runs_only_new_shards_and_aggregations(nights):
         ("segment", "s000003"),
         ("measure", "s000003"),
         ("train", None),
-        *{("predict", f"s{k:06d}") for k in range(4)},
+        *{(rule, f"s{k:06d}") for k in range(4) for rule in ("predict", "predict_pixels")},
         ("evaluate", None),
         *ANALYSES,
         ("catalogue", None),

@@ -79,7 +79,7 @@ def test_tiny_dag_completes_on_slurm(slurm, tmp_path):
         "fetch_cutouts": 2, "segment": 2, "measure": 2, "train": 1, "predict": 2, "evaluate": 1}
     # train asked for a GPU on the GPU partition; predict was submitted after it ended
     calls = {m.group(1): m.group(0).split("--wrap")[0]
-             for m in re.finditer(r"sbatch call: sbatch .*?--comment rule_(\w+).*", log)}
+             for m in re.finditer(r"sbatch call: sbatch .*?--comment rule_(\w+?)(?:_wildcards_\w+)?\s.*", log)}
     assert " -p gpu " in calls["train"] and "--gpus=1" in calls["train"], calls["train"]
     train_job = scontrol_job(by_rule["train"][0])
     assert field(train_job, "Partition") == "gpu"
