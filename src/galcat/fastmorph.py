@@ -221,16 +221,16 @@ def rotate_180_mask(padded: np.ndarray, shape: tuple[int, int], centre, pad: int
     return padded[ky:ky - ny:-1, kx:kx - nx:-1]
 
 
-def _radius_at_fraction_circ(image, center, r_total, fraction):
-    """statmorph's ``_radius_at_fraction_of_total_circ`` with `ApertureWeights`."""
-    shape = image.shape
+def _radius_at_fraction(image, aperture, r_total, fraction, tag):
+    """statmorph's ``_radius_at_fraction_of_total_{circ,ellip}`` with `ApertureWeights`:
+    ``aperture(r)`` is the aperture of size ``r``; ``tag`` names it in the warnings."""
     flag = 0
-    total_sum = ApertureWeights.circle(shape, center, r_total).sum(image)
+    total_sum = aperture(r_total).sum(image)
     if total_sum == 0:
-        _warn("[r_circ] Total flux sum is zero.")
+        _warn(f"[{tag}] Total flux sum is zero.")
         return r_total, 2
     if total_sum < 0:
-        _warn("[r_circ] Total flux sum is negative.")
+        _warn(f"[{tag}] Total flux sum is negative.")
         flag = 2
         total_sum = np.abs(total_sum)
 
@@ -238,33 +238,23 @@ def _radius_at_fraction_circ(image, center, r_total, fraction):
         assert (r >= 0) & (fraction >= 0) & (fraction <= 1) & (total_sum > 0)
         if r == 0:
             return 0.0 - fraction
-        return np.abs(ApertureWeights.circle(shape, center, r).sum(image)) / total_sum - fraction
+        return np.abs(aperture(r).sum(image)) / total_sum - fraction
 
     return _bracket_and_solve(func, r_total), flag
 
 
+def _radius_at_fraction_circ(image, center, r_total, fraction):
+    """statmorph's ``_radius_at_fraction_of_total_circ``."""
+    return _radius_at_fraction(
+        image, lambda r: ApertureWeights.circle(image.shape, center, r), r_total, fraction,
+        "r_circ")
+
+
 def _radius_at_fraction_ellip(image, center, elongation, theta, a_total, fraction):
-    """statmorph's ``_radius_at_fraction_of_total_ellip`` with `ApertureWeights`."""
-    shape = image.shape
-    flag = 0
-    total_sum = ApertureWeights.ellipse(shape, center, a_total, a_total / elongation,
-                                        theta).sum(image)
-    if total_sum == 0:
-        _warn("[r_ellip] Total flux sum is zero.")
-        return a_total, 2
-    if total_sum < 0:
-        _warn("[r_ellip] Total flux sum is negative.")
-        flag = 2
-        total_sum = np.abs(total_sum)
-
-    def func(a):
-        assert (a >= 0) & (fraction >= 0) & (fraction <= 1) & (total_sum > 0)
-        if a == 0:
-            return 0.0 - fraction
-        ap = ApertureWeights.ellipse(shape, center, a, a / elongation, theta)
-        return np.abs(ap.sum(image)) / total_sum - fraction
-
-    return _bracket_and_solve(func, a_total), flag
+    """statmorph's ``_radius_at_fraction_of_total_ellip``."""
+    return _radius_at_fraction(
+        image, lambda a: ApertureWeights.ellipse(image.shape, center, a, a / elongation, theta),
+        a_total, fraction, "r_ellip")
 
 
 def _bracket_and_solve(func, r_total):
