@@ -206,7 +206,7 @@ def main() -> None:
 
     # 2. speed-up 1 -> 2 workers: rounds of (serial, threads, processes, processes+zarr),
     # the best wall time of each over --repeat rounds (other load only ever slows a run)
-    settings = morphology.measure_settings(cfg)
+    settings = morphology.measure_settings(cfg, batch.bands)
     runs: dict[str, list[tuple[_Timer, pd.DataFrame]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         zpath = str(Path(tmp) / "shard.zarr")
@@ -256,7 +256,7 @@ def main() -> None:
     bare["measure"]["r50_model"] = "sersic"  # no bulge + disc fit: an optional extra
     if "sersic_refine" in morphology.DEFAULTS:
         bare["measure"]["sersic_refine"] = False
-    settings_bare = morphology.measure_settings(bare)
+    settings_bare = morphology.measure_settings(bare, batch.bands)
     m = min(args.overhead_n, n)
     t_wrap, t_inside, t_direct, mismatches, usable = [], [], [], 0, 0
     recorder = _Recorder(morphology.run_statmorph)

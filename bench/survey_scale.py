@@ -63,9 +63,13 @@ def _benchmarks(results: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _run(workdir: Path, galaxies: int, cores: int, per_shard: int) -> float:
+def _run(workdir: Path, galaxies: int, cores: int, per_shard: int, models: bool) -> float:
+    from galcat.config import load_config
+
     config = {"synthetic": {"n_objects": galaxies},
               "sharding": {"objects_per_shard": per_shard}}
+    if not models:  # the networks' cost is the GPU's, projected from --gpu-galaxies-per-s
+        config["models"] = {name: {"enabled": False} for name in load_config()["models"]}
     (workdir / "survey_scale.yaml").write_text(yaml.safe_dump(config))
     cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
            str(workdir), "--cores", str(cores), "--configfile",
@@ -147,6 +151,9 @@ def main() -> None:
     parser.add_argument("--query-sample", type=int, default=65536,
                         help="objects of the in-process query whose CPU per object is "
                              "projected (default 65536: 8 of its blocks)")
+    parser.add_argument("--models", action="store_true",
+                        help="also train and run the networks on this machine's CPU (default: "
+                             "off; their inference is projected from --gpu-galaxies-per-s)")
     args = parser.parse_args()
     from galcat.config import load_config, settings
 
@@ -161,7 +168,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     try:
-        wall = _run(workdir, args.galaxies, args.cores, per_shard)
+        wall = _run(workdir, args.galaxies, args.cores, per_shard, args.models)
         bench = _benchmarks(workdir / "results")
         query_us = _query_us_per_object(args.query_sample)
         cat_us = args.catalogue_us_per_row or _catalogue_us_per_row(workdir / "results")

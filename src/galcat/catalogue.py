@@ -85,6 +85,13 @@ UNDOCUMENTED = "(undocumented: carried from {source}; unit unknown)"
 #: Objects per batch of the streamed build: its memory is about this many rows of every
 #: column a few times over (join, published copy, FITS and VOTable encodings).
 BATCH_ROWS = 4096
+#: Rows per row group of the Parquet catalogue: the writer keeps ~1 kB of footer per
+#: row group and column until it closes (~45 MiB at 10⁶ rows in 4096-row groups), and
+#: holds the pending rows (~13 MiB for 8192); bench/catalogue_scale.py chose the size.
+ROW_GROUP_ROWS = 8192
+#: Read buffer of the object table: its row groups are decoded page by page through
+#: it instead of being fetched whole (a 50 000-row group of the object table is ~60 MiB).
+READ_BUFFER_BYTES = 1 << 20
 
 PROVENANCE_PACKAGES = ("numpy", "astropy", "photutils", "statmorph", "galsim", "zarr", "snakemake")
 
@@ -305,7 +312,8 @@ class _Plan:
 
 
 def _object_batches(path: Path, batch_rows: int, columns=None) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+    file = pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+    yield from file.iter_batches(batch_size=batch_rows, columns=columns)
 
 
 def _ids_sorted(path: Path, batch_rows: int) -> bool:
@@ -564,7 +572,8 @@ def _write_streams(plan: _Plan, prov: dict, out_parquet: Path, out_fits: Path,
               if _is_text(first[name])}
     schema = table_schema(first, units=columns.units, descriptions=columns.descriptions,
                           ucds=columns.ucds, metadata=prov, string_lengths=widths)
-    with (TableWriter(out_parquet, schema) as parquet,
+    with (TableWriter(out_parquet, schema,
+                      row_group_rows=max(batch_rows, ROW_GROUP_ROWS)) as parquet,
           _FitsWriter(out_fits, columns, prov, plan.n_rows, widths) as fits_out,
           _VotableWriter(out_votable, prov, widths) as votable):
         for cat, _ in _chain(first, columns, batches):

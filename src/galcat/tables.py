@@ -105,14 +105,32 @@ class TableWriter:
     into place when the ``with`` block ends without an error).
 
     ``TableWriter(path, schema)`` with a `table_schema`; each `write` appends a
-    DataFrame (one or more row groups) cast to the schema, so the file reads back as
-    if `write_table` had written the concatenated parts.
+    DataFrame cast to the schema, so the file reads back as if `write_table` had written
+    the concatenated parts.
+
+    Parameters
+    ----------
+    path : path-like
+    schema : pyarrow.Schema
+    row_group_rows : int, optional
+        Rows per Parquet row group: parts are held (as Arrow tables) until this many
+        rows are pending, then written as one row group. Default None: one row group per
+        `write`. Every row group costs the writer about 1 kB of footer per column, kept
+        in memory until the file closes, so a table written in many small parts grows
+        the writer's memory with its length; this bounds the row groups to
+        ``rows / row_group_rows`` at the price of holding that many rows.
     """
 
-    def __init__(self, path: os.PathLike | str, schema: pa.Schema) -> None:
+    def __init__(self, path: os.PathLike | str, schema: pa.Schema, *,
+                 row_group_rows: int | None = None) -> None:
+        if row_group_rows is not None and row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be >= 1 or None; got {row_group_rows}")
         self.path = Path(path)
         self.schema = schema
         self.rows = 0
+        self.row_group_rows = row_group_rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def __enter__(self) -> TableWriter:
         self._replacing = replacing_file(self.path)
@@ -123,11 +141,25 @@ class TableWriter:
     def write(self, df: pd.DataFrame) -> None:
         """Append the rows of ``df`` (its columns in the schema's order and types)."""
         table = pa.Table.from_pandas(df, preserve_index=False).cast(self.schema)
-        self._writer.write_table(table)
         self.rows += len(df)
+        if self.row_group_rows is None:
+            self._writer.write_table(table)
+            return
+        self._pending.append(table)
+        self._pending_rows += len(table)
+        if self._pending_rows >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            self._writer.write_table(pa.concat_tables(self._pending),
+                                     row_group_size=self._pending_rows)
+        self._pending, self._pending_rows = [], 0
 
     def __exit__(self, *exc) -> None:
         try:
+            if exc[0] is None:
+                self._flush()
             self._writer.close()
         finally:
             self._replacing.__exit__(*exc)
