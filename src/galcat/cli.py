@@ -201,13 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.captureWarnings(True)
     from galcat.config import ConfigError
 
-    command = COMMANDS[args.pop("command")]
+    name = args.pop("command")
+    command = COMMANDS[name]
     try:
         command.function()(**args)
     except ConfigError as exc:
         print(f"galcat: {exc}", file=sys.stderr)
         return 2
+    _log_usage(name)
     return 0
+
+
+def _log_usage(command: str) -> None:
+    """One log line with the CPU the command used, its worker processes included (they
+    are reaped by the time it returns), and its peak memory: Snakemake's ``benchmark:``
+    samples the process tree and misses the CPU of Dask workers that end between two
+    samples, so ``bench/survey_scale.py`` reads this line instead."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_s = own.ru_utime + own.ru_stime
+    workers_s = workers.ru_utime + workers.ru_stime
+    logging.getLogger("galcat.usage").info(
+        "%s: CPU %.2f s (this process %.2f s, workers %.2f s); peak memory %.0f MiB "
+        "(this process)", command, own_s + workers_s, own_s, workers_s, own.ru_maxrss / 1024)
 
 
 if __name__ == "__main__":
