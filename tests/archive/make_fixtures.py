@@ -49,6 +49,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
+from galcat.surveys.sdss import LINES
+
 SEED = 20261122
 NMGY_JY = 3.631e-6
 ARCSEC_RAD = 206264.80624709636
@@ -141,7 +143,8 @@ def _spec_obj_id(plate: int, fiber: int, mjd: int, run2d: str) -> int:
 
 
 def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
-    """PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecIndx and zoo2MainSpecz rows.
+    """PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecIndx, galSpecLine and
+    zoo2MainSpecz rows.
 
     Besides the four galaxies, five decoys that galcat's WHERE clause (or a CAS view)
     must drop, their objIDs interleaved with the galaxies' so that the keyset pages see
@@ -156,7 +159,8 @@ def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
         field[f"gain_{b}"] = SDSS_GAIN[b]
         field[f"darkVariance_{b}"] = SDSS_DARKVAR[b]
     db: dict[str, list[dict]] = {"PhotoObjAll": [], "SpecObjAll": [], "Field": [field],
-                                 "galSpecExtra": [], "galSpecIndx": [], "zoo2MainSpecz": []}
+                                 "galSpecExtra": [], "galSpecIndx": [], "galSpecLine": [],
+                                 "zoo2MainSpecz": []}
 
     def add(obj: dict, k: int, *, photo: dict | None = None, spec: dict | None = None,
             labels: bool = True) -> None:
@@ -189,6 +193,9 @@ def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
             "oh_p84": 8.95 + 0.05 * k, "sfr_tot_p50": 0.1 * k, "specsfr_tot_p50": -10.0 - 0.2 * k})
         db["galSpecIndx"].append({"specObjID": obj["specobjid"], "d4000": 1.4 + 0.1 * k,
                                   "d4000_n": 1.3 + 0.1 * k})
+        db["galSpecLine"].append({"specObjID": obj["specobjid"],
+                                  **{f"{line}_flux{e}": v for line in LINES
+                                     for e, v in (("", 120.0 - 10 * k), ("_err", 6.0))}})
         z2 = {"specobjid": obj["specobjid"], "dr8objid": obj["objid"],
               "total_classifications": 40 + k}
         for stem, frac in GZ2_SPIRAL.items():
