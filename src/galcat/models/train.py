@@ -279,13 +279,18 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                           validation_fraction=float(training["validation_fraction"]),
                           test_fraction=float(training["test_fraction"]),
                           seed=int(training["split_seed"]))
-    write_table(pd.DataFrame({"object_id": table["object_id"], "split": split}),
-                out / "splits.parquet",
-                descriptions={"split": "train, validation or test (hash of object_id)"},
-                metadata={"model": name, **{k: training[k] for k in
-                          ("validation_fraction", "test_fraction", "split_seed")}})
     targets = family.targets(table)
     members = dict(split_arrays(split, targets, partial=family.partial_labels))
+    trained = np.zeros(len(table), bool)
+    trained[members["train"]] = True
+    write_table(pd.DataFrame({"object_id": table["object_id"], "split": split,
+                              "trained": trained}),
+                out / "splits.parquet",
+                descriptions={"split": "train, validation or test (hash of object_id)",
+                              "trained": "in the training split with a label that passed the "
+                                         "quality cuts (galcat.labels): trained on"},
+                metadata={"model": name, **{k: training[k] for k in
+                          ("validation_fraction", "test_fraction", "split_seed")}})
     if members["train"].size == 0:
         raise ValueError(f"model {name!r}: the training split has no objects with a finite "
                          f"target among {len(table)} objects; add objects or change the split")
