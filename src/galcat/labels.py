@@ -146,7 +146,9 @@ def label_table(table: pd.DataFrame, spec: Mapping | None, label_columns: tuple[
         A copy with ``label_columns`` (NaN where a cut removed a label),
         `VOTES_COLUMN` and `ERROR_COLUMN`.
     summary : dict
-        The cuts and how many labelled objects each removed (for ``metrics.json``).
+        The cuts, how many labelled objects each left without any label
+        (``removed``) and how many label values it masked (``masked_values``), for
+        ``train.json`` and ``metrics.json``.
 
     Raises
     ------
@@ -174,13 +176,15 @@ def label_table(table: pd.DataFrame, spec: Mapping | None, label_columns: tuple[
            if spec.get("error") else np.full(len(out), np.nan))
     labelled = np.any(np.isfinite(values), axis=1)
     summary: dict = {"survey": spec.get("survey"), "labelled": int(labelled.sum()),
-                     "cuts": dict(spec.get("cuts") or {}), "removed": {}}
+                     "cuts": dict(spec.get("cuts") or {}), "removed": {}, "masked_values": {}}
     for key, value in (spec.get("cuts") or {}).items():
         keep = _CUTS[key](out, values, votes, value)
-        before = np.any(np.isfinite(values), axis=1)
+        before = np.isfinite(values)
         values[~keep] = np.nan  # a row mask (per object) or an element mask (per label)
-        after = np.any(np.isfinite(values), axis=1)
-        summary["removed"][key] = int((before & ~after).sum())
+        after = np.isfinite(values)
+        # objects left without any label, and label values masked (a question's answers)
+        summary["removed"][key] = int((before.any(axis=1) & ~after.any(axis=1)).sum())
+        summary["masked_values"][key] = int((before & ~after).sum())
     summary["kept"] = int(np.any(np.isfinite(values), axis=1).sum())
     for j, name in enumerate(label_columns):
         out[name] = values[:, j]

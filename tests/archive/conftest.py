@@ -119,7 +119,7 @@ def labelled_archive(tmp_path_factory):
 
 #: What keeps the labelled run short: no statmorph or half-mass, small networks.
 LABELLED_SETTINGS = {
-    "sharding": {"objects_per_shard": 100},
+    "sharding": {"objects_per_shard": 150},
     "measure": {"statmorph": False, "half_mass": False, "sersic_refine": False,
                 "r50_model": "sersic"},
     "models": {"gz2": {"epochs": 3, "width": 8, "batch_size": 32, "tta": False},
