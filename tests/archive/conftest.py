@@ -71,6 +71,9 @@ def make_config(fake, tmp_path):
             "manga": {"sas_url": f"{fake.url}/sas", "cutout_size": 32},
             "jades": {"mast_url": fake.url, "cutout_size": 32,
                       "filters": ["F115W", "F200W", "F444W"], "selection": {"z": {"max": 6.0}}},
+            # three labelled galaxies are too few to train on: the labelled replay
+            # (labelled_config, tests/archive/test_archive_labels.py) covers the models
+            "models": {"gz2": {"enabled": False}, "metallicity": {"enabled": False}},
         })
         return validated(deep_update(base, sections))
 

@@ -13,6 +13,7 @@ import pytest
 
 from galcat import gz2
 from tests.conftest import snakemake
+from tests.test_params import default_reads, shell_commands
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ def jobs_of(output: str) -> set[tuple[str, str | None, str | None]]:
 def labelled_run(labelled_config, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("labelled_run")
     config = labelled_config()
-    snakemake(workdir, config, *TARGETS)
+    # (a flag first: --configfile, which the helper puts before these, takes a list)
+    snakemake(workdir, config, "--cores", "2", *TARGETS)
     return workdir, config
 
 
@@ -113,3 +115,15 @@ def test_a_label_cut_reruns_that_family_only(labelled_run):
     changed["labels"] = {"gz2": {"min_votes": 25}}
     jobs = jobs_of(snakemake(workdir, changed, "-n", *TARGETS).stdout)
     assert {m for _, m, _ in jobs if m} == {"gz2"}
+
+
+def test_label_jobs_read_no_value_their_params_lack(labelled_run, monkeypatch):
+    """The label cuts reach train and evaluate through their params (as tests/test_params.py
+    checks for the synthetic survey): run the metallicity jobs' commands in-process."""
+    workdir, config = labelled_run
+    monkeypatch.chdir(workdir)
+    commands = [(rule, argv) for rule, argv in shell_commands(workdir, config, "train")
+                if rule in ("train", "evaluate") and "metallicity" in argv]
+    assert {rule for rule, _ in commands} == {"train", "evaluate"}
+    for rule, argv in commands:
+        assert default_reads(argv) == [], rule
