@@ -207,7 +207,8 @@ def evaluate_model(
                     bands=settings.get("bands"), bin=int(settings.get("bin", 1)))
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),
-                               "labels": label_summary, "n_objects": {"train": int(data.train.sum()), "test": 0,
+                               "labels": label_summary,
+                               "n_objects": {"train": int(data.train.sum()), "test": 0,
                                              "scored": 0},
                                "failed_on_test": {}, "scores": {}})
     model_cols = [c for c in table.columns if c.startswith("model:")]
