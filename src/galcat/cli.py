@@ -99,7 +99,9 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train one model (galcat.models); resumes a killed run",
                      "galcat.models.stages:run_train",
                      (CONFIG, THREADS, _one("--model"), _many("--objects"), _many("--cutouts"),
-                      _one("--output-dir"))),
+                      _one("--output-dir"),
+                      _optional("--init-model", help="model.pt to fine-tune from (models.<name>"
+                                                     ".init: synthetic)"))),
     "predict": Command("predict every object of one shard with a trained model",
                        "galcat.models.stages:run_predict",
                        (CONFIG, THREADS, _one("--model"), _one("--model-file"),

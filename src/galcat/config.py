@@ -261,19 +261,14 @@ def _cross_field_errors(config: dict) -> list[str]:
     return errors
 
 
-#: Surveys whose object tables hold the labels the model families train on (the
-#: synthetic survey's truth). Archive labels (GZ2 votes, MPA-JHU metallicities) for
-#: the real surveys are not wired to the families yet.
-LABELLED_SURVEYS = ("synthetic",)
-
-
 def trained_models(config: Mapping) -> list[str]:
-    """Names of the models the run trains, in config order: the enabled ones, on a
-    survey with their labels (`LABELLED_SURVEYS`); `run_notes` says when others wait."""
-    if config["survey"] not in LABELLED_SURVEYS:
-        return []
+    """Names of the models the run trains, in config order: the enabled ones whose
+    family's labels the survey provides (`galcat.labels.provides`); `run_notes`
+    names the others."""
+    from galcat.labels import provides
+
     return [name for name, entry in (config.get("models") or {}).items()
-            if entry.get("enabled", True)]
+            if entry.get("enabled", True) and provides(config["survey"], entry.get("family", name))]
 
 
 def run_notes(config: Mapping) -> list[str]:
@@ -300,11 +295,12 @@ def run_notes(config: Mapping) -> list[str]:
                 "measured (flag SKIPPED on every object). Set measure.half_mass: false to "
                 "silence this note.")
     enabled = [n for n, e in (config.get("models") or {}).items() if e.get("enabled", True)]
-    if enabled and survey not in LABELLED_SURVEYS:
-        out.append(f"models {enabled}: survey {survey!r} has no training labels for them "
-                   f"(only {list(LABELLED_SURVEYS)} do); they are not trained on this run and "
-                   "the catalogue has no nn_* columns. Set models.<name>.enabled: false to "
-                   "silence this note.")
+    unlabelled = [n for n in enabled if n not in trained_models(config)]
+    if unlabelled:
+        out.append(f"models {unlabelled}: survey {survey!r} has no training labels for their "
+                   "families (galcat.labels.SURVEY_LABELS); they are not trained on this run "
+                   "and the catalogue has no nn_* columns for them. Set "
+                   "models.<name>.enabled: false to silence this note.")
     return out
 
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 TABLES = ("PhotoObjAll", "SpecObjAll", "Field", "galSpecInfo", "galSpecExtra", "galSpecIndx",
+          "galSpecLine",
           "zoo2MainSpecz")
 FILES = ("PhotoTables.sql", "SpectroTables.sql", "galSpecTables.sql", "GalaxyZoo2Tables.sql")
 #: ``CREATE VIEW PhotoObj ... WHERE mode in (1,2)`` and ``SpecObj ... WHERE sciencePrimary = 1``.

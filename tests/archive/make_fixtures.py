@@ -49,6 +49,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
 
+from galcat.surveys.sdss import LINES
+
 SEED = 20261122
 NMGY_JY = 3.631e-6
 ARCSEC_RAD = 206264.80624709636
@@ -141,7 +143,8 @@ def _spec_obj_id(plate: int, fiber: int, mjd: int, run2d: str) -> int:
 
 
 def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
-    """PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecIndx and zoo2MainSpecz rows.
+    """PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecIndx, galSpecLine and
+    zoo2MainSpecz rows.
 
     Besides the four galaxies, five decoys that galcat's WHERE clause (or a CAS view)
     must drop, their objIDs interleaved with the galaxies' so that the keyset pages see
@@ -156,7 +159,8 @@ def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
         field[f"gain_{b}"] = SDSS_GAIN[b]
         field[f"darkVariance_{b}"] = SDSS_DARKVAR[b]
     db: dict[str, list[dict]] = {"PhotoObjAll": [], "SpecObjAll": [], "Field": [field],
-                                 "galSpecExtra": [], "galSpecIndx": [], "zoo2MainSpecz": []}
+                                 "galSpecExtra": [], "galSpecIndx": [], "galSpecLine": [],
+                                 "zoo2MainSpecz": []}
 
     def add(obj: dict, k: int, *, photo: dict | None = None, spec: dict | None = None,
             labels: bool = True) -> None:
@@ -189,6 +193,9 @@ def _skyserver_rows(objects: list[dict], colour: dict) -> dict[str, list[dict]]:
             "oh_p84": 8.95 + 0.05 * k, "sfr_tot_p50": 0.1 * k, "specsfr_tot_p50": -10.0 - 0.2 * k})
         db["galSpecIndx"].append({"specObjID": obj["specobjid"], "d4000": 1.4 + 0.1 * k,
                                   "d4000_n": 1.3 + 0.1 * k})
+        db["galSpecLine"].append({"specObjID": obj["specobjid"],
+                                  **{f"{line}_flux{e}": v for line in LINES
+                                     for e, v in (("", 120.0 - 10 * k), ("_err", 6.0))}})
         z2 = {"specobjid": obj["specobjid"], "dr8objid": obj["objid"],
               "total_classifications": 40 + k}
         for stem, frac in GZ2_SPIRAL.items():
@@ -321,6 +328,238 @@ def sdss_fixtures(root: Path, rng: np.random.Generator) -> dict:
     truth["decoys"] = [str(r["objID"]) for r in db["PhotoObjAll"]
                        if r["objID"] not in {o["objid"] for o in objects}]
     return truth
+
+
+# --------------------------------------------------------------------------- SDSS, labelled
+
+#: Side of the grid cell of one galaxy in the labelled field (pixels of 0.396").
+LABELLED_CELL = 30
+
+
+def _labelled_population(n: int, rng: np.random.Generator, wcs_r: WCS, shape) -> list[dict]:
+    """``n`` galaxies on a grid whose labels follow from what is rendered.
+
+    A type parameter t in [0, 1] sets the Sersic index (1 + 3t), the colour (g - r
+    0.35 + 0.45t) and, with noise, the stellar mass; the metallicity is Tremonti's
+    MZR at that mass; the Galaxy Zoo answers follow t (smooth vs features) and the
+    axis ratio (edge-on, roundness): a network that sees the cutout can learn them.
+    """
+    from galcat.relations import mzr_tremonti2004
+
+    ny, nx = shape
+    per_row = (nx - 2 * LABELLED_CELL) // LABELLED_CELL
+    out = []
+    for k in range(n):
+        row, col = divmod(k, per_row)
+        x = LABELLED_CELL * (col + 1.5) + rng.uniform(-2, 2)
+        y = LABELLED_CELL * (row + 1.5) + rng.uniform(-2, 2)
+        ra, dec = wcs_r.pixel_to_world_values(x, y)
+        t = float(rng.uniform(0, 1))
+        q = float(rng.uniform(0.6, 1.0) if t > 0.6 else rng.uniform(0.2, 1.0))
+        log_mass = 9.4 + 1.6 * t + rng.normal(0, 0.15)
+        out.append({
+            "objid": 1237661068570100000 + 11 * k + 5,
+            "specobjid": 1569284125423500000 + 2048 * k,
+            "ra": float(ra), "dec": float(dec), "z": float(rng.uniform(0.03, 0.12)),
+            # n on a 0.25 grid: galsim builds one Sersic table per distinct index
+            "flux_r": float(rng.uniform(150.0, 700.0)), "n": 1.0 + round(12.0 * t) / 4.0,
+            "r50": float(rng.uniform(1.2, 2.4)), "q": q, "beta": float(rng.uniform(0, 180)),
+            "t": t, "g_r": 0.35 + 0.45 * t + rng.normal(0, 0.02), "log_mass": log_mass,
+            "oh": float(mzr_tremonti2004(np.array([log_mass]))[0] + rng.normal(0, 0.04)),
+        })
+    return out
+
+
+def _draw_stamp(image: np.ndarray, x: float, y: float, *, flux: float, n: float, r50: float,
+                q: float, beta_deg: float) -> None:
+    """`_draw` on a stamp of one grid cell (the whole frame is never copied)."""
+    gal = galsim.Sersic(n=n, half_light_radius=r50, flux=flux, trunc=6 * r50)
+    gal = gal.shear(q=q, beta=beta_deg * galsim.degrees)
+    prof = galsim.Convolve(gal, galsim.Gaussian(fwhm=SDSS_PSF_FWHM))
+    half = LABELLED_CELL // 2
+    cx, cy = int(round(x)), int(round(y))
+    stamp = galsim.ImageF(2 * half + 1, 2 * half + 1, scale=0.396)
+    prof.drawImage(image=stamp, offset=(x - cx, y - cy), add_to_image=True)
+    image[cy - half : cy + half + 1, cx - half : cx + half + 1] += stamp.array
+
+
+def _labelled_probs(objects: list[dict]) -> np.ndarray:
+    """Conditional answer probabilities (n, 37) of each galaxy's volunteers."""
+    from galcat import gz2
+
+    index = {a: i for i, a in enumerate(gz2.ANSWERS)}
+    probs = np.zeros((len(objects), len(gz2.ANSWERS)))
+    for q in gz2.QUESTIONS:
+        probs[:, list(q.columns)] = 1.0 / len(q.columns)
+    for i, o in enumerate(objects):
+        smooth = 0.08 + 0.84 * o["t"]
+        probs[i, [index["Class1.1"], index["Class1.2"], index["Class1.3"]]] = (
+            smooth * 0.98, (1 - smooth) * 0.98, 0.02)
+        edge = 1.0 / (1.0 + math.exp((o["q"] - 0.35) / 0.05))
+        probs[i, [index["Class2.1"], index["Class2.2"]]] = edge, 1 - edge
+        round_ = min(max((o["q"] - 0.4) / 0.6, 0.0), 1.0)
+        probs[i, [index["Class7.1"], index["Class7.2"], index["Class7.3"]]] = (
+            0.9 * round_ + 0.05, 0.9 * (1 - round_) * 0.6 + 0.05, 0.9 * (1 - round_) * 0.4)
+    for q in gz2.QUESTIONS:  # exact sums
+        cols = list(q.columns)
+        probs[:, cols] /= probs[:, cols].sum(axis=1, keepdims=True)
+    return probs
+
+
+def labelled_sdss_fixtures(root: Path, *, n: int = 300, seed: int = SEED) -> dict:
+    """A SkyServer + SAS replay of one SDSS field with ``n`` labelled galaxies.
+
+    Frames in five bands (each galaxy's colours from its type), psField, and the
+    PhotoObjAll, SpecObjAll, Field, galSpecExtra, galSpecLine and zoo2MainSpecz rows
+    the query reads. About 8% of the galaxies are not in Galaxy Zoo 2 and 8% not in
+    MPA-JHU (no label: predicted, never trained on); 10% are AGN (bptclass 4) and
+    5% have weak lines, which the metallicity cuts remove; vote counts 10-60.
+    Cost: ~10 s for 300 galaxies (rendering and bz2). Returns the truth manifest.
+    """
+    from galcat import gz2
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    per_row = 20
+    shape = (LABELLED_CELL * (-(-n // per_row) + 3), LABELLED_CELL * (per_row + 2))
+    centre = (150.55, 2.05)
+    ny, nx = shape
+    wcs_r = _tan_wcs(centre, (nx / 2 + 0.5, ny / 2 + 0.5), 0.396, 0.0, shape)
+    objects = _labelled_population(n, rng, wcs_r, shape)
+    # colours per galaxy: g - r from the type; u, i, z follow it
+    for o in objects:
+        gr = o["g_r"]
+        o["colour"] = {"u": 10 ** (-0.4 * (1.6 * gr + 0.6)), "g": 10 ** (-0.4 * gr), "r": 1.0,
+                       "i": 10 ** (0.4 * (0.4 * gr)), "z": 10 ** (0.4 * (0.6 * gr))}
+    frame_dir = root / f"sas/dr17/eboss/photoObj/frames/{SDSS_RERUN}/{SDSS_RUN}/{SDSS_CAMCOL}"
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    for band in SDSS_BANDS:
+        image = np.zeros(shape, dtype=np.float64)
+        for o in objects:
+            x, y = wcs_r.world_to_pixel_values(o["ra"], o["dec"])
+            _draw_stamp(image, float(x), float(y), flux=o["flux_r"] * o["colour"][band],
+                        n=o["n"], r50=o["r50"], q=o["q"], beta_deg=o["beta"])
+        calib = np.full(nx, 0.005, np.float32)
+        nys, nxs = ny // 16 + 1, nx // 16 + 1
+        allsky = np.full((nys, nxs), 150.0, np.float32)
+        counts = image / calib[None, :] + 150.0
+        noise = rng.normal(0, 1, shape) * np.sqrt(counts / SDSS_GAIN[band] + SDSS_DARKVAR[band])
+        frame = (image + noise * calib[None, :]).astype(np.float32)
+        header = wcs_r.to_header()
+        header["BUNIT"] = "nanomaggy"
+        header["FILTER"] = band
+        header["RUN"], header["CAMCOL"], header["FIELD"] = SDSS_RUN, SDSS_CAMCOL, SDSS_FIELD
+        header["NMGY"] = 0.005
+        sky = fits.BinTableHDU.from_columns([
+            fits.Column(name="ALLSKY", format=f"{nys * nxs}E", dim=f"({nxs},{nys})",
+                        array=allsky[None]),
+            fits.Column(name="XINTERP", format=f"{nx}E",
+                        array=((np.arange(nx) + 0.5) / 16.0 - 0.5).astype(np.float32)[None]),
+            fits.Column(name="YINTERP", format=f"{ny}E",
+                        array=((np.arange(ny) + 0.5) / 16.0 - 0.5).astype(np.float32)[None]),
+        ])
+        astrom = fits.BinTableHDU.from_columns([
+            fits.Column(name="FIELD", format="J", array=[SDSS_FIELD]),
+            fits.Column(name="RUN", format="J", array=[SDSS_RUN])])
+        buf = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(frame, header=header), fits.ImageHDU(calib), sky,
+                      astrom]).writeto(buf)
+        name = f"frame-{band}-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fits.bz2"
+        (frame_dir / name).write_bytes(bz2.compress(buf.getvalue(), 1))
+    _write_gaussian_psfield(root, rng)
+
+    # labels: votes of 10-60 volunteers, MPA-JHU values with their errors
+    probs = _labelled_probs(objects)
+    n_votes = rng.choice([10, 18, 25, 35, 45, 60], size=n)
+    kaggle = np.zeros((n, len(gz2.ANSWERS)))
+    for value in np.unique(n_votes):
+        sel = n_votes == value
+        kaggle[sel] = gz2.simulate_votes(probs[sel], int(value), rng)
+    conditional = gz2.normalise_per_question(kaggle, fill=0.0)
+    in_gz2 = rng.uniform(size=n) > 0.08
+    in_mpa = rng.uniform(size=n) > 0.08
+    bpt = np.where(rng.uniform(size=n) < 0.10, 4, 1)
+    line_snr = np.where(rng.uniform(size=n) < 0.05, 2.0, rng.uniform(5, 40, size=n))
+    oh_err = rng.uniform(0.02, 0.08, size=n)
+    field = {"fieldID": 1237661068570017792, "run": SDSS_RUN, "rerun": SDSS_RERUN,
+             "camcol": SDSS_CAMCOL, "field": SDSS_FIELD}
+    for b in SDSS_BANDS:
+        field.update({f"psfWidth_{b}": SDSS_PSF_FWHM, f"gain_{b}": SDSS_GAIN[b],
+                      f"darkVariance_{b}": SDSS_DARKVAR[b]})
+    db: dict[str, list[dict]] = {"PhotoObjAll": [], "SpecObjAll": [], "Field": [field],
+                                 "galSpecExtra": [], "galSpecIndx": [], "galSpecLine": [],
+                                 "zoo2MainSpecz": []}
+    truth: dict = {"objects": {}, "n": n}
+    # GZ2_SPIRAL lists the zoo2MainSpecz stems in Kaggle answer order
+    answer_stem = dict(zip(gz2.ANSWERS, GZ2_SPIRAL, strict=True))
+    for k, o in enumerate(objects):
+        mags = {b: 22.5 - 2.5 * math.log10(o["flux_r"] * o["colour"][b]) for b in SDSS_BANDS}
+        p = {"objID": o["objid"], "ra": o["ra"], "dec": o["dec"], "run": SDSS_RUN,
+             "rerun": SDSS_RERUN, "camcol": SDSS_CAMCOL, "field": SDSS_FIELD,
+             "fieldID": db["Field"][0]["fieldID"], "mode": 1, "type": 3, "clean": 1,
+             "petroR50_r": o["r50"], "petroR90_r": 2.5 * o["r50"],
+             "petroRad_r": 2.0 * o["r50"], "fracDeV_r": o["t"], "deVRad_r": o["r50"],
+             "deVAB_r": o["q"], "expRad_r": o["r50"] / 1.68, "expAB_r": o["q"]}
+        for b in SDSS_BANDS:
+            p.update({f"petroMag_{b}": mags[b], f"petroMagErr_{b}": 0.02,
+                      f"modelMag_{b}": mags[b] - 0.05, f"extinction_{b}": 0.05,
+                      f"cModelMag_{b}": mags[b] - 0.03, f"psfMag_{b}": mags[b] + 1.2,
+                      f"fiberMag_{b}": mags[b] + 1.8})
+        db["PhotoObjAll"].append(p)
+        db["SpecObjAll"].append({"specObjID": o["specobjid"], "bestObjID": o["objid"],
+                                 "sciencePrimary": 1, "class": "GALAXY", "z": o["z"],
+                                 "zErr": 1e-5, "zWarning": 0, "velDisp": 150.0,
+                                 "velDispErr": 8.0})
+        oh_obs = o["oh"] + rng.normal(0, oh_err[k])
+        if in_mpa[k]:
+            db["galSpecExtra"].append({
+                "specObjID": o["specobjid"], "bptclass": int(bpt[k]),
+                "lgm_tot_p50": o["log_mass"], "lgm_tot_p16": o["log_mass"] - 0.1,
+                "lgm_tot_p84": o["log_mass"] + 0.1, "oh_p50": oh_obs,
+                "oh_p16": oh_obs - oh_err[k], "oh_p84": oh_obs + oh_err[k],
+                "sfr_tot_p50": 0.0, "specsfr_tot_p50": -10.0})
+            db["galSpecLine"].append({"specObjID": o["specobjid"],
+                                      **{f"{line}_flux{e}": v for line in LINES for e, v in
+                                         (("", 10.0 * line_snr[k]), ("_err", 10.0))}})
+        if in_gz2[k]:
+            z2 = {"specobjid": o["specobjid"], "dr8objid": o["objid"],
+                  "total_classifications": int(n_votes[k])}
+            for j, a in enumerate(gz2.ANSWERS):
+                for suffix in ("_debiased", "_weighted_fraction", "_fraction"):
+                    z2[f"{answer_stem[a]}{suffix}"] = float(conditional[k, j])
+            db["zoo2MainSpecz"].append(z2)
+        truth["objects"][str(o["objid"])] = {
+            "t": o["t"], "q": o["q"], "oh": o["oh"], "in_gz2": bool(in_gz2[k]),
+            "in_mpa": bool(in_mpa[k]), "bpt": int(bpt[k]), "votes": int(n_votes[k])}
+    (root / "skyserver").mkdir(parents=True, exist_ok=True)
+    (root / "skyserver/db.json").write_text(json.dumps(db))
+    (root / "mast").mkdir(parents=True, exist_ok=True)
+    (root / "mast/portal.json").write_text("{}")
+    (root / "truth.json").write_text(json.dumps(truth))
+    return truth
+
+
+def _write_gaussian_psfield(root: Path, rng: np.random.Generator) -> None:
+    """psField whose one Gaussian eigen-image carries the whole PSF."""
+    hdus = [fits.PrimaryHDU()]
+    for _band in SDSS_BANDS:
+        rrows = np.zeros((4, 51 * 51), dtype=np.float32)
+        rrows[0] = _gaussian_stamp(SDSS_PSF_FWHM / 0.396, 51).ravel()
+        rrows[1:] = rng.normal(0, 1e-4, (3, 51 * 51))
+        c = np.zeros((4, 5, 5), dtype=np.float32)
+        c[0, 0, 0] = 1.0
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column(name="RROWS", format=f"{51 * 51}E", array=rrows),
+            fits.Column(name="RNROW", format="J", array=[51] * 4),
+            fits.Column(name="RNCOL", format="J", array=[51] * 4),
+            fits.Column(name="NROW_B", format="J", array=[3] * 4),
+            fits.Column(name="NCOL_B", format="J", array=[3] * 4),
+            fits.Column(name="C", format="25E", dim="(5,5)", array=c),
+        ]))
+    psdir = root / f"sas/dr17/eboss/photo/redux/{SDSS_RERUN}/{SDSS_RUN}/objcs/{SDSS_CAMCOL}"
+    psdir.mkdir(parents=True, exist_ok=True)
+    fits.HDUList(hdus).writeto(
+        psdir / f"psField-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fit", overwrite=True)
 
 
 # --------------------------------------------------------------------------- MaNGA

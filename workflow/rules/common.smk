@@ -13,6 +13,7 @@ from galcat.config import (
     trained_models,
     validate_config,
 )
+from galcat.labels import cut_keys
 from galcat.sharding import shard_names
 # Every analysis (analysis.smk) and its figures: analysis/{name}.json, analysis/{figure}.png.
 from galcat.analysis import FIGURES as ANALYSIS_FIGURES
@@ -217,12 +218,40 @@ def _model_entry(model, keys=None, drop=()):
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
 
 
+def _label_sections(model):
+    """The survey and the label cuts of the model's family that apply on it
+    (galcat.labels.cut_keys): editing another survey's cut reruns nothing."""
+    family = config["models"][model]["family"]
+    keys = cut_keys(SURVEY, family)
+    sections = {"survey": SURVEY}
+    if keys:
+        sections["labels"] = {family: {k: config["labels"][family][k] for k in keys}}
+    return sections
+
+
 def get_train_config(wildcards):
     # tta is read by predict only: editing it must not retrain
     return as_json({
         "models": {wildcards.model: _model_entry(wildcards.model, drop=("tta",))},
         "training": {k: config["training"][k] for k in SPLIT_KEYS},
+        **_label_sections(wildcards.model),
     })
+
+
+def get_init_model(wildcards):
+    """The synthetic survey's model of the same name, for a model fine-tuned from it
+    (models.<name>.init: synthetic): an input, so a newer one reruns the training."""
+    if config["models"][wildcards.model]["init"] != "synthetic":
+        return []
+    if SURVEY == "synthetic":
+        raise ValueError(f"config key models.{wildcards.model}.init: 'synthetic' fine-tunes "
+                         "a model of the synthetic survey on another survey; this run is "
+                         "the synthetic survey's own (set it to none)")
+    return [f"{config['results']}/synthetic/models/{wildcards.model}/model.pt"]
+
+
+def get_init_args(wildcards, input):
+    return f"--init-model {input.init}" if input.init else ""
 
 
 def get_predict_config(wildcards):
@@ -235,6 +264,7 @@ def get_evaluate_config(wildcards):
         "models": {wildcards.model: _model_entry(wildcards.model,
                                                  ("family", "seed", "bands", "bin"))},
         "detect_band": config["detect_band"],
+        **_label_sections(wildcards.model),
     }
     if SURVEY == "synthetic":
         sections["synthetic"] = {"mzr": config["synthetic"]["mzr"]}

@@ -1,11 +1,14 @@
 # train: one job per model (galcat.models), on a GPU where the profile gives one.
 # Resumes from checkpoints/last.ckpt in the model's directory after a killed job.
+# Labels: the survey's own (galcat.labels), with the quality cuts of config labels.
+# models.<name>.init: synthetic fine-tunes the synthetic survey's model (an input).
 
 
 rule train:
     input:
         objects=get_label_tables,
         cutouts=get_cutouts,
+        init=get_init_model,
     output:
         model=f"{OUT}/models/{{model}}/model.pt",
         splits=f"{OUT}/models/{{model}}/splits.parquet",
@@ -19,6 +22,7 @@ rule train:
     params:
         config=get_train_config,
         output_dir=lambda wildcards, output: os.path.dirname(output.model),
+        init_args=get_init_args,
     threads: 2
     resources:
         # the SLURM profile turns this into --gpus=1 (with cpus_per_gpu for loading);
@@ -33,4 +37,4 @@ rule train:
     shell:
         "galcat train --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model} --objects {input.objects} --cutouts {input.cutouts}"
-        " --output-dir {params.output_dir} 2> {log}"
+        " --output-dir {params.output_dir} {params.init_args} 2> {log}"

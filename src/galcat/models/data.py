@@ -176,12 +176,19 @@ class CutoutDataset(Dataset):
         Pixel binning factor.
     pixel_arrays : sequence of str
         Further per-pixel arrays to read and transform with the image.
+    extras : mapping of str to ndarray, optional
+        Per-object values the loss reads beside the target (the number of votes, a
+        label's measurement error: `galcat.labels`), in ``index`` order; item key =
+        mapping key, float32 (NaN: unknown).
     """
 
     def __init__(self, index: ShardIndex, targets: np.ndarray, *, bands: list[str] | None,
-                 bin: int = 1, pixel_arrays: Sequence[str] = ()) -> None:
+                 bin: int = 1, pixel_arrays: Sequence[str] = (),
+                 extras: Mapping[str, np.ndarray] | None = None) -> None:
         self.index = index
         self.targets = np.asarray(targets, dtype=np.float32).reshape(len(index.object_id), -1)
+        self.extras = {k: np.asarray(v, np.float32).reshape(len(index.object_id))
+                       for k, v in (extras or {}).items()}
         self.bands = bands
         self.bin = int(bin)
         self.pixel_arrays = tuple(pixel_arrays)
@@ -205,6 +212,7 @@ class CutoutDataset(Dataset):
                 "image": torch.from_numpy(dihedral_numpy(loaded["image"][j], code)),
                 "target": torch.from_numpy(self.targets[i]),
                 "index": i,
+                **{k: torch.tensor(v[i]) for k, v in self.extras.items()},
             }
             for name in self.pixel_arrays:
                 sample[name] = torch.from_numpy(dihedral_numpy(loaded[name][j], code))
@@ -351,7 +359,16 @@ def read_labels(objects: os.PathLike | str | Sequence[os.PathLike | str]) -> pd.
     return table.sort_values("object_id").reset_index(drop=True)
 
 
-def split_arrays(split: np.ndarray, targets: np.ndarray) -> Mapping[str, np.ndarray]:
-    """Positions of each split's objects that have a finite target (trainable)."""
-    usable = np.all(np.isfinite(targets), axis=1) if targets.size else np.ones(len(split), bool)
+def split_arrays(split: np.ndarray, targets: np.ndarray, *,
+                 partial: bool = False) -> Mapping[str, np.ndarray]:
+    """Positions of each split's objects that have a finite target (trainable).
+
+    ``partial``: an object with some finite targets is trainable (its NaN targets
+    are masked in the loss, never filled); else every target must be finite.
+    """
+    if not targets.size:
+        usable = np.ones(len(split), bool)
+    else:
+        finite = np.isfinite(targets)
+        usable = finite.any(axis=1) if partial else finite.all(axis=1)
     return {name: np.flatnonzero((split == name) & usable) for name in SPLITS}

@@ -22,6 +22,7 @@ import pandas as pd
 
 from galcat.atomic import atomic_file
 from galcat.bands import AUTO, resolve_detect_band
+from galcat.labels import label_table
 from galcat.models import baselines as _baselines
 from galcat.models.data import read_labels
 from galcat.models.registry import Family, get_family
@@ -135,6 +136,7 @@ def evaluate_model(
     context: Mapping | None = None,
     detect_band: str = "r",
     threads: int = 1,
+    labels: Mapping | None = None,
 ) -> dict:
     """Test-split scores of model ``name`` and its family's baselines; write ``output``.
 
@@ -158,6 +160,10 @@ def evaluate_model(
         cutouts lack: the middle band, as ``auto`` resolves it).
     threads : int
         Cores for the random forests.
+    labels : mapping, optional
+        `galcat.labels.label_spec` of the family on the survey (columns, quality
+        cuts); None: the family's own columns, uncut. Objects whose labels fail a
+        cut are not scored; the cuts and their counts are written as ``labels``.
 
     Returns
     -------
@@ -165,7 +171,8 @@ def evaluate_model(
     random forests (seconds per thousand training objects).
     """
     family = get_family(settings["family"])
-    table = read_labels(objects)
+    table, label_summary = label_table(read_labels(objects), labels, family.label_columns,
+                                       source=str(objects))
     feats = _read_all(features)
     phot = _baselines.isophotal_photometry(cutouts, segmaps)
     rf_table = _baselines.feature_table(feats, phot)
@@ -187,7 +194,7 @@ def evaluate_model(
                         on="object_id", how="left", validate="one_to_one")
     table = table.sort_values("object_id").reset_index(drop=True)
 
-    truth_ok = np.all(np.isfinite(family.targets(table)), axis=1)
+    truth_ok = family.labelled(table)
     test_all = (table["split"].to_numpy() == "test") & truth_ok
     # S/N bins in the detection band; `sum` and `auto` mean the survey's middle band here
     snr_bands = [c[len("iso_snr_"):] for c in table.columns if c.startswith("iso_snr_")]
@@ -200,6 +207,7 @@ def evaluate_model(
                     bands=settings.get("bands"), bin=int(settings.get("bin", 1)))
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),
+                               "labels": label_summary,
                                "n_objects": {"train": int(data.train.sum()), "test": 0,
                                              "scored": 0},
                                "failed_on_test": {}, "scores": {}})
@@ -220,6 +228,7 @@ def evaluate_model(
                                  for k, p in preds.items()})
     result = {
         "model": name, "family": family.name, "settings": dict(settings),
+        "labels": label_summary,
         "n_objects": {"train": int(data.train.sum()), "test": int(test_all.sum()),
                       "scored": int(ok.sum())},
         "failed_on_test": failed,

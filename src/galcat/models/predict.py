@@ -224,7 +224,7 @@ def predict_shard(
     df = pd.DataFrame({"object_id": reader.object_id, **cols})
     split_col = f"nn_{m.name}_split"
     if splits is not None:
-        sp = read_table(splits)
+        sp = read_table(splits)[["object_id", "split"]]
         df = df.merge(sp.rename(columns={"split": split_col}), on="object_id", how="left")
     else:
         df[split_col] = None

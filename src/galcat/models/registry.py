@@ -99,7 +99,8 @@ class GaussianHead(nn.Module):
 
 
 def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, *,
-                    scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+                    scale: torch.Tensor | float = 1.0, weight: torch.Tensor | None = None,
+                    error: torch.Tensor | None = None) -> torch.Tensor:
     """Least squares for the mean plus the Gaussian NLL of the std at that mean.
 
     The standard deviation is fitted by the Gaussian negative log-likelihood of
@@ -109,20 +110,45 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     uncertainty estimation"); here the two parts have separate gradients (and
     the heads give the std branch detached features): the mean is what a
     least-squares network gives, the std a calibrated Gaussian width about it.
-    NaN targets are ignored.
+    NaN targets are masked (they add nothing to the loss or its gradient).
 
     ``scale`` divides the residuals of the least-squares term: the typical spread
     of the targets, so that term is of order one like the likelihood term (1 for
     standardised targets; targets in their own units, such as vote fractions,
     would otherwise give the mean a gradient ~100 times weaker than the std's).
+
+    ``weight`` (``(n,)`` or ``(n, k)``, mean ~1) weights the least-squares term
+    per object: the number of volunteer votes behind a vote fraction, whose
+    binomial variance falls as 1/votes. ``error`` (``(n,)`` or ``(n, k)``, target
+    units, NaN: none) is a measurement error of the label: the likelihood's
+    variance is ``std**2 + error**2`` (``std`` is then the scatter of the true
+    value about the prediction) and the least-squares term weights each object by
+    ``std**2 / (std**2 + error**2)`` (inverse variance relative to the network's
+    own width, so 1 for an exact label).
     """
     ok = torch.isfinite(target)
     if not bool(ok.any()):
         return (mean.sum() + std.sum()) * 0.0
     y = torch.where(ok, target, torch.zeros_like(target))
-    mse = (((mean - y) / scale) ** 2)[ok].mean()
     resid = (mean.detach() - y) ** 2
-    nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
+    if weight is None and error is None:
+        mse = (((mean - y) / scale) ** 2)[ok].mean()
+        nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
+        return mse + nll[ok].mean()
+    n = target.shape[0]
+    var = std**2
+    w = torch.ones_like(target)
+    if weight is not None:
+        weight = weight.reshape(n, -1).to(target.dtype)
+        w = w * torch.where(torch.isfinite(weight) & (weight > 0), weight, torch.ones_like(weight))
+    if error is not None:
+        e = error.reshape(n, -1).to(target.dtype)
+        e2 = torch.where(torch.isfinite(e), e, torch.zeros_like(e)) ** 2
+        w = w * (var.detach() / (var.detach() + e2))
+        var = var + e2
+    w = torch.where(ok, w, torch.zeros_like(w))
+    mse = (w * ((mean - y) / scale) ** 2).sum() / w.sum().clamp_min(1e-12)
+    nll = 0.5 * (resid / var + torch.log(var))
     return mse + nll[ok].mean()
 
 
@@ -152,6 +178,10 @@ class Family:
     pixel_arrays : tuple of str
         Per-pixel cutout arrays (``sigma``, ``truth_class``...) the loss needs, read
         and augmented with the image.
+    partial_labels : bool
+        An object with some NaN targets is trained on the others (the loss masks
+        NaN, e.g. the answers of a Galaxy Zoo question too few volunteers reached);
+        else an object needs every target finite.
     pixel_output : bool
         The network returns a map per object (``{"logits": (n, class, y, x)}``), not
         Gaussian outputs: inference goes through `pixel_columns` and writes the maps
@@ -163,12 +193,18 @@ class Family:
     label_columns: ClassVar[tuple[str, ...]]
     standardise_targets: ClassVar[bool] = True
     pixel_arrays: ClassVar[tuple[str, ...]] = ()
+    partial_labels: ClassVar[bool] = False
     pixel_output: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         """Targets in fitting space, ``(n, k)`` float64; a NaN row is not trained on."""
         raise NotImplementedError
+
+    def labelled(self, table: pd.DataFrame) -> np.ndarray:
+        """Rows of ``table`` with a label to train on and score against (`partial_labels`)."""
+        finite = np.isfinite(self.targets(table))
+        return finite.any(axis=1) if self.partial_labels else finite.all(axis=1)
 
     def check_labels(self, table: pd.DataFrame, *, source: str) -> None:
         """Raise naming the missing label columns of the object table ``source``."""

@@ -6,10 +6,11 @@ config sections its rule passes in its params through `galcat.config.settings`
 and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
-``train`` the model's entry without ``tta`` and the split settings; ``predict``
-the model's ``tta``;
-``evaluate`` the model's ``family``, ``seed``, ``bands`` and ``bin``, the detection band and, for the
-synthetic survey, its MZR.
+``train`` the model's entry without ``tta``, the split settings, the survey and the
+quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`);
+``predict`` the model's ``tta``;
+``evaluate`` the model's ``family``, ``seed``, ``bands`` and ``bin``, the detection band,
+the survey and its label cuts and, for the synthetic survey, its MZR.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from galcat.config import setting, settings
 
-__all__ = ["SPLIT_KEYS", "model_entry", "run_evaluate", "run_predict", "run_train"]
+__all__ = ["SPLIT_KEYS", "labels_of", "model_entry", "run_evaluate", "run_predict", "run_train"]
 
 #: Keys of the ``training`` section that decide the split (train and evaluate read them).
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
@@ -41,20 +42,48 @@ def model_entry(config: dict, model: str) -> dict:
     return models[model]
 
 
+def labels_of(config: dict, family: str) -> dict:
+    """`galcat.labels.label_spec` of ``family`` on the config's survey, with its cuts."""
+    from galcat.config import ConfigError
+    from galcat.labels import cut_keys, label_spec
+
+    survey = setting(config, "survey")
+    keys = cut_keys(survey, family)
+    # a family's cut section is read only where its survey applies cuts: elsewhere it
+    # is no param of the job, and editing it reruns nothing
+    cuts = settings(config, "labels")[family] if keys else {}
+    spec = label_spec(survey, family, cuts)
+    if spec is None:
+        raise ConfigError(f"model family {family!r}: survey {survey!r} provides no labels "
+                          "for it (galcat.labels.SURVEY_LABELS)")
+    return spec
+
+
 def run_train(
     config: dict, model: str, objects: Sequence[os.PathLike | str],
     cutouts: Sequence[os.PathLike | str],
     output_dir: os.PathLike | str, threads: int | None = None,
+    init_model: os.PathLike | str | None = None,
 ) -> Path:
-    """Train ``model``; write its directory (``model.pt``, ``splits.parquet``...)."""
+    """Train ``model``; write its directory (``model.pt``, ``splits.parquet``...).
+
+    ``init_model``: the synthetic survey's ``model.pt`` of the same name, required
+    when the entry's ``init`` is ``synthetic`` (fine-tuning) and refused otherwise.
+    """
+    from galcat.config import ConfigError
     from galcat.models.train import train_model
 
     entry = model_entry(config, model)
     train_settings = {k: entry[k] for k in entry if k not in INFERENCE_KEYS}
+    if (entry["init"] == "synthetic") != (init_model is not None):
+        raise ConfigError(f"config key models.{model}.init = {entry['init']!r} "
+                          f"{'needs' if init_model is None else 'takes no'} initial weights "
+                          f"(--init-model {init_model})")
     training = settings(config, "training")
     return train_model(model, train_settings, training={k: training[k] for k in SPLIT_KEYS},
                        objects=objects, cutouts=cutouts, out_dir=output_dir,
-                       threads=threads or 1)
+                       threads=threads or 1, labels=labels_of(config, entry["family"]),
+                       init_model=init_model)
 
 
 def run_predict(
@@ -83,11 +112,12 @@ def run_evaluate(
 
     entry = model_entry(config, model)
     context = {}
-    if config["survey"] == "synthetic":
+    if setting(config, "survey") == "synthetic":
         mzr = settings(config, "synthetic")["mzr"]
         context = {"mzr_relation": mzr["relation"], "mzr_scatter_dex": mzr["scatter_dex"]}
     evaluate_model(model, {k: entry[k] for k in EVALUATE_KEYS}, objects=objects,
                    features=features, cutouts=cutouts, segmaps=segmaps, predictions=predictions,
                    splits=splits, output=output, pixelmaps=pixelmaps or (), context=context,
+                   labels=labels_of(config, entry["family"]),
                    detect_band=setting(config, "detect_band"),
                    threads=threads or 1)

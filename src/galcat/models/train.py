@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from galcat.atomic import atomic_file
+from galcat.labels import ERROR_COLUMN, VOTES_COLUMN, label_table
 from galcat.models.data import (
     ChunkBatchSampler,
     CutoutDataset,
@@ -143,6 +144,8 @@ def train_model(
     cutouts: Sequence[os.PathLike | str],
     out_dir: os.PathLike | str,
     threads: int = 1,
+    labels: Mapping | None = None,
+    init_model: os.PathLike | str | None = None,
 ) -> Path:
     """Train model ``name``; write its directory; return the path of ``model.pt``.
 
@@ -167,6 +170,13 @@ def train_model(
         The model's directory; ``checkpoints/last.ckpt`` in it is resumed from.
     threads : int
         CPU threads of the job (torch threads and data-loader workers).
+    labels : mapping, optional
+        Where the survey keeps the family's labels and the quality cuts
+        (`galcat.labels.label_spec`); None: the family's own columns, uncut.
+    init_model : path-like, optional
+        A ``model.pt`` of the same family (the synthetic survey's) to start from:
+        its weights are loaded, the input normalisation and target scaling are
+        refitted on this survey's training split (fine-tuning).
 
     Notes
     -----
@@ -183,10 +193,13 @@ def train_model(
     torch.set_num_threads(max(1, int(threads)))
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
-    data = _prepare_data(name, settings, training, family, objects, cutouts, out)
+    data = _prepare_data(name, settings, training, family, objects, cutouts, out, labels)
     module = _build_module(family, settings, data)
+    if init_model is not None:
+        _load_initial_weights(module, init_model, name=name)
     ckpt_dir = _checkpoint_dir(out, {"name": name, "settings": settings, "bands": data.bands,
-                                     "training": dict(training),
+                                     "training": dict(training), "labels": data.labels,
+                                     "init_model": None if init_model is None else str(init_model),
                                      "objects": [int(v.size) for v in data.members.values()]})
     trainer, checkpoint = _trainer(settings, ckpt_dir, out)
     workers = _loader_workers(threads)
@@ -224,7 +237,8 @@ def train_model(
         "n_objects": {s: int(v.size) for s, v in data.members.items()},
         "best_val_loss": None if checkpoint.best_model_score is None
         else float(checkpoint.best_model_score),
-        "test_loss": test_loss, "fit_seconds": fit_seconds,
+        "test_loss": test_loss, "fit_seconds": fit_seconds, "labels": data.labels,
+        "init_model": None if init_model is None else str(init_model),
         "total_seconds": time.perf_counter() - t_start,
     }
     path = _write_outputs(name, family, settings, module, data, summary, out)
@@ -245,14 +259,19 @@ class _Data:
     bands: list[str]
     size: int
     datasets: dict[str, CutoutDataset]
+    labels: dict
 
 
 def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
-                  out: Path) -> _Data:
-    """Labels of the objects in the shards, the hash split (written), the datasets."""
+                  out: Path, labels: Mapping | None = None) -> _Data:
+    """Labels of the objects in the shards (survey columns, quality cuts), the hash split
+    (written; every object of the shards is in it, labelled or not), the datasets."""
     readers = [CutoutReader(p) for p in cutouts]
     table = read_labels(objects)
-    family.check_labels(table, source=str(objects))
+    if labels is None:
+        family.check_labels(table, source=str(objects))
+    table, label_summary = label_table(table, labels, family.label_columns,
+                                       source=str(objects))
     in_shards = np.isin(table["object_id"].to_numpy(),
                         np.concatenate([r.object_id for r in readers]))
     table = table.loc[in_shards].reset_index(drop=True)
@@ -260,13 +279,18 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                           validation_fraction=float(training["validation_fraction"]),
                           test_fraction=float(training["test_fraction"]),
                           seed=int(training["split_seed"]))
-    write_table(pd.DataFrame({"object_id": table["object_id"], "split": split}),
+    targets = family.targets(table)
+    members = dict(split_arrays(split, targets, partial=family.partial_labels))
+    trained = np.zeros(len(table), bool)
+    trained[members["train"]] = True
+    write_table(pd.DataFrame({"object_id": table["object_id"], "split": split,
+                              "trained": trained}),
                 out / "splits.parquet",
-                descriptions={"split": "train, validation or test (hash of object_id)"},
+                descriptions={"split": "train, validation or test (hash of object_id)",
+                              "trained": "in the training split with a label that passed the "
+                                         "quality cuts (galcat.labels): trained on"},
                 metadata={"model": name, **{k: training[k] for k in
                           ("validation_fraction", "test_fraction", "split_seed")}})
-    targets = family.targets(table)
-    members = dict(split_arrays(split, targets))
     if members["train"].size == 0:
         raise ValueError(f"model {name!r}: the training split has no objects with a finite "
                          f"target among {len(table)} objects; add objects or change the split")
@@ -281,10 +305,31 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
     datasets = {}
     for stage, sel in members.items():
         sub = ShardIndex(index.readers, index.shard[sel], index.row[sel], index.object_id[sel])
+        extras = {c: table[c].to_numpy()[sel] for c in (VOTES_COLUMN, ERROR_COLUMN)}
         datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
-                                        pixel_arrays=family.pixel_arrays)
+                                        pixel_arrays=family.pixel_arrays, extras=extras)
     size = readers[0].shape[-1] // int(settings["bin"])
-    return _Data(table, targets, members, bands, size, datasets)
+    label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
+    return _Data(table, targets, members, bands, size, datasets, label_summary)
+
+
+def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None:
+    """Start ``module`` from the weights of ``path`` (fine-tuning), keeping the input
+    normalisation and target scaling fitted on this survey's training split."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    own = module.net.state_dict()
+    keep = {k for k in own if k.startswith("normalise.") or k.startswith("target_")
+            or k == "loss_scale" or k.startswith("photometry.")}
+    if payload.get("family") != module.family.name:
+        raise ValueError(f"model {name!r}: initial weights {str(path)!r} are of family "
+                         f"{payload.get('family')!r}, not {module.family.name!r}")
+    state = payload["state_dict"]
+    bad = sorted(k for k in own if k not in keep
+                 and (k not in state or tuple(state[k].shape) != tuple(own[k].shape)))
+    if bad:
+        raise ValueError(f"model {name!r}: initial weights {str(path)!r} do not fit this "
+                         f"network (bands, width, architecture or size differ): {bad[:4]}")
+    module.net.load_state_dict({k: (own[k] if k in keep else state[k]) for k in own})
 
 
 def _build_module(family, settings: dict, data: _Data):

@@ -89,6 +89,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "f": ("Field", "JOIN Field AS f ON f.fieldID = p.fieldID"),
     "g": ("galSpecExtra", "LEFT OUTER JOIN galSpecExtra AS g ON g.specObjID = s.specObjID"),
     "gi": ("galSpecIndx", "LEFT OUTER JOIN galSpecIndx AS gi ON gi.specObjID = s.specObjID"),
+    "gl": ("galSpecLine", "LEFT OUTER JOIN galSpecLine AS gl ON gl.specObjID = s.specObjID"),
     "z2": ("zoo2MainSpecz",
            "LEFT OUTER JOIN zoo2MainSpecz AS z2 ON z2.specobjid = s.specObjID"),
 }
@@ -139,6 +140,11 @@ GZ2_SUFFIX = {"debiased": "_debiased", "weighted_fraction": "_weighted_fraction"
               "fraction": "_fraction"}
 
 
+#: MPA-JHU emission lines selected (galSpecLine stems): the four of the BPT diagram.
+LINES = {"h_alpha": "H-alpha", "h_beta": "H-beta", "oiii_5007": "[O III] 5007",
+         "nii_6584": "[N II] 6584"}
+
+
 def _core_columns() -> dict[str, tuple[str, str, str]]:
     """alias -> (SQL expression, unit, description) of the columns always selected."""
     cols: dict[str, tuple[str, str, str]] = {
@@ -171,6 +177,12 @@ def _core_columns() -> dict[str, tuple[str, str, str]]:
         "gz2_total_classifications": ("z2.total_classifications", "",
                                       "Galaxy Zoo 2 classifications of the object"),
     }
+    # the four BPT lines, whose S/N the metallicity labels' quality cut reads
+    for line, text in LINES.items():
+        cols[f"{line}_flux"] = (f"gl.{line}_flux", "1e-17 erg/(s cm2)",
+                                f"MPA-JHU {text} line flux (galSpecLine.{line}_flux)")
+        cols[f"{line}_flux_err"] = (f"gl.{line}_flux_err", "1e-17 erg/(s cm2)",
+                                    f"MPA-JHU {text} line flux error")
     for b in BANDS:
         cols[f"petromag_{b}"] = (f"p.petroMag_{b}", "mag", f"Petrosian magnitude, {b} band")
         cols[f"petromagerr_{b}"] = (f"p.petroMagErr_{b}", "mag", f"Petrosian magnitude error, {b}")

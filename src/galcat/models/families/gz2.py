@@ -5,9 +5,14 @@ The head turns 37 numbers into answer probabilities by a softmax per question,
 then walks the decision tree of `galcat.gz2` (Willett et al. 2013) with the Kaggle
 weighting: each question's answers are scaled by the fraction of volunteers who
 reached it. Every output therefore obeys the tree's sum rules exactly. Trained on
-the simulated volunteer votes (``gz2_*``) by least squares (the Kaggle RMSE), with
-a Gaussian width per answer; scored against the votes and against the expected
-fractions (``truth_gz2_*``), beside the label-noise floor (the RMSE of the
+the vote fractions the survey provides (`galcat.labels`: the synthetic survey's
+simulated volunteers, SDSS's zoo2MainSpecz debiased fractions) by least squares
+(the Kaggle RMSE) weighted by each object's number of votes where the survey
+gives it (a fraction of N votes has a binomial variance ~1/N), with a Gaussian
+width per answer. The answers of questions too few volunteers reached are NaN
+and masked (`partial_labels`). Scored against the votes (and, weighted by the
+number of votes, where known) and, on the synthetic survey, against the expected
+fractions (``truth_gz2_*``) beside the label-noise floor (the RMSE of the
 expected fractions against the votes). Baselines: the mean vote of the training
 split and a random forest on the `measure` features.
 """
@@ -23,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from galcat import gz2
+from galcat.labels import VOTES_COLUMN
 from galcat.models import baselines, scores
-from galcat.models.registry import Family, Output, mlp, register
+from galcat.models.registry import Family, Output, mlp, register, regression_loss
 
 __all__ = ["GZ2", "MIN_STD", "TreeHead", "tree_fractions"]
 
@@ -77,12 +83,25 @@ class GZ2(Family):
     summary = "colour cutout -> 37 Galaxy Zoo 2 vote fractions, sum rules of the tree exact"
     label_columns = tuple(gz2.column_names("gz2_"))
     standardise_targets = False
+    partial_labels = True
 
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         return table[list(self.label_columns)].to_numpy(np.float64)
 
     def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
         return TreeHead(n_features)
+
+    def loss(self, out, target, batch, net) -> torch.Tensor:
+        """Least squares weighted by the votes behind each object's fractions (where known)."""
+        votes = batch.get(VOTES_COLUMN)
+        weight = None
+        if votes is not None and bool(torch.isfinite(votes).any()):
+            known = torch.isfinite(votes) & (votes > 0)
+            # relative to the batch's mean count, so the loss keeps its scale; an object
+            # of unknown count weighs as an average one
+            weight = torch.where(known, votes / votes[known].mean(), torch.ones_like(votes))
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
+                               weight=weight)
 
     def outputs(self, settings=None) -> list[Output]:
         out = []
@@ -117,18 +136,40 @@ class GZ2(Family):
     def score(self, data, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
         test = data.table.loc[data.test]
         votes = self.targets(test)
-        expected = test[gz2.column_names("truth_gz2_")].to_numpy(np.float64)
-        out: dict = {"noise_floor_rmse": scores.rmse(expected, votes)}
+        truth_cols = gz2.column_names("truth_gz2_")
+        # expected fractions exist only where the volunteers are simulated
+        expected = (test[truth_cols].to_numpy(np.float64)
+                    if set(truth_cols) <= set(test.columns) else None)
+        n_votes = (test[VOTES_COLUMN].to_numpy(np.float64) if VOTES_COLUMN in test.columns
+                   else None)
+        if n_votes is not None and not np.isfinite(n_votes).any():
+            n_votes = None
+        out: dict = {}
+        if expected is not None:
+            out["noise_floor_rmse"] = scores.rmse(expected, votes)
         for name, pred in predictions.items():
             f = self._matrix(pred)
-            entry = {"rmse_votes": scores.rmse(f, votes), "rmse_expected": scores.rmse(f, expected),
+            entry = {"rmse_votes": scores.rmse(f, votes),
                      "sum_rule_max_violation": max(gz2.check_sum_rules(f).values())}
-            entry["rmse_votes_over_floor"] = entry["rmse_votes"] / out["noise_floor_rmse"]
+            if n_votes is not None:
+                entry["rmse_votes_weighted"] = _weighted_rmse(f, votes, n_votes)
+            if expected is not None:
+                entry["rmse_expected"] = scores.rmse(f, expected)
+                entry["rmse_votes_over_floor"] = entry["rmse_votes"] / out["noise_floor_rmse"]
             if f"{gz2.column_names('')[0]}_err" in pred:
                 err = np.stack([np.asarray(pred[f"{c}_err"]) for c in gz2.column_names("")], 1)
                 entry["coverage_68"] = scores.coverage(f, err, votes)
             out[name] = entry
         return out
+
+
+def _weighted_rmse(predicted: np.ndarray, votes: np.ndarray, n_votes: np.ndarray) -> float:
+    """RMSE over finite answers, each object weighted by its number of votes."""
+    w = np.broadcast_to(np.where(np.isfinite(n_votes), n_votes, 0.0)[:, None], votes.shape)
+    ok = np.isfinite(predicted) & np.isfinite(votes) & (w > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(np.sum(w[ok] * (predicted[ok] - votes[ok]) ** 2) / np.sum(w[ok])))
 
 
 register(GZ2())

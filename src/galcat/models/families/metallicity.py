@@ -3,10 +3,15 @@
 Wu & Boada's CNN read the metallicity of SDSS galaxies from gri images to
 0.085 dex, against 0.10 dex for the mass–metallicity relation (MZR) at the
 galaxy's mass. Here the network sees the bands of its ``bands`` setting and
-predicts 12 + log(O/H) with a Gaussian uncertainty. Baselines: the MZR at the
-galaxy's stellar mass (``truth_log_mass`` in the synthetic survey, so the MZR's
-intrinsic scatter is its error) and a random forest on the `measure` features
-and the isophotal colours.
+predicts 12 + log(O/H) with a Gaussian uncertainty. Labels: the synthetic truth,
+or SDSS's MPA-JHU ``oh_p50`` with its error (half the 16th-84th percentile range,
+`galcat.labels`), used in the loss (the likelihood's variance is the network's
+width squared plus the label's error squared; least squares weighted by inverse
+variance) and in the scores (error-weighted RMSE, chi-square, coverage against
+the combined width). Baselines: the mean label of the training split, the MZR
+at the galaxy's stellar mass (``truth_log_mass``: the synthetic truth, or the
+MPA-JHU mass on SDSS) and a random forest on the `measure` features and the
+isophotal colours.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 
+from galcat.labels import ERROR_COLUMN
 from galcat.models import baselines, scores
-from galcat.models.registry import Family, Output, register
+from galcat.models.registry import Family, Output, register, regression_loss
 
 __all__ = ["MASS_COLUMN", "Metallicity"]
 
@@ -33,6 +40,15 @@ class Metallicity(Family):
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         return table["truth_metallicity"].to_numpy(np.float64)[:, None]
 
+    def loss(self, out, target, batch, net) -> torch.Tensor:
+        """`regression_loss` with the label's measurement error (standardised) where known."""
+        err = batch.get(ERROR_COLUMN)
+        if err is not None and bool(torch.isfinite(err).any()):
+            err = err[:, None] / net.target_std
+        else:
+            err = None
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale, error=err)
+
     def outputs(self, settings=None) -> list[Output]:
         return [Output("metallicity", "dex",
                        "gas-phase metallicity 12 + log10(O/H) predicted by the network from the "
@@ -43,18 +59,24 @@ class Metallicity(Family):
 
     def baselines(self, data) -> dict[str, dict[str, np.ndarray]]:
         test = data.table.loc[data.test]
-        out = {}
+        y = self.targets(data.table.loc[data.train])
+        out = {"mean_label": {"metallicity": baselines.mean_predictor(y, len(test))[:, 0]}}
         if MASS_COLUMN in test.columns:
             out["mzr"] = {"metallicity": baselines.mzr_at_mass(
                 test[MASS_COLUMN].to_numpy(), relation=data.context.get("mzr_relation",
                                                                           "tremonti2004"))}
-        y = self.targets(data.table.loc[data.train])
         out["random_forest"] = {"metallicity": data.random_forest(y)[:, 0]}
         return out
 
     def score(self, data, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
-        truth = self.targets(data.table.loc[data.test])[:, 0]
+        test = data.table.loc[data.test]
+        truth = self.targets(test)[:, 0]
+        err = (test[ERROR_COLUMN].to_numpy(np.float64) if ERROR_COLUMN in test.columns
+               else np.full(len(test), np.nan))
+        measured = np.isfinite(err) & (err > 0)
         out: dict = {}
+        if measured.any():
+            out["label_error_median_dex"] = scores.median(err[measured])
         scatter = data.context.get("mzr_scatter_dex")
         if scatter:
             out["mzr_intrinsic_scatter_dex"] = float(scatter)
@@ -64,8 +86,20 @@ class Metallicity(Family):
                      "nmad_dex": scores.nmad(z - truth)}
             if scatter:
                 entry["rmse_over_intrinsic_scatter"] = entry["rmse_dex"] / float(scatter)
+            sigma = np.asarray(pred.get("metallicity_err", np.zeros(len(z))), np.float64)
             if "metallicity_err" in pred:
-                entry["coverage_68"] = scores.coverage(z, np.asarray(pred["metallicity_err"]), truth)
+                # against a measured label the prediction's width adds to the label's error
+                total = np.hypot(sigma, np.where(measured, err, 0.0))
+                entry["coverage_68"] = scores.coverage(z, total, truth)
+            if measured.any():
+                w = 1.0 / err[measured] ** 2
+                r = z[measured] - truth[measured]
+                ok = np.isfinite(r)
+                entry["rmse_weighted_dex"] = (float(np.sqrt(np.sum(w[ok] * r[ok] ** 2) / w[ok].sum()))
+                                              if ok.any() else float("nan"))
+                var = sigma[measured] ** 2 + err[measured] ** 2
+                entry["chi2_per_object"] = (float(np.mean(r[ok] ** 2 / var[ok])) if ok.any()
+                                            else float("nan"))
             out[name] = entry
         return out
 
