@@ -297,26 +297,7 @@ def sdss_fixtures(root: Path, rng: np.random.Generator) -> dict:
         name = f"frame-{band}-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fits.bz2"
         (frame_dir / name).write_bytes(bz2.compress(buf.getvalue(), 5))
         truth["frames"][band] = str((frame_dir / name).relative_to(root))
-    # psField: one Gaussian eigen-image carries the whole PSF.
-    hdus = [fits.PrimaryHDU()]
-    for _band in SDSS_BANDS:
-        rrows = np.zeros((4, 51 * 51), dtype=np.float32)
-        rrows[0] = _gaussian_stamp(SDSS_PSF_FWHM / 0.396, 51).ravel()
-        rrows[1:] = rng.normal(0, 1e-4, (3, 51 * 51))
-        c = np.zeros((4, 5, 5), dtype=np.float32)
-        c[0, 0, 0] = 1.0
-        hdus.append(fits.BinTableHDU.from_columns([
-            fits.Column(name="RROWS", format=f"{51 * 51}E", array=rrows),
-            fits.Column(name="RNROW", format="J", array=[51] * 4),
-            fits.Column(name="RNCOL", format="J", array=[51] * 4),
-            fits.Column(name="NROW_B", format="J", array=[3] * 4),
-            fits.Column(name="NCOL_B", format="J", array=[3] * 4),
-            fits.Column(name="C", format="25E", dim="(5,5)", array=c),
-        ]))
-    psdir = root / f"sas/dr17/eboss/photo/redux/{SDSS_RERUN}/{SDSS_RUN}/objcs/{SDSS_CAMCOL}"
-    psdir.mkdir(parents=True, exist_ok=True)
-    fits.HDUList(hdus).writeto(
-        psdir / f"psField-{SDSS_RUN:06d}-{SDSS_CAMCOL}-{SDSS_FIELD:04d}.fit", overwrite=True)
+    _write_gaussian_psfield(root, rng)
     # The SkyServer "database": rows of the real tables, under their real column names
     # (the fake refuses a column that is not in cas_schema.json).
     db = _skyserver_rows(objects, colour)
