@@ -295,7 +295,8 @@ def run_notes(config: Mapping) -> list[str]:
                 "measured (flag SKIPPED on every object). Set measure.half_mass: false to "
                 "silence this note.")
     enabled = [n for n, e in (config.get("models") or {}).items() if e.get("enabled", True)]
-    unlabelled = [n for n in enabled if n not in trained_models(config)]
+    trained = trained_models(config)
+    unlabelled = [n for n in enabled if n not in trained]
     if unlabelled:
         out.append(f"models {unlabelled}: survey {survey!r} has no training labels for their "
                    "families (galcat.labels.SURVEY_LABELS); they are not trained on this run "

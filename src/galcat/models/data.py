@@ -359,16 +359,8 @@ def read_labels(objects: os.PathLike | str | Sequence[os.PathLike | str]) -> pd.
     return table.sort_values("object_id").reset_index(drop=True)
 
 
-def split_arrays(split: np.ndarray, targets: np.ndarray, *,
-                 partial: bool = False) -> Mapping[str, np.ndarray]:
-    """Positions of each split's objects that have a finite target (trainable).
-
-    ``partial``: an object with some finite targets is trainable (its NaN targets
-    are masked in the loss, never filled); else every target must be finite.
-    """
-    if not targets.size:
-        usable = np.ones(len(split), bool)
-    else:
-        finite = np.isfinite(targets)
-        usable = finite.any(axis=1) if partial else finite.all(axis=1)
+def split_arrays(split: np.ndarray, labelled: np.ndarray) -> Mapping[str, np.ndarray]:
+    """Positions of each split's objects that have a label to train on (``labelled``:
+    `Family.labelled`, which says whether some or every target must be finite)."""
+    usable = np.asarray(labelled, bool)
     return {name: np.flatnonzero((split == name) & usable) for name in SPLITS}

@@ -49,6 +49,19 @@ def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((p[ok] - t[ok]) ** 2))) if ok.any() else float("nan")
 
 
+def weighted_rmse(predicted: np.ndarray, truth: np.ndarray, weight: np.ndarray) -> float:
+    """Root mean square of ``predicted - truth`` weighted by ``weight`` (one per object,
+    broadcast over a row's columns) over the finite elements of positive weight."""
+    p, t = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    w = np.asarray(weight, np.float64)
+    w = np.broadcast_to(np.where(np.isfinite(w), w, 0.0).reshape(len(w), *[1] * (p.ndim - 1)),
+                        p.shape)
+    ok = _finite(p, t) & (w > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(np.sum(w[ok] * (p[ok] - t[ok]) ** 2) / np.sum(w[ok])))
+
+
 def coverage(predicted: np.ndarray, sigma: np.ndarray, truth: np.ndarray, *, k: float = 1.0) -> float:
     """Fraction of truths within ``predicted +- k sigma`` (0.683 expected for k = 1)."""
     p, s, t = (np.asarray(a, np.float64) for a in (predicted, sigma, truth))

@@ -280,7 +280,7 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                           test_fraction=float(training["test_fraction"]),
                           seed=int(training["split_seed"]))
     targets = family.targets(table)
-    members = dict(split_arrays(split, targets, partial=family.partial_labels))
+    members = dict(split_arrays(split, family.labelled(table)))
     trained = np.zeros(len(table), bool)
     trained[members["train"]] = True
     write_table(pd.DataFrame({"object_id": table["object_id"], "split": split,

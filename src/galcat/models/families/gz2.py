@@ -152,7 +152,7 @@ class GZ2(Family):
             entry = {"rmse_votes": scores.rmse(f, votes),
                      "sum_rule_max_violation": max(gz2.check_sum_rules(f).values())}
             if n_votes is not None:
-                entry["rmse_votes_weighted"] = _weighted_rmse(f, votes, n_votes)
+                entry["rmse_votes_weighted"] = scores.weighted_rmse(f, votes, n_votes)
             if expected is not None:
                 entry["rmse_expected"] = scores.rmse(f, expected)
                 entry["rmse_votes_over_floor"] = entry["rmse_votes"] / out["noise_floor_rmse"]
@@ -161,15 +161,6 @@ class GZ2(Family):
                 entry["coverage_68"] = scores.coverage(f, err, votes)
             out[name] = entry
         return out
-
-
-def _weighted_rmse(predicted: np.ndarray, votes: np.ndarray, n_votes: np.ndarray) -> float:
-    """RMSE over finite answers, each object weighted by its number of votes."""
-    w = np.broadcast_to(np.where(np.isfinite(n_votes), n_votes, 0.0)[:, None], votes.shape)
-    ok = np.isfinite(predicted) & np.isfinite(votes) & (w > 0)
-    if not ok.any():
-        return float("nan")
-    return float(np.sqrt(np.sum(w[ok] * (predicted[ok] - votes[ok]) ** 2) / np.sum(w[ok])))
 
 
 register(GZ2())

@@ -92,11 +92,10 @@ class Metallicity(Family):
                 total = np.hypot(sigma, np.where(measured, err, 0.0))
                 entry["coverage_68"] = scores.coverage(z, total, truth)
             if measured.any():
-                w = 1.0 / err[measured] ** 2
+                entry["rmse_weighted_dex"] = scores.weighted_rmse(
+                    z[measured], truth[measured], 1.0 / err[measured] ** 2)
                 r = z[measured] - truth[measured]
                 ok = np.isfinite(r)
-                entry["rmse_weighted_dex"] = (float(np.sqrt(np.sum(w[ok] * r[ok] ** 2) / w[ok].sum()))
-                                              if ok.any() else float("nan"))
                 var = sigma[measured] ** 2 + err[measured] ** 2
                 entry["chi2_per_object"] = (float(np.mean(r[ok] ** 2 / var[ok])) if ok.any()
                                             else float("nan"))
