@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import dask
 from dask.callbacks import Callback
+from threadpoolctl import threadpool_limits
 
 __all__ = ["dask_options", "map_blocks_of_objects", "object_blocks"]
 
@@ -101,7 +102,12 @@ def map_blocks_of_objects(
     # block finishes. Handing blocks out in waves (a compute per wave) put a
     # barrier after each wave: the faster worker idled until the slower one
     # finished its last block, which cost ~10% of the 2-worker speed-up.
-    with _pool(scheduler, workers, serial, func) as pool, progress:
+    # One BLAS thread per worker: the parallelism is over objects. OpenBLAS otherwise
+    # starts a thread per core in every worker, and its spinning threads doubled the
+    # CPU of a serial measure (the Sérsic fit's Jacobians) and made 2 workers slower
+    # than 1 on 2 cores.
+    with _pool(scheduler, workers, serial, func) as pool, progress, \
+            threadpool_limits(limits=1, user_api="blas"):
         # With processes, ``func`` (and the shard it closes over) is shipped once
         # per worker process by the pool's initializer; each task carries only
         # its slice, so a task costs no more than its own objects.
@@ -148,6 +154,7 @@ _INSTALLED: list[Callable] = []
 def _install(pickled: bytes) -> None:
     import cloudpickle
 
+    threadpool_limits(limits=1, user_api="blas")  # as in map_blocks_of_objects
     _INSTALLED[:] = [cloudpickle.loads(pickled)]
 
 
