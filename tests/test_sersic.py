@@ -268,35 +268,3 @@ def test_fractions_skipped_beyond_the_cut_and_far_out_are_exact():
             direct = direct / gammainc(2 * n, bn * trunc ** (1 / n))
         np.testing.assert_allclose(sersic.enclosed_fraction(a, 3.0, n, trunc=trunc), direct,
                                    rtol=1e-15, atol=1e-15)
-
-
-@pytest.mark.parametrize("softening", [0.0, 0.07])
-def test_geometry_gradient_is_the_finite_difference_of_sample(softening):
-    """`SersicImage.sample_geometry_gradient` (centre and angle, what `fit_sersic` fits)
-    against central differences of `sample` with the renderer moved, pixels and core."""
-    x0, y0, theta = 20.3, 19.6, 0.4
-    profile = (2.0, 4.0, 2.5, 0.6)
-
-    def samples(dx=0.0, dy=0.0, dt=0.0):
-        return sersic.SersicImage((40, 40), (x0 + dx, y0 + dy), theta + dt, [None],
-                                  softening=softening).sample(*profile)
-
-    render = sersic.SersicImage((40, 40), (x0, y0), theta, [None], softening=softening)
-    gradient = render.sample_geometry_gradient(*profile)
-    h = 1e-5
-    for k, step in enumerate([(h, 0, 0), (0, h, 0), (0, 0, h)]):
-        up, down = samples(*step), samples(*(-s for s in step))
-        for part in (0, 1):  # pixel-centre samples, then the core's sub-pixels
-            numeric = (up[part] - down[part]) / (2 * h)
-            np.testing.assert_allclose(gradient[k][part], numeric, rtol=0,
-                                       atol=1e-6 * np.abs(numeric).max())
-
-
-def test_softening_rounds_the_cusp_only_near_the_centre():
-    hard = sersic.SersicImage((40, 40), (20.0, 20.0), 0.0, [None])
-    soft = sersic.SersicImage((40, 40), (20.0, 20.0), 0.0, [None], softening=0.07)
-    image_hard, _ = hard.sample(1.0, 3.0, 4.0, 1.0)
-    image_soft, _ = soft.sample(1.0, 3.0, 4.0, 1.0)
-    assert image_soft[20, 20] < 0.5 * image_hard[20, 20]  # the cusp's sample, rounded
-    far = np.hypot(*np.mgrid[0:40, 0:40] - 20.0) >= 2
-    np.testing.assert_allclose(image_soft[far], image_hard[far], rtol=3e-3)
