@@ -103,9 +103,9 @@ def map_blocks_of_objects(
     # barrier after each wave: the faster worker idled until the slower one
     # finished its last block, which cost ~10% of the 2-worker speed-up.
     # One BLAS thread per worker: the parallelism is over objects. OpenBLAS otherwise
-    # starts a thread per core in every worker, and its spinning threads doubled the
-    # CPU of a serial measure (the Sérsic fit's Jacobians) and made 2 workers slower
-    # than 1 on 2 cores.
+    # starts a thread per core in every worker of every job on a node (with a
+    # seven-column Sérsic Jacobian, since reverted, a serial measure used 1.8 cores and
+    # 2 workers ran slower than 1).
     with _pool(scheduler, workers, serial, func) as pool, progress, \
             threadpool_limits(limits=1, user_api="blas"):
         # With processes, ``func`` (and the shard it closes over) is shipped once
