@@ -128,7 +128,9 @@ def main() -> None:
 
     import torch
 
-    import galcat.models  # noqa: F401  (torchvision shim first)
+    from galcat.models._torch_compat import import_torchvision
+
+    import_torchvision()  # the ResNet-18 rows need torchvision beside the CPU torch
 
     torch.set_num_threads(args.threads)
     config = load_config(args.config)

@@ -8,14 +8,16 @@ import sys
 
 
 def test_the_ecosystem_imports_and_resnet18_builds():
-    import lightning
     import torch
-    import torchmetrics
-    import torchvision
 
-    import galcat.models  # noqa: F401  (the shim runs first)
-    from galcat.models._torch_compat import TORCHVISION_SHIM
+    from galcat.models import _torch_compat
     from galcat.models.nets import resnet18
+
+    torchvision = _torch_compat.import_torchvision()  # the shim, before Lightning
+    import lightning
+    import torchmetrics
+
+    TORCHVISION_SHIM = _torch_compat.TORCHVISION_SHIM
 
     net, n_features = resnet18(5)
     assert net(torch.zeros(2, 5, 32, 32)).shape == (2, n_features) == (2, 512)
@@ -35,3 +37,15 @@ def test_torch_threads_wait_passively_unless_the_user_chose():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
+
+
+def test_a_predict_job_starts_without_torchvision_or_lightning():
+    """Importing torchvision costs a second (it loads torch._dynamo), and the
+    renderer half a second (galsim): most of a short predict or evaluate job.
+    Neither is needed to run a small network, so neither is imported."""
+    code = ("import sys, galcat.models.stages, galcat.models.predict, galcat.models.evaluate; "
+            "print(sorted(m for m in ('torchvision', 'lightning', 'torchmetrics', 'galsim') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

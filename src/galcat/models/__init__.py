@@ -15,8 +15,10 @@ radius), ``gz2`` (colour cutout -> 37 Galaxy Zoo 2 vote fractions) and
 * `galcat.models.baselines`, `galcat.models.evaluate` — baselines and
   ``metrics.json`` on the test split.
 
-`galcat.models._torch_compat` is imported first: it makes torchvision (and so
-Lightning and torchmetrics) importable beside the CPU build of torch.
+`galcat.models._torch_compat.import_torchvision` makes torchvision (and so
+Lightning and torchmetrics) importable beside the CPU build of torch; it runs
+only where they are needed (training, ResNet-18), so that a ``predict`` job
+starts without them.
 """
 
 import os
@@ -28,7 +30,6 @@ import os
 # user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from galcat.models import _torch_compat  # noqa: E402, F401, I001  (before torchvision)
 from galcat.models import families  # noqa: E402, F401, I001  (registers the families)
 from galcat.models.registry import FAMILIES, Family, Output, get_family, register  # noqa: E402
 

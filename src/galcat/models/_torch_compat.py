@@ -10,8 +10,11 @@ not need the extension: where the import fails this way, the two operator schema
 are defined here and the import is retried. Where torchvision imports cleanly (a
 matching CUDA torch on a GPU machine) this module does nothing.
 
-Every import of torchvision, Lightning or torchmetrics in galcat goes through
-`galcat.models`, whose ``__init__`` imports this module first.
+Every import of torchvision, Lightning or torchmetrics in galcat calls
+`import_torchvision` first. It is a function, not an import side effect, because
+torchvision pulls in ``torch._dynamo`` (about a second): a ``predict`` or
+``evaluate`` job of a small network never needs it, and its start is most of
+its cost.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 
 import torch
 
-__all__ = ["TORCHVISION_SHIM"]
+__all__ = ["TORCHVISION_SHIM", "import_torchvision"]
 
 #: True when the operator schemas had to be defined here (CPU torch beside a CUDA
 #: torchvision wheel); False when torchvision imported as it is.
@@ -38,15 +41,25 @@ def _define_missing_operators() -> None:
     )
 
 
-try:
-    import torchvision  # noqa: F401
-except RuntimeError as exc:
-    if "torchvision::nms" not in str(exc):
-        raise
-    # The failed import left half-initialised modules behind; drop them first.
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    _define_missing_operators()
-    import torchvision  # noqa: F401
+def import_torchvision():
+    """Import torchvision (defining its missing operators if needed); the module.
 
-    TORCHVISION_SHIM = True
+    Idempotent and cheap after the first call. Call it before importing
+    Lightning or torchmetrics, which import torchvision themselves.
+    """
+    global TORCHVISION_SHIM
+    if "torchvision" in sys.modules and sys.modules["torchvision"] is not None:
+        return sys.modules["torchvision"]
+    try:
+        import torchvision
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+        # The failed import left half-initialised modules behind; drop them first.
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        _define_missing_operators()
+        import torchvision
+
+        TORCHVISION_SHIM = True
+    return torchvision

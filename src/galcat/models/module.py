@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import lightning as L
 import torch
 
+from galcat.models._torch_compat import import_torchvision
 from galcat.models.registry import build_net, get_family
+
+import_torchvision()  # before Lightning, which imports torchvision
+import lightning as L  # noqa: E402, I001
 
 __all__ = ["GalaxyModule"]
 

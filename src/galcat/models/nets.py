@@ -136,9 +136,9 @@ def resnet18(in_channels: int) -> tuple[nn.Module, int]:
 
     Cost: about 150 M multiply-adds per 64x64 image (38 M at 32x32).
     """
-    import torchvision
+    from galcat.models._torch_compat import import_torchvision
 
-    net = torchvision.models.resnet18(weights=None)
+    net = import_torchvision().models.resnet18(weights=None)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     n_features = net.fc.in_features
     net.fc = nn.Identity()

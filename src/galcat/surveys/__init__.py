@@ -20,7 +20,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["SURVEYS", "SYNTHETIC_BAND_SETS", "configured_bands", "get_survey"]
+__all__ = ["SURVEYS", "SYNTHETIC_BAND_SETS", "TRUTH_CLASSES", "TRUTH_CLASS_BAND",
+           "configured_bands", "get_survey"]
 
 SURVEYS = ("synthetic", "sdss", "manga", "jades", "local")
 
@@ -29,6 +30,13 @@ SYNTHETIC_BAND_SETS: dict[str, tuple[str, ...]] = {
     "sdss": ("u", "g", "r", "i", "z"),
     "wide12": ("NUV", "u", "g", "r", "i", "z", "y", "J", "H", "K", "W1", "W2"),
 }
+
+#: Codes of the synthetic survey's per-pixel truth map ``truth_class``: the component
+#: that dominates each pixel's flux. Here, not in `synthetic`, so that the per-pixel
+#: network reads them without importing the renderer (galsim: half a second a job).
+TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
+#: Band of the per-pixel truth map ``truth_class``.
+TRUTH_CLASS_BAND = "r"
 
 
 def configured_bands(config: dict) -> list[str]:

@@ -106,7 +106,7 @@ from galcat import gz2, relations, sersic
 from galcat.config import settings
 from galcat.sharding import shard_name, shard_of
 from galcat.store import CutoutBatch
-from galcat.surveys import SYNTHETIC_BAND_SETS
+from galcat.surveys import SYNTHETIC_BAND_SETS, TRUTH_CLASS_BAND, TRUTH_CLASSES
 
 __all__ = [
     "BAND_SETS",
@@ -213,14 +213,11 @@ def psf_fwhm(config: Mapping, band: str) -> float:
 BLOCK_SIZE = 8192
 #: Codes of the per-pixel truth map (``extras['truth_class']`` of `cutouts`): the
 #: component that dominates each pixel of the noiseless detection-band image.
-TRUTH_CLASSES = {0: "background", 1: "disc", 2: "bulge", 3: "companion"}
 _TRUTH_ORDER = tuple(TRUTH_CLASSES[code] for code in (1, 2, 3))
 #: Truncation of Sérsic bulges and companions, in units of their half-light radius.
 TRUNC = 8.0
 #: Sérsic indices are quantised to this step.
 N_STEP = 0.1
-#: Band of the per-pixel truth map ``truth_class``.
-TRUTH_CLASS_BAND = "r"
 #: Largest r80 (and companion separation) as a fraction of the cutout half-width.
 FIT_FRACTION = 0.8
 _STREAM_POP = 0x67616C63

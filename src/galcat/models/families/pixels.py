@@ -2,7 +2,7 @@
 Morpheus (Hausen & Robertson 2020).
 
 Classes are those of the synthetic survey's per-pixel truth maps
-(`galcat.surveys.synthetic.TRUTH_CLASSES`: 0 background, 1 disc, 2 spheroid
+(`galcat.surveys.TRUTH_CLASSES`: 0 background, 1 disc, 2 spheroid
 (bulge), 3 companion; the component that dominates each pixel's flux). Morpheus
 runs on four fixed HST bands; this network takes the bands of its ``bands``
 setting (all of the survey's by default). The loss is the pixel cross-entropy
@@ -40,7 +40,7 @@ from torch import nn
 
 from galcat.models.nets import UNet
 from galcat.models.registry import Family, Output, register
-from galcat.surveys.synthetic import TRUTH_CLASS_BAND, TRUTH_CLASSES
+from galcat.surveys import TRUTH_CLASS_BAND, TRUTH_CLASSES
 
 __all__ = ["CENTRAL", "PIXEL_CLASSES", "Pixels", "object_columns", "pixel_scores"]
 
