@@ -29,10 +29,27 @@ TINY = {
 deep_update = deep_merge  # the package's own merge, under the tests' name
 
 
-def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True):
-    """Run the real workflow in ``workdir`` with ``config`` layered on the default."""
+#: Rules whose jobs take 2 threads (a Dask pool of two workers). The tests' shards
+#: hold four objects: there a pool costs more to start than it saves, and a 2-thread
+#: job holds both cores of a CI machine, so the DAG runs one job at a time. With one
+#: thread each, two jobs run side by side and a shard runs serially in its job: the
+#: tiny DAG takes 120 s instead of 195. The pools have their own tests
+#: (test_parallel, test_stages, test_segment, test_morphology), and the byte-identical
+#: rerun in test_workflow runs with the rules' own threads against `tiny_run`.
+MULTI_THREAD_RULES = ("detect", "fetch_cutouts", "segment", "measure", "train", "evaluate")
+ONE_THREAD_PER_JOB = ("--set-threads", *(f"{rule}=1" for rule in MULTI_THREAD_RULES))
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True,
+              one_thread_per_job: bool = True):
+    """Run the real workflow in ``workdir`` with ``config`` layered on the default.
+
+    ``one_thread_per_job`` (default) gives every job one thread (`ONE_THREAD_PER_JOB`);
+    False keeps the threads the rules declare.
+    """
+    threads = ONE_THREAD_PER_JOB if one_thread_per_job else ()
     cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2"]
+           "--directory", str(workdir), *threads, "--cores", "2"]
     if config is not None:
         path = workdir / "test_config.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -16,7 +16,7 @@ import pytest
 from galcat.analysis import FIGURES
 from galcat.config import load_config, trained_models
 from galcat.release import sha256_file
-from tests.conftest import BIN, ROOT, TINY, deep_update, jobs_in
+from tests.conftest import BIN, ONE_THREAD_PER_JOB, ROOT, TINY, deep_update, jobs_in
 
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
@@ -36,7 +36,7 @@ def night_command(work, config: dict, name: str) -> list[str]:
 
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return [str(NIGHTLY), "--directory", str(work), "--configfile", str(path)]
+    return [str(NIGHTLY), "--directory", str(work), *ONE_THREAD_PER_JOB, "--configfile", str(path)]
 
 
 def night_env(date: str) -> dict:
