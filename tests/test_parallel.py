@@ -54,3 +54,36 @@ def test_a_slow_block_holds_up_no_other_block():
 def test_object_blocks_refuses_an_empty_block_size():
     with pytest.raises(ValueError, match="objects_per_task must be >= 1; got 0"):
         object_blocks(5, 0)
+
+
+def _has_colorsys(block: slice) -> bool:
+    import sys
+
+    return "colorsys" in sys.modules
+
+
+@pytest.mark.parametrize("preload", [(), ("colorsys",)])
+def test_workers_inherit_the_preloaded_modules(preload):
+    """A module named in ``preload`` is imported once by the job, before its worker
+    processes start; they find it already loaded (on Linux, where they are forked)."""
+    import sys
+
+    sys.modules.pop("colorsys", None)
+    found = map_blocks_of_objects(_has_colorsys, 4, objects_per_task=2, scheduler="processes",
+                                  workers=2, preload=preload)
+    assert found == [bool(preload)] * 2
+
+
+def test_a_job_never_imports_dask_distributed():
+    """Given a scheduler's name, dask.compute imports distributed (~0.45 s, tornado
+    with it) to look for a client; galcat hands it the scheduler function."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from galcat.parallel import map_blocks_of_objects as m; "
+            "f = lambda block: block.stop - block.start; "
+            "m(f, 4, objects_per_task=2, scheduler='synchronous'); "
+            "m(f, 4, objects_per_task=2, scheduler='threads', workers=2); "
+            "print('distributed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -113,6 +113,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("galcat.morphology")
+#: What a block imports on its first galaxy (statmorph, astropy.modeling, photutils:
+#: ~1 s of CPU): imported once by the job before its Dask workers start, so that
+#: they inherit it (`galcat.parallel.map_blocks_of_objects`).
+_WORKER_MODULES = ("galcat.fastmorph",)
 
 #: Defaults of the ``measure`` config section, read from the config schema (their one home).
 DEFAULTS: dict[str, Any] = defaults("measure")
@@ -799,7 +803,8 @@ def _calibrate_priors(batch: CutoutBatch, segmap: np.ndarray, opts: dict,
                 "half_mass_colour_prior": None}
         blocks = map_blocks_of_objects(
             functools.partial(_measure_indices, batch, segmap, free, bright),
-            int(bright.size), label=f"{label} (prior calibration)", **parallel)
+            int(bright.size), label=f"{label} (prior calibration)",
+            preload=_WORKER_MODULES, **parallel)
         fits = [row[_CALIBRATION] for block in blocks for row in block if _CALIBRATION in row]
     want_colour = colour and opts["half_mass_colour_prior"] is not None
     found, colour_prior, used = galcat_priors.calibrated_priors(
@@ -1058,6 +1063,7 @@ def measure_shard(
         functools.partial(_measure_block, batch, segmap, settings),
         batch.n_objects,
         label=label,
+        preload=_WORKER_MODULES,
         **parallel,
     )
     rows = [row for block in blocks for row in block]

@@ -122,6 +122,13 @@ log = logging.getLogger("galcat.segment")
 
 #: Deblending methods `segment_image` accepts.
 METHODS = ("multithreshold", "watershed", "dbscan")
+#: What each method's blocks import on their first object: imported once by the job
+#: before its Dask workers start, so that they inherit it (`map_blocks_of_objects`).
+_WORKER_MODULES = {
+    "multithreshold": ("photutils.segmentation", "skimage.segmentation"),
+    "watershed": ("skimage.morphology", "skimage.segmentation"),
+    "dbscan": ("sklearn.cluster", "skimage.segmentation"),
+}
 
 #: Defaults of the ``segment`` config section, read from the config schema (their one home).
 DEFAULTS: dict[str, Any] = defaults("segment")
@@ -1116,6 +1123,7 @@ def segment_shard(
         run_block,
         batch.n_objects,
         label=label or f"segment[{opts['method']}]",
+        preload=_WORKER_MODULES[opts["method"]],
         **dask_options(config),
     )
     results = [item for block in blocks for item in block]
