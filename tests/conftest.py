@@ -118,3 +118,15 @@ def rule_graph(workdir: Path, config: dict) -> dict[str, set[str]]:
     for a, b in edges:
         graph[names[a]].add(names[b])
     return graph
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The cluster tests first: the rest of the suite then finds SLURM's controller up.
+
+    Snakemake loads its SLURM executor plugin at every start, and the plugin asks
+    ``scontrol show config`` for a setting. Where SLURM is installed but its
+    controller is not running, that call waits 9 s before it fails: 9 s added to
+    every snakemake run and dry run. The cluster tests' session fixture starts the
+    controller and keeps it up to the end of the session.
+    """
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/cluster/"))
