@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-__all__ = ["TORCHVISION_SHIM", "import_torchvision"]
+__all__ = ["TORCHVISION_SHIM", "import_lightning", "import_torchvision"]
 
 #: True when the operator schemas had to be defined here (CPU torch beside a CUDA
 #: torchvision wheel); False when torchvision imported as it is.
@@ -48,8 +48,6 @@ def import_torchvision():
     Lightning or torchmetrics, which import torchvision themselves.
     """
     global TORCHVISION_SHIM
-    if "torchvision" in sys.modules and sys.modules["torchvision"] is not None:
-        return sys.modules["torchvision"]
     try:
         import torchvision
     except RuntimeError as exc:
@@ -63,3 +61,11 @@ def import_torchvision():
 
         TORCHVISION_SHIM = True
     return torchvision
+
+
+def import_lightning():
+    """Import Lightning (which imports torchvision: the shim runs first); the module."""
+    import_torchvision()
+    import lightning
+
+    return lightning

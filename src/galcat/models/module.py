@@ -14,11 +14,10 @@ from collections.abc import Mapping
 
 import torch
 
-from galcat.models._torch_compat import import_torchvision
+from galcat.models._torch_compat import import_lightning
 from galcat.models.registry import build_net, get_family
 
-import_torchvision()  # before Lightning, which imports torchvision
-import lightning as L  # noqa: E402, I001
+L = import_lightning()
 
 __all__ = ["GalaxyModule"]
 

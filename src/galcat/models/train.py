@@ -183,11 +183,9 @@ def train_model(
     Cost on 2 CPU cores: about 4 ms per 64x64x5 image and epoch for the default
     ``small_cnn`` of width 16; a GPU is ~100 times faster.
     """
-    from galcat.models._torch_compat import import_torchvision
+    from galcat.models._torch_compat import import_lightning
 
-    import_torchvision()  # before Lightning, which imports torchvision
-    import lightning as L
-
+    L = import_lightning()
     t_start = time.perf_counter()
     settings = dict(settings)
     family = get_family(settings["family"])
@@ -363,10 +361,9 @@ def _build_module(family, settings: dict, data: _Data):
 
 def _trainer(settings: Mapping, ckpt_dir: Path, out: Path):
     """Lightning's Trainer with a checkpoint every epoch and early stopping."""
-    from galcat.models._torch_compat import import_torchvision
+    from galcat.models._torch_compat import import_lightning
 
-    import_torchvision()  # before Lightning, which imports torchvision
-    import lightning as L
+    L = import_lightning()
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
