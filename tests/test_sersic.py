@@ -135,25 +135,35 @@ def test_core_integration_recovers_the_light_of_a_cusp():
 
 
 def test_vectorised_core_equals_the_per_pixel_definition():
-    """The convolved model is fftconvolve of the centre samples, with every core pixel's
-    centre sample replaced by its sub-pixel samples each through the shifted PSF."""
+    """The PSF of the model is the PSF's cubic-spline interpolant (coefficients zero
+    beyond the stamp; the PSF at its pixels, with a faint ring beyond them), scaled to
+    unit sum: the convolved model is fftconvolve of the centre samples with it, every
+    core pixel's centre sample replaced by its sub-pixel samples, each through the
+    interpolant shifted to its position. Written out pixel by pixel, with scipy's spline
+    evaluation (``ndimage.shift`` without prefilter) as the reference."""
     rng = np.random.default_rng(5)
     psfs = [rng.random((9, 9)), rng.random((7, 7))]
     render = sersic.SersicImage((30, 28), (3.2, 14.6), 0.3, psfs)  # core near the border
     samples = render.sample(0.02, 4.0, 3.0, 0.7, trunc=8.0)
     image, core = samples
     assert len(render.core) > 20
-    k = 7
+    k, pad = 7, 2
     off = (np.arange(k) + 0.5) / k - 0.5
     dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
     for band, psf in enumerate(render.psfs):
-        expected = scipy.signal.fftconvolve(image, psf, mode="same")
-        py, px = psf.shape
-        shifted = np.array([ndimage.shift(psf, (oy, ox), order=3, mode="constant")
+        coefficients = np.pad(sersic.spline_coefficients(psf), pad)
+        # the interpolation condition: the spline is the PSF at its pixels
+        at_nodes = _spline_psf(psf, pad)
+        np.testing.assert_allclose(at_nodes[pad:-pad, pad:-pad], psf, rtol=0, atol=1e-12)
+        unshifted = at_nodes / at_nodes.sum()
+        expected = scipy.signal.fftconvolve(image, unshifted, mode="same")
+        py, px = coefficients.shape
+        shifted = np.array([ndimage.shift(coefficients, (oy, ox), order=3,
+                                          mode="grid-constant", prefilter=False)
                             for oy, ox in zip(dy, dx, strict=True)])
         shifted /= shifted.sum(axis=(1, 2), keepdims=True)
         for (j, i), sub in zip(render.core, core, strict=True):
-            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
+            stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * unshifted
             for oy in range(py):
                 for ox in range(px):
                     y, x = j - py // 2 + oy, i - px // 2 + ox
@@ -161,6 +171,31 @@ def test_vectorised_core_equals_the_per_pixel_definition():
                         expected[y, x] += stamp[oy, ox]
         np.testing.assert_allclose(render.convolved(samples, band), expected,
                                    rtol=1e-9, atol=1e-12 * expected.max())
+
+
+def test_the_sub_pixel_psf_is_the_old_shifted_stamp_for_a_smooth_psf():
+    """For a PSF that falls to ~0 at its edges (a survey's), the spline-coefficient core
+    gives the model of shifting the PSF stamp itself (``ndimage.shift``, renormalised),
+    to 1e-5 of the peak: the change of method did not change the model."""
+    y, x = np.mgrid[-12:13, -12:13]
+    psf = (1.0 + (x**2 + y**2) / 2.5**2) ** -4.5  # Moffat, beta 4.5: edge 1e-5 of peak
+    psf /= psf.sum()
+    render = sersic.SersicImage((64, 64), (31.7, 32.2), 0.3, [psf])
+    samples = render.sample(1.0, 1.5, 4.0, 0.7)
+    image, core = samples
+    k = 7
+    off = (np.arange(k) + 0.5) / k - 0.5
+    dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+    shifted = np.array([ndimage.shift(psf, (oy, ox), order=3, mode="constant")
+                        for oy, ox in zip(dy, dx, strict=True)])
+    shifted /= shifted.sum(axis=(1, 2), keepdims=True)
+    expected = scipy.signal.fftconvolve(image, psf, mode="same")
+    for (j, i), sub in zip(render.core, core, strict=True):
+        stamp = np.tensordot(sub / sub.size, shifted, axes=1) - image[j, i] * psf
+        expected[j - 12:j + 13, i - 12:i + 13] += stamp
+    got = render.convolved(samples)
+    assert np.abs(got - expected).max() < 1e-5 * expected.max()
+    assert np.abs(got - expected).max() > 0  # a different method, not the same code
 
 
 def test_pixel_average_mode_is_the_average_through_the_psf():
@@ -210,16 +245,28 @@ def test_sersic_mathematics_has_one_home():
 def test_convolution_is_fftconvolve_same_with_the_shorter_fft(psf_side):
     """The cyclic convolution runs on an FFT shorter than the full linear one (80 rather
     than 90 for a 64-pixel cutout and a 25-pixel PSF): the kept window must still be
-    scipy's ``fftconvolve(mode='same')`` for odd and even PSFs."""
+    scipy's ``fftconvolve(mode='same')`` for odd and even PSFs, with the PSF itself
+    (``subpixel_psf=False``) and with its cubic-spline interpolant (the sub-pixel PSF's
+    model, on a grid 2 px wider)."""
     rng = np.random.default_rng(psf_side)
     psf = rng.random((psf_side, psf_side))
     image = rng.random((64, 64))
-    render = sersic.SersicImage((64, 64), (31.2, 30.7), 0.0, [psf], core_radius=0.0)
-    transform, fshape, _ = render.transforms[0]
-    assert fshape[0] < 64 + psf_side - 1 or psf_side < 12
-    expected = scipy.signal.fftconvolve(image, psf / psf.sum(), mode="same")
-    got = render.convolved((image, np.zeros((0, 49))), 0)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-13 * expected.max())
+    for subpixel_psf, kernel in ((False, psf), (True, _spline_psf(psf))):
+        render = sersic.SersicImage((64, 64), (31.2, 30.7), 0.0, [psf], core_radius=0.0,
+                                    subpixel_psf=subpixel_psf)
+        transform, fshape, _ = render.transforms[0]
+        assert fshape[0] < 64 + kernel.shape[0] - 1 or psf_side < 12
+        expected = scipy.signal.fftconvolve(image, kernel / kernel.sum(), mode="same")
+        got = render.convolved((image, np.zeros((0, 49))), 0)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-13 * expected.max())
+
+
+def _spline_psf(psf: np.ndarray, pad: int = 2) -> np.ndarray:
+    """The cubic-spline interpolant of ``psf`` (coefficients zero beyond it) at the
+    pixels of the stamp extended by ``pad``: ``psf`` inside, a faint ring beyond."""
+    coefficients = np.pad(sersic.spline_coefficients(psf), pad)
+    return ndimage.shift(coefficients, (0.0, 0.0), order=3, mode="grid-constant",
+                         prefilter=False)
 
 
 def test_convolved_many_is_each_convolved():

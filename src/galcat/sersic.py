@@ -23,8 +23,10 @@ Lengths are in pixels wherever an image is involved, otherwise in any one unit;
 *effective* PSF image (one that includes the pixel response, as statmorph assumes):
 samples at pixel centres convolved with the PSF, except the pixels within
 ``core_radius`` of the centre, whose light is integrated over ``core_subsamples``²
-sub-pixels, each convolved with the PSF shifted (cubic spline) to its sub-pixel
-position. A cuspy (n ≈ 4) centre needs that: sampled at pixel centres, an n = 4 galaxy
+sub-pixels, each convolved with the PSF shifted to its sub-pixel position. The PSF
+is taken as its cubic-spline interpolant (the PSF at its pixels), so that a shift is a
+spread of the sub-pixel's light over the spline's taps and the whole model is one FFT
+convolution with the spline's coefficients. A cuspy (n ≈ 4) centre needs that: sampled at pixel centres, an n = 4 galaxy
 of 2.5 px half-light radius fits n ≈ 7, and with a 1.5 px core its bulge flux came out
 2.4% high (docs/implementation_notes.md). Callers choose the core: the single-Sérsic
 refit of `galcat.morphology` 1 px and 5², the bulge + disc fit of `galcat.bulgedisc` 3 px
@@ -41,8 +43,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.fft
+import scipy.linalg
 import scipy.special as sp
-from scipy import ndimage
 
 __all__ = [
     "SersicError",
@@ -52,6 +54,7 @@ __all__ = [
     "circular_fraction",
     "enclosed_fraction",
     "normalised_psf",
+    "spline_coefficients",
     "total_flux",
 ]
 
@@ -219,9 +222,16 @@ class SersicImage:
 
     Notes
     -----
-    Cost: the PSF transforms and the shifted PSFs (``core_subsamples``² cubic-spline
-    shifts per band) are made once here; each `convolved` call is one real FFT pair of
-    the padded cutout plus one small matrix product for the core pixels.
+    The sub-pixel PSF is the PSF's cubic-spline interpolant (`spline_coefficients`)
+    evaluated at the shifted pixel centres, so a core needs no stamp per sub-pixel:
+    each sub-pixel's light is spread over the 5 × 5 B-spline taps about its pixel,
+    and that image goes through the coefficients in the same FFT as the pixel-centre
+    samples go through the PSF.
+
+    Cost: the PSF transforms are made once per PSF and grid (shared between
+    instances); each `convolved` call is one real FFT pair of the cutout (extended by
+    2 px, and with a second image for the core) plus one small matrix product for the
+    core pixels.
     """
 
     def __init__(self, shape: tuple[int, int], centre: tuple[float, float],
@@ -247,33 +257,19 @@ class SersicImage:
         self.core_xm = sx * c + sy * s
         self.core_ym = -sx * s + sy * c
         self.psfs = [None if p is None else _unit_psf(p, band) for band, p in enumerate(psfs)]
-        # per band: the PSF's transform (it is convolved with many models) and, for the
-        # sub-pixel PSFs, the PSF shifted to every sub-pixel offset (flattened): both
-        # depend on the PSF and the grid only, so galaxies of one shard share them
-        # (`_psf_products`); and where each core pixel's stamp lands in the flattened
-        # image (``ny * nx``, one past the image, where it falls outside)
-        self.transforms, self.shifted, self.targets = [], [], []
-        self._scatter: dict[tuple[int, int], np.ndarray] = {}
-        self._kernels: dict[int, np.ndarray] = {}
-        for p in self.psfs:
-            if p is None:
-                self.transforms.append(None)
-                self.shifted.append(None)
-                self.targets.append(None)
-                continue
-            transform, shifted = _psf_products(p.tobytes(), p.shape, self.shape, k,
-                                               self.subpixel_psf)
-            self.transforms.append(transform)
-            self.shifted.append(shifted)
-            if shifted is None:
-                self.targets.append(None)
-                continue
-            py, px = p.shape
-            oy, ox = np.mgrid[0:py, 0:px]
-            rows = self.core[:, 0, None] - py // 2 + oy.ravel()[None, :]
-            cols = self.core[:, 1, None] - px // 2 + ox.ravel()[None, :]
-            inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-            self.targets.append(np.where(inside, rows * nx + cols, ny * nx))
+        # per band, the transform of the PSF (or, for the sub-pixel PSF, of its cubic-spline
+        # coefficients): it depends on the PSF and the grid only, so galaxies of one shard
+        # share it (`_psf_products`)
+        self.transforms = [None if p is None else _psf_products(
+            p.tobytes(), p.shape, self.shape, self.subpixel_psf) for p in self.psfs]
+        # where the B-spline taps of each core pixel's sub-pixels land in the grid
+        # extended by _SPLINE_PAD (band independent), and their weights per sub-pixel
+        taps = np.arange(-_SPLINE_PAD, _SPLINE_PAD + 1)
+        width = nx + 2 * _SPLINE_PAD
+        self._tap_targets = ((self.core[:, 0, None, None] + _SPLINE_PAD + taps[:, None]) * width
+                             + self.core[:, 1, None, None] + _SPLINE_PAD + taps).reshape(
+                                 len(self.core), taps.size**2)
+        self._tap_weights = _spline_tap_weights(k)
 
     def sample(self, amplitude: float, r_eff: float, n: float, q: float, *,
                trunc: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -386,19 +382,20 @@ class SersicImage:
         """Every sample set of ``samples`` through the PSF of every band of ``bands``.
 
         Returns an array ``(len(bands), len(samples), ny, nx)``, each image what
-        `convolved` gives. Cheaper than one call per image: the sample images are
-        transformed once, in one batched FFT, for all bands whose padded FFT shape is
-        the same (every band, for PSFs of one size), and the core stamps of a band are
-        one matrix product for all sample sets.
+        `convolved` gives. Cheaper than one call per image: the sample images (and the
+        core's spline images) are transformed once, in one batched FFT, for all bands
+        whose padded FFT shape is the same (every band, for PSFs of one size); each band
+        then costs one product and one inverse FFT.
         """
         ny, nx = self.shape
-        m = len(samples)
-        out = np.empty((len(bands), m, ny, nx))
+        out = np.empty((len(bands), len(samples), ny, nx))
         intrinsic = None
         if not self.subpixel_psf or any(self.psfs[band] is None for band in bands):
             intrinsic = np.stack([self.intrinsic(s) for s in samples])
-        images = (intrinsic if not self.subpixel_psf
-                  else np.stack([np.asarray(s[0], dtype=np.float64) for s in samples]))
+        if self.subpixel_psf:
+            images, pad = self._spline_images(samples), _SPLINE_PAD
+        else:
+            images, pad = intrinsic, 0
         forward: dict[tuple[int, int], np.ndarray] = {}
         for i, band in enumerate(bands):
             if not self.psfs or self.psfs[band] is None:
@@ -408,74 +405,105 @@ class SersicImage:
             if fshape not in forward:
                 forward[fshape] = scipy.fft.rfft2(images, s=fshape)
             full = scipy.fft.irfft2(forward[fshape] * transform, s=fshape)
-            out[i] = full[:, (py - 1) // 2:(py - 1) // 2 + ny, (px - 1) // 2:(px - 1) // 2 + nx]
-            if self.subpixel_psf and self.core.size:
-                self._add_core(out[i], samples, band)
+            y0, x0 = (py - 1) // 2 + pad, (px - 1) // 2 + pad
+            out[i] = full[:, y0:y0 + ny, x0:x0 + nx]
         return out
 
-    def _core_kernel(self, band: int) -> np.ndarray:
-        """The shifted PSFs of ``band`` with the negated PSF as a last row."""
-        kernel = self._kernels.get(band)
-        if kernel is None:
-            kernel = np.vstack([self.shifted[band], -self.psfs[band].ravel()])
-            self._kernels[band] = kernel
-        return kernel
-
-    def _add_core(self, models: np.ndarray, samples, band: int) -> None:
-        """Each core pixel of each model: its sub-pixel samples through the shifted PSFs in
-        place of its centre sample through the PSF (``models`` is changed in place). One
-        matrix product and one scatter-add for all the sample sets."""
+    def _spline_images(self, samples) -> np.ndarray:
+        """The sample sets as images to convolve with the PSF's cubic-spline coefficients,
+        ``(m, ny + 4, nx + 4)`` on the grid extended by `_SPLINE_PAD`: each pixel-centre
+        sample spread over the B-spline's taps at −1, 0, 1 pixels (1/6, 4/6, 1/6 per
+        axis: through the coefficients, the PSF itself), and each core pixel's
+        sub-pixels, in place of its centre sample, over the taps about their positions
+        (through the coefficients, the PSF shifted to each sub-pixel)."""
         ny, nx = self.shape
-        n_pix = ny * nx
-        m = len(samples)
-        rows, cols = self.core.T
-        k2 = samples[0][1].shape[1]
-        # [sub-pixel samples / k², centre sample] @ [shifted PSFs; −PSF]: the stamps
-        # (m, n_core, psf pixels) in one product
-        weights = np.empty((m, len(rows), k2 + 1))
-        for j, (image, core) in enumerate(samples):
-            np.divide(core, k2, out=weights[j, :, :k2])
-            weights[j, :, k2] = image[rows, cols]
-        stamps = weights @ self._core_kernel(band)
-        where = self._scatter.get((band, m))
-        if where is None:  # sample set j scatters into [j (n_pix + 1), (j + 1)(n_pix + 1))
-            where = (self.targets[band][None] + (n_pix + 1) * np.arange(m)[:, None, None])
-            where = self._scatter.setdefault((band, m), where.ravel())
-        added = np.bincount(where, weights=stamps.ravel(), minlength=m * (n_pix + 1))
-        models += added.reshape(m, n_pix + 1)[:, :n_pix].reshape(m, ny, nx)
+        m, pad = len(samples), _SPLINE_PAD
+        images = np.zeros((m, ny + 2 * pad, nx + 2 * pad))
+        for j, (image, _) in enumerate(samples):
+            images[j, pad:pad + ny, pad:pad + nx] = image
+        if self.core.size:
+            images[:, self.core[:, 0] + pad, self.core[:, 1] + pad] = 0.0
+        images[:, 1:-1] = (images[:, :-2] + 4.0 * images[:, 1:-1] + images[:, 2:]) / 6.0
+        images[:, :, 1:-1] = (images[:, :, :-2] + 4.0 * images[:, :, 1:-1]
+                              + images[:, :, 2:]) / 6.0
+        if self.core.size:
+            spread = np.stack([core for _, core in samples]) @ self._tap_weights
+            size = images[0].size
+            where = (self._tap_targets[None] + size * np.arange(m)[:, None, None]).ravel()
+            images += np.bincount(where, weights=spread.ravel(),
+                                  minlength=m * size).reshape(images.shape)
+        return images
+
+
+#: Pixels by which the grid of the core's spline images extends the cutout on each
+#: side: a sub-pixel at offset |δ| < 1/2 from its pixel's centre reaches the cubic
+#: B-spline coefficients at −2..2 pixels.
+_SPLINE_PAD = 2
+
+
+def _bspline3(t: np.ndarray) -> np.ndarray:
+    """The centred cubic B-spline β³(t) (support |t| < 2, unit integral)."""
+    t = np.abs(t)
+    return np.where(t < 1, 2.0 / 3.0 - t**2 + t**3 / 2.0,
+                    np.where(t < 2, (2.0 - t) ** 3 / 6.0, 0.0))
+
+
+@functools.lru_cache(maxsize=8)
+def _spline_tap_weights(subsamples: int) -> np.ndarray:
+    """``(subsamples², 25)``: sub-pixel ``s`` (row-major offsets, as `SersicImage`'s core)
+    times this row gives its share, 1/``subsamples²`` of its pixel, spread over the
+    5 × 5 B-spline taps ``β³(a − δy) β³(b − δx)`` about its pixel (a, b = −2..2)."""
+    off = (np.arange(subsamples) + 0.5) / subsamples - 0.5
+    dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+    taps = np.arange(-_SPLINE_PAD, _SPLINE_PAD + 1)
+    wy, wx = _bspline3(taps[None, :] - dy[:, None]), _bspline3(taps[None, :] - dx[:, None])
+    weights = (wy[:, :, None] * wx[:, None, :]).reshape(dy.size, taps.size**2)
+    weights /= subsamples**2
+    weights.setflags(write=False)
+    return weights
+
+
+def spline_coefficients(psf: np.ndarray) -> np.ndarray:
+    """Cubic B-spline coefficients ``c`` of an image, zero beyond it: ``Σ_j c_j β³(i − j)``
+    equals the image at every pixel ``i`` of it (one tridiagonal solve per axis, the
+    interpolation condition with ``c = 0`` outside). The PSF shifted by ``δ`` is then
+    ``Σ_j c_j β³(i − δ − j)``: smooth in ``δ``, and of the same sum ``Σ c`` for every
+    ``δ`` (the B-splines sum to one)."""
+    p = np.asarray(psf, dtype=np.float64)
+
+    def solve(a: np.ndarray) -> np.ndarray:  # along axis 0
+        size = a.shape[0]
+        banded = np.zeros((3, size))
+        banded[0, 1:], banded[1], banded[2, :-1] = 1.0 / 6.0, 4.0 / 6.0, 1.0 / 6.0
+        return scipy.linalg.solve_banded((1, 1), banded, a)
+
+    return solve(solve(p).T).T
 
 
 @functools.lru_cache(maxsize=32)
 def _psf_products(psf: bytes, psf_shape: tuple[int, int], shape: tuple[int, int],
-                  subsamples: int, subpixel_psf: bool):
-    """The transform ``(rfft2 of the PSF, FFT shape, PSF shape)`` of a unit-sum PSF (given
-    as its float64 bytes) for cutouts of ``shape``, and, with ``subpixel_psf``, the PSF
-    shifted (cubic spline, renormalised) to each of ``subsamples``² sub-pixel offsets,
-    flattened ``(subsamples², psf pixels)``; else None. Read-only: every `SersicImage`
-    with this PSF and grid shares them.
-
-    The spline coefficients are computed once and shifted without a second prefilter:
-    the values ``ndimage.shift(p, offset, order=3, mode='constant')`` gives.
+                  subpixel_psf: bool):
+    """``(transform, FFT shape, PSF shape)`` of a unit-sum PSF (given as its float64
+    bytes) for cutouts of ``shape``: the rfft2 of the PSF, or with ``subpixel_psf`` of
+    its cubic-spline coefficients (`spline_coefficients`) scaled to unit sum, for
+    images extended by `_SPLINE_PAD` on each side (`SersicImage._spline_images`).
+    Read-only: every `SersicImage` with this PSF and grid shares it.
     """
     p = np.frombuffer(psf, dtype=np.float64).reshape(psf_shape)
-    (ny, nx), (py, px) = shape, psf_shape
-    # the cyclic convolution is exact on the kept window [(p-1)//2, (p-1)//2 + n) once
-    # the FFT is that long and the wrapped tail of the full convolution (length
-    # n + p - 1) stays before it: shorter than the full length (80 for 64 + 25 - 1 = 88)
-    fshape = tuple(scipy.fft.next_fast_len(max((p - 1) // 2 + n, n + p - 1 - (p - 1) // 2),
-                                           real=True) for n, p in ((ny, py), (nx, px)))
+    pad = _SPLINE_PAD if subpixel_psf else 0
+    # the cyclic convolution is exact on the kept window [(p-1)//2 + pad, ... + n) of the
+    # full convolution (length n + 2 pad + p - 1) once the FFT reaches the window's end
+    # and the wrapped tail stays before its start: shorter than the full length (80
+    # for a 64-px cutout, pad 2 and a 25-px PSF, against 92)
+    fshape = tuple(scipy.fft.next_fast_len(
+        max((q - 1) // 2 + pad + n, n + pad + q - 1 - (q - 1) // 2), real=True)
+        for n, q in ((shape[0], psf_shape[0]), (shape[1], psf_shape[1])))
+    if subpixel_psf:
+        p = spline_coefficients(p)
+        p = p / p.sum()
     transform = scipy.fft.rfft2(p, s=fshape)
     transform.setflags(write=False)
-    if not subpixel_psf:
-        return (transform, fshape, psf_shape), None
-    off = (np.arange(subsamples) + 0.5) / subsamples - 0.5
-    dy, dx = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
-    coefficients = ndimage.spline_filter(p, order=3, mode="constant")
-    stack = [ndimage.shift(coefficients, (oy, ox), order=3, mode="constant", prefilter=False)
-             for oy, ox in zip(dy, dx, strict=True)]
-    shifted = np.array([a.ravel() / a.sum() for a in stack])
-    shifted.setflags(write=False)
-    return (transform, fshape, psf_shape), shifted
+    return transform, fshape, psf_shape
 
 
 def normalised_psf(psf) -> np.ndarray | None:
