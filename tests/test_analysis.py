@@ -18,7 +18,11 @@ import pytest
 from galcat import cli, gz2
 from galcat.analysis import FIGURES
 from galcat.analysis.common import AnalysisError
-from galcat.analysis.merger import balanced_threshold, purity_completeness
+from galcat.analysis.merger import (
+    balanced_threshold,
+    purity_completeness,
+    vote_matched_threshold,
+)
 from galcat.analysis.mzr import COEFFICIENTS, fit_quadratic
 from galcat.relations import mzr_tremonti2004
 from galcat.tables import write_table
@@ -244,6 +248,45 @@ def test_report_puts_the_analyses_checks_and_the_seed_table_first(catalogue, tmp
     assert "<td>True (False)</td>" in headline  # corrected agrees, uncorrected does not
     assert "recovers the input coefficients" in headline
     assert "MZR scatter ratio" in headline
+
+
+def test_vote_matched_threshold_selects_the_votes_share():
+    rng = np.random.default_rng(3)
+    votes = rng.uniform(0, 1, 200)
+    prob = 0.1 + 0.3 * votes  # shrunk towards the mean: nothing above 0.54
+    t = vote_matched_threshold(prob, votes, 0.54)
+    assert (prob > t).sum() == (votes > 0.54).sum()
+    np.testing.assert_array_equal(prob > t, votes > 0.54)  # a monotone network: the same
+    use = np.arange(200) < 100
+    prob[~use] = 5.0  # not calibration galaxies: they do not move the threshold
+    assert (prob[use] > vote_matched_threshold(prob, votes, 0.54, use=use)).sum() == (
+        votes[use] > 0.54).sum()
+    assert vote_matched_threshold(prob, votes, 1.0) == prob.max()  # none selected
+    assert np.isnan(vote_matched_threshold(prob[:10], votes[:10], 0.54))  # too few
+    votes[:150] = np.nan  # galaxies without votes do not count
+    assert np.isnan(vote_matched_threshold(prob, votes, 0.54, use=use))
+
+
+def test_a_network_pulled_to_the_mean_vote_still_selects_mergers(catalogue, tmp_path):
+    """A network whose predictions are shrunk towards the mean vote (none above 0.54)
+    selects nothing at the votes' threshold; calibrated on the votes of its validation
+    split it selects the votes' share, and the corrected fraction agrees with the truth."""
+    cat = pd.read_parquet(catalogue)
+    cat["nn_gz2_class6_1"] = 0.2 + 0.3 * cat["nn_gz2_class6_1"]
+    cat["nn_gz2_split"] = np.where(np.arange(N) % 4 == 1, "validation", cat["nn_gz2_split"])
+    path = tmp_path / "shrunk.parquet"
+    write_table(cat, path)
+    as_given = {**CONFIG, "analysis": {**CONFIG["analysis"],
+                                       "merger": {"threshold_calibration": "none"}}}
+    assert run("merger_fraction", path, tmp_path, config=as_given)["routes"]["gz2"][
+        "n_selected"] == 0
+    result = run("merger_fraction", path, tmp_path)
+    assert result["calibrated_on"] == "the network's validation split"
+    assert result["n_calibration"] == N // 4
+    assert result["threshold"] < 0.54 == result["vote_threshold"]
+    share = float((cat["gz2_class6_1"] > 0.54).mean())
+    assert result["routes"]["gz2"]["observed_fraction"] == pytest.approx(share, abs=0.02)
+    assert result["routes"]["gz2"]["corrected_agrees_in_every_bin"]
 
 
 def test_merger_selection_is_also_scored_on_the_networks_test_split(catalogue, tmp_path):

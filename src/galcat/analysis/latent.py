@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from galcat.analysis.common import no_data_figure, read_columns, save_figure, write_json
+from galcat.analysis.merger import prediction_threshold, probability_columns
 from galcat.config import settings
 from galcat.report import _pyplot, _sample
 from galcat.tables import column_names
@@ -66,9 +67,10 @@ def _mergers(cat: pd.DataFrame, cfg) -> tuple[np.ndarray | None, str]:
     if "truth_merger" in cat:
         return cat["truth_merger"].to_numpy(bool), "truth_merger"
     column = f"nn_{cfg['model']}_{cfg['answer']}"
-    if column in cat:
+    if column in cat:  # the merger analysis's selection, its calibrated threshold
+        threshold, _ = prediction_threshold(cat, cfg)
         p = np.nan_to_num(cat[column].to_numpy(float), nan=-np.inf)
-        return p > cfg["threshold"], f"{column} > {cfg['threshold']:g}"
+        return p > threshold, f"{column} > {threshold:.3g}"
     return None, ""
 
 
@@ -150,7 +152,7 @@ def run_latent_space(
     latents = latent_columns(column_names(catalogue), a["latent"]["model"])
     m = a["merger"]
     cat = read_columns(catalogue, [*latents, *PROPERTIES, "truth_merger",
-                                   f"nn_{m['model']}_{m['answer']}"])
+                                   *probability_columns(m)])
     result = latent_space(cat, config)
     write_json(output_json, result)
     save_figure(latent_figure(result, cat, config), output_png)

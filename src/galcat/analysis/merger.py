@@ -3,8 +3,13 @@
 Two routes select mergers:
 
 * ``gz2`` — the network's Galaxy Zoo 2 answer (``nn_{model}_{answer}``, by default
-  ``class6_1``, "anything odd? yes", Kaggle weighting) above a threshold (0.54, as in
-  the seed work);
+  ``class6_1``, "anything odd? yes", Kaggle weighting) above a threshold (0.54 on the
+  vote fraction, as in the seed work). A network trained on noisy votes predicts their
+  expectation, pulled towards the mean vote, so 0.54 on the prediction selects fewer
+  galaxies than 0.54 on the votes (on the default run, none). With
+  ``threshold_calibration: votes`` the threshold on the prediction is set where it
+  selects the votes' share among the labelled galaxies of the network's validation
+  split (`vote_matched_threshold`);
 * ``nonparametric`` — the Gini–M20 merger statistic above zero (Lotz et al. 2004, 2008:
   ``gini_m20_merger``) or the asymmetry above 0.35 (Conselice 2003).
 
@@ -24,8 +29,8 @@ The fractions are of every galaxy of the catalogue (the science sample), includi
 those the network trained on; purity and completeness are also given on the network's
 test split alone (``test_split``), the figures to quote for unseen galaxies.
 
-Public API: `merger_probability`, `purity_completeness`, `balanced_threshold`,
-`separation_bias`, `merger_fractions`, `run_merger_fraction`.
+Public API: `merger_probability`, `vote_matched_threshold`, `purity_completeness`,
+`balanced_threshold`, `separation_bias`, `merger_fractions`, `run_merger_fraction`.
 """
 
 from __future__ import annotations
@@ -53,10 +58,13 @@ __all__ = [
     "merger_fraction",
     "merger_fractions",
     "merger_probability",
+    "prediction_threshold",
+    "probability_columns",
     "purity_completeness",
     "run_merger_fraction",
     "selection_figure",
     "separation_bias",
+    "vote_matched_threshold",
 ]
 
 #: Thresholds of the purity / completeness curve.
@@ -69,6 +77,85 @@ def merger_probability(cat: pd.DataFrame, *, model: str, answer: str) -> np.ndar
     """The predicted merger probability ``nn_{model}_{answer}``; None if not in ``cat``."""
     column = f"nn_{model}_{answer}"
     return cat[column].to_numpy(float) if column in cat else None
+
+
+#: Fewest labelled galaxies `vote_matched_threshold` calibrates on.
+MIN_CALIBRATION = 20
+
+
+def vote_matched_threshold(prob, votes, threshold: float, *, use=None) -> float:
+    """The threshold on ``prob`` that selects the share ``threshold`` selects on ``votes``.
+
+    Parameters
+    ----------
+    prob : array-like of float
+        Predicted vote fraction of each galaxy.
+    votes : array-like of float
+        Observed vote fraction (NaN: no votes).
+    threshold : float
+        The threshold on the vote fraction (a galaxy is selected above it).
+    use : array-like of bool, optional
+        Galaxies to calibrate on (default: all with a prediction and votes).
+
+    Returns
+    -------
+    float
+        Midway between the k-th and (k+1)-th largest ``prob`` of the calibration
+        galaxies, k the number of them whose votes exceed ``threshold``: ``prob > t``
+        then selects k of them. The largest ``prob`` when k is 0 (nothing is selected);
+        NaN with fewer than `MIN_CALIBRATION` calibration galaxies.
+    """
+    p = np.asarray(prob, dtype=float)
+    v = np.asarray(votes, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(v)
+    if use is not None:
+        ok &= np.asarray(use, dtype=bool)
+    if ok.sum() < MIN_CALIBRATION:
+        return float("nan")
+    ranked = np.sort(p[ok])[::-1]
+    k = int((v[ok] > threshold).sum())
+    if k == 0:
+        return float(ranked[0])
+    if k == ranked.size:
+        return float(np.nextafter(ranked[-1], -np.inf))
+    return float(0.5 * (ranked[k - 1] + ranked[k]))
+
+
+def probability_columns(cfg) -> list[str]:
+    """The columns `prediction_threshold` reads: prediction, votes, the network's split."""
+    return [f"nn_{cfg['model']}_{cfg['answer']}", f"gz2_{cfg['answer']}",
+            f"nn_{cfg['model']}_split"]
+
+
+def prediction_threshold(cat: pd.DataFrame, cfg) -> tuple[float, dict]:
+    """The threshold on the predicted probability of ``cat`` under the merger settings
+    ``cfg`` (``threshold_calibration``), and a record of how it was set."""
+    how = {"threshold_calibration": cfg["threshold_calibration"]}
+    prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
+    votes_column = f"gz2_{cfg['answer']}"
+    if cfg["threshold_calibration"] == "none" or prob is None:
+        return float(cfg["threshold"]), how
+    if votes_column not in cat:
+        how["calibration_status"] = f"no observed votes ({votes_column}): threshold as given"
+        return float(cfg["threshold"]), how
+    split = f"nn_{cfg['model']}_split"
+    use, on = None, "every galaxy with votes"
+    if split in cat:
+        use = (cat[split].astype(str) == "validation").to_numpy()
+        on = "the network's validation split"
+    votes = cat[votes_column].to_numpy(float)
+    t = vote_matched_threshold(prob, votes, cfg["threshold"], use=use)
+    if not np.isfinite(t) and use is not None:  # too few validation galaxies with votes
+        use, on = None, "every galaxy with votes"
+        t = vote_matched_threshold(prob, votes, cfg["threshold"])
+    if not np.isfinite(t):
+        how["calibration_status"] = (f"fewer than {MIN_CALIBRATION} galaxies with votes "
+                                     f"and a prediction: threshold as given")
+        return float(cfg["threshold"]), how
+    ok = np.isfinite(prob) & np.isfinite(votes) & (True if use is None else use)
+    how.update(calibrated_on=on, n_calibration=int(ok.sum()),
+               vote_share=float(np.mean(votes[ok] > cfg["threshold"])))
+    return t, how
 
 
 def purity_completeness(prob, truth, thresholds=THRESHOLDS) -> pd.DataFrame:
@@ -259,11 +346,11 @@ def merger_fractions(
     return tables
 
 
-def _routes(cat: pd.DataFrame, cfg) -> dict[str, np.ndarray]:
+def _routes(cat: pd.DataFrame, cfg, threshold: float) -> dict[str, np.ndarray]:
     routes = {}
     prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
     if prob is not None:
-        routes["gz2"] = np.nan_to_num(prob, nan=-np.inf) > cfg["threshold"]
+        routes["gz2"] = np.nan_to_num(prob, nan=-np.inf) > threshold
     if {"gini_m20_merger", "asymmetry"} <= set(cat.columns):
         gm = cat["gini_m20_merger"].to_numpy(float)
         asym = cat["asymmetry"].to_numpy(float)
@@ -309,18 +396,21 @@ def merger_fraction(cat: pd.DataFrame, config: dict) -> dict:
               "mass": [f"log M* {bin_label(m_edges, k)}" for k in range(n_bins["mass"])],
               "all": ["all"]}
     truth = cat[list(TRUTH)] if set(TRUTH) <= set(cat.columns) else None
+    threshold, calibration = prediction_threshold(cat, cfg)
     result = {
         "n_objects": len(cat),
         "has_truth": truth is not None,
         "probability": f"nn_{cfg['model']}_{cfg['answer']}",
-        "threshold": cfg["threshold"],
+        "vote_threshold": cfg["threshold"],
+        "threshold": threshold,
+        **calibration,
         "asymmetry_threshold": cfg["asymmetry_threshold"],
         "routes": {},
     }
     if truth is not None:
         result["true_fraction"] = float(truth["truth_merger"].astype(bool).mean())
     boot = {"n_boot": a["bootstrap"], "seed": a["seed"]}
-    for name, sel in _routes(cat, cfg).items():
+    for name, sel in _routes(cat, cfg, threshold).items():
         result["routes"][name] = _route_result(name, sel, cat, truth, cfg, binnings, n_bins,
                                                labels, boot)
     prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
@@ -331,8 +421,9 @@ def merger_fraction(cat: pd.DataFrame, config: dict) -> dict:
         split = f"nn_{cfg['model']}_split"
         if split in cat:  # the same on objects the network never trained on
             test = (cat[split].astype(str) == "test").to_numpy()
-            curve = purity_completeness(prob[test], truth["truth_merger"].to_numpy(bool)[test])
-            at = curve.iloc[int(np.argmin(np.abs(curve["threshold"] - cfg["threshold"])))]
+            merger = truth["truth_merger"].to_numpy(bool)[test]
+            at = purity_completeness(prob[test], merger, [threshold]).iloc[0]
+            curve = purity_completeness(prob[test], merger)
             result["test_split"] = {"n": int(test.sum()), "purity": float(at["purity"]),
                                     "completeness": float(at["completeness"]),
                                     "balanced_threshold": balanced_threshold(curve)}
@@ -385,7 +476,7 @@ def selection_figure(result: dict):
     axes[0].plot(curve["threshold"], curve["purity"], label="purity")
     axes[0].plot(curve["threshold"], curve["completeness"], label="completeness")
     axes[0].axvline(result["threshold"], color="k", ls="--", lw=1,
-                    label=f"threshold {result['threshold']:g}")
+                    label=f"threshold {result['threshold']:.3g}")
     axes[0].axvline(result["balanced_threshold"], color="g", ls=":", lw=1,
                     label=f"balanced {result['balanced_threshold']:g}")
     axes[0].set_xlabel(f"threshold on {result['probability']}")
@@ -422,8 +513,7 @@ def run_merger_fraction(
     per route (about 1 s per 10^5 objects and 100 replicates).
     """
     cfg = settings(config, "analysis")["merger"]
-    cat = read_columns(catalogue, [*COLUMNS, f"nn_{cfg['model']}_{cfg['answer']}",
-                                   f"nn_{cfg['model']}_split"])
+    cat = read_columns(catalogue, [*COLUMNS, *probability_columns(cfg)])
     missing = [c for c in ("object_id", "z", "log_mass_phot") if c not in cat]
     if missing:
         raise AnalysisError(f"catalogue {str(catalogue)!r} has no column(s) {missing}: the "
