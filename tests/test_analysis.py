@@ -250,6 +250,18 @@ def test_report_puts_the_analyses_checks_and_the_seed_table_first(catalogue, tmp
     assert "MZR scatter ratio" in headline
 
 
+def test_cross_fitting_folds_are_stable_and_even():
+    from galcat.analysis.merger import _folds
+
+    ids = np.arange(1, 200_001, dtype=np.int64) * 7919
+    two, five = _folds(ids, 2), _folds(ids, 5)
+    h = (ids.astype(np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
+    np.testing.assert_array_equal(two, (h >> np.uint64(31)).astype(np.int64))  # as before
+    assert set(np.unique(five)) == set(range(5))
+    assert np.bincount(five).min() > 0.19 * ids.size  # even
+    np.testing.assert_array_equal(_folds(ids[::-1], 5), five[::-1])  # by id, not by row
+
+
 def test_vote_matched_threshold_selects_the_votes_share():
     rng = np.random.default_rng(3)
     votes = rng.uniform(0, 1, 200)

@@ -20,9 +20,9 @@ truth (``truth_merger``, ``truth_projection``, ``truth_companion_sep``), the ana
 measures the share of selected galaxies that are not mergers in bins of companion
 separation (the angular-separation bias) and the completeness, and corrects the
 fraction: each selected galaxy counts ``1 - false share`` of its separation class,
-divided by the completeness in its bin. The correction is cross-fitted (calibrated on one half of
-the objects, split by a hash of ``object_id``, applied to the other), so a bin's
-corrected fraction is never fitted to its own truth; the bootstrap redraws calibration
+divided by the completeness in its bin. The correction is cross-fitted (``folds`` folds
+by a hash of ``object_id``, 5 by default; each fold corrected with what the others
+show), so a bin's corrected fraction is never fitted to its own truth; the bootstrap redraws calibration
 and application together, so the interval carries the calibration's error.
 
 The fractions are of every galaxy of the catalogue (the science sample), including
@@ -228,14 +228,16 @@ def separation_bias(selected, truth: pd.DataFrame, edges) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _folds(object_id) -> np.ndarray:
-    """Two halves by a multiplicative hash of ``object_id`` (stable when the survey grows)."""
+def _folds(object_id, n_folds: int = 2) -> np.ndarray:
+    """``n_folds`` folds by a multiplicative hash of ``object_id`` (stable when the survey
+    grows): the hash's 32 bits scaled to 0 .. n_folds - 1 (for two, its top bit)."""
     h = (np.asarray(object_id, dtype=np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
-    return (h >> np.uint64(31)).astype(np.int64)
+    return ((h * np.uint64(n_folds)) >> np.uint64(32)).astype(np.int64)
 
 
 def _corrected_weights(w, sel, merger, cls, fold, n_class, bins, n_bins) -> np.ndarray:
-    """Each selected galaxy's share of a true merger, cross-fitted between the folds.
+    """Each selected galaxy's share of a true merger, cross-fitted between the folds:
+    the galaxies of each fold are corrected with what the other folds show.
 
     The false share comes from the galaxy's companion-separation class; the
     completeness from its bin (``bins``, -1: none), since it changes with mass and
@@ -244,7 +246,7 @@ def _corrected_weights(w, sel, merger, cls, fold, n_class, bins, n_bins) -> np.n
     kind selected) leaves the bin uncorrectable: NaN.
     """
     c = np.full(sel.size, np.nan)
-    for f in (0, 1):
+    for f in np.unique(fold):
         cal, app = fold != f, fold == f
         ws = (w * sel)[cal]
         n_sel = np.bincount(cls[cal], ws, n_class)
@@ -273,6 +275,7 @@ def merger_fractions(
     separation_edges,
     n_boot: int,
     seed: int,
+    folds: int = 2,
 ) -> dict[str, pd.DataFrame]:
     """Observed (and, with truth, corrected and true) merger fraction in every bin.
 
@@ -289,11 +292,16 @@ def merger_fractions(
         ``truth_merger``, ``truth_projection`` and ``truth_companion_sep``; None for an
         archive survey (then only the observed fraction).
     object_id : array of int, keyword-only
-        Splits the objects into the two halves of the cross-fitted correction.
+        Splits the objects into the folds of the cross-fitted correction.
     separation_edges : sequence of float, keyword-only
         Companion-separation bins of the correction [arcsec].
     n_boot, seed : int, keyword-only
         Bootstrap replicates and seed (`galcat.analysis.common.bootstrap`).
+    folds : int, keyword-only
+        Folds of the cross-fitted correction (default 2): each fold is corrected with
+        the purity and completeness of the others, so more folds calibrate on more
+        galaxies (a bin whose calibration galaxies hold no selected merger cannot be
+        corrected).
 
     Returns
     -------
@@ -308,7 +316,7 @@ def merger_fractions(
     if has_truth:
         merger = truth["truth_merger"].to_numpy(bool)
         cls = _separation_class(truth["truth_companion_sep"].to_numpy(float), separation_edges)
-        fold = _folds(object_id)
+        fold = _folds(object_id, folds)
         n_class = len(separation_edges) + 2
 
     def estimate(w: np.ndarray) -> np.ndarray:
@@ -362,7 +370,8 @@ def _routes(cat: pd.DataFrame, cfg, threshold: float) -> dict[str, np.ndarray]:
 def _route_result(name, sel, cat, truth, cfg, binnings, n_bins, labels, boot) -> dict:
     tables = merger_fractions(sel, binnings, n_bins, truth=truth,
                               object_id=cat["object_id"].to_numpy(),
-                              separation_edges=cfg["separation_edges"], **boot)
+                              separation_edges=cfg["separation_edges"], folds=cfg["folds"],
+                              **boot)
     out = {"n_selected": int(sel.sum()), "observed_fraction": float(sel.mean())}
     for key, table in tables.items():
         table.insert(0, "bin", labels[key])
