@@ -26,8 +26,8 @@ samples at pixel centres convolved with the PSF, except the pixels within
 sub-pixels, each convolved with the PSF shifted to its sub-pixel position. The PSF
 is taken as its cubic-spline interpolant (the PSF at its pixels), so that a shift is a
 spread of the sub-pixel's light over the spline's taps and the whole model is one FFT
-convolution with the spline's coefficients. A cuspy (n ≈ 4) centre needs that: sampled at pixel centres, an n = 4 galaxy
-of 2.5 px half-light radius fits n ≈ 7, and with a 1.5 px core its bulge flux came out
+convolution with the spline's coefficients. A cuspy (n ≈ 4) centre needs the core:
+sampled at pixel centres, an n = 4 galaxy of 2.5 px half-light radius fits n ≈ 7, and with a 1.5 px core its bulge flux came out
 2.4% high (docs/implementation_notes.md). Callers choose the core: the single-Sérsic
 refit of `galcat.morphology` 1 px and 5², the bulge + disc fit of `galcat.bulgedisc` 3 px
 and 7², the ring-colour route of `galcat.halfmass` every pixel at 3² through the
@@ -222,16 +222,16 @@ class SersicImage:
 
     Notes
     -----
-    The sub-pixel PSF is the PSF's cubic-spline interpolant (`spline_coefficients`)
-    evaluated at the shifted pixel centres, so a core needs no stamp per sub-pixel:
-    each sub-pixel's light is spread over the 5 × 5 B-spline taps about its pixel,
-    and that image goes through the coefficients in the same FFT as the pixel-centre
-    samples go through the PSF.
+    With ``subpixel_psf`` the PSF is its cubic-spline interpolant
+    (`spline_coefficients`): the PSF at its pixels, and at a shifted position the
+    spline's value there, so a core needs no PSF stamp per sub-pixel. Each pixel-centre
+    sample is spread over the B-spline's 3 × 3 taps (1/6, 4/6, 1/6 per axis), each
+    core sub-pixel over the 5 × 5 taps about its position, and that one image is
+    convolved with the spline's coefficients.
 
     Cost: the PSF transforms are made once per PSF and grid (shared between
     instances); each `convolved` call is one real FFT pair of the cutout (extended by
-    2 px, and with a second image for the core) plus one small matrix product for the
-    core pixels.
+    2 px) plus one small matrix product for the core pixels.
     """
 
     def __init__(self, shape: tuple[int, int], centre: tuple[float, float],
