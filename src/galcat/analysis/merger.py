@@ -22,15 +22,17 @@ separation (the angular-separation bias) and the completeness, and corrects the
 fraction: each selected galaxy counts ``1 - false share`` of its separation class,
 divided by the completeness in its bin. The correction is cross-fitted (``folds`` folds
 by a hash of ``object_id``, 5 by default; each fold corrected with what the others
-show), so a bin's corrected fraction is never fitted to its own truth; the bootstrap redraws calibration
-and application together, so the interval carries the calibration's error.
+show), so a bin's corrected fraction is never fitted to its own truth; the bootstrap
+redraws calibration and application together, so the interval carries the
+calibration's error.
 
 The fractions are of every galaxy of the catalogue (the science sample), including
 those the network trained on; purity and completeness are also given on the network's
 test split alone (``test_split``), the figures to quote for unseen galaxies.
 
-Public API: `merger_probability`, `vote_matched_threshold`, `purity_completeness`,
-`balanced_threshold`, `separation_bias`, `merger_fractions`, `run_merger_fraction`.
+Public API: `merger_probability`, `vote_matched_threshold`, `prediction_threshold`,
+`probability_columns`, `purity_completeness`, `balanced_threshold`, `separation_bias`,
+`merger_fractions`, `run_merger_fraction`.
 """
 
 from __future__ import annotations
