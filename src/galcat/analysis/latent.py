@@ -127,7 +127,10 @@ def latent_figure(result: dict, cat: pd.DataFrame, config: dict):
         art = ax.scatter(xy[:, 0], xy[:, 1], c=sub[prop], s=4, cmap="viridis")
         fig.colorbar(art, ax=ax, label=prop)
     ax = axes[0, -1]
-    mergers, label = _mergers(sub, settings(config, "analysis")["merger"])
+    # selected on the whole catalogue (the threshold is calibrated on it), then sampled
+    mergers, label = _mergers(cat, settings(config, "analysis")["merger"])
+    if mergers is not None:
+        mergers = pd.Series(mergers, index=cat.index).loc[sub.index].to_numpy()
     ax.scatter(xy[:, 0], xy[:, 1], s=4, c="0.7", label="all")
     if mergers is not None:
         ax.scatter(xy[mergers, 0], xy[mergers, 1], s=10, c="r", label=f"mergers ({label})")

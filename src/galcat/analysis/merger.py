@@ -140,23 +140,21 @@ def prediction_threshold(cat: pd.DataFrame, cfg) -> tuple[float, dict]:
     if votes_column not in cat:
         how["calibration_status"] = f"no observed votes ({votes_column}): threshold as given"
         return float(cfg["threshold"]), how
-    split = f"nn_{cfg['model']}_split"
-    use, on = None, "every galaxy with votes"
-    if split in cat:
-        use = (cat[split].astype(str) == "validation").to_numpy()
-        on = "the network's validation split"
     votes = cat[votes_column].to_numpy(float)
-    t = vote_matched_threshold(prob, votes, cfg["threshold"], use=use)
-    if not np.isfinite(t) and use is not None:  # too few validation galaxies with votes
-        use, on = None, "every galaxy with votes"
-        t = vote_matched_threshold(prob, votes, cfg["threshold"])
+    # the validation split where it has enough labelled galaxies, else every one
+    labelled, on = np.isfinite(prob) & np.isfinite(votes), "every galaxy with votes"
+    split = f"nn_{cfg['model']}_split"
+    if split in cat:
+        validation = labelled & (cat[split].astype(str) == "validation").to_numpy()
+        if validation.sum() >= MIN_CALIBRATION:
+            labelled, on = validation, "the network's validation split"
+    t = vote_matched_threshold(prob, votes, cfg["threshold"], use=labelled)
     if not np.isfinite(t):
         how["calibration_status"] = (f"fewer than {MIN_CALIBRATION} galaxies with votes "
                                      f"and a prediction: threshold as given")
         return float(cfg["threshold"]), how
-    ok = np.isfinite(prob) & np.isfinite(votes) & (True if use is None else use)
-    how.update(calibrated_on=on, n_calibration=int(ok.sum()),
-               vote_share=float(np.mean(votes[ok] > cfg["threshold"])))
+    how.update(calibrated_on=on, n_calibration=int(labelled.sum()),
+               vote_share=float(np.mean(votes[labelled] > cfg["threshold"])))
     return t, how
 
 
@@ -356,9 +354,8 @@ def merger_fractions(
     return tables
 
 
-def _routes(cat: pd.DataFrame, cfg, threshold: float) -> dict[str, np.ndarray]:
+def _routes(cat: pd.DataFrame, cfg, prob, threshold: float) -> dict[str, np.ndarray]:
     routes = {}
-    prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
     if prob is not None:
         routes["gz2"] = np.nan_to_num(prob, nan=-np.inf) > threshold
     if {"gini_m20_merger", "asymmetry"} <= set(cat.columns):
@@ -407,6 +404,7 @@ def merger_fraction(cat: pd.DataFrame, config: dict) -> dict:
               "mass": [f"log M* {bin_label(m_edges, k)}" for k in range(n_bins["mass"])],
               "all": ["all"]}
     truth = cat[list(TRUTH)] if set(TRUTH) <= set(cat.columns) else None
+    prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
     threshold, calibration = prediction_threshold(cat, cfg)
     result = {
         "n_objects": len(cat),
@@ -421,10 +419,9 @@ def merger_fraction(cat: pd.DataFrame, config: dict) -> dict:
     if truth is not None:
         result["true_fraction"] = float(truth["truth_merger"].astype(bool).mean())
     boot = {"n_boot": a["bootstrap"], "seed": a["seed"]}
-    for name, sel in _routes(cat, cfg, threshold).items():
+    for name, sel in _routes(cat, cfg, prob, threshold).items():
         result["routes"][name] = _route_result(name, sel, cat, truth, cfg, binnings, n_bins,
                                                labels, boot)
-    prob = merger_probability(cat, model=cfg["model"], answer=cfg["answer"])
     if truth is not None and prob is not None:
         curve = purity_completeness(prob, truth["truth_merger"].to_numpy(bool))
         result["threshold_curve"] = curve.to_dict(orient="list")
