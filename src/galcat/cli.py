@@ -108,6 +108,9 @@ COMMANDS: dict[str, Command] = {
                         _one("--splits"), _one("--cutouts"), _one("--output"),
                         _optional("--pixelmaps", help="the shard's pixel maps to write "
                                                       "(per-pixel families)"),
+                        _optional("--objects", nargs="*",
+                                  help="object table(s) of the shard's objects (models with "
+                                       "per-object inputs)"),
                         _optional("--batch-size", type=int,
                                   help="objects read at once (execution setting)"))),
     "evaluate": Command("score a model and its baselines on the test split",

@@ -57,7 +57,7 @@ def test_each_family_trains_and_predicts_with_units(trained, tiny_survey, tmp_pa
 
     out = tmp_path / "pred.parquet"
     df = predict_shard(trained[name], tiny_survey["cutouts"][1], out,
-                       splits=model_dir / "splits.parquet")
+                       splits=model_dir / "splits.parquet", objects=tiny_survey["objects"])
     assert df["object_id"].tolist() == list(range(33, 65))
     family = get_family(name)
     units, desc = column_units(out), column_descriptions(out)
@@ -145,7 +145,8 @@ def test_metrics_score_the_model_and_its_baselines_on_the_same_objects(
 
     model_dir = trained[name].parent
     preds = [predict_shard(trained[name], c, tmp_path / f"{c.stem}.parquet",
-                           splits=model_dir / "splits.parquet") for c in tiny_survey["cutouts"]]
+                           splits=model_dir / "splits.parquet", objects=tiny_survey["objects"])
+             for c in tiny_survey["cutouts"]]
     features = tiny_measured["features"]
     if name == "r50":  # a traditional measurement that failed on two test galaxies
         split = pd.read_parquet(model_dir / "splits.parquet")
@@ -154,7 +155,7 @@ def test_metrics_score_the_model_and_its_baselines_on_the_same_objects(
         table.loc[table["object_id"].isin(failed), "r50_mass"] = np.nan
         features = [tmp_path / "features.parquet"]
         table.to_parquet(features[0])
-    settings = {"family": name, "seed": 0}
+    settings = {"family": name, "seed": 0, "inputs": load_model(trained[name]).inputs}
     result = evaluate_model(
         name, settings, objects=tiny_survey["objects"], features=features,
         cutouts=tiny_survey["cutouts"], segmaps=tiny_measured["segmaps"],

@@ -119,3 +119,21 @@ def test_a_split_change_retrains_every_model(tiny_run):
     jobs = planned(proc.stdout)
     assert {("train", m, None) for m in MODELS} <= jobs
     assert not {j for j in jobs if j[0] in {"fetch_cutouts", "segment", "measure"}}
+
+
+def test_a_model_with_inputs_reads_the_object_table_in_its_predict_jobs(tiny_run):
+    jobs = {}
+    for model in ("metallicity", "r50"):
+        target = f"{OUT}/predictions/{model}/s000001.parquet"
+        proc = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", target, "--", target)
+        jobs[model] = next(line for line in proc.stdout.splitlines()
+                           if line.startswith("galcat predict"))
+    assert f"--objects {OUT}/objects.parquet --output" in jobs["metallicity"]
+    assert "--objects  --output" in jobs["r50"]  # no inputs: no object table, no edge
+
+
+def test_editing_a_model_s_inputs_reruns_that_model_only(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"models": {"metallicity": {"inputs": []}}}),
+                     "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("metallicity", "train", "predict", "evaluate") | AGGREGATIONS)

@@ -9,6 +9,7 @@ from snakemake.logging import logger
 from galcat.config import (
     check_config_files,
     config_hash,
+    defaults,
     run_notes,
     trained_models,
     validate_config,
@@ -212,6 +213,10 @@ def get_label_tables(wildcards):
 
 def _model_entry(model, keys=None, drop=()):
     entry = config["models"][model]
+    if not entry.get("inputs") and not defaults("models").get(model, {}).get("inputs"):
+        # no per-object inputs, as every model had before the key existed: leaving
+        # it out keeps the params, so adding the key retrained nothing
+        drop = (*drop, "inputs")
     return {k: v for k, v in entry.items() if (keys is None or k in keys) and k not in drop}
 
 
@@ -227,6 +232,18 @@ def _label_sections(model):
     if keys:
         sections["labels"] = {family: {k: config["labels"][family][k] for k in keys}}
     return sections
+
+
+def get_predict_objects(wildcards):
+    """The object table(s) a predict job reads its per-object inputs from (the
+    redshift: models.<name>.inputs); none for a model without inputs. As for the
+    labels, the synthetic survey's one table is ancient and an archive shard's own
+    table is rewritten only when its rows change."""
+    if not config["models"][wildcards.model].get("inputs"):
+        return []
+    if SURVEY == "synthetic":
+        return [ancient(f"{OUT}/objects.parquet")]
+    return [f"{OUT}/objects/{wildcards.shard}.parquet"]
 
 
 def get_train_config(wildcards):
@@ -262,7 +279,8 @@ def get_evaluate_config(wildcards):
     sections = {
         "survey": SURVEY,
         "models": {wildcards.model: _model_entry(wildcards.model,
-                                                 ("family", "seed", "bands", "bin"))},
+                                                 ("family", "seed", "bands", "bin",
+                                                  "inputs"))},
         "detect_band": config["detect_band"],
         **_label_sections(wildcards.model),
     }

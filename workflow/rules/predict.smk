@@ -11,6 +11,7 @@ rule predict:
         model=f"{OUT}/models/{{model}}/model.pt",
         splits=f"{OUT}/models/{{model}}/splits.parquet",
         cutouts=f"{OUT}/cutouts/{{shard}}.zarr",
+        objects=get_predict_objects,
     output:
         predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
     params:
@@ -28,7 +29,7 @@ rule predict:
         "galcat predict --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model}"
         " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
-        " --output {output.predictions} 2> {log}"
+        " --objects {input.objects} --output {output.predictions} 2> {log}"
 
 
 rule predict_pixels:

@@ -15,6 +15,11 @@
   would, whatever the number of workers.
 * **Normalisation** (`fit_normalisation`): per-band sky scale and the mean and std
   of the stretched pixels, from the training split only.
+* **Per-object inputs** (`object_inputs`): values an image cannot hold, read from
+  the object table and given to the head beside the image features. The redshift
+  (as log10 z) lets a network turn fluxes into luminosities: without it a
+  metallicity network cannot tell a massive distant galaxy from a nearby dwarf and
+  pulls its predictions towards the mean metallicity.
 """
 
 from __future__ import annotations
@@ -40,12 +45,18 @@ __all__ = [
     "ShardIndex",
     "assign_splits",
     "bin_images",
+    "OBJECT_INPUTS",
     "fit_normalisation",
     "make_loader",
+    "object_inputs",
     "read_labels",
 ]
 
 SPLITS = ("train", "validation", "test")
+
+#: Per-object inputs a model may take (``models.<name>.inputs``): the object-table
+#: column each reads and what the network sees of it.
+OBJECT_INPUTS = {"z": ("z", "log10 of the redshift (z <= 0: unknown)")}
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -180,13 +191,19 @@ class CutoutDataset(Dataset):
         Per-object values the loss reads beside the target (the number of votes, a
         label's measurement error: `galcat.labels`), in ``index`` order; item key =
         mapping key, float32 (NaN: unknown).
+    inputs : ndarray, shape (n, k), optional
+        Per-object inputs of the network (`object_inputs`), in ``index`` order;
+        item key ``inputs``.
     """
 
     def __init__(self, index: ShardIndex, targets: np.ndarray, *, bands: list[str] | None,
                  bin: int = 1, pixel_arrays: Sequence[str] = (),
-                 extras: Mapping[str, np.ndarray] | None = None) -> None:
+                 extras: Mapping[str, np.ndarray] | None = None,
+                 inputs: np.ndarray | None = None) -> None:
         self.index = index
         self.targets = np.asarray(targets, dtype=np.float32).reshape(len(index.object_id), -1)
+        self.inputs = (None if inputs is None
+                       else np.asarray(inputs, np.float32).reshape(len(index.object_id), -1))
         self.extras = {k: np.asarray(v, np.float32).reshape(len(index.object_id))
                        for k, v in (extras or {}).items()}
         self.bands = bands
@@ -214,6 +231,8 @@ class CutoutDataset(Dataset):
                 "index": i,
                 **{k: torch.tensor(v[i]) for k, v in self.extras.items()},
             }
+            if self.inputs is not None:
+                sample["inputs"] = torch.from_numpy(self.inputs[i])
             for name in self.pixel_arrays:
                 sample[name] = torch.from_numpy(dihedral_numpy(loaded[name][j], code))
             out.append(sample)
@@ -342,6 +361,35 @@ def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: 
     kwargs = {"prefetch_factor": 4} if workers > 0 else {}
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(workers),
                       pin_memory=torch.cuda.is_available(), **kwargs)
+
+
+def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> np.ndarray:
+    """The per-object inputs ``names`` (`OBJECT_INPUTS`) of the rows of ``table``.
+
+    Returns
+    -------
+    ndarray, shape (len(table), len(names)), float32
+        NaN where an object's value is unknown (its model predicts NaN for it and
+        never trains on it).
+
+    Raises
+    ------
+    KeyError
+        If an input is not one of `OBJECT_INPUTS`, or ``table`` (read from
+        ``source``) lacks its column.
+    """
+    out = np.full((len(table), len(names)), np.nan, np.float32)
+    for j, name in enumerate(names):
+        if name not in OBJECT_INPUTS:
+            raise KeyError(f"unknown per-object input {name!r}; known: {sorted(OBJECT_INPUTS)}")
+        column = OBJECT_INPUTS[name][0]
+        if column not in table.columns:
+            raise KeyError(f"the model input {name!r} reads column {column!r}, which the object "
+                           f"table {source!r} lacks")
+        value = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, j] = np.where(value > 0, np.log10(value), np.nan)
+    return out
 
 
 def read_labels(objects: os.PathLike | str | Sequence[os.PathLike | str]) -> pd.DataFrame:

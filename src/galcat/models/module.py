@@ -46,13 +46,14 @@ class GalaxyModule(L.LightningModule):
         self.history: list[dict[str, float]] = []
         self._sums: dict[str, torch.Tensor] = {}
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        return self.net(x, inputs)
 
     # ------------------------------------------------------------------ the step
     def step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         """The family's loss on ``batch``; the same for train, validation and test."""
-        out = self.net(batch["image"])
+        out = self.net(batch["image"], batch.get("inputs"))
         target = batch["target"]
         if self.family.standardise_targets:
             target = self.net.standardise(target)

@@ -308,25 +308,50 @@ class GalaxyNet(nn.Module):
         Maps the encoder's features (and, for decoders, nothing else) to a dict.
     n_targets : int
         Length of the target standardisation vectors.
+    photometry : AperturePhotometry, optional
+        Aperture fluxes and colours joined to the encoder's features.
+    n_inputs : int
+        Per-object values beside the image (`galcat.models.data.OBJECT_INPUTS`, such
+        as log10 z), standardised with the training split's mean and std
+        (`set_input_scaling`) and joined to the features the head sees.
     """
 
     def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int, *,
-                 photometry: AperturePhotometry | None = None) -> None:
+                 photometry: AperturePhotometry | None = None, n_inputs: int = 0) -> None:
         super().__init__()
         self.normalise = Normalise(n_bands)
         self.encoder = encoder
         self.photometry = photometry
         self.head = head
+        self.n_inputs = int(n_inputs)
         self.register_buffer("target_mean", torch.zeros(max(n_targets, 1)))
         self.register_buffer("target_std", torch.ones(max(n_targets, 1)))
         # typical spread of the targets the loss sees (1 once standardised)
         self.register_buffer("loss_scale", torch.ones(()))
+        if self.n_inputs:
+            self.register_buffer("input_mean", torch.zeros(self.n_inputs))
+            self.register_buffer("input_std", torch.ones(self.n_inputs))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The head's outputs for images ``x`` and, when the net has ``n_inputs``, the
+        per-object values ``inputs`` ``(n, n_inputs)`` in their raw units."""
         features = self.encoder(self.normalise(x))
         if self.photometry is not None:
             features = torch.cat([features, self.photometry(x, self.normalise.scale)], dim=1)
+        if self.n_inputs:
+            if inputs is None or tuple(inputs.shape) != (len(x), self.n_inputs):
+                got = None if inputs is None else tuple(inputs.shape)
+                raise ValueError(f"this network takes {self.n_inputs} per-object input(s) "
+                                 f"beside each image; got {got} for {len(x)} images")
+            scaled = (inputs.to(features.dtype) - self.input_mean) / self.input_std
+            features = torch.cat([features, scaled], dim=1)
         return self.head(features)
+
+    def set_input_scaling(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Standardisation of the per-object inputs (training split's mean and std)."""
+        self.input_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.input_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
 
     def set_target_scaling(self, mean: np.ndarray, std: np.ndarray, loss_scale: float = 1.0) -> None:
         self.target_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from galcat.models.data import bin_images
+from galcat.models.data import OBJECT_INPUTS, bin_images, object_inputs
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
 from galcat.store import CutoutReader, write_pixelmaps
-from galcat.tables import read_table, write_table
+from galcat.tables import column_names, read_table, write_table
 
 __all__ = ["FORWARD_BLOCK", "LoadedModel", "load_model", "output_columns", "predict_shard"]
 
@@ -58,29 +59,54 @@ class LoadedModel:
                  net: GalaxyNet, device: torch.device) -> None:
         self.name, self.family, self.settings, self.bands = name, family, settings, bands
         self.net, self.device = net, device
+        #: per-object inputs the network takes beside the image (`object_inputs`)
+        self.inputs = list(settings.get("inputs") or ())
 
-    def _blocks(self, images: np.ndarray):
-        """``(x, n_real)`` tensors of exactly `FORWARD_BLOCK` objects (the last padded)."""
+    def _blocks(self, images: np.ndarray, inputs: np.ndarray | None = None):
+        """``(x, inputs, n_real)`` tensors of exactly `FORWARD_BLOCK` objects (the last
+        padded); ``inputs`` is None for a network without per-object inputs."""
         n = len(images)
         for lo in range(0, n, FORWARD_BLOCK):
+            m = min(FORWARD_BLOCK, n - lo)
             block = np.zeros((FORWARD_BLOCK, *images.shape[1:]), np.float32)
-            block[: min(FORWARD_BLOCK, n - lo)] = images[lo : lo + FORWARD_BLOCK]
-            yield torch.from_numpy(block).to(self.device), min(FORWARD_BLOCK, n - lo)
+            block[:m] = images[lo : lo + FORWARD_BLOCK]
+            extra = None
+            if inputs is not None:
+                extra = np.zeros((FORWARD_BLOCK, inputs.shape[1]), np.float32)
+                extra[:m] = inputs[lo : lo + FORWARD_BLOCK]
+                extra = torch.from_numpy(extra).to(self.device)
+            yield torch.from_numpy(block).to(self.device), extra, m
+
+    def _check_inputs(self, images: np.ndarray, inputs: np.ndarray | None) -> np.ndarray | None:
+        if not self.inputs:
+            return None
+        if inputs is None:
+            raise ValueError(f"model {self.name!r} takes the per-object inputs {self.inputs} "
+                             "beside each image; pass inputs (galcat.models.data.object_inputs)")
+        inputs = np.asarray(inputs, np.float32).reshape(len(images), len(self.inputs))
+        return inputs
 
     @torch.no_grad()
-    def predict_images(self, images: np.ndarray, *, tta: bool) -> dict[str, np.ndarray]:
+    def predict_images(self, images: np.ndarray, *, tta: bool,
+                       inputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Output columns (without prefix) for binned images ``(n, band, y, x)``.
 
-        A family whose network reconstructs its input (an ``recon`` output) also
-        gets ``recon_mse``, the per-object reconstruction error averaged over the
-        transforms.
+        ``inputs`` ``(n, k)``: the per-object inputs of a model that takes them
+        (`galcat.models.data.object_inputs`); an object with a NaN input gets NaN
+        outputs. A family whose network reconstructs its input (an ``recon``
+        output) also gets ``recon_mse``, the per-object reconstruction error
+        averaged over the transforms.
         """
         if self.family.pixel_output:
             return self.predict_pixels(images, tta=tta)[0]
+        inputs = self._check_inputs(images, inputs)
+        unknown = None if inputs is None else ~np.isfinite(inputs).all(axis=1)
+        if inputs is not None:
+            inputs = np.where(unknown[:, None], 0.0, inputs).astype(np.float32)
         means, stds, mses = [], [], []
         codes = range(DIHEDRAL) if tta else (0,)
-        for x, n_real in self._blocks(images):
-            outs = [self.net(dihedral(x, c)) for c in codes]
+        for x, extra, n_real in self._blocks(images, inputs):
+            outs = [self.net(dihedral(x, c), extra) for c in codes]
             out = self.family.combine(outs)
             mean, std = self.net.to_fit_space(out["mean"].float(), out["std"].float())
             means.append(mean.cpu().numpy()[:n_real])
@@ -92,6 +118,8 @@ class LoadedModel:
         k = self.net.target_mean.numel()
         mean = np.concatenate(means) if means else np.zeros((0, k))
         std = np.concatenate(stds) if stds else np.zeros((0, k))
+        if unknown is not None:  # an unknown input gives no prediction, never a guess
+            mean[unknown], std[unknown] = np.nan, np.nan
         cols = self.family.decode(mean.astype(np.float64), std.astype(np.float64))
         if mses:
             cols["recon_mse"] = np.concatenate(mses).astype(np.float64)
@@ -107,7 +135,7 @@ class LoadedModel:
         """
         maps = []
         codes = range(DIHEDRAL) if tta else (0,)
-        for x, n_real in self._blocks(images):
+        for x, _, n_real in self._blocks(images):
             prob = sum(dihedral_inverse(torch.softmax(self.net(dihedral(x, c))["logits"]
                                                       .float(), dim=1), c) for c in codes)
             maps.append(prob.argmax(1).to(torch.uint8).cpu().numpy()[:n_real])
@@ -161,12 +189,42 @@ def output_columns(model: str, family: Family,
     return units, desc
 
 
+def _shard_inputs(m: LoadedModel, object_id: np.ndarray, objects, cutouts) -> np.ndarray | None:
+    """The per-object inputs of the shard's objects, in cutout order (None: no inputs)."""
+    if not m.inputs:
+        return None
+    if objects is None:
+        raise ValueError(f"model {m.name!r} takes the per-object inputs {m.inputs}: give "
+                         f"predict_shard the object table of {str(cutouts)!r} (objects=)")
+    paths = [objects] if isinstance(objects, (str, os.PathLike)) else list(objects)
+    # only the columns the inputs read: a synthetic survey's one table holds every object
+    wanted = {OBJECT_INPUTS[n][0] for n in m.inputs if n in OBJECT_INPUTS}
+    parts = []
+    for path in paths:
+        names = set(column_names(path)) if Path(path).exists() else set()
+        parts.append(read_table(path, columns=["object_id", *sorted(wanted & names)]))
+    table = pd.concat(parts, ignore_index=True).drop_duplicates("object_id").set_index("object_id")
+    missing = np.setdiff1d(object_id, table.index.to_numpy())
+    if missing.size:
+        raise KeyError(f"the object table(s) {[str(p) for p in paths]} lack {missing.size} "
+                       f"object(s) of {str(cutouts)!r} (first: {missing[0]}); the inputs "
+                       f"{m.inputs} of model {m.name!r} cannot be read")
+    rows = table.loc[object_id].reset_index()
+    values = object_inputs(rows, m.inputs, source=", ".join(str(p) for p in paths))
+    unknown = int((~np.isfinite(values).all(axis=1)).sum())
+    if unknown:
+        log.warning("predict %s: %d object(s) of %s have no %s; their predictions are NaN",
+                    m.name, unknown, cutouts, m.inputs)
+    return values
+
+
 def predict_shard(
     model: os.PathLike | str | LoadedModel,
     cutouts: os.PathLike | str,
     output: os.PathLike | str,
     *,
     splits: os.PathLike | str | None = None,
+    objects: os.PathLike | str | Sequence[os.PathLike | str] | None = None,
     batch_size: int = 256,
     tta: bool | None = None,
     threads: int = 1,
@@ -184,6 +242,9 @@ def predict_shard(
         Predictions Parquet (written atomically).
     splits : path-like, optional
         The model's ``splits.parquet``: fills ``nn_{model}_split``.
+    objects : path-like or sequence of path-like, optional
+        Object table(s) holding the shard's objects: required for a model with
+        per-object inputs (``inputs``: the redshift), which are read from them.
     batch_size : int
         Objects read and prepared at once (does not change the predictions).
     tta : bool, optional
@@ -208,6 +269,7 @@ def predict_shard(
     if m.family.pixel_output and pixelmaps is None:
         raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
                          "give predict_shard a pixelmaps path")
+    inputs = _shard_inputs(m, reader.object_id, objects, cutouts)
     parts: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
     for lo in range(0, reader.n_objects, step):
@@ -218,7 +280,8 @@ def predict_shard(
             parts.append(cols)
             maps.append(classes)
         else:
-            parts.append(m.predict_images(images, tta=use_tta))
+            parts.append(m.predict_images(images, tta=use_tta,
+                                          inputs=None if inputs is None else inputs[sl]))
     names = [n for n in (parts[0] if parts else {})]
     cols = {f"nn_{m.name}_{k}": np.concatenate([p[k] for p in parts]) for k in names}
     df = pd.DataFrame({"object_id": reader.object_id, **cols})

@@ -278,19 +278,25 @@ def register(family: Family) -> Family:
 def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
               size: int) -> GalaxyNet:
     """The untrained network of a model: normalisation, encoder (with the aperture
-    photometry when ``settings['photometry']``), the family's head.
+    photometry when ``settings['photometry']``, and the per-object values of
+    ``settings['inputs']``), the family's head.
 
     ``size`` is the side of the (binned) cutouts in pixels.
     """
     fam = get_family(family)
+    n_inputs = len(settings.get("inputs") or ())  # models saved before inputs existed: none
+    if n_inputs and fam.pixel_output:
+        raise ValueError(f"family {family!r} predicts per pixel and takes no per-object "
+                         f"inputs; remove inputs {list(settings['inputs'])} from its entry")
     encoder, n_features = fam.encoder(settings, n_bands, size)
     # the aperture fluxes join pooled features; a per-pixel network has none
     phot = (AperturePhotometry(size, n_bands) if settings["photometry"] and not fam.pixel_output
             else None)
     if phot is not None:
         n_features += phot.n_features
-    head = fam.head(n_features, n_targets, settings=settings, n_bands=n_bands, size=size)
-    return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot)
+    head = fam.head(n_features + n_inputs, n_targets, settings=settings, n_bands=n_bands,
+                    size=size)
+    return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs)
 
 
 def get_family(name: str) -> Family:

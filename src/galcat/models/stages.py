@@ -28,7 +28,7 @@ SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
 #: Keys of a model entry that only inference reads.
 INFERENCE_KEYS = ("tta",)
 #: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
-EVALUATE_KEYS = ("family", "seed", "bands", "bin")
+EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs")
 
 
 def model_entry(config: dict, model: str) -> dict:
@@ -90,13 +90,16 @@ def run_predict(
     config: dict, model: str, model_file: os.PathLike | str, splits: os.PathLike | str,
     cutouts: os.PathLike | str, output: os.PathLike | str, batch_size: int | None = None,
     threads: int | None = None, pixelmaps: os.PathLike | str | None = None,
+    objects: Sequence[os.PathLike | str] | None = None,
 ) -> None:
-    """Predictions of ``model`` for one shard (and its pixel maps, per-pixel families)."""
+    """Predictions of ``model`` for one shard (and its pixel maps, per-pixel families);
+    ``objects``: the object table(s) a model with per-object inputs reads them from."""
     from galcat.models.predict import predict_shard
 
     entry = model_entry(config, model)
     predict_shard(model_file, cutouts, output, splits=splits, tta=bool(entry["tta"]),
-                  batch_size=batch_size or 256, threads=threads or 1, pixelmaps=pixelmaps)
+                  objects=objects or None, batch_size=batch_size or 256,
+                  threads=threads or 1, pixelmaps=pixelmaps)
 
 
 def run_evaluate(

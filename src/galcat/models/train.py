@@ -40,6 +40,7 @@ from galcat.models.data import (
     assign_splits,
     fit_normalisation,
     make_loader,
+    object_inputs,
     read_labels,
     split_arrays,
 )
@@ -261,6 +262,7 @@ class _Data:
     size: int
     datasets: dict[str, CutoutDataset]
     labels: dict
+    inputs: np.ndarray | None = None
 
 
 def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
@@ -281,7 +283,15 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                           test_fraction=float(training["test_fraction"]),
                           seed=int(training["split_seed"]))
     targets = family.targets(table)
-    members = dict(split_arrays(split, family.labelled(table)))
+    names = list(settings.get("inputs") or ())
+    inputs = object_inputs(table, names, source=str(objects)) if names else None
+    usable = family.labelled(table)
+    if inputs is not None:
+        # an object whose input is unknown can be neither trained on nor scored
+        known = np.isfinite(inputs).all(axis=1)
+        label_summary["unknown_inputs"] = int((usable & ~known).sum())
+        usable = usable & known
+    members = dict(split_arrays(split, usable))
     trained = np.zeros(len(table), bool)
     trained[members["train"]] = True
     write_table(pd.DataFrame({"object_id": table["object_id"], "split": split,
@@ -308,10 +318,11 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
         sub = ShardIndex(index.readers, index.shard[sel], index.row[sel], index.object_id[sel])
         extras = {c: table[c].to_numpy()[sel] for c in (VOTES_COLUMN, ERROR_COLUMN)}
         datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
-                                        pixel_arrays=family.pixel_arrays, extras=extras)
+                                        pixel_arrays=family.pixel_arrays, extras=extras,
+                                        inputs=None if inputs is None else inputs[sel])
     size = readers[0].shape[-1] // int(settings["bin"])
     label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
-    return _Data(table, targets, members, bands, size, datasets, label_summary)
+    return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
 
 
 def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None:
@@ -320,7 +331,7 @@ def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None
     payload = torch.load(path, map_location="cpu", weights_only=True)
     own = module.net.state_dict()
     keep = {k for k in own if k.startswith("normalise.") or k.startswith("target_")
-            or k == "loss_scale" or k.startswith("photometry.")}
+            or k.startswith("input_") or k == "loss_scale" or k.startswith("photometry.")}
     if payload.get("family") != module.family.name:
         raise ValueError(f"model {name!r}: initial weights {str(path)!r} are of family "
                          f"{payload.get('family')!r}, not {module.family.name!r}")
@@ -352,6 +363,10 @@ def _build_module(family, settings: dict, data: _Data):
                           n_targets=k, size=data.size)
     module.net.normalise.set(norm["scale"], norm["mean"], norm["std"])
     module.net.set_target_scaling(mean, std, loss_scale)
+    if data.inputs is not None:
+        values = data.inputs[data.members["train"]]
+        spread = values.std(axis=0)
+        module.net.set_input_scaling(values.mean(axis=0), np.where(spread > 0, spread, 1.0))
     if module.net.photometry is not None:
         train = data.datasets["train"]
         sample = train.read_images(np.arange(min(len(train), NORMALISATION_OBJECTS)))

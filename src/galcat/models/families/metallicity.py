@@ -2,16 +2,18 @@
 
 Wu & Boada's CNN read the metallicity of SDSS galaxies from gri images to
 0.085 dex, against 0.10 dex for the mass–metallicity relation (MZR) at the
-galaxy's mass. Here the network sees the bands of its ``bands`` setting and
-predicts 12 + log(O/H) with a Gaussian uncertainty. Labels: the synthetic truth,
+galaxy's mass. Here the network sees the bands of its ``bands`` setting and,
+by default, the redshift (``inputs: [z]``: the fluxes become luminosities, so
+the network can follow the MZR in mass instead of regressing to the mean
+metallicity), and predicts 12 + log(O/H) with a Gaussian uncertainty. Labels: the synthetic truth,
 or SDSS's MPA-JHU ``oh_p50`` with its error (half the 16th-84th percentile range,
 `galcat.labels`), used in the loss (the likelihood's variance is the network's
 width squared plus the label's error squared; least squares weighted by inverse
 variance) and in the scores (error-weighted RMSE, chi-square, coverage against
 the combined width). Baselines: the mean label of the training split, the MZR
 at the galaxy's stellar mass (``truth_log_mass``: the synthetic truth, or the
-MPA-JHU mass on SDSS) and a random forest on the `measure` features and the
-isophotal colours.
+MPA-JHU mass on SDSS) and a random forest on the `measure` features, the
+isophotal colours and the model's per-object inputs.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ class Metallicity(Family):
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale, error=err)
 
     def outputs(self, settings=None) -> list[Output]:
+        extra = " and the redshift" if "z" in ((settings or {}).get("inputs") or ()) else ""
         return [Output("metallicity", "dex",
                        "gas-phase metallicity 12 + log10(O/H) predicted by the network from the "
-                       "cutout; _err is the 1-sigma width")]
+                       f"cutout{extra}; _err is the 1-sigma width")]
 
     def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
         return {"metallicity": mean[:, 0], "metallicity_err": std[:, 0]}
