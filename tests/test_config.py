@@ -17,6 +17,7 @@ from galcat.config import (
     record_default_reads,
     schema,
     settings,
+    trained_models,
 )
 from tests.conftest import TINY, deep_update, snakemake
 
@@ -150,6 +151,19 @@ def test_default_config_file_is_written_from_the_schema():
     text = (ROOT / "config" / "config.yaml").read_text()
     assert text == default_config_yaml(), "regenerate: galcat defaults > config/config.yaml"
     assert load_config(ROOT / "config" / "config.yaml") == load_config()
+
+
+def test_the_science_configs_load_and_the_analyses_overlay_trains_what_they_read():
+    science = ROOT / "config" / "science.yaml"
+    full = load_config(science)
+    assert trained_models(full) == ["r50", "r50_rband", "gz2", "gz2_resnet", "metallicity",
+                                    "sersic", "vae", "vae_large", "pixels"]
+    assert full["models"]["metallicity"]["inputs"] == ["z"]  # the entry's default
+    assert full["models"]["r50_rband"]["inputs"] == []
+    lean = load_config(science, ROOT / "config" / "science_analyses.yaml")
+    assert trained_models(lean) == ["r50", "gz2", "metallicity", "vae"]
+    assert lean["analysis"]["merger"]["model"] in trained_models(lean)
+    assert lean["analysis"]["mzr"]["model"] in trained_models(lean)
 
 
 def test_numbers_are_floats_so_a_format_edit_changes_nothing():
