@@ -102,6 +102,15 @@ def main() -> None:
               f"{[round(p, 2) for p in ols.get('pulls', [])]}, recovered {ols.get('recovered')}")
         summary[f"mzr_{name}_recovered"] = rel.get("recovered")
         summary[f"mzr_{name}_scatter_dex"] = round(fit["scatter_rms"], 4)
+    powered = mzr.get("prediction_powered")
+    if powered:
+        rel = powered.get("input_relation", {})
+        print(f"  prediction-powered (bias from {powered['n_calibration']} labelled validation "
+              f"galaxies): coefficients {[round(c, 3) for c in powered['coefficients']]} +- "
+              f"{[round(e, 3) for e in powered['errors']]}; pulls "
+              f"{[round(p, 2) for p in rel.get('pulls', [])]}, p = {rel.get('p_value')}, "
+              f"recovered {rel.get('recovered')}")
+        summary["mzr_prediction_powered_recovered"] = rel.get("recovered")
     if "scatter_ratio" in mzr:
         print(f"  scatter ratio predicted / true = {mzr['scatter_ratio']:.3f} "
               "(Wu & Boada 2019: 0.877)")

@@ -23,7 +23,13 @@ from galcat.analysis.merger import (
     purity_completeness,
     vote_matched_threshold,
 )
-from galcat.analysis.mzr import COEFFICIENTS, fit_quadratic
+from galcat.analysis.mzr import (
+    COEFFICIENTS,
+    compare_coefficients,
+    fit_quadratic,
+    mzr,
+    prediction_powered_fit,
+)
 from galcat.relations import mzr_tremonti2004
 from galcat.tables import write_table
 
@@ -63,6 +69,9 @@ def _population(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "nn_metallicity_metallicity": mu + 0.6 * (metal - mu) + rng.normal(0, 0.03, n),
         "nn_r50_r50_mass": r50 * np.exp(rng.normal(0, 0.07, n)),
         "r50_mass": np.where(rng.random(n) < 0.05, np.nan, r50 * np.exp(rng.normal(0, 0.15, n))),
+        # the metallicity network's split (its own stream: the draws above stay as they were)
+        "nn_metallicity_split": np.random.default_rng(99).choice(
+            ["train", "validation", "test"], n, p=[0.7, 0.15, 0.15]),
     })
 
 
@@ -247,6 +256,7 @@ def test_report_puts_the_analyses_checks_and_the_seed_table_first(catalogue, tmp
     assert "merger fraction (gz2): true fraction inside the corrected 95% interval" in headline
     assert "<td>True (False)</td>" in headline  # corrected agrees, uncorrected does not
     assert "recovers the input coefficients" in headline
+    assert "prediction-powered" in headline and "labelled validation galaxies" in headline
     assert "MZR scatter ratio" in headline
 
 
@@ -318,3 +328,74 @@ def test_a_degenerate_mzr_sample_is_an_analysis_error_not_a_crash():
     fit = fit_quadratic(np.array([9.5, 10.0, 10.5, 11.0, 11.5]),
                         np.array([8.7, 8.9, 9.0, 9.05, 9.07]), n_boot=50, seed=0)
     assert fit["n"] == 5 and np.all(np.isfinite(fit["errors"]))
+
+
+def _flattening_network(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Galaxies whose network halves the MZR's slope about 9.0 dex (a shared bias no
+    bootstrap over galaxies sees), with a hash-like split: 60% test, 40% validation."""
+    mass = rng.uniform(9.5, 11.5, n)
+    mu = mzr_tremonti2004(mass)
+    metal = mu + rng.normal(0, 0.1, n)
+    return pd.DataFrame({
+        "log_mass_phot": mass + rng.normal(0, 0.1, n), "log_mass_phot_err": np.full(n, 0.1),
+        "truth_metallicity": metal,
+        "nn_metallicity_metallicity": 9.0 + 0.5 * (mu - 9.0) + rng.normal(0, 0.03, n),
+        "nn_metallicity_split": np.where(rng.random(n) < 0.6, "test", "validation"),
+    })
+
+
+def test_prediction_powered_mzr_removes_a_shared_network_bias_and_carries_its_error():
+    cat = _flattening_network(np.random.default_rng(5), 5000)
+    config = {"analysis": {"bootstrap": 200, "split": "test"},
+              "synthetic": {"mzr": {"relation": "tremonti2004"}}}
+    result = mzr(cat, config)
+    plain, ppi = result["fits"]["predicted"], result["prediction_powered"]
+    assert not plain["input_relation"]["recovered"]  # the flattened relation, precisely
+    assert max(abs(p) for p in plain["input_relation"]["pulls"]) > 5
+    assert max(abs(p) for p in ppi["input_relation"]["pulls"]) < 3
+    assert ppi["n"] == plain["n"] and ppi["n_calibration"] == int(
+        (cat["nn_metallicity_split"] == "validation").sum())
+    assert all(e > f for e, f in zip(ppi["errors"], plain["errors"], strict=True))
+    assert result["prediction_powered"]["calibrated_on"] == "the network's validation split"
+    none = mzr(cat, {**config, "analysis": {**config["analysis"],
+                                            "mzr": {"calibration": "none"}}})
+    assert "prediction_powered" not in none
+    no_split = mzr(cat.drop(columns="nn_metallicity_split"), config)
+    assert "prediction_powered" not in no_split
+    assert "no nn_metallicity_split" in no_split["skipped"]["prediction_powered"]
+
+
+def test_a_perfect_network_needs_no_rectifier_and_few_labels_are_refused():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(9.5, 11.5, 400)
+    y = mzr_tremonti2004(x) + rng.normal(0, 0.1, 400)
+    fit = fit_quadratic(x, y, n_boot=100, seed=0)
+    same = prediction_powered_fit(fit, x, y, y, n_boot=100, seed=0)
+    assert same["rectifier"] == [0.0, 0.0, 0.0] and same["rectifier_errors"] == [0.0] * 3
+    np.testing.assert_allclose(same["errors"], fit["errors"], rtol=1e-12)
+    assert compare_coefficients(same, TREMONTI)["recovered"]
+    with pytest.raises(AnalysisError, match="at least 20 calibration galaxies with a label "
+                                            "and a prediction; got 5"):
+        prediction_powered_fit(fit, x[:5], y[:5], y[:5], n_boot=10, seed=0)
+
+
+def test_prediction_powered_pulls_are_standard_normal_over_surveys():
+    """Over 30 surveys of 2000 galaxies the corrected slope's pull has mean ~0 and width
+    ~1 (the errors are honest), and the relation is recovered about as often as the
+    criterion allows (every pull < 2, p > 0.05); the plain fit of the predictions never."""
+    pulls, recovered, plain = [], [], []
+    for seed in range(30):
+        cat = _flattening_network(np.random.default_rng(seed), 2000)
+        test = cat[cat["nn_metallicity_split"] == "test"]
+        cal = cat[cat["nn_metallicity_split"] == "validation"]
+        fit = fit_quadratic(test["log_mass_phot"], test["nn_metallicity_metallicity"],
+                            x_err=test["log_mass_phot_err"], n_boot=100, seed=seed)
+        ppi = prediction_powered_fit(fit, cal["log_mass_phot"], cal["nn_metallicity_metallicity"],
+                                     cal["truth_metallicity"], x_err=cal["log_mass_phot_err"],
+                                     n_boot=100, seed=seed)
+        check = compare_coefficients(ppi, TREMONTI)
+        pulls.append(check["pulls"][1])
+        recovered.append(check["recovered"])
+        plain.append(compare_coefficients(fit, TREMONTI)["recovered"])
+    assert abs(np.mean(pulls)) < 0.4 and 0.7 < np.std(pulls) < 1.4
+    assert np.mean(recovered) >= 0.75 and not any(plain)

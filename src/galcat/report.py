@@ -395,6 +395,13 @@ def analysis_headlines(directory: os.PathLike | str | None) -> list[dict]:
                                  "recovers the input coefficients (chi-square p)",
                      "value": f"{rel['recovered']} (p = {_fmt(rel['p_value'])})",
                      "goal": "True"})
+    powered = mzr.get("prediction_powered", {})
+    if "input_relation" in powered:
+        rel = powered["input_relation"]
+        rows.append({"quantity": "the same, prediction-powered (the network's bias measured on "
+                                 f"{powered['n_calibration']} labelled validation galaxies)",
+                     "value": f"{rel['recovered']} (p = {_fmt(rel['p_value'])})",
+                     "goal": "True"})
     if mzr.get("scatter_ratio") is not None:
         rows.append({"quantity": "MZR scatter ratio, predicted / true metallicities",
                      "value": _fmt(mzr["scatter_ratio"]), "goal": "Wu & Boada 2019: 0.877"})

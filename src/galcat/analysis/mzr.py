@@ -11,7 +11,16 @@ Boada 2019 found 0.877) say how much of the MZR's scatter the images recover. Th
 residuals about the fit are tested against morphology (Sérsic n, B/T, asymmetry) by
 Spearman's rank correlation.
 
-Public API: `fit_quadratic`, `running_median`, `morphology_residuals`, `mzr`, `run_mzr`.
+A fit to predictions inherits the network's systematic error (one function, shared by
+every galaxy), which no bootstrap over galaxies sees. With
+``analysis.mzr.calibration: validation`` the predicted fit is also corrected by
+prediction-powered inference (Angelopoulos et al. 2023, Science 382, 669): the bias of
+the fit to predictions is measured on the network's validation galaxies that have a
+label (fit to the predictions minus fit to the labels, same galaxies, paired bootstrap),
+subtracted, and its covariance added (`prediction_powered_fit`).
+
+Public API: `fit_quadratic`, `prediction_powered_fit`, `running_median`,
+`morphology_residuals`, `mzr`, `run_mzr`.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ from galcat.relations import MZR
 from galcat.report import _pyplot
 
 __all__ = ["compare_coefficients", "fit_quadratic", "morphology_residuals", "mzr", "mzr_figure",
-           "run_mzr", "running_median"]
+           "prediction_powered_fit", "run_mzr", "running_median"]
 
 #: Morphology the residuals are tested against (catalogue columns).
 MORPHOLOGY = ("sersic_n", "bulge_to_total", "asymmetry")
+#: Fewest labelled calibration galaxies for the prediction-powered fit.
+MIN_CALIBRATION = 20
 #: Published coefficients (a, b, c of a + b x + c x^2) of the relations `MZR` names.
 COEFFICIENTS = {"tremonti2004": (-1.492, 1.847, -0.08026)}
 
@@ -118,6 +129,73 @@ def fit_quadratic(x, y, *, x_err=None, n_boot: int, seed: int) -> dict:
             "errors": reps.std(axis=0, ddof=1).tolist(),
             "covariance": np.cov(reps.T).tolist(),
             "scatter_rms": rmse(resid), "scatter_nmad": nmad(resid)}
+
+
+def prediction_powered_fit(fit: dict, x, predicted, labelled, *, x_err=None, n_boot: int,
+                           seed: int) -> dict:
+    """The quadratic ``fit`` of predictions, corrected by its bias on labelled galaxies.
+
+    Prediction-powered inference (Angelopoulos et al. 2023): on calibration galaxies
+    that have both a prediction and a label, the same quadratic is fitted to each; their
+    difference (the rectifier) estimates the bias of a fit to predictions. It is
+    subtracted from ``fit`` (fitted on other galaxies), and the covariance of the
+    rectifier (Poisson bootstrap, the same resample for both fits) is added to that of
+    ``fit``: the network's own error then enters the coefficient errors.
+
+    Parameters
+    ----------
+    fit : dict
+        `fit_quadratic` of the predictions of the analysed galaxies.
+    x, predicted, labelled : array-like
+        log M* [dex], predicted and labelled 12 + log(O/H) [dex] of the calibration
+        galaxies; non-finite triples are dropped.
+    x_err : array-like, optional, keyword-only
+        1-sigma errors of ``x`` (as in `fit_quadratic`).
+    n_boot, seed : int, keyword-only
+
+    Returns
+    -------
+    dict
+        ``coefficients``, ``errors``, ``covariance``, ``n`` (of ``fit``),
+        ``n_calibration``, ``rectifier`` and ``rectifier_errors``.
+
+    Raises
+    ------
+    AnalysisError
+        With fewer than `MIN_CALIBRATION` calibration galaxies, or a degenerate fit.
+    """
+    x, yp, yt = (np.asarray(v, float) for v in (x, predicted, labelled))
+    var = np.zeros_like(x) if x_err is None else np.asarray(x_err, float) ** 2
+    ok = np.isfinite(x) & np.isfinite(yp) & np.isfinite(yt) & np.isfinite(var)
+    x, yp, yt, var = x[ok], yp[ok], yt[ok], var[ok]
+    if x.size < MIN_CALIBRATION:
+        raise AnalysisError(f"a prediction-powered MZR needs at least {MIN_CALIBRATION} "
+                            f"calibration galaxies with a label and a prediction; got {x.size}")
+
+    def rectifier(w: np.ndarray) -> np.ndarray:
+        return _polyfit(x, yp, w, var) - _polyfit(x, yt, w, var)
+
+    rng = np.random.default_rng(seed)
+    try:
+        delta = rectifier(np.ones_like(x))
+    except np.linalg.LinAlgError:
+        raise AnalysisError(f"a prediction-powered MZR of {x.size} calibration galaxies is "
+                            "degenerate (too few distinct masses for a quadratic)") from None
+    reps = []
+    for _ in range(n_boot):
+        try:
+            reps.append(rectifier(rng.poisson(1.0, x.size).astype(float)))
+        except np.linalg.LinAlgError:
+            continue
+    if len(reps) < max(10, n_boot // 2):
+        raise AnalysisError(f"a prediction-powered MZR: only {len(reps)} of {n_boot} "
+                            "bootstrap resamples of the calibration galaxies could be fitted")
+    cov_delta = np.cov(np.stack(reps).T)
+    cov = np.asarray(fit["covariance"]) + cov_delta
+    return {"n": fit["n"], "n_calibration": int(x.size),
+            "coefficients": (np.asarray(fit["coefficients"]) - delta).tolist(),
+            "errors": np.sqrt(np.diag(cov)).tolist(), "covariance": cov.tolist(),
+            "rectifier": delta.tolist(), "rectifier_errors": np.sqrt(np.diag(cov_delta)).tolist()}
 
 
 def compare_coefficients(fit: dict, reference) -> dict:
@@ -213,12 +291,27 @@ def mzr(cat: pd.DataFrame, config: dict) -> dict:
         result["status"] = "; ".join(f"{k}: {v}" for k, v in result.get("skipped", {}).items()) or (
             f"no metallicity in this catalogue (neither truth_metallicity nor {pred_col})")
         return result
+    if cfg["calibration"] == "validation" and "predicted" in fits and "truth_metallicity" in cat:
+        cal = cat[in_split(cat, cfg["model"], "validation")]
+        try:
+            if f"nn_{cfg['model']}_split" not in cat:  # else "validation" means every object
+                raise AnalysisError(f"the catalogue has no nn_{cfg['model']}_split: the "
+                                    "calibration galaxies cannot be told from the others")
+            result["prediction_powered"] = {"calibrated_on": "the network's validation split",
+                                            **prediction_powered_fit(
+                fits["predicted"], cal["log_mass_phot"], cal[pred_col], cal["truth_metallicity"],
+                x_err=cal["log_mass_phot_err"] if adjusted else None, **boot)}
+        except AnalysisError as exc:
+            result.setdefault("skipped", {})["prediction_powered"] = str(exc)
     relation = config.get("synthetic", {}).get("mzr", {}).get("relation")
     if relation in COEFFICIENTS:
         for fit in fits.values():
             fit["input_relation"] = compare_coefficients(fit, COEFFICIENTS[relation])
             fit["ordinary_least_squares"]["input_relation"] = compare_coefficients(
                 fit["ordinary_least_squares"], COEFFICIENTS[relation])
+        if "prediction_powered" in result:
+            result["prediction_powered"]["input_relation"] = compare_coefficients(
+                result["prediction_powered"], COEFFICIENTS[relation])
         result["input_relation"] = relation
     if {"true", "predicted"} <= set(fits):
         result["scatter_ratio"] = fits["predicted"]["scatter_rms"] / fits["true"]["scatter_rms"]
