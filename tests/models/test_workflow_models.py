@@ -125,9 +125,9 @@ def test_a_model_with_inputs_reads_the_object_table_in_its_predict_jobs(tiny_run
     jobs = {}
     for model in ("metallicity", "r50"):
         target = f"{OUT}/predictions/{model}/s000001.parquet"
-        proc = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", target, "--", target)
+        proc = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", target)
         jobs[model] = next(line for line in proc.stdout.splitlines()
-                           if line.startswith("galcat predict"))
+                           if line.startswith("Shell command: galcat predict"))
     assert f"--objects {OUT}/objects.parquet --output" in jobs["metallicity"]
     assert "--objects  --output" in jobs["r50"]  # no inputs: no object table, no edge
 

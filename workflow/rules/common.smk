@@ -9,7 +9,6 @@ from snakemake.logging import logger
 from galcat.config import (
     check_config_files,
     config_hash,
-    defaults,
     run_notes,
     trained_models,
     validate_config,
@@ -213,10 +212,6 @@ def get_label_tables(wildcards):
 
 def _model_entry(model, keys=None, drop=()):
     entry = config["models"][model]
-    if not entry.get("inputs") and not defaults("models").get(model, {}).get("inputs"):
-        # no per-object inputs, as every model had before the key existed: leaving
-        # it out keeps the params, so adding the key retrained nothing
-        drop = (*drop, "inputs")
     return {k: v for k, v in entry.items() if (keys is None or k in keys) and k not in drop}
 
 
