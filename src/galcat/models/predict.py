@@ -65,26 +65,28 @@ class LoadedModel:
     def _blocks(self, images: np.ndarray, inputs: np.ndarray | None = None):
         """``(x, inputs, n_real)`` tensors of exactly `FORWARD_BLOCK` objects (the last
         padded); ``inputs`` is None for a network without per-object inputs."""
-        n = len(images)
-        for lo in range(0, n, FORWARD_BLOCK):
-            m = min(FORWARD_BLOCK, n - lo)
-            block = np.zeros((FORWARD_BLOCK, *images.shape[1:]), np.float32)
-            block[:m] = images[lo : lo + FORWARD_BLOCK]
-            extra = None
-            if inputs is not None:
-                extra = np.zeros((FORWARD_BLOCK, inputs.shape[1]), np.float32)
-                extra[:m] = inputs[lo : lo + FORWARD_BLOCK]
-                extra = torch.from_numpy(extra).to(self.device)
-            yield torch.from_numpy(block).to(self.device), extra, m
+        for lo in range(0, len(images), FORWARD_BLOCK):
+            n_real = min(FORWARD_BLOCK, len(images) - lo)
+            extra = None if inputs is None else self._padded(inputs[lo : lo + n_real])
+            yield self._padded(images[lo : lo + n_real]), extra, n_real
 
-    def _check_inputs(self, images: np.ndarray, inputs: np.ndarray | None) -> np.ndarray | None:
+    def _padded(self, rows: np.ndarray) -> torch.Tensor:
+        block = np.zeros((FORWARD_BLOCK, *rows.shape[1:]), np.float32)
+        block[: len(rows)] = rows
+        return torch.from_numpy(block).to(self.device)
+
+    def _known_inputs(self, n: int, inputs: np.ndarray | None
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(inputs with unknown values zeroed, unknown rows)``; (None, None) for a
+        network without per-object inputs."""
         if not self.inputs:
-            return None
+            return None, None
         if inputs is None:
             raise ValueError(f"model {self.name!r} takes the per-object inputs {self.inputs} "
                              "beside each image; pass inputs (galcat.models.data.object_inputs)")
-        inputs = np.asarray(inputs, np.float32).reshape(len(images), len(self.inputs))
-        return inputs
+        inputs = np.asarray(inputs, np.float32).reshape(n, len(self.inputs))
+        unknown = ~np.isfinite(inputs).all(axis=1)
+        return np.where(unknown[:, None], np.float32(0.0), inputs), unknown
 
     @torch.no_grad()
     def predict_images(self, images: np.ndarray, *, tta: bool,
@@ -99,10 +101,7 @@ class LoadedModel:
         """
         if self.family.pixel_output:
             return self.predict_pixels(images, tta=tta)[0]
-        inputs = self._check_inputs(images, inputs)
-        unknown = None if inputs is None else ~np.isfinite(inputs).all(axis=1)
-        if inputs is not None:
-            inputs = np.where(unknown[:, None], 0.0, inputs).astype(np.float32)
+        inputs, unknown = self._known_inputs(len(images), inputs)
         means, stds, mses = [], [], []
         codes = range(DIHEDRAL) if tta else (0,)
         for x, extra, n_real in self._blocks(images, inputs):
