@@ -126,3 +126,25 @@ def test_the_detect_band_reaches_segment_and_measure(run_copy, commands, monkeyp
     del params["detect_band"]
     assert default_reads(with_option(argv, "--config-json", json.dumps(params))) == [
         "detect_band"]
+
+
+def test_a_model_that_draws_injections_carries_the_synthetic_section(run_copy, commands,
+                                                                     monkeypatch):
+    """Injections are drawn with the synthetic survey's PSF and noise: with them, its
+    section is a train param (an edit retrains), and the job reads nothing else."""
+    from tests.conftest import deep_update
+
+    monkeypatch.chdir(run_copy)
+
+    def sersic_train(jobs):
+        return next(argv for rule, argv in jobs
+                    if rule == "train" and argv[argv.index("--model") + 1] == "sersic")
+
+    def params(argv):
+        return json.loads(argv[argv.index("--config-json") + 1])
+
+    assert "synthetic" not in params(sersic_train(commands))
+    config = deep_update(TINY, {"models": {"sersic": {"injections": 8}}})
+    argv = sersic_train(shell_commands(run_copy, config, "train"))
+    assert params(argv)["synthetic"]["psf_fwhm_r"] == 1.3
+    assert default_reads(argv) == []

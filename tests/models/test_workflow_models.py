@@ -137,3 +137,10 @@ def test_editing_a_model_s_inputs_reruns_that_model_only(tiny_run):
                      "-n")
     assert planned(proc.stdout) == (
         model_jobs("metallicity", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
+def test_editing_a_model_s_injections_reruns_that_model_only(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"models": {"sersic": {"injections": 8}}}),
+                     "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("sersic", "train", "predict", "evaluate") | AGGREGATIONS)

@@ -243,10 +243,18 @@ def get_predict_objects(wildcards):
 
 def get_train_config(wildcards):
     # tta is read by predict only: editing it must not retrain
+    entry = _model_entry(wildcards.model, drop=("tta",))
+    # injections are drawn with the synthetic survey's PSF and noise: its edits retrain
+    drawn = {"synthetic": config["synthetic"]} if entry.get("injections") else {}
+    if drawn and SURVEY != "synthetic":
+        raise ValueError(f"config key models.{wildcards.model}.injections: injections are "
+                         "drawn with the synthetic survey's PSF and sky noise, not survey "
+                         f"{SURVEY!r}'s; set it to 0")
     return as_json({
-        "models": {wildcards.model: _model_entry(wildcards.model, drop=("tta",))},
+        "models": {wildcards.model: entry},
         "training": {k: config["training"][k] for k in SPLIT_KEYS},
         **_label_sections(wildcards.model),
+        **drawn,
     })
 
 

@@ -186,6 +186,10 @@ class Family:
         The network returns a map per object (``{"logits": (n, class, y, x)}``), not
         Gaussian outputs: inference goes through `pixel_columns` and writes the maps
         (`galcat.store.write_pixelmaps`).
+    injection_labels : mapping of str to str or None
+        Label column -> truth column of the single-Sérsic injections
+        (`galcat.validation.recovery.render_single_sersic`) for a family that can add
+        them to its training (``models.<name>.injections``); None: it cannot.
     """
 
     name: ClassVar[str]
@@ -195,6 +199,7 @@ class Family:
     pixel_arrays: ClassVar[tuple[str, ...]] = ()
     partial_labels: ClassVar[bool] = False
     pixel_output: ClassVar[bool] = False
+    injection_labels: ClassVar[Mapping[str, str] | None] = None
 
     # ------------------------------------------------------------------ data
     def targets(self, table: pd.DataFrame) -> np.ndarray:

@@ -7,7 +7,8 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without ``tta``, the split settings, the survey and the
-quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`);
+quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`),
+and the ``synthetic`` section where the model draws injections (`injection_survey`);
 ``predict`` the model's ``tta``;
 ``evaluate`` the model's ``family``, ``seed``, ``bands`` and ``bin``, the detection band,
 the survey and its label cuts and, for the synthetic survey, its MZR.
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from galcat.config import setting, settings
 
-__all__ = ["SPLIT_KEYS", "labels_of", "model_entry", "run_evaluate", "run_predict", "run_train"]
+__all__ = ["SPLIT_KEYS", "injection_survey", "labels_of", "model_entry", "run_evaluate",
+           "run_predict", "run_train"]
 
 #: Keys of the ``training`` section that decide the split (train and evaluate read them).
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
@@ -83,7 +85,23 @@ def run_train(
     return train_model(model, train_settings, training={k: training[k] for k in SPLIT_KEYS},
                        objects=objects, cutouts=cutouts, out_dir=output_dir,
                        threads=threads or 1, labels=labels_of(config, entry["family"]),
-                       init_model=init_model)
+                       init_model=init_model, synthetic=injection_survey(config, model))
+
+
+def injection_survey(config: dict, model: str) -> dict | None:
+    """The ``synthetic`` section the model's single-Sérsic injections are drawn with;
+    None without injections. They carry the synthetic survey's PSF and noise, so only
+    its own models may add them."""
+    from galcat.config import ConfigError
+
+    if not model_entry(config, model).get("injections"):
+        return None
+    survey = setting(config, "survey")
+    if survey != "synthetic":
+        raise ConfigError(f"config key models.{model}.injections: injections are drawn with "
+                          f"the synthetic survey's PSF and sky noise, not survey {survey!r}'s; "
+                          "set it to 0")
+    return settings(config, "synthetic")
 
 
 def run_predict(

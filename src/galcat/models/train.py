@@ -44,6 +44,7 @@ from galcat.models.data import (
     read_labels,
     split_arrays,
 )
+from galcat.models.injections import INJECTION_BAND, write_injections
 from galcat.models.registry import get_family
 from galcat.store import CutoutReader
 from galcat.tables import write_table
@@ -58,6 +59,8 @@ MODEL_FORMAT = "galcat.model/1"
 NORMALISATION_OBJECTS = 2000
 #: Largest gradient norm of a step (Lightning's gradient clipping).
 GRADIENT_CLIP = 1.0
+#: The cutout shard of a model's single-Sérsic injections, in its directory while it trains.
+INJECTIONS_SHARD = "injections.zarr"
 
 
 def _device_kind() -> str:
@@ -147,6 +150,7 @@ def train_model(
     threads: int = 1,
     labels: Mapping | None = None,
     init_model: os.PathLike | str | None = None,
+    synthetic: Mapping | None = None,
 ) -> Path:
     """Train model ``name``; write its directory; return the path of ``model.pt``.
 
@@ -178,6 +182,10 @@ def train_model(
         A ``model.pt`` of the same family (the synthetic survey's) to start from:
         its weights are loaded, the input normalisation and target scaling are
         refitted on this survey's training split (fine-tuning).
+    synthetic : mapping, optional
+        The config's ``synthetic`` section, which the single-Sérsic injections of
+        ``settings['injections']`` (`galcat.models.injections`) are drawn with;
+        required when that is > 0.
 
     Notes
     -----
@@ -195,7 +203,8 @@ def train_model(
     torch.set_num_threads(max(1, int(threads)))
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
-    data = _prepare_data(name, settings, training, family, objects, cutouts, out, labels)
+    data = _prepare_data(name, settings, training, family, objects, cutouts, out, labels,
+                         synthetic)
     module = _build_module(family, settings, data)
     if init_model is not None:
         _load_initial_weights(module, init_model, name=name)
@@ -248,6 +257,7 @@ def train_model(
     # forced rerun should start afresh.
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     (out / "checkpoints.json").unlink(missing_ok=True)
+    shutil.rmtree(out / INJECTIONS_SHARD, ignore_errors=True)  # redrawn by any rerun
     return path
 
 
@@ -266,7 +276,8 @@ class _Data:
 
 
 def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
-                  out: Path, labels: Mapping | None = None) -> _Data:
+                  out: Path, labels: Mapping | None = None,
+                  synthetic: Mapping | None = None) -> _Data:
     """Labels of the objects in the shards (survey columns, quality cuts), the hash split
     (written; every object of the shards is in it, labelled or not), the datasets."""
     readers = [CutoutReader(p) for p in cutouts]
@@ -278,6 +289,13 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
     in_shards = np.isin(table["object_id"].to_numpy(),
                         np.concatenate([r.object_id for r in readers]))
     table = table.loc[in_shards].reset_index(drop=True)
+    n_injections = int(settings.get("injections") or 0)
+    if n_injections:
+        injected = _write_injections(name, settings, family, synthetic, readers, out,
+                                     n_injections)
+        readers.append(CutoutReader(out / INJECTIONS_SHARD))
+        table = pd.concat([table, injected], ignore_index=True)
+        label_summary["injections"] = n_injections
     split = assign_splits(table["object_id"].to_numpy(),
                           validation_fraction=float(training["validation_fraction"]),
                           test_fraction=float(training["test_fraction"]),
@@ -323,6 +341,32 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
     size = readers[0].shape[-1] // int(settings["bin"])
     label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
     return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
+
+
+def _write_injections(name: str, settings: Mapping, family, synthetic: Mapping | None,
+                      readers: list[CutoutReader], out: Path, n: int) -> pd.DataFrame:
+    """Draw the model's single-Sérsic injections into ``out``; their label rows."""
+    key = f"config key models.{name}.injections"
+    if family.injection_labels is None:
+        raise ValueError(f"{key}: family {family.name!r} cannot train on single-Sersic "
+                         "injections (only a family with exact labels for them can: sersic)")
+    if synthetic is None:
+        raise ValueError(f"{key}: the injections are drawn with the synthetic survey's "
+                         "settings, and none were given")
+    if settings.get("inputs"):
+        raise ValueError(f"{key}: injections have no redshift, and the model takes inputs "
+                         f"{list(settings['inputs'])}; set one of them empty")
+    if list(settings.get("bands") or ()) != [INJECTION_BAND]:
+        raise ValueError(f"{key}: injections are drawn in the {INJECTION_BAND} band alone; "
+                         f"set models.{name}.bands to [{INJECTION_BAND}] (it is "
+                         f"{settings.get('bands')})")
+    side = int(synthetic["cutout_size"])
+    if readers and readers[0].shape[-1] != side:
+        raise ValueError(f"{key}: the injections are {side} pixels a side and the survey's "
+                         f"cutouts {readers[0].shape[-1]} ({readers[0].path})")
+    log.info("model %s: drawing %d single-Sersic injections", name, n)
+    return write_injections(out / INJECTIONS_SHARD, n, synthetic, seed=int(settings["seed"]),
+                            labels=family.injection_labels)
 
 
 def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None:

@@ -12,7 +12,8 @@ the light profile, which is what n is, where the labels alone are noisy.
 
 Targets: the survey's ``truth_sersic_n`` (the index of the single circular
 Sérsic profile with the galaxy's r80/r20 concentration) and ``truth_r50_r``
-(the true circular half-light radius, arcsec). Baseline: the Sérsic fit of
+(the true circular half-light radius, arcsec); with ``models.<name>.injections``
+also single-Sérsic injections, whose index is exact (`galcat.models.injections`). Baseline: the Sérsic fit of
 `measure` (``sersic_n``; ``sersic_r_eff * sqrt(sersic_q)``, circularised),
 which fails (NaN) for some faint galaxies; the network predicts every galaxy.
 """
@@ -68,6 +69,8 @@ class Sersic(Family):
     name = "sersic"
     summary = "single-band cutout -> Sersic n and r_e (encoder-decoder, Gaussian)"
     label_columns = ("truth_sersic_n", "truth_r50_r")
+    # an injected single Sersic's index is exact: n itself, and its circular r50
+    injection_labels = {"truth_sersic_n": "truth_n", "truth_r50_r": "truth_r50"}
 
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         y = table[list(self.label_columns)].to_numpy(np.float64)
