@@ -283,7 +283,7 @@ def get_evaluate_config(wildcards):
         "survey": SURVEY,
         "models": {wildcards.model: _model_entry(wildcards.model,
                                                  ("family", "seed", "bands", "bin",
-                                                  "inputs"))},
+                                                  "inputs", "scaling"))},
         "detect_band": config["detect_band"],
         **_label_sections(wildcards.model),
     }

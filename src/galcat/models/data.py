@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from galcat.models.nets import DIHEDRAL, dihedral_numpy
+from galcat.models.nets import DIHEDRAL, Normalise, dihedral_numpy
 from galcat.store import CutoutReader
 from galcat.tables import read_table
 
@@ -329,12 +329,25 @@ class ChunkBatchSampler(Sampler):
             yield [(int(i), int(codes[i])) for i in b]
 
 
-def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000) -> dict[str, np.ndarray]:
+def stretch_images(images: np.ndarray, scale: np.ndarray, *, scaling: str) -> np.ndarray:
+    """`galcat.models.nets.Normalise.stretch` of float64 images ``(n, band, y, x)``
+    whose bands have the sky noise ``scale``, as float64 NumPy."""
+    if scaling == "asinh":
+        return np.arcsinh(images / np.asarray(scale)[None, :, None, None])
+    norm = Normalise(images.shape[1], scaling=scaling)
+    norm.set(scale, np.zeros_like(scale), np.ones_like(scale))
+    with torch.no_grad():
+        return norm.stretch(torch.from_numpy(images)).numpy()
+
+
+def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000,
+                      scaling: str = "asinh") -> dict[str, np.ndarray]:
     """Per-band ``scale``, ``mean`` and ``std`` of `galcat.models.nets.Normalise`.
 
     ``scale`` is the robust pixel noise of the band (1.4826 x the median absolute
     deviation over all pixels; sky pixels dominate a cutout, so it is the sky
-    noise), ``mean`` and ``std`` those of ``asinh(x / scale)``. Computed from the
+    noise), ``mean`` and ``std`` those of the stretched pixels (``scaling``: the
+    stretch of `Normalise`, default ``asinh(x / scale)``). Computed from the
     first ``max_objects`` objects of ``dataset`` (the training split) in storage
     order, so the same split gives the same values. Cost: one read of those objects.
     """
@@ -349,7 +362,8 @@ def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000) -> dic
     med = np.median(pixels, axis=1, keepdims=True)
     scale = 1.4826 * np.median(np.abs(pixels - med), axis=1)
     scale = np.where(scale > 0, scale, 1.0)
-    stretched = np.arcsinh(pixels / scale[:, None])
+    stretched = stretch_images(images, scale, scaling=scaling)
+    stretched = np.moveaxis(stretched, 1, 0).reshape(images.shape[1], -1)
     std = stretched.std(axis=1)
     return {"scale": scale, "mean": stretched.mean(axis=1), "std": np.where(std > 0, std, 1.0)}
 

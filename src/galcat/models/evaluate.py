@@ -52,7 +52,8 @@ class EvalData:
         Every shard's cutout and segmentation groups, and the model's pixel maps
         (families with ``pixel_output``), for scores that need the pixels.
     bands : list of str or None
-        The model's bands (None: all); ``bin`` its binning.
+        The model's bands (None: all); ``bin`` its binning; ``scaling`` the stretch
+        of its input (`galcat.models.nets.Normalise`).
     """
 
     table: pd.DataFrame
@@ -68,6 +69,7 @@ class EvalData:
     pixelmaps: list = field(default_factory=list)
     bands: list | None = None
     bin: int = 1
+    scaling: str = "asinh"
 
     def random_forest(self, y_train: np.ndarray) -> np.ndarray:
         """`galcat.models.baselines.random_forest` of ``y_train`` (training rows) -> test rows."""
@@ -86,7 +88,12 @@ class EvalData:
         training split (the values saved with the model). ``(n, band, y, x)`` float64.
         Cost: one read of those objects.
         """
-        from galcat.models.data import CutoutDataset, ShardIndex, fit_normalisation
+        from galcat.models.data import (
+            CutoutDataset,
+            ShardIndex,
+            fit_normalisation,
+            stretch_images,
+        )
         from galcat.store import CutoutReader
 
         readers = self.context.setdefault("_readers", [CutoutReader(p) for p in self.cutouts])
@@ -100,12 +107,13 @@ class EvalData:
             from galcat.models.train import NORMALISATION_OBJECTS
 
             self.context["_norm"] = fit_normalisation(dataset(self.train),
-                                                      max_objects=NORMALISATION_OBJECTS)
+                                                      max_objects=NORMALISATION_OBJECTS,
+                                                      scaling=self.scaling)
         norm = self.context["_norm"]
         ds = dataset(np.asarray(rows, bool))
         x = np.concatenate([ds.read_images(np.arange(i, min(i + 256, len(ds))))
                             for i in range(0, len(ds), 256)]) if len(ds) else np.zeros((0,))
-        x = np.arcsinh(x.astype(np.float64) / norm["scale"][None, :, None, None])
+        x = stretch_images(x.astype(np.float64), norm["scale"], scaling=self.scaling)
         return (x - norm["mean"][None, :, None, None]) / norm["std"][None, :, None, None]
 
 
@@ -207,7 +215,8 @@ def evaluate_model(
                     features=rf_cols, snr_column=f"iso_snr_{snr_band}",
                     context=dict(context or {}), seed=int(settings["seed"]), threads=threads,
                     cutouts=list(cutouts), segmaps=list(segmaps), pixelmaps=list(pixelmaps),
-                    bands=settings.get("bands"), bin=int(settings.get("bin", 1)))
+                    bands=settings.get("bands"), bin=int(settings.get("bin", 1)),
+                    scaling=settings.get("scaling", "asinh"))
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),
                                "labels": label_summary,

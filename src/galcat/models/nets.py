@@ -68,22 +68,42 @@ def dihedral_numpy(x: np.ndarray, code: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-class Normalise(nn.Module):
-    """Per-band input normalisation ``(asinh(x / scale) - mean) / std``.
+#: Input scalings of `Normalise` (``models.<name>.scaling``).
+SCALINGS = ("asinh", "unit_flux")
+#: Radius of the aperture of `Normalise`'s unit-flux scaling, as a fraction of the side.
+UNIT_FLUX_RADIUS = 0.1875
 
-    ``scale`` (the band's sky noise: the asinh stretch is linear below it and
-    logarithmic above, so faint outskirts and bright cores both stay in range),
-    ``mean`` and ``std`` are fitted on the training split
+
+class Normalise(nn.Module):
+    """Per-band input normalisation ``(stretch(x) - mean) / std``.
+
+    ``scaling`` chooses the stretch:
+
+    * ``asinh`` (default): ``asinh(x / scale)``, with ``scale`` the band's sky noise:
+      linear below it and logarithmic above, so faint outskirts and bright cores
+      both stay in range, and the brightness of a galaxy is kept.
+    * ``unit_flux``: ``x / F``, with ``F`` the object's flux summed over the bands in
+      a central circle of radius `UNIT_FLUX_RADIUS` x the side (12 pixels of 64),
+      floored at that aperture's sky noise: every galaxy at the same total light, so
+      that its light profile and colours, not its brightness, are what varies
+      (a latent space of shapes: family ``vae``).
+
+    ``scale``, ``mean`` and ``std`` are fitted on the training split
     (`galcat.models.data.fit_normalisation`) and stored as buffers, so they are
-    saved and loaded with the weights.
+    saved and loaded with the weights; the scaling is a setting of the model.
 
     Parameters
     ----------
     n_bands : int
+    scaling : str
+        One of `SCALINGS`.
     """
 
-    def __init__(self, n_bands: int) -> None:
+    def __init__(self, n_bands: int, *, scaling: str = "asinh") -> None:
         super().__init__()
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}")
+        self.scaling = scaling
         self.register_buffer("scale", torch.ones(n_bands))
         self.register_buffer("mean", torch.zeros(n_bands))
         self.register_buffer("std", torch.ones(n_bands))
@@ -94,8 +114,19 @@ class Normalise(nn.Module):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
 
     def stretch(self, x: torch.Tensor) -> torch.Tensor:
-        """The asinh stretch alone (the normalisation's fit statistics use it)."""
-        return torch.asinh(x / self.scale[None, :, None, None])
+        """The stretch alone (the normalisation's fit statistics use it)."""
+        if self.scaling == "asinh":
+            return torch.asinh(x / self.scale[None, :, None, None])
+        side = x.shape[-1]
+        centre = (side - 1) / 2.0
+        yy, xx = torch.meshgrid(torch.arange(x.shape[-2], device=x.device, dtype=x.dtype),
+                                torch.arange(side, device=x.device, dtype=x.dtype),
+                                indexing="ij")
+        inside = torch.hypot(xx - centre, yy - centre) < UNIT_FLUX_RADIUS * side
+        flux = (x * inside).sum(dim=(1, 2, 3))
+        # a galaxy fainter than its aperture's noise is scaled as that noise
+        floor = self.scale.sum() * inside.sum().to(x.dtype).sqrt()
+        return x / torch.clamp(flux, min=float(floor))[:, None, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.stretch(x) - self.mean[None, :, None, None]) / self.std[None, :, None, None]
@@ -314,12 +345,15 @@ class GalaxyNet(nn.Module):
         Per-object values beside the image (`galcat.models.data.OBJECT_INPUTS`, such
         as log10 z), standardised with the training split's mean and std
         (`set_input_scaling`) and joined to the features the head sees.
+    scaling : str
+        The input stretch of `Normalise`.
     """
 
     def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int, *,
-                 photometry: AperturePhotometry | None = None, n_inputs: int = 0) -> None:
+                 photometry: AperturePhotometry | None = None, n_inputs: int = 0,
+                 scaling: str = "asinh") -> None:
         super().__init__()
-        self.normalise = Normalise(n_bands)
+        self.normalise = Normalise(n_bands, scaling=scaling)
         self.encoder = encoder
         self.photometry = photometry
         self.head = head
@@ -328,6 +362,9 @@ class GalaxyNet(nn.Module):
         self.register_buffer("target_std", torch.ones(max(n_targets, 1)))
         # typical spread of the targets the loss sees (1 once standardised)
         self.register_buffer("loss_scale", torch.ones(()))
+        # factor of each output's std fitted on the validation split after training
+        # (galcat.models.train): 1 while training
+        self.register_buffer("std_calibration", torch.ones(max(n_targets, 1)))
         if self.n_inputs:
             self.register_buffer("input_mean", torch.zeros(self.n_inputs))
             self.register_buffer("input_std", torch.ones(self.n_inputs))
@@ -362,4 +399,6 @@ class GalaxyNet(nn.Module):
         return (target - self.target_mean) / self.target_std
 
     def to_fit_space(self, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return mean * self.target_std + self.target_mean, std * self.target_std
+        """Gaussian outputs in the family's fitting space, the std calibrated."""
+        return (mean * self.target_std + self.target_mean,
+                std * self.target_std * self.std_calibration)

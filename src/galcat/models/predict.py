@@ -166,7 +166,10 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
     bands = list(payload["bands"])
     net = build_net(payload["family"], settings, n_bands=len(bands),
                     n_targets=int(payload["n_targets"]), size=int(payload["size"]))
-    net.load_state_dict(payload["state_dict"])
+    state = dict(payload["state_dict"])
+    # a model saved before its std was calibrated keeps its std as it was
+    state.setdefault("std_calibration", torch.ones_like(net.std_calibration))
+    net.load_state_dict(state)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available()
                                                            else "cpu")
     net.to(dev).eval()

@@ -190,6 +190,11 @@ class Family:
         Label column -> truth column of the single-Sérsic injections
         (`galcat.validation.recovery.render_single_sersic`) for a family that can add
         them to its training (``models.<name>.injections``); None: it cannot.
+    calibrates_std : bool
+        The Gaussian std of every output is rescaled after training so that 68.27% of
+        the validation split's truths lie within it (`galcat.models.train`): a family
+        whose labels are exact truths. Not for labels with noise of their own (vote
+        fractions), where the residuals are not the network's error.
     """
 
     name: ClassVar[str]
@@ -200,6 +205,7 @@ class Family:
     partial_labels: ClassVar[bool] = False
     pixel_output: ClassVar[bool] = False
     injection_labels: ClassVar[Mapping[str, str] | None] = None
+    calibrates_std: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
     def targets(self, table: pd.DataFrame) -> np.ndarray:
@@ -301,7 +307,8 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
         n_features += phot.n_features
     head = fam.head(n_features + n_inputs, n_targets, settings=settings, n_bands=n_bands,
                     size=size)
-    return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs)
+    return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs,
+                     scaling=settings.get("scaling", "asinh"))  # older models: asinh
 
 
 def get_family(name: str) -> Family:

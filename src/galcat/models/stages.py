@@ -10,8 +10,9 @@ What each rule's params hold (so that an edit reruns exactly what it changes):
 quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`),
 and the ``synthetic`` section where the model draws injections (`injection_survey`);
 ``predict`` the model's ``tta``;
-``evaluate`` the model's ``family``, ``seed``, ``bands`` and ``bin``, the detection band,
-the survey and its label cuts and, for the synthetic survey, its MZR.
+``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs`` and
+``scaling``, the detection band, the survey and its label cuts and, for the synthetic
+survey, its MZR.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
 #: Keys of a model entry that only inference reads.
 INFERENCE_KEYS = ("tta",)
 #: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
-EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs")
+EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs", "scaling")
 
 
 def model_entry(config: dict, model: str) -> dict:

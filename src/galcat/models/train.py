@@ -59,6 +59,10 @@ MODEL_FORMAT = "galcat.model/1"
 NORMALISATION_OBJECTS = 2000
 #: Largest gradient norm of a step (Lightning's gradient clipping).
 GRADIENT_CLIP = 1.0
+#: The share of a Gaussian's mass within one standard deviation.
+COVERAGE_68 = 0.6827
+#: Fewest validation truths of an output to calibrate its std on.
+CALIBRATION_MIN_OBJECTS = 20
 #: The cutout shard of a model's single-Sérsic injections, in its directory while it trains.
 INJECTIONS_SHARD = "injections.zarr"
 
@@ -236,6 +240,8 @@ def train_model(
 
     best = checkpoint.best_model_path or str(resume)
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    calibration = _calibrate_std(name, family, module.net, data,
+                                 loader("validation", shuffle=False))
     test_loss = float("nan")
     if data.members["test"].size:  # the test split's only use in training: a final loss
         result = trainer.test(module, dataloaders=loader("test", shuffle=False), verbose=False)
@@ -249,6 +255,7 @@ def train_model(
         "best_val_loss": None if checkpoint.best_model_score is None
         else float(checkpoint.best_model_score),
         "test_loss": test_loss, "fit_seconds": fit_seconds, "labels": data.labels,
+        "std_calibration": calibration,
         "init_model": None if init_model is None else str(init_model),
         "total_seconds": time.perf_counter() - t_start,
     }
@@ -343,6 +350,45 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
     return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
 
 
+@torch.no_grad()
+def _calibrate_std(name: str, family, net, data: _Data, batches) -> list[float] | None:
+    """Scale each output's std so that 68.27% of the validation truths lie within it.
+
+    A Gaussian std fitted by likelihood matches the residuals' variance; residuals
+    with heavier tails than a Gaussian's then fall within one std more often than
+    68% (a Laplace distribution's: 76%). The factor per output is the 68.27%
+    quantile of |truth − mean| / std on the validation split (best weights, one
+    transform), stored in the network (``std_calibration``) and applied by
+    `to_fit_space`. None (no factor) for a family without exact labels
+    (`Family.calibrates_std`), for labels with errors of their own, or with fewer
+    than `CALIBRATION_MIN_OBJECTS` validation truths of an output (factor 1 there).
+    Under DDP each rank sees its part of the split; rank 0's factors are saved.
+    """
+    errors = data.table[ERROR_COLUMN].to_numpy(np.float64) if ERROR_COLUMN in data.table else ()
+    if not family.calibrates_std or np.isfinite(errors).any():
+        return None
+    device = net.target_std.device
+    was_training = net.training
+    net.eval()
+    ratios = []
+    for batch in batches:
+        out = net(batch["image"].to(device), None if batch.get("inputs") is None
+                  else batch["inputs"].to(device))
+        target = net.standardise(batch["target"].to(device))
+        ratios.append(((target - out["mean"]).abs() / out["std"]).float().cpu().numpy())
+    net.train(was_training)
+    ratios = np.concatenate(ratios) if ratios else np.zeros((0, net.target_std.numel()))
+    factors = []
+    for k in range(ratios.shape[1]):
+        r = ratios[:, k][np.isfinite(ratios[:, k])]
+        factors.append(float(np.quantile(r, COVERAGE_68)) if r.size >= CALIBRATION_MIN_OBJECTS
+                       else 1.0)
+    net.std_calibration.copy_(torch.as_tensor(factors, dtype=torch.float32))
+    log.info("model %s: std calibrated on %d validation objects: factors %s", name,
+             len(ratios), ", ".join(f"{f:.3f}" for f in factors))
+    return factors
+
+
 def _write_injections(name: str, settings: Mapping, family, synthetic: Mapping | None,
                       readers: list[CutoutReader], out: Path, n: int) -> pd.DataFrame:
     """Draw the model's single-Sérsic injections into ``out``; their label rows."""
@@ -375,7 +421,8 @@ def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None
     payload = torch.load(path, map_location="cpu", weights_only=True)
     own = module.net.state_dict()
     keep = {k for k in own if k.startswith("normalise.") or k.startswith("target_")
-            or k.startswith("input_") or k == "loss_scale" or k.startswith("photometry.")}
+            or k.startswith("input_") or k in ("loss_scale", "std_calibration")
+            or k.startswith("photometry.")}
     if payload.get("family") != module.family.name:
         raise ValueError(f"model {name!r}: initial weights {str(path)!r} are of family "
                          f"{payload.get('family')!r}, not {module.family.name!r}")
@@ -392,7 +439,8 @@ def _build_module(family, settings: dict, data: _Data):
     """The LightningModule with the normalisation and target scaling of the training split."""
     from galcat.models.module import GalaxyModule
 
-    norm = fit_normalisation(data.datasets["train"], max_objects=NORMALISATION_OBJECTS)
+    norm = fit_normalisation(data.datasets["train"], max_objects=NORMALISATION_OBJECTS,
+                             scaling=settings.get("scaling", "asinh"))
     y = data.targets[data.members["train"]]
     k = data.targets.shape[1]
     if family.standardise_targets:

@@ -719,12 +719,13 @@ def single_sersic_table(
     scheduler: str | None = None,
     workers: int | None = None,
     return_images: bool = False,
+    snr: tuple[float, float] = SINGLE_SERSIC_SNR,
 ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Inject ``n`` single elliptical Sérsic galaxies, whose index is exact, and measure them.
 
     The synthetic survey is bulge + disc, so its galaxies have no exact Sérsic index; here
-    each galaxy is one Sérsic drawn by `render_single_sersic` (its S/N range
-    `SINGLE_SERSIC_SNR`; ``seed`` fixes every draw). One band (r), segmented and measured
+    each galaxy is one Sérsic drawn by `render_single_sersic` (matched-filter S/N
+    log-uniform in ``snr``, default `SINGLE_SERSIC_SNR`; ``seed`` fixes every draw). One band (r), segmented and measured
     with the config's ``segment`` and ``measure`` sections (half-mass off: it needs
     colours).
 
@@ -737,7 +738,7 @@ def single_sersic_table(
     cfg = copy.deepcopy(dict(config))
     cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
     _set_dask(cfg, scheduler, workers)
-    truth, images, sky = render_single_sersic(n, cfg["synthetic"],
+    truth, images, sky = render_single_sersic(n, cfg["synthetic"], snr=snr,
                                               rng=np.random.default_rng([int(seed), 0x53E5]))
     ps = float(cfg["synthetic"]["pixel_scale"])
     batch = CutoutBatch(

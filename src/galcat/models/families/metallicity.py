@@ -36,6 +36,7 @@ MASS_COLUMN = "truth_log_mass"
 
 class Metallicity(Family):
     name = "metallicity"
+    calibrates_std = True
     summary = "colour cutout -> gas-phase 12 + log(O/H) (Gaussian)"
     label_columns = ("truth_metallicity",)
 

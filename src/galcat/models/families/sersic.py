@@ -67,6 +67,7 @@ class ReconstructingHead(nn.Module):
 
 class Sersic(Family):
     name = "sersic"
+    calibrates_std = True
     summary = "single-band cutout -> Sersic n and r_e (encoder-decoder, Gaussian)"
     label_columns = ("truth_sersic_n", "truth_r50_r")
     # an injected single Sersic's index is exact: n itself, and its circular r50
