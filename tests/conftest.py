@@ -23,6 +23,8 @@ TINY = {
     "synthetic": {"n_objects": 12, "cutout_size": 64},
     "sharding": {"objects_per_shard": 4},
     "dask": {"objects_per_task": 2},
+    # a few injections: drawn and trained on like the default's 1000, in a second
+    "models": {"sersic": {"injections": 16}},
 }
 
 

@@ -20,9 +20,11 @@ SURVEY = {"synthetic": {"n_objects": 64, "cutout_size": 32},
 
 
 def tiny_settings(config: dict, name: str, **changes) -> dict:
-    """``config['models'][name]`` shrunk to a tiny network and two short epochs."""
+    """``config['models'][name]`` shrunk to a tiny network and two short epochs, without
+    single-Sérsic injections (their own tests add them)."""
     settings = copy.deepcopy(config["models"][name])
-    settings.update({"width": 4, "epochs": 2, "batch_size": 16, "bin": 1, "tta": False, **changes})
+    settings.update({"width": 4, "epochs": 2, "batch_size": 16, "bin": 1, "tta": False,
+                     "injections": 0, **changes})
     return settings
 
 
