@@ -98,6 +98,6 @@ def test_injections_need_the_synthetic_survey_and_a_cutout_of_its_size(tmp_path,
     sdss = load_config(overrides={"survey": "sdss", "models": {"sersic": {"injections": 8}}})
     with pytest.raises(ConfigError, match="not survey 'sdss'"):
         injection_survey(sdss, "sersic")
-    assert injection_survey(tiny_config, "sersic") is None  # none asked for
-    asked = load_config(overrides={"models": {"sersic": {"injections": 8}}})
-    assert injection_survey(asked, "sersic") == asked["synthetic"]
+    assert injection_survey(tiny_config, "sersic") == tiny_config["synthetic"]  # the default
+    none = load_config(overrides={"models": {"sersic": {"injections": 0}}})
+    assert injection_survey(none, "sersic") is None
