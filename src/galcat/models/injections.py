@@ -4,7 +4,7 @@ The synthetic survey's galaxies are a bulge plus a disc, so their Sérsic index 
 convention (``truth_sersic_n``: the index with the same r80/r20 concentration), while
 an injected single Sérsic has an exact one. A model of a family that declares
 `Family.injection_labels` may add ``injections`` such galaxies to its training: they
-are drawn by `galcat.validation.recovery.render_single_sersic` with the synthetic
+are drawn by `galcat.surveys.single_sersic.render_single_sersic` with the synthetic
 survey's r-band PSF, pixel scale and sky noise, written as one more cutout shard
 (Zarr, the survey's layout) beside the model, split by the same hash of their ids,
 and trained on with the survey's galaxies. Their ids are negative (-n … -1), so they
@@ -50,7 +50,7 @@ def write_injections(path: os.PathLike | str, n: int, synthetic_config: Mapping,
         the same ones).
     labels : mapping of str to str
         Label column of the family -> truth column of
-        `galcat.validation.recovery.render_single_sersic` (`Family.injection_labels`).
+        `galcat.surveys.single_sersic.render_single_sersic` (`Family.injection_labels`).
 
     Returns
     -------
@@ -62,7 +62,7 @@ def write_injections(path: os.PathLike | str, n: int, synthetic_config: Mapping,
     Cost: ~3 ms per 64 x 64 galaxy to draw, one float32 image per galaxy on disk.
     """
     from galcat.surveys import synthetic
-    from galcat.validation.recovery import render_single_sersic
+    from galcat.surveys.single_sersic import render_single_sersic
 
     if int(n) <= 0:
         raise ValueError(f"injections must be a positive number of galaxies; got {n!r}")

@@ -188,7 +188,7 @@ class Family:
         (`galcat.store.write_pixelmaps`).
     injection_labels : mapping of str to str or None
         Label column -> truth column of the single-Sérsic injections
-        (`galcat.validation.recovery.render_single_sersic`) for a family that can add
+        (`galcat.surveys.single_sersic.render_single_sersic`) for a family that can add
         them to its training (``models.<name>.injections``); None: it cannot.
     calibrates_std : bool
         The Gaussian std of every output is rescaled after training so that 68.27% of
