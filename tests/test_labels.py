@@ -89,3 +89,13 @@ def test_cuts_of_other_surveys_are_not_read_and_missing_columns_named():
     spec = label_spec("sdss", "metallicity", {"star_forming_only": False, "min_line_snr": 0.0})
     with pytest.raises(KeyError, match=r"oh_12_p84"):
         label_table(_sdss_table().drop(columns=["oh_12_p84"]), spec, ("truth_metallicity",))
+
+
+def test_the_models_come_in_the_schema_s_order_whatever_the_config_s():
+    """The catalogue's columns follow this order: a config that mentions sersic first
+    (or adds a model of its own) must not move them."""
+    config = load_config(overrides={"models": {"sersic": {"injections": 16},
+                                               "mine": {"family": "r50"}}})
+    assert list(config["models"])[:2] == ["sersic", "mine"]
+    assert trained_models(config) == ["r50", "gz2", "metallicity", "sersic", "vae", "pixels",
+                                      "mine"]

@@ -262,13 +262,19 @@ def _cross_field_errors(config: dict) -> list[str]:
 
 
 def trained_models(config: Mapping) -> list[str]:
-    """Names of the models the run trains, in config order: the enabled ones whose
-    family's labels the survey provides (`galcat.labels.provides`); `run_notes`
-    names the others."""
+    """Names of the models the run trains: the enabled ones whose family's labels the
+    survey provides (`galcat.labels.provides`); `run_notes` names the others.
+
+    The schema's own models come first, in the schema's order, then the config's other
+    names in its order: the catalogue's columns follow this order, which must not
+    depend on which models a config happens to mention first."""
     from galcat.labels import provides
 
-    return [name for name, entry in (config.get("models") or {}).items()
-            if entry.get("enabled", True) and provides(config["survey"], entry.get("family", name))]
+    models = config.get("models") or {}
+    declared = [n for n in schema()["properties"]["models"]["properties"] if n in models]
+    ordered = declared + [n for n in models if n not in declared]
+    return [name for name in ordered if models[name].get("enabled", True)
+            and provides(config["survey"], models[name].get("family", name))]
 
 
 def run_notes(config: Mapping) -> list[str]:
