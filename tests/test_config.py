@@ -156,8 +156,9 @@ def test_default_config_file_is_written_from_the_schema():
 def test_the_science_configs_load_and_the_analyses_overlay_trains_what_they_read():
     science = ROOT / "config" / "science.yaml"
     full = load_config(science)
-    assert trained_models(full) == ["r50", "r50_rband", "gz2", "gz2_resnet", "metallicity",
-                                    "sersic", "vae", "vae_large", "pixels"]
+    # the schema's models in its order, then the config's own
+    assert trained_models(full) == ["r50", "gz2", "metallicity", "sersic", "vae", "pixels",
+                                    "r50_rband", "gz2_resnet", "vae_large"]
     assert full["models"]["metallicity"]["inputs"] == ["z"]  # the entry's default
     assert full["models"]["r50_rband"]["inputs"] == []
     lean = load_config(science, ROOT / "config" / "science_analyses.yaml")
