@@ -38,15 +38,18 @@ reliability: $(STAMP)
 	  $(BIN)/pytest -q tests/faults tests/test_nightly.py
 
 # The lower bounds in pyproject.toml are tested, not guessed: uv resolves every direct
-# dependency to the lowest version allowed (the networks' pinned stack is left out).
+# dependency to the lowest version allowed (the networks' pinned stack is left out); what
+# those pull in is held at or below constraints.txt, which the main install just fetched.
 MIN := .venv-min
 test-min:
 	rm -rf $(MIN) $(MIN)-uv
 	$(PYTHON) -m venv $(MIN)-uv
 	$(MIN)-uv/bin/pip install --quiet uv
 	$(MIN)-uv/bin/uv venv --quiet -p $(PYTHON) $(MIN)
+	$(PYTHON) .ci/transitive_pins.py pyproject.toml constraints.txt > $(MIN)/transitive.txt
 	$(MIN)-uv/bin/uv pip compile --quiet --no-header --resolution lowest-direct \
-	  --python-version 3.11 --extra dev pyproject.toml -o $(MIN)/requirements.txt
+	  --python-version 3.11 --extra dev -c $(MIN)/transitive.txt pyproject.toml \
+	  -o $(MIN)/requirements.txt
 	$(MIN)-uv/bin/uv pip install --quiet -p $(MIN)/bin/python -r $(MIN)/requirements.txt
 	$(MIN)-uv/bin/uv pip install --quiet -p $(MIN)/bin/python --no-deps -e .
 	grep -E '^(numpy|pandas|astropy|photutils|statmorph|zarr|snakemake|dask)==' $(MIN)/requirements.txt
