@@ -8,7 +8,8 @@ Runs the real workflow with config/science.yaml in two steps, timed apart:
    (test scores of each model and its baselines, ``metrics.json``), catalogue.
 
 Times are the sums of the jobs' wall times from Snakemake's benchmark files, so a
-cached step still reports what it took. Then every figure of issue 10's "Must
+cached step still reports what it took; the models step's goal is judged on its wall
+time on the given cores (train jobs of ``--train-threads`` threads side by side). Then every figure of issue 10's "Must
 show" is printed beside its goal, read from the models' ``metrics.json``:
 
 * r50: median |dr|/r at S/N > 20 <= 5%, below the traditional route's in every S/N
@@ -54,10 +55,11 @@ GOALS = {
 MIN_BIN = 10
 
 
-def snakemake(config: Path, cores: int, *targets: str) -> float:
+def snakemake(config: Path, cores: int, *targets: str, options: tuple[str, ...] = ()) -> float:
     # targets before --configfile, which takes every path that follows it
     cmd = [str(BIN / "snakemake"), *targets, "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(ROOT), "--cores", str(cores), "--configfile", str(config)]
+           "--directory", str(ROOT), "--cores", str(cores), *options,
+           "--configfile", str(config)]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -206,6 +208,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "config" / "science.yaml"))
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--train-threads", type=int, default=1,
+                    help="threads of each train job (default 1: on 2 cores two 1-thread "
+                         "trainings run side by side, and a second thread speeds one up "
+                         "by 3-30%%)")
     ap.add_argument("--report-only", action="store_true", help="read the results; run nothing")
     args = ap.parse_args()
 
@@ -218,7 +224,8 @@ def main() -> None:
     if not args.report_only:
         wall["staging"] = snakemake(config_path, args.cores,
                                     *staging_targets(config, str(out.relative_to(ROOT))))
-        wall["models"] = snakemake(config_path, args.cores)
+        wall["models"] = snakemake(config_path, args.cores,
+                                   options=("--set-threads", f"train={args.train_threads}"))
     staging = job_seconds(out / "benchmarks", STAGING_RULES)
     models_t = job_seconds(out / "benchmarks", MODEL_RULES)
     models = {n: e for n, e in config["models"].items() if e["enabled"]}
@@ -229,10 +236,14 @@ def main() -> None:
     print(f"staging (query, cutouts, segment, measure; cached by the DAG): "
           f"{sum(staging.values()) / 60:.1f} min of jobs "
           + ", ".join(f"{k} {v / 60:.1f}" for k, v in staging.items()))
-    minutes = sum(models_t.values()) / 60
-    print(f"models (train, predict, evaluate): {minutes:.1f} min of jobs "
+    job_minutes = sum(models_t.values()) / 60
+    print(f"models (train, predict, evaluate): {job_minutes:.1f} min of jobs "
           + ", ".join(f"{k} {v / 60:.1f}" for k, v in models_t.items())
           + (f"; this run's wall time {wall['models'] / 60:.1f} min" if wall else ""))
+    # The goal is the models step's wall time on the given cores (jobs run side by
+    # side); a report-only call has no wall time and estimates it as job time / cores.
+    minutes = wall["models"] / 60 if wall else job_minutes / args.cores
+    timing = "wall time" if wall else f"estimate: job time / {args.cores} cores"
     for name in models:
         t = json.loads((out / "models" / name / "train.json").read_text())
         print(f"  {name:<14}{t['epochs_run']:>3} epochs (best {t['best_epoch']}), "
@@ -260,10 +271,12 @@ def main() -> None:
                       if sersic else None)
         print()
         goals.update(figures(out / "models", injections))
-    line("models step (train, predict, evaluate) on 2 cores", f"{minutes:.1f} min", "< 60 min",
+    line(f"models step (train, predict, evaluate) on {args.cores} cores",
+         f"{minutes:.1f} min ({timing})", "< 60 min",
          goals["models_under_60_min"])
     print(json.dumps({"bench": "train_science", "staging_minutes": round(sum(staging.values()) / 60, 2),
-                      "models_minutes": round(minutes, 2), "goals": goals,
+                      "models_minutes": round(minutes, 2), "models_job_minutes":
+                      round(job_minutes, 2), "goals": goals,
                       "all_goals_met": all(goals.values())}))
 
 
