@@ -24,6 +24,10 @@ rule train:
         output_dir=lambda wildcards, output: os.path.dirname(output.model),
         init_args=get_init_args,
     threads: 2
+    # the longest jobs of the DAG: started before any ready predict, so that the last
+    # training does not begin when the short jobs have run out (on 2 cores the science
+    # config's sersic began 24 minutes in, behind the first models' predictions)
+    priority: 10
     resources:
         # the SLURM profile turns this into --gpus=1 (with cpus_per_gpu for loading);
         # without a GPU, Lightning trains on the CPU
