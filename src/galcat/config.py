@@ -46,7 +46,9 @@ __all__ = [
     "deep_merge",
     "default_config_yaml",
     "defaults",
+    "injection_survey",
     "load_config",
+    "model_entry",
     "record_default_reads",
     "run_notes",
     "trained_models",
@@ -275,6 +277,44 @@ def trained_models(config: Mapping) -> list[str]:
     ordered = declared + [n for n in models if n not in declared]
     return [name for name in ordered if models[name].get("enabled", True)
             and provides(config["survey"], models[name].get("family", name))]
+
+
+def model_entry(config: Mapping, model: str) -> Settings:
+    """The validated entry ``models.<model>`` of ``config``, defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        No model of that name, naming the ones the config has.
+    """
+    models = settings(config, "models")
+    if model not in models:
+        raise ConfigError(f"config key models.{model}: no such model; the config has "
+                          f"{sorted(models)}")
+    return models[model]
+
+
+def injection_survey(config: Mapping, model: str) -> Settings | None:
+    """The ``synthetic`` section that model ``model`` draws its single-Sérsic injections
+    with (``models.<model>.injections``); None without injections.
+
+    The injections carry the synthetic survey's PSF and sky noise, so only its own
+    models may add them. Torch-free: the Snakefile plans with it, the train job draws
+    with it.
+
+    Raises
+    ------
+    ConfigError
+        ``models.<model>`` absent, or injections asked of another survey.
+    """
+    if not model_entry(config, model).get("injections"):
+        return None
+    survey = setting(config, "survey")
+    if survey != "synthetic":
+        raise ConfigError(f"config key models.{model}.injections: injections are drawn with "
+                          f"the synthetic survey's PSF and sky noise, not survey {survey!r}'s; "
+                          "set it to 0")
+    return settings(config, "synthetic")
 
 
 def run_notes(config: Mapping) -> list[str]:

@@ -9,6 +9,7 @@ from snakemake.logging import logger
 from galcat.config import (
     check_config_files,
     config_hash,
+    injection_survey,
     run_notes,
     trained_models,
     validate_config,
@@ -245,11 +246,8 @@ def get_train_config(wildcards):
     # tta is read by predict only: editing it must not retrain
     entry = _model_entry(wildcards.model, drop=("tta",))
     # injections are drawn with the synthetic survey's PSF and noise: its edits retrain
-    drawn = {"synthetic": config["synthetic"]} if entry.get("injections") else {}
-    if drawn and SURVEY != "synthetic":
-        raise ValueError(f"config key models.{wildcards.model}.injections: injections are "
-                         "drawn with the synthetic survey's PSF and sky noise, not survey "
-                         f"{SURVEY!r}'s; set it to 0")
+    synthetic = injection_survey(config, wildcards.model)
+    drawn = {"synthetic": synthetic} if synthetic is not None else {}
     return as_json({
         "models": {wildcards.model: entry},
         "training": {k: config["training"][k] for k in SPLIT_KEYS},

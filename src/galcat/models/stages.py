@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from galcat.config import setting, settings
+from galcat.config import injection_survey, model_entry, setting, settings
 
 __all__ = ["SPLIT_KEYS", "injection_survey", "labels_of", "model_entry", "run_evaluate",
            "run_predict", "run_train"]
@@ -32,17 +32,6 @@ SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
 INFERENCE_KEYS = ("tta",)
 #: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
 EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs", "scaling")
-
-
-def model_entry(config: dict, model: str) -> dict:
-    """The validated entry ``models.{model}`` of ``config``; a clear error if absent."""
-    models = settings(config, "models")
-    if model not in models:
-        from galcat.config import ConfigError
-
-        raise ConfigError(f"config key models.{model}: no such model; the config has "
-                          f"{sorted(models)}")
-    return models[model]
 
 
 def labels_of(config: dict, family: str) -> dict:
@@ -87,22 +76,6 @@ def run_train(
                        objects=objects, cutouts=cutouts, out_dir=output_dir,
                        threads=threads or 1, labels=labels_of(config, entry["family"]),
                        init_model=init_model, synthetic=injection_survey(config, model))
-
-
-def injection_survey(config: dict, model: str) -> dict | None:
-    """The ``synthetic`` section the model's single-Sérsic injections are drawn with;
-    None without injections. They carry the synthetic survey's PSF and noise, so only
-    its own models may add them."""
-    from galcat.config import ConfigError
-
-    if not model_entry(config, model).get("injections"):
-        return None
-    survey = setting(config, "survey")
-    if survey != "synthetic":
-        raise ConfigError(f"config key models.{model}.injections: injections are drawn with "
-                          f"the synthetic survey's PSF and sky noise, not survey {survey!r}'s; "
-                          "set it to 0")
-    return settings(config, "synthetic")
 
 
 def run_predict(
