@@ -54,9 +54,10 @@ def _timed(fn, *args, **kw):
 
 def run_model(name: str, config: dict, staged: Path, out: Path, threads: int) -> dict:
     """Train, predict every shard and evaluate ``name``; the times of each step."""
+    from galcat.config import injection_survey
     from galcat.models.evaluate import evaluate_model
     from galcat.models.predict import load_model, predict_shard
-    from galcat.models.stages import EVALUATE_KEYS, INFERENCE_KEYS, SPLIT_KEYS, injection_survey
+    from galcat.models.stages import EVALUATE_KEYS, INFERENCE_KEYS, SPLIT_KEYS
     from galcat.models.train import train_model
 
     entry = config["models"][name]

@@ -9,8 +9,9 @@ Runs the real workflow with config/science.yaml in two steps, timed apart:
 
 Times are the sums of the jobs' wall times from Snakemake's benchmark files, so a
 cached step still reports what it took; the models step's goal is judged on its wall
-time on the given cores (train jobs of ``--train-threads`` threads side by side). Then every figure of issue 10's "Must
-show" is printed beside its goal, read from the models' ``metrics.json``:
+time on the given cores (train jobs of ``--train-threads`` threads side by side).
+Then every figure of issue 10's "Must show" is printed beside its goal, read from
+the models' ``metrics.json``:
 
 * r50: median |dr|/r at S/N > 20 <= 5%, below the traditional route's in every S/N
   bin, |bias| <= 2% in every size bin, the multi-band model better than the r-band one;

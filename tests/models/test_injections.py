@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from galcat.config import ConfigError, load_config
+from galcat.config import ConfigError, injection_survey, load_config
 from galcat.models import get_family
 from galcat.models.injections import write_injections
 from galcat.models.predict import load_model, predict_shard
-from galcat.models.stages import injection_survey
 from galcat.models.train import INJECTIONS_SHARD, train_model
 from galcat.store import CutoutReader
 from tests.models.conftest import tiny_settings

@@ -8,7 +8,8 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without ``tta``, the split settings, the survey and the
 quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`),
-and the ``synthetic`` section where the model draws injections (`injection_survey`);
+and the ``synthetic`` section where the model draws injections
+(`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
 ``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs`` and
 ``scaling``, the detection band, the survey and its label cuts and, for the synthetic
@@ -23,8 +24,7 @@ from pathlib import Path
 
 from galcat.config import injection_survey, model_entry, setting, settings
 
-__all__ = ["SPLIT_KEYS", "injection_survey", "labels_of", "model_entry", "run_evaluate",
-           "run_predict", "run_train"]
+__all__ = ["SPLIT_KEYS", "labels_of", "run_evaluate", "run_predict", "run_train"]
 
 #: Keys of the ``training`` section that decide the split (train and evaluate read them).
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
