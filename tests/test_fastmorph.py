@@ -141,6 +141,23 @@ def test_fast_statmorph_on_synthetic_galaxies_with_a_psf(tiny_config):
     assert compared >= 4
 
 
+def test_skip_sersic_leaves_out_the_sersic_fit_and_nothing_else(reference_slice):
+    """galcat fits its own Sérsic (`morphology.fit_sersic`): with ``skip_sersic`` statmorph
+    must not fit one at construction, and every other quantity must be unchanged."""
+    image, segmap, mask, weightmap = reference_slice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = fastmorph.SourceMorphology(image, segmap, 1, mask=mask, weightmap=weightmap)
+        lean = fastmorph.SourceMorphology(image, segmap, 1, mask=mask, weightmap=weightmap,
+                                          skip_sersic=True)
+    assert "_sersic_model" in full.__dict__  # statmorph fits it eagerly ...
+    assert "_sersic_model" not in lean.__dict__  # ... unless told not to
+    assert lean.flag == full.flag
+    for name in _quantity_names:
+        if not name.startswith("sersic_"):
+            np.testing.assert_array_equal(lean[name], full[name], err_msg=name)
+
+
 class _Skybox:
     """Just what statmorph's ``_slice_skybox`` reads, on both classes."""
 

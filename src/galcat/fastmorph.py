@@ -49,7 +49,13 @@ from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import EllipticalAnnulus
 from photutils.geometry import circular_overlap_grid, elliptical_overlap_grid
 from scipy import ndimage
-from statmorph.statmorph import _aperture_mean, _postfitting_fix, _quantile
+from statmorph.statmorph import (
+    _aperture_mean,
+    _doublesersic_quantity_names,
+    _postfitting_fix,
+    _quantile,
+    _quantity_names,
+)
 
 __all__ = [
     "ApertureWeights",
@@ -339,7 +345,30 @@ class _LevMarLSQFitter(fitting.LevMarLSQFitter):
 
 class SourceMorphology(statmorph.SourceMorphology):
     """`statmorph.SourceMorphology` with the faster asymmetry and apertures (module
-    docstring); the same arguments, attributes and results."""
+    docstring); the same arguments, attributes and results.
+
+    One more keyword: ``skip_sersic=True`` leaves the Sérsic fit out of the quantities
+    statmorph computes at construction (its ``sersic_*`` attributes are then fitted
+    only if read): for a caller that fits its own Sérsic model, so that the light
+    profile is not fitted twice (~20% of statmorph's time on a 64 × 64 galaxy).
+    """
+
+    def __init__(self, *args, skip_sersic: bool = False, **kwargs):
+        self._skip_sersic = bool(skip_sersic)
+        super().__init__(*args, **kwargs)
+
+    def _calculate_morphology(self):
+        """statmorph's eager computation of every quantity, less the Sérsic ones with
+        ``skip_sersic``."""
+        if not self._skip_sersic:
+            return super()._calculate_morphology()
+        for name in _quantity_names:
+            if not name.startswith("sersic_"):
+                _ = self[name]
+        if self._include_doublesersic:
+            for name in _doublesersic_quantity_names:
+                _ = self[name]
+        return None
 
     # ------------------------------------------------------------------ sky box
     @lazyproperty

@@ -97,9 +97,10 @@ class MeasureFlag(BitFlag):
                         "or catastrophic); its non-parametric columns are NaN")
     STATMORPH_WARNING = (1 << 6, "statmorph flag 1 (suspect: e.g. Gini and MID segmaps "
                          "differ, several Gini regions); values kept")
-    SERSIC_FAILED = (1 << 7, "statmorph's Sersic fit has flag_sersic >= 2 or could not run; "
-                     "sersic_* columns are NaN")
-    SERSIC_WARNING = 1 << 8, "flag_sersic 1: a Sersic parameter stuck at its bound; values kept"
+    SERSIC_FAILED = (1 << 7, "the Sersic fit failed (statmorph's: flag_sersic >= 2) or could "
+                     "not run; sersic_* columns are NaN")
+    SERSIC_WARNING = (1 << 8, "sersic_flag 1: a Sersic parameter stuck at its bound; values "
+                      "kept")
     HALFMASS_FAILED = (1 << 9, "the half-mass radius could not be measured (see "
                        "r50_mass_flag); r50_mass is NaN")
     MISSING_BAND = (1 << 10, "the detection band or a band of the M/L colour is absent from "

@@ -432,9 +432,9 @@ def sersic_reference_n(
     config's ``measure`` section (half-mass off) over the object's own segmentation
     map (``segmaps[i]``: label 1 and the masked neighbours of the measurement), a
     constant sigma of `REFERENCE_SIGMA` times the peak (noiseless: it only weights the
-    fit) and no PSF. The reference shares the estimator with ``sersic_n`` (statmorph's
-    fit, refined), so ``sersic_n / sersic_n_ref - 1`` is what noise and PSF do to the
-    fit, unlike the comparison with ``truth_sersic_n`` (concentration-matched n of a
+    fit) and no PSF. The reference shares the estimator with ``sersic_n``
+    (`galcat.morphology.fit_sersic`), so ``sersic_n / sersic_n_ref - 1`` is what noise and
+    PSF do to the fit, unlike the comparison with ``truth_sersic_n`` (concentration-matched n of a
     bulge + disc). NaN where the fit fails.
     """
     settings = measure_settings(config, configured_bands(config))
