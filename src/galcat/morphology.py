@@ -30,13 +30,13 @@ For one object, in the run's detection band (``detect_band``, `galcat.bands`; wi
    ``STATMORPH_FAILED`` and blank its columns; ``flag_sersic`` likewise blanks
    the Sérsic columns.
    With ``measure.sersic_refine`` (default) statmorph's Sérsic fit is not run:
-   `fit_sersic` fits amplitude, r_eff, n and axis ratio, with the centre and angle
-   at statmorph's asymmetry centre and moments, from statmorph's own start
-   (`sersic_start`). statmorph samples its model at pixel centres, which for a
+   `fit_sersic` fits all seven parameters (amplitude, r_eff, n, centre, axis ratio,
+   angle) from statmorph's own start (`sersic_start`: asymmetry centre, moments,
+   elliptical half-light radius). statmorph samples its model at pixel centres, which for a
    cuspy n = 4 galaxy a few pixels across gives n ≈ 5–7; `fit_sersic` integrates a
    3-px core over sub-pixels and gives n = 4.0 ± 0.1 (`sersic_model`), with an
    analytic Jacobian (the light profile is fitted once, not by statmorph and
-   again by a refit). It weighs every pixel by the sky's noise (`sky_sigma`), not
+   again by galcat). It weighs every pixel by the sky's noise (`sky_sigma`), not
    the source's Poisson noise, so that the index it fits to a bulge + disc does
    not change with the depth of the image.
    **Bulge + disc** (`galcat.bulgedisc`): a Sérsic bulge + exponential disc fitted
@@ -358,7 +358,7 @@ def statmorph_columns(morph, pixel_scale: float, *, sersic: bool = True
     return row, flag
 
 
-# --------------------------------------------------------------------------- Sersic refit
+# --------------------------------------------------------------------------- Sersic fit
 #: Sub-samples per axis, and radius (pixels) of the core where the Sersic model is
 #: integrated over sub-pixels rather than sampled at pixel centres: the bulge + disc
 #: fit's (`galcat.bulgedisc`). A 1-px core of 5² left n of a noiseless n = 4 galaxy
@@ -376,7 +376,7 @@ CENTRE_SOFTENING = 0.5 / CORE_SUBSAMPLES
 def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
                  centre: tuple[float, float], theta: float, *,
                  softening: float = 0.0) -> sersic.SersicImage:
-    """The Sérsic model of the refit: `galcat.sersic.SersicImage` with this module's core.
+    """The Sérsic model of `fit_sersic`: `galcat.sersic.SersicImage` with this module's core.
 
     statmorph samples its model at pixel centres and convolves the samples with the
     PSF image. An effective PSF (a PSF image, which includes the pixel response) wants
@@ -392,14 +392,14 @@ def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
 
 
 def _model_image(render: sersic.SersicImage, params) -> np.ndarray:
-    """``render``'s PSF-convolved image of statmorph's Sérsic parameters
+    """``render``'s PSF-convolved image of the Sérsic parameters
     ``(amplitude, r_eff, n, x0, y0, q, theta)`` (centre and angle are the renderer's)."""
     amplitude, r_eff, n, _, _, q, _ = params
     return render.convolved(render.sample(amplitude, r_eff, n, q))
 
 
 def sky_sigma(sigma: np.ndarray, sky: np.ndarray) -> np.ndarray:
-    """The weights' sigma of the Sérsic refit: the sky's noise alone, everywhere.
+    """The weights' sigma of `fit_sersic`: the sky's noise alone, everywhere.
 
     Parameters
     ----------
@@ -504,7 +504,10 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int]
     cusp's point sample peaks; then, the centre held, the other five with the exact
     cusp. The Jacobians are analytic (`galcat.sersic.SersicImage.sample_gradient` and
     `~galcat.sersic.SersicImage.sample_geometry_gradient`: up to seven images through
-    the PSF in one batched FFT). Cost: ~8 + 4 iterations, ~20 ms on 64 × 64 pixels.
+    the PSF in one batched FFT). The first fit only has to place the centre and stops
+    at a relative change of `CENTRE_FIT_TOLERANCE`. Cost: ~5 + 9 evaluations a galaxy
+    (64 default galaxies); `measure` as a whole takes 8–14% less CPU than with
+    statmorph's fit followed by a three-parameter refit (interleaved runs, 96 galaxies).
     """
     weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
     use = weight > 0

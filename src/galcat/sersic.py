@@ -29,8 +29,8 @@ spread of the sub-pixel's light over the spline's taps and the whole model is on
 convolution with the spline's coefficients. A cuspy (n ≈ 4) centre needs the core:
 sampled at pixel centres, an n = 4 galaxy of 2.5 px half-light radius fits n ≈ 7, and with a 1.5 px core its bulge flux came out
 2.4% high (docs/implementation_notes.md). Callers choose the core: the single-Sérsic
-refit of `galcat.morphology` 1 px and 5², the bulge + disc fit of `galcat.bulgedisc` 3 px
-and 7², the ring-colour route of `galcat.halfmass` every pixel at 3² through the
+fit of `galcat.morphology` and the bulge + disc fit of `galcat.bulgedisc` 3 px and 7²,
+the ring-colour route of `galcat.halfmass` every pixel at 3² through the
 unshifted PSF (``subpixel_psf=False``: pixel averages convolved with the PSF, the model
 its calibration was measured with).
 """
