@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from galcat.models.predict import load_model
-from galcat.models.train import COVERAGE_68, train_model
+from galcat.models.train import CALIBRATION_MIN_OBJECTS, COVERAGE_68, train_model
 from galcat.store import CutoutReader
 from tests.models.conftest import tiny_settings
 
@@ -25,8 +25,8 @@ def _validation_ratios(model_file, survey) -> np.ndarray:
         reader = CutoutReader(path)
         rows = np.flatnonzero(np.isin(reader.object_id, splits.loc[
             splits["split"] == "validation", "object_id"]))
-        x = torch.from_numpy(reader.read("image", slice(0, reader.n_objects))[rows]
-                             .astype(np.float32))
+        x = torch.from_numpy(reader.read("image", slice(0, reader.n_objects),
+                                         bands=model.bands)[rows].astype(np.float32))
         with torch.no_grad():
             out = model.net(x)
             mean, std = model.net.to_fit_space(out["mean"], out["std"])
@@ -55,9 +55,23 @@ def test_the_std_covers_68_percent_of_the_validation_truths(tmp_path, tiny_surve
                                ratios * factor, rtol=1e-5)
 
 
-def test_vote_fractions_are_not_calibrated(tmp_path, tiny_survey, tiny_config):
-    """A vote fraction's residual holds the volunteers' own noise: no factor."""
-    train_model("gz2", tiny_settings(tiny_config, "gz2"), training=tiny_config["training"],
-                objects=tiny_survey["objects"], cutouts=tiny_survey["cutouts"],
-                out_dir=tmp_path, threads=1)
-    assert json.loads((tmp_path / "train.json").read_text())["std_calibration"] is None
+def test_the_vote_spread_covers_68_percent_of_the_validation_votes(tmp_path, tiny_survey,
+                                                                   tiny_config):
+    """gz2's ``_err`` is the spread of a volunteer vote fraction about the prediction:
+    each answer's factor makes it cover 68.27% of the validation votes (an answer
+    too few volunteers reached would keep its fitted width, factor 1)."""
+    training = {**tiny_config["training"], "validation_fraction": 0.5, "test_fraction": 0.1}
+    model_file = train_model("gz2", tiny_settings(tiny_config, "gz2"), training=training,
+                             objects=tiny_survey["objects"], cutouts=tiny_survey["cutouts"],
+                             out_dir=tmp_path, threads=1)
+    factors = json.loads((tmp_path / "train.json").read_text())["std_calibration"]
+    assert len(factors) == 37
+    ratios = _validation_ratios(model_file, tiny_survey)
+    reached = np.isfinite(ratios).sum(axis=0)
+    calibrated = reached >= CALIBRATION_MIN_OBJECTS
+    assert calibrated.sum() >= 5
+    assert all(factors[k] == 1.0 for k in np.flatnonzero(~calibrated))
+    assert any(factors[k] != 1.0 for k in np.flatnonzero(calibrated))
+    for k in np.flatnonzero(calibrated):
+        r = ratios[:, k][np.isfinite(ratios[:, k])]
+        assert abs(np.mean(r <= 1.0) - COVERAGE_68) <= 1.5 / len(r), k

@@ -192,9 +192,12 @@ class Family:
         them to its training (``models.<name>.injections``); None: it cannot.
     calibrates_std : bool
         The Gaussian std of every output is rescaled after training so that 68.27% of
-        the validation split's truths lie within it (`galcat.models.train`): a family
-        whose labels are exact truths. Not for labels with noise of their own (vote
-        fractions), where the residuals are not the network's error.
+        the validation split's labels lie within it (`galcat.models.train`): a family
+        whose std describes the spread of its labels about the prediction, as exact
+        truths (r50, sersic, metallicity) or vote fractions whose ``_err`` is the
+        spread of the volunteers' fraction (gz2). Not where the labels come with
+        errors of their own (an archive's): `galcat.models.train` then leaves the std
+        as fitted.
     """
 
     name: ClassVar[str]

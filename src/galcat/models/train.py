@@ -359,7 +359,7 @@ def _calibrate_std(name: str, family, net, data: _Data, batches) -> list[float] 
     68% (a Laplace distribution's: 76%). The factor per output is the 68.27%
     quantile of |truth − mean| / std on the validation split (best weights, one
     transform), stored in the network (``std_calibration``) and applied by
-    `to_fit_space`. None (no factor) for a family without exact labels
+    `to_fit_space`. None (no factor) for a family that does not calibrate
     (`Family.calibrates_std`), for labels with errors of their own, or with fewer
     than `CALIBRATION_MIN_OBJECTS` validation truths of an output (factor 1 there).
     Under DDP each rank sees its part of the split; rank 0's factors are saved.
