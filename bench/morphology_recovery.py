@@ -30,7 +30,11 @@ and summary.json into ``--out``; prints a table, then ONE line of JSON.
 (`galcat.validation.population`: bulge − disc colour, bulge n, sizes, the truth's
 M/L relation, the dimming) and prints the issue-13 goals (`recovery.population_scores`):
 r50 ≤ 5% and r50_mass ≤ 8% at S/N > 20, |bias| ≤ 3% in every S/N bin from 10 to 200,
-Sérsic n ≤ 10%. The population's M/L relation is also the measurement's unless
+Sérsic n ≤ 10% for n ≤ 6. The single-Sérsic injections then take the population's index
+range and sizes (matched-filter S/N `POPULATION_SINGLE_SERSIC_SNR`), and the Sérsic-n
+goal is scored on them, weighted to the bulge + disc galaxies' S/N: a bulge + disc has no
+exact index (its figure against the PSF-free fit is printed beside, not scored). The
+population's M/L relation is also the measurement's unless
 ``--set measure.mass_to_light=...`` says otherwise.
 """
 
@@ -162,7 +166,8 @@ def _plots(table: pd.DataFrame, stats_snr: pd.DataFrame, out: Path) -> list[str]
 def _print_single_sersic(single: pd.DataFrame) -> dict:
     """Table of the single-Sersic injections (exact n) by S/N; returns the JSON summary."""
     snr = single["snr"].to_numpy(np.float64)
-    print(f"\nsingle-Sersic injections ({len(single)} galaxies, r band, n ~ U(0.5, 6), "
+    print(f"\nsingle-Sersic injections ({len(single)} galaxies, r band, n "
+          f"{single['truth_n'].min():.1f}-{single['truth_n'].max():.1f}, "
           "the index is exact): median bias / NMAD of (measured - truth) / truth, per cent")
     print(f"{'S/N bin':>8} {'n':>4} {'sersic_n':>14} {'r50':>14} {'q':>14}")
     idx = assign_bins(snr, v.SNR_EDGES)
@@ -185,16 +190,19 @@ def _print_single_sersic(single: pd.DataFrame) -> dict:
     return out
 
 
-def _print_population(table: pd.DataFrame, population) -> dict:
+def _print_population(table: pd.DataFrame, population, single: pd.DataFrame | None) -> dict:
     """The issue-13 goals on another population; returns the JSON summary."""
-    scores = v.population_scores(table)
+    scores = v.population_scores(table, single)
     head = scores["headline"]
     print(f"\npopulation {population.name!r}: {population.description or population}")
-    print(f"goals: isolated, S/N > {v.HEADLINE_MIN_SNR:g} (n = {head['n']}): median "
+    print(f"goals: isolated, S/N > {v.HEADLINE_MIN_SNR:g} (n = {head['n']} bulge + disc; "
+          f"sersic_n: {head['n_single']} single-Sersic injections with the population's "
+          f"n <= {v.POPULATION_MAX_N:g} and sizes, weighted to the bulge + disc S/N): median "
           "|measured - truth| / truth")
     for q, val in head["figures"].items():
-        print(f"{q:>10} {100 * val:7.1f}% goal {100 * head['goals'][q]:4.0f}% "
-              f"{'pass' if head['pass'][q] else 'FAIL'}  (NaN {100 * head['failed'][q]:.1f}%)")
+        verdict = (f"goal {100 * head['goals'][q]:4.0f}% {'pass' if head['pass'][q] else 'FAIL'}"
+                   if q in head["pass"] else "not a goal: no exact n, a PSF floor of ~8%")
+        print(f"{q:>18} {100 * val:7.1f}% {verdict}  (NaN {100 * head['failed'][q]:.1f}%)")
     print(f"median bias of isolated galaxies by isophotal S/N, per cent (goal |bias| <= "
           f"{100 * v.POPULATION_MAX_BIAS:g}% from S/N 10 to 200)")
     bins = list(scores["bias"]["r50"])
@@ -208,7 +216,7 @@ def _print_population(table: pd.DataFrame, population) -> dict:
     def rnd(x):
         return round(float(x), 4) if np.isfinite(x) else None
 
-    return {"name": population.name, "n_headline": head["n"],
+    return {"name": population.name, "n_headline": head["n"], "n_single": head["n_single"],
             "figures": {k: rnd(x) for k, x in head["figures"].items()},
             "goals": head["goals"], "pass": head["pass"],
             "bias_by_snr": {q: {b: rnd(c[1]) for b, c in cells.items()}
@@ -262,8 +270,10 @@ def main() -> None:
     )
     single = None
     if args.single_sersic > 0:
+        shape = ({"population": population, "snr": v.POPULATION_SINGLE_SERSIC_SNR}
+                 if population else {})
         single = v.single_sersic_table(args.single_sersic, cfg, scheduler=args.scheduler,
-                                       workers=args.workers)
+                                       workers=args.workers, **shape)
         single.to_csv(args.out / "single_sersic_objects.csv", index=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 
@@ -336,7 +346,7 @@ def main() -> None:
         + f": {p['bulge_disc_priors']}, colour {p['half_mass_colour_prior']}"
         for p in priors if p))
     single_summary = _print_single_sersic(single) if single is not None else None
-    pop_summary = _print_population(table, population) if population else None
+    pop_summary = _print_population(table, population, single) if population else None
 
     print("\ndeblending of galaxies with a companion (success = both objects recovered and "
           f"|F_1/F_primary - 1| <= {v.FLUX_TOLERANCE:g}; split = measured vs true F_1/(F_1+F_c))")

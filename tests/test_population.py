@@ -9,6 +9,7 @@ import pytest
 from galcat import relations
 from galcat.config import load_config
 from galcat.surveys import synthetic
+from galcat.surveys.single_sersic import SINGLE_SERSIC_N, render_single_sersic
 from galcat.validation import recovery as v
 from galcat.validation.population import (
     POPULATIONS,
@@ -84,6 +85,11 @@ def test_population_files_and_their_errors(tmp_path):
         load_population(tmp_path / "missing.yaml")
 
 
+def _single(snr, err, truth_n=3.0):
+    return pd.DataFrame({"snr": np.asarray(snr, float), "err_sersic_n": np.asarray(err, float),
+                         "truth_n": np.broadcast_to(truth_n, np.shape(snr)).astype(float)})
+
+
 def test_population_scores_check_every_snr_bin_from_10_to_200():
     n = 50
     snr = np.repeat([5.0, 15.0, 30.0, 70.0, 150.0, 300.0], n)
@@ -92,11 +98,66 @@ def test_population_scores_check_every_snr_bin_from_10_to_200():
         "snr": snr, "truth_merger": False, "truth_projection": False,
         "truth_size_clipped": False, "err_r50": err, "err_r50_mass": err,
         "err_sersic_n": err})
-    assert v.population_scores(table)["all_pass"]
+    single = _single([30.0, 70.0, 150.0, 300.0], 0.02)
+    assert v.population_scores(table, single)["all_pass"]
     # a bias outside 10-200 is reported, not scored; inside it fails
     table.loc[table["snr"] == 5.0, "err_r50"] = 0.2
     table.loc[table["snr"] == 300.0, "err_r50_mass"] = -0.2
-    scores = v.population_scores(table)
+    scores = v.population_scores(table, single)
     assert scores["bias_pass"] and scores["bias"]["r50"]["<10"] == (n, pytest.approx(0.2))
     table.loc[table["snr"] == 70.0, "err_r50_mass"] = 0.04
-    assert not v.population_scores(table)["bias_pass"]
+    assert not v.population_scores(table, single)["bias_pass"]
+
+
+def test_the_population_sersic_goal_is_scored_on_exact_indices_not_on_composites():
+    """The bulge + disc figure is kept but not scored; single Sérsics with n <= 6 are."""
+    snr = np.full(40, 60.0)
+    ok = np.full(snr.size, 0.01)
+    table = pd.DataFrame({"snr": snr, "truth_merger": False, "truth_projection": False,
+                          "truth_size_clipped": False, "err_r50": ok, "err_r50_mass": ok,
+                          "err_sersic_n": np.full(snr.size, 0.3)})
+    head = v.population_scores(table, _single([60.0] * 9, [0.05] * 9))["headline"]
+    assert head["figures"]["sersic_n_composite"] == pytest.approx(0.3)
+    assert "sersic_n_composite" not in head["pass"] and head["pass"]["sersic_n"]
+    assert head["figures"]["sersic_n"] == pytest.approx(0.05) and head["n_single"] == 9
+    # indices above 6 and S/N <= 20 are outside the goal; NaN fits count as failures
+    single = _single([60.0] * 6 + [15.0] * 6, [0.5, 0.5, 0.5, 0.05, np.nan, np.nan] + [0.9] * 6,
+                     truth_n=[6.2, 6.2, 6.2, 4.0, 4.0, 4.0] + [3.0] * 6)
+    head = v.population_scores(table, single)["headline"]
+    assert head["n_single"] == 3 and head["failed"]["sersic_n"] == pytest.approx(2 / 3)
+    assert not np.isfinite(head["figures"]["sersic_n"]) and not head["pass"]["sersic_n"]
+    # no injections: the goal fails rather than passing unmeasured
+    scores = v.population_scores(table)
+    assert not scores["headline"]["pass"]["sersic_n"] and not scores["all_pass"]
+
+
+def test_snr_matched_median_weighs_injections_to_the_reference_snr():
+    err = np.r_[np.full(30, 0.2), np.full(10, 0.02)]  # faint injections are the many
+    snr = np.r_[np.full(30, 30.0), np.full(10, 300.0)]
+    edges = v.POPULATION_SNR_EDGES
+    assert v.snr_matched_median_abs(err, snr, np.full(5, 400.0), edges) == pytest.approx(0.02)
+    assert v.snr_matched_median_abs(err, snr, np.full(5, 25.0), edges) == pytest.approx(0.2)
+    # 80% of the reference is bright: the weighted median is the bright injections' error
+    ref = np.r_[np.full(8, 250.0), np.full(2, 40.0)]
+    assert v.snr_matched_median_abs(err, snr, ref, edges) == pytest.approx(0.02)
+    # a reference bin without injections cannot be weighted
+    assert np.isnan(v.snr_matched_median_abs(err, snr, np.full(3, 70.0), edges))
+
+
+def test_single_sersic_injections_take_a_population_index_range_and_sizes():
+    syn = load_config()["synthetic"]
+
+    def draw(**kw):
+        return render_single_sersic(6, syn, rng=np.random.default_rng(5), **kw)
+
+    base, base_img, _ = draw()
+    same, same_img, _ = draw(n_range=SINGLE_SERSIC_N, size_scale=None)
+    assert base.equals(same) and np.array_equal(base_img, same_img)
+    pop, _, _ = draw(n_range=(5.0, 6.0), size_scale=(0.5, 0.5))
+    assert pop["truth_n"].between(5.0, 6.0).all()
+    assert pop["truth_q"].equals(base["truth_q"])  # the other draws do not move
+    assert (pop["truth_r50"] < 0.75 * base["truth_r50"]).all()
+    with pytest.raises(ValueError, match="n_range.*0.1, 6.0"):
+        draw(n_range=(0.1, 6.0))
+
+

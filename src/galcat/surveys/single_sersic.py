@@ -55,6 +55,8 @@ def sersic_circular_r50(n, q, r_eff, *, fraction: float = 0.5) -> np.ndarray:
 
 #: Sérsic index range of the injections (GalSim's range is 0.3-6.2).
 SINGLE_SERSIC_N = (0.5, 6.0)
+#: The index range GalSim's Sérsic profile accepts.
+SINGLE_SERSIC_GALSIM_N = (0.3, 6.2)
 #: Default matched-filter S/N range (log-uniform; `galcat.validation.recovery.single_sersic_table`'s):
 #: isophotal S/N ~10-150.
 SINGLE_SERSIC_SNR = (25.0, 400.0)
@@ -66,11 +68,14 @@ def render_single_sersic(
     *,
     rng: np.random.Generator,
     snr: tuple[float, float] = SINGLE_SERSIC_SNR,
+    n_range: tuple[float, float] = SINGLE_SERSIC_N,
+    size_scale: tuple[float, float] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Draw ``n`` single elliptical Sérsic galaxies in the synthetic survey's r band.
 
-    Each galaxy is one GalSim Sérsic: n ~ U(0.5, 6) on a 0.1 grid, truncated at 8 r_e
-    as the survey's bulges; circularised r_e ~ U(0.5, 2.5) arcsec, shrunk so that r80
+    Each galaxy is one GalSim Sérsic: n ~ U(``n_range``) on a 0.1 grid (default
+    0.5-6), truncated at 8 r_e as the survey's bulges; circularised r_e ~ U(0.5, 2.5)
+    arcsec (times a log-uniform factor in ``size_scale`` where given), shrunk so that r80
     fits the cutout as the survey does; q ~ U(0.4, 1); a random angle. It is convolved
     with the survey's r-band PSF and pixel, over its r-band sky noise, with the flux
     set by a matched-filter S/N log-uniform in ``snr``.
@@ -86,6 +91,12 @@ def render_single_sersic(
         galaxies).
     snr : (float, float)
         Range of the matched-filter S/N (default `SINGLE_SERSIC_SNR`).
+    n_range : (float, float)
+        Range of the Sérsic index (default `SINGLE_SERSIC_N`; within GalSim's 0.3-6.2).
+    size_scale : (float, float) or None
+        Range of a log-uniform factor on r_e (another population's sizes,
+        `galcat.validation.population.Population.size_scale`); None: no factor. It is
+        drawn after every other parameter, so the other draws do not change with it.
 
     Returns
     -------
@@ -104,12 +115,17 @@ def render_single_sersic(
     cfg = {"synthetic": dict(synthetic_config)}
     size, ps = int(synthetic_config["cutout_size"]), float(synthetic_config["pixel_scale"])
     sky = synthetic.band_set(cfg)["r"].sky_sigma(ps)
-    n_true = np.round(rng.uniform(*SINGLE_SERSIC_N, n) / 0.1) * 0.1
+    if not SINGLE_SERSIC_GALSIM_N[0] <= n_range[0] <= n_range[1] <= SINGLE_SERSIC_GALSIM_N[1]:
+        raise ValueError(f"n_range must be [lo, hi] within GalSim's {SINGLE_SERSIC_GALSIM_N}; "
+                         f"got {n_range!r}")
+    n_true = np.round(rng.uniform(*n_range, n) / 0.1) * 0.1
     r_e = rng.uniform(0.5, 2.5, n)
     q = rng.uniform(0.4, 1.0, n)
     beta = rng.uniform(0.0, 180.0, n)
     target = np.exp(rng.uniform(*np.log(snr), n))
     noise = rng.standard_normal((n, size, size))
+    if size_scale is not None:
+        r_e = r_e * np.exp(rng.uniform(*np.log(size_scale), n))
     r_max = 0.8 * 0.5 * size * ps
     images, truth_r50 = np.empty((n, 1, size, size)), np.empty(n)
     for i in range(n):

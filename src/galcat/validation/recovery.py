@@ -133,6 +133,8 @@ __all__ = [
     "GOALS",
     "POPULATION_GOALS",
     "POPULATION_MAX_BIAS",
+    "POPULATION_MAX_N",
+    "POPULATION_SINGLE_SERSIC_SNR",
     "POPULATION_SNR_EDGES",
     "QUANTITIES",
     "SINGLE_SERSIC_N",
@@ -154,6 +156,7 @@ __all__ = [
     "run_deblending",
     "sersic_circular_r50",
     "single_sersic_table",
+    "snr_matched_median_abs",
     "snr_isophotal",
     "sersic_reference_n",
     "snr_optimal",
@@ -623,6 +626,7 @@ def single_sersic_table(
     workers: int | None = None,
     return_images: bool = False,
     snr: tuple[float, float] = SINGLE_SERSIC_SNR,
+    population: Population | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Inject ``n`` single elliptical Sérsic galaxies, whose index is exact, and measure them.
 
@@ -630,7 +634,9 @@ def single_sersic_table(
     each galaxy is one Sérsic drawn by `render_single_sersic` (matched-filter S/N
     log-uniform in ``snr``, default `SINGLE_SERSIC_SNR`; ``seed`` fixes every draw). One band (r), segmented and measured
     with the config's ``segment`` and ``measure`` sections (half-mass off: it needs
-    colours).
+    colours). A ``population`` draws the index from its ``n_bulge`` range and scales the
+    sizes by its ``size_scale`` (the rest of a population is about colours and bulge +
+    disc structure, which one single-band Sérsic does not have).
 
     Returns one row per galaxy: ``object_id``, ``truth_n``, ``truth_q``, ``truth_r50``
     (circular, arcsec, `sersic_circular_r50`), ``snr`` (isophotal), the features
@@ -641,8 +647,13 @@ def single_sersic_table(
     cfg = copy.deepcopy(dict(config))
     cfg["measure"] = {**cfg.get("measure", {}), "half_mass": False}
     _set_dask(cfg, scheduler, workers)
+    shape = {}
+    if population is not None:
+        shape = {"n_range": population.n_bulge or SINGLE_SERSIC_N,
+                 "size_scale": population.size_scale}
     truth, images, sky = render_single_sersic(n, cfg["synthetic"], snr=snr,
-                                              rng=np.random.default_rng([int(seed), 0x53E5]))
+                                              rng=np.random.default_rng([int(seed), 0x53E5]),
+                                              **shape)
     ps = float(cfg["synthetic"]["pixel_scale"])
     batch = CutoutBatch(
         object_id=np.arange(1, n + 1, dtype=np.int64), image=images.astype(np.float32),
@@ -729,25 +740,91 @@ def headline(table: pd.DataFrame, goals: Mapping[str, float] = GOALS) -> dict[st
     }
 
 
-#: Goals on another population (issue 13): median |error| at S/N > 20 ...
+#: Goals on another population (issue 13): median |error| at S/N > 20 of the bulge +
+#: disc galaxies for the radii, and of the population's single-Sérsic injections (an
+#: exact index, n <= 6) for ``sersic_n`` (`population_scores`) ...
 POPULATION_GOALS: dict[str, float] = {"r50": 0.05, "r50_mass": 0.08, "sersic_n": 0.10}
 #: ... and the largest |median bias| of r50 and r50_mass in any S/N bin of
 #: `POPULATION_SNR_EDGES` between 10 and 200.
 POPULATION_MAX_BIAS = 0.03
 POPULATION_SNR_EDGES: tuple[float, ...] = (10.0, 20.0, 50.0, 100.0, 200.0)
+#: Matched-filter S/N range of a population's single-Sérsic injections: wide enough that
+#: every isophotal S/N bin of the bulge + disc headline galaxies (20 to > 200) holds some.
+POPULATION_SINGLE_SERSIC_SNR = (25.0, 2000.0)
+#: The index range scored by the population's ``sersic_n`` goal ("n <= 6").
+POPULATION_MAX_N = 6.0
 
 
-def population_scores(table: pd.DataFrame) -> dict[str, object]:
+def snr_matched_median_abs(err, snr, reference_snr, edges: Sequence[float]) -> float:
+    """Median |err| reweighted so that ``snr`` follows the distribution of ``reference_snr``.
+
+    Each value is weighted by (share of ``reference_snr`` in its bin of ``edges``) /
+    (share of ``snr`` in that bin), so a figure measured on injections with their own
+    S/N distribution is the one the reference galaxies would have. NaN errors count
+    as failures (infinitely large); NaN where a bin holding reference galaxies holds
+    no injection, or where there is nothing to weigh.
+    """
+    err = np.abs(np.asarray(err, np.float64))
+    err = np.where(np.isfinite(err), err, np.inf)
+    idx = assign_bins(np.asarray(snr, np.float64), edges)
+    ref_idx = assign_bins(np.asarray(reference_snr, np.float64), edges)
+    ref_idx = ref_idx[np.isfinite(np.asarray(reference_snr, np.float64))]
+    if err.size == 0 or ref_idx.size == 0:
+        return math.nan
+    weights = np.zeros(err.size)
+    for k in np.unique(ref_idx):
+        here = idx == k
+        if not here.any():
+            return math.nan
+        weights[here] = np.mean(ref_idx == k) / np.mean(here)
+    order = np.argsort(err)
+    cum = np.cumsum(weights[order])
+    value = float(err[order][np.searchsorted(cum, 0.5 * cum[-1])])
+    return value if np.isfinite(value) else math.nan
+
+
+def population_scores(table: pd.DataFrame, single: pd.DataFrame | None = None
+                      ) -> dict[str, object]:
     """The issue-13 figures of a `recovery_table` run on another population.
 
-    `headline` against `POPULATION_GOALS`, plus the bias of ``r50`` and ``r50_mass`` on
-    isolated galaxies per S/N bin of `POPULATION_SNR_EDGES` (the bins below 10 and above
-    200 are reported, not scored) against `POPULATION_MAX_BIAS`. Returns
-    ``{"headline": .., "bias": {quantity: {bin: (n, bias)}}, "bias_pass": bool,
-    "all_pass": bool}``.
+    ``r50`` and ``r50_mass``: `headline` of the bulge + disc galaxies against
+    `POPULATION_GOALS`. ``sersic_n``: a bulge + disc has no exact Sérsic index (its
+    single-Sérsic fit through the PSF misses the PSF-free one by a median 8% even without
+    noise: the module docstring), so the goal "n <= 6 within 10%" is scored on ``single``,
+    the population's single-Sérsic injections (`single_sersic_table` with
+    ``population=``): those with ``truth_n`` <= `POPULATION_MAX_N` and S/N > 20, their
+    median |Δn|/n reweighted to the headline galaxies' S/N distribution
+    (`snr_matched_median_abs` over `POPULATION_SNR_EDGES`). Without ``single`` it is NaN and fails.
+    The bulge + disc galaxies' own figure is kept as ``figures["sersic_n_composite"]``
+    (not scored). Plus the bias of ``r50`` and ``r50_mass`` on isolated galaxies per S/N
+    bin of `POPULATION_SNR_EDGES` (the bins below 10 and above 200 are reported, not
+    scored) against `POPULATION_MAX_BIAS`. Returns ``{"headline": .., "bias": {quantity:
+    {bin: (n, bias)}}, "bias_pass": bool, "all_pass": bool}``; ``headline["n_single"]``
+    counts the scored injections.
     """
-    head = headline(table, POPULATION_GOALS)
+    radii = {k: g for k, g in POPULATION_GOALS.items() if k != "sersic_n"}
+    head = headline(table, {**radii, "sersic_n": POPULATION_GOALS["sersic_n"]})
+    head["figures"]["sersic_n_composite"] = head["figures"].pop("sersic_n")
+    head["failed"]["sersic_n_composite"] = head["failed"].pop("sersic_n")
+    head["pass"].pop("sersic_n")
+    head["goals"] = dict(POPULATION_GOALS)
     iso = isolated(table)
+    snr = table["snr"].to_numpy(np.float64)
+    value, n_single, failed = math.nan, 0, math.nan
+    if single is not None and len(single):
+        s_snr = single["snr"].to_numpy(np.float64)
+        scored = (single["truth_n"].to_numpy(np.float64) <= POPULATION_MAX_N + 1e-9) \
+            & (s_snr > HEADLINE_MIN_SNR)
+        n_single = int(scored.sum())
+        err = single.loc[scored, "err_sersic_n"].to_numpy(np.float64)
+        failed = float(np.mean(~np.isfinite(err))) if err.size else math.nan
+        value = snr_matched_median_abs(err, s_snr[scored],
+                                       snr[iso & (snr > HEADLINE_MIN_SNR)],
+                                       POPULATION_SNR_EDGES)
+    head["figures"]["sersic_n"] = value
+    head["failed"]["sersic_n"] = failed
+    head["pass"]["sersic_n"] = bool(np.isfinite(value) and value <= POPULATION_GOALS["sersic_n"])
+    head["n_single"] = n_single
     edges = POPULATION_SNR_EDGES
     bias: dict[str, dict[str, tuple[int, float]]] = {}
     ok = True
@@ -756,9 +833,9 @@ def population_scores(table: pd.DataFrame) -> dict[str, object]:
         bias[name] = {}
         for k, row in enumerate(stats.to_dict("records")):
             bias[name][row["bin"]] = (int(row["n"]), float(row["bias"]))
-            scored = 0 < k < len(edges)
-            if scored and not (np.isfinite(row["bias"])
-                               and abs(row["bias"]) <= POPULATION_MAX_BIAS):
+            scored_bin = 0 < k < len(edges)
+            if scored_bin and not (np.isfinite(row["bias"])
+                                   and abs(row["bias"]) <= POPULATION_MAX_BIAS):
                 ok = False
     return {"headline": head, "bias": bias, "bias_pass": ok,
             "all_pass": ok and all(head["pass"].values())}
