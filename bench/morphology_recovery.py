@@ -184,6 +184,14 @@ def _print_single_sersic(single: pd.DataFrame) -> dict:
         err = single.loc[sel, col].to_numpy(np.float64)
         out[name] = round(median_abs(err), 4)
         out[f"{name}_nan"] = round(float(np.mean(~np.isfinite(err))), 4)
+    # does the fit reach what the noise allows? |n - truth| <= sersic_n_err for 68% if so
+    within = (np.abs(single["sersic_n"] - single["truth_n"]) <= single["sersic_n_err"]).to_numpy()
+    cover = {bin_label(v.SNR_EDGES, k): round(float(within[idx == k].mean()), 3)
+             for k in range(1, len(v.SNR_EDGES) + 1) if (idx == k).any()}
+    print("fraction with |n - truth| <= sersic_n_err (the fit's Cramer-Rao error; 0.68 "
+          "if the fit gets all the noise allows): "
+          + ", ".join(f"S/N {b}: {c:.2f}" for b, c in cover.items()))
+    out["sersic_n_within_err"] = cover
     print(f"S/N > {v.HEADLINE_MIN_SNR:g} (n = {out['n']}): median |dn|/n = "
           f"{100 * out['sersic_n']:.1f}% (goal {100 * v.GOALS['sersic_n']:.0f}%), "
           f"|dr50|/r50 = {100 * out['r50']:.1f}%, |dq|/q = {100 * out['q']:.1f}%")

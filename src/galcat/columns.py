@@ -133,6 +133,7 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"flux_err_.+", "stat.error;phot.flux.density"),
     (r"flux_.+", "phot.flux.density"),
     (r"log_mass_phot_err", "stat.error;phys.mass"),
+    (r"sersic_n_err", "stat.error;src.morph.param"),
     (r"log_mass(_phot|_nsa|_p\d\d)?|nsa_elpetro_mass", "phys.mass"),
     (r"log_ml_.+", "phys.composition.massLightRatio"),
     (r"gr_.+", "phot.color"),

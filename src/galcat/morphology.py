@@ -176,6 +176,10 @@ _SERSIC_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_q": ("", "axis ratio b/a of the Sersic fit"),
 }
 _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
+    "sersic_n_err": ("", "1-sigma error of sersic_n from the fit's Jacobian (sky noise "
+                     "only, the other shape parameters marginalised, the centre held): "
+                     "what the noise allows, a lower bound where the galaxy's own Poisson "
+                     "noise matters; NaN with measure.sersic_refine false"),
     "statmorph_flag": ("", "statmorph's flag: 0 good, 1 suspect, 2 bad, 4 catastrophic; "
                        "-1 not run"),
     "sersic_flag": ("", "Sersic fit: 0 good, 1 n or r_eff on a bound, 2 failed (with "
@@ -217,7 +221,7 @@ MEASURE_COLUMNS: list[str] = [
     "r20", "r50", "r80", "rpetro_circ", "concentration", "asymmetry", "smoothness", "gini",
     "m20", "gini_m20_merger", "gini_m20_bulge", "multimode", "intensity", "deviation",
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
-    "sersic_q", "sn_per_pixel", "statmorph_flag", "sersic_flag", "r50_psf_corrected",
+    "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag", "r50_psf_corrected",
     "r50_mass", "r50_mass_flag", "bulge_to_total", *[f"{c}_pix" for c in RADIUS_COLUMNS],
     "flag",
 ]
@@ -458,7 +462,7 @@ def sersic_start(morph) -> tuple[float, ...]:
             geometry[3])
 
 
-def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int]:
+def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int, float]:
     """Fit a PSF-convolved elliptical Sérsic (`sersic_model`) to one galaxy.
 
     The one Sérsic fit of a galaxy: statmorph's own (`statmorph.SourceMorphology`'s
@@ -488,6 +492,10 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int]
     flag : int
         1 when n or r_eff ends on a bound (n in [0.2, 8], r_eff in [0.3, 5 × the
         cutout side] pixels), else 0.
+    n_error : float
+        1-sigma error of n from the second fit's Jacobian, ``sqrt((JᵀJ)⁻¹)`` with the
+        other four parameters marginalised and the centre held: the Cramér–Rao bound for
+        the weights' noise. NaN where JᵀJ is singular.
 
     Raises
     ------
@@ -513,15 +521,16 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int]
     use = weight > 0
     data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
     # 1. every parameter, the cusp softened; 2. the centre held there, the cusp exact
-    centred, _ = _sersic_least_squares(data, w, use, image.shape, psf, start,
-                                       free_centre=True, softening=CENTRE_SOFTENING)
+    centred, _, _ = _sersic_least_squares(data, w, use, image.shape, psf, start,
+                                          free_centre=True, softening=CENTRE_SOFTENING)
     return _sersic_least_squares(data, w, use, image.shape, psf, centred,
                                  free_centre=False, softening=0.0)
 
 
 def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
-                          softening: float) -> tuple[tuple[float, ...], int]:
-    """One least-squares Sérsic fit of `fit_sersic`: ``(model, flag)`` as it returns."""
+                          softening: float) -> tuple[tuple[float, ...], int, float]:
+    """One least-squares Sérsic fit of `fit_sersic`: ``(model, flag, n_error)`` as it
+    returns."""
     amplitude, r_eff, n, x0, y0, q, theta = start
     ln10 = math.log(10.0)
     renders: dict[tuple[float, float, float], sersic.SersicImage] = {}
@@ -565,7 +574,18 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
     # q = 1 is a round galaxy, not a stuck fit; only r_eff and n flag a bound
     at_bound = np.any(np.isclose(res.x[1:3], lo[1:3]) | np.isclose(res.x[1:3], hi[1:3]))
     (amplitude, r_eff, n, q), (x0, y0, theta) = unpack(res.x)
-    return (amplitude, r_eff, float(n), x0, y0, float(q), theta), int(at_bound)
+    return (amplitude, r_eff, float(n), x0, y0, float(q), theta), int(at_bound), \
+        _index_error(res.jac)
+
+
+def _index_error(jac: np.ndarray) -> float:
+    """1-sigma error of the index (parameter 2) from a least-squares Jacobian."""
+    with np.errstate(all="ignore"):
+        try:
+            variance = float(np.linalg.inv(jac.T @ jac)[2, 2])
+        except np.linalg.LinAlgError:
+            return math.nan
+    return math.sqrt(variance) if np.isfinite(variance) and variance > 0 else math.nan
 
 
 # --------------------------------------------------------------------------- one object
@@ -753,7 +773,7 @@ def measure_object(
         except Exception as exc:  # noqa: BLE001 - one galaxy must not stop the shard
             morph = None
             row.update(dict.fromkeys([*_STATMORPH_COLUMNS, *_SERSIC_COLUMNS,
-                                      "r50_psf_corrected"], math.nan))
+                                      "sersic_n_err", "r50_psf_corrected"], math.nan))
             flag |= (MeasureFlag.STATMORPH_FAILED | MeasureFlag.SERSIC_FAILED
                      | MeasureFlag.R50_PSF_FAILED)
             _warn(object_id, f"statmorph raised {type(exc).__name__}: {exc}")
@@ -837,9 +857,9 @@ def _sersic_columns(row, morph, image, bg, sigma, use, batch, band, object_id):
     ``sersic_flag`` is 0, 1 (n or r_eff on a bound) or 2 (no fit).
     """
     try:
-        model, at_bound = fit_sersic(image - bg, sigma, use,
-                                     sersic.normalised_psf(batch.psf[band]),
-                                     sersic_start(morph))
+        model, at_bound, n_error = fit_sersic(image - bg, sigma, use,
+                                              sersic.normalised_psf(batch.psf[band]),
+                                              sersic_start(morph))
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"Sersic fit failed: {exc}")
         row["sersic_flag"] = 2
@@ -848,6 +868,7 @@ def _sersic_columns(row, morph, image, bg, sigma, use, batch, band, object_id):
     row["sersic_n"] = model[2]
     row["sersic_r_eff"] = model[1] * batch.pixel_scale
     row["sersic_q"] = model[5]
+    row["sersic_n_err"] = n_error
     row["sersic_flag"] = int(at_bound)
     return (MeasureFlag.SERSIC_WARNING if at_bound else 0), model
 

@@ -33,11 +33,12 @@ __all__ = [
     "random_forest",
 ]
 
-#: Feature-table columns the random forest does not use: keys, flag words and the
-#: orientation (an angle in the image frame carries no physics).
+#: Feature-table columns the random forest does not use: keys, flag words, the
+#: orientation (an angle in the image frame carries no physics) and the measurement's
+#: own errors (of the exposure, not the galaxy).
 RF_EXCLUDED = ("object_id", "flag", "seg_flag", "statmorph_flag", "sersic_flag",
                "r50_mass_flag", "orientation_deg", "seg_background", "seg_background_rms",
-               "seg_bad_fraction")
+               "seg_bad_fraction", "sersic_n_err")
 
 
 def isophotal_photometry(
