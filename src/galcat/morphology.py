@@ -375,6 +375,10 @@ CORE_RADIUS = 3.0
 #: drawn onto a sub-pixel sample (the cusp's point sample peaks there) and the fit stopped
 #: unconverged; with it for the whole fit, a noiseless n = 4 of r_e 2.5 px fitted n = 4.17.
 CENTRE_SOFTENING = 0.5 / CORE_SUBSAMPLES
+#: Relative change of the cost and of the parameters at which `fit_sersic`'s first fit,
+#: which only places the centre, stops (scipy's default 1e-8 let a flat valley run a few
+#: galaxies to the evaluation limit); the second fit refits all but the centre.
+CENTRE_FIT_TOLERANCE = 1e-3
 
 
 def sersic_model(shape: tuple[int, int], psf: np.ndarray | None,
@@ -522,15 +526,17 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int,
     data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
     # 1. every parameter, the cusp softened; 2. the centre held there, the cusp exact
     centred, _, _ = _sersic_least_squares(data, w, use, image.shape, psf, start,
-                                          free_centre=True, softening=CENTRE_SOFTENING)
+                                          free_centre=True, softening=CENTRE_SOFTENING,
+                                          tolerance=CENTRE_FIT_TOLERANCE)
     return _sersic_least_squares(data, w, use, image.shape, psf, centred,
                                  free_centre=False, softening=0.0)
 
 
 def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
-                          softening: float) -> tuple[tuple[float, ...], int, float]:
+                          softening: float, tolerance: float = 1e-8
+                          ) -> tuple[tuple[float, ...], int, float]:
     """One least-squares Sérsic fit of `fit_sersic`: ``(model, flag, n_error)`` as it
-    returns."""
+    returns; ``tolerance`` is scipy's ``ftol`` and ``xtol``."""
     amplitude, r_eff, n, x0, y0, q, theta = start
     ln10 = math.log(10.0)
     renders: dict[tuple[float, float, float], sersic.SersicImage] = {}
@@ -568,7 +574,7 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
         lo, hi = [*lo, x0 - 3.0, y0 - 3.0], [*hi, x0 + 3.0, y0 + 3.0]
         v0, scale = [*v0, x0, y0], [*scale, 0.3, 0.3]
     res = opt.least_squares(residual, np.clip(v0, lo, hi), jac=jacobian, bounds=(lo, hi),
-                            x_scale=scale, max_nfev=200)
+                            x_scale=scale, max_nfev=200, ftol=tolerance, xtol=tolerance)
     if not res.success or not np.all(np.isfinite(res.x)):
         raise RuntimeError(f"Sersic fit did not converge: {res.message}")
     # q = 1 is a round galaxy, not a stuck fit; only r_eff and n flag a bound
