@@ -159,5 +159,3 @@ def test_single_sersic_injections_take_a_population_index_range_and_sizes():
     assert (pop["truth_r50"] < 0.75 * base["truth_r50"]).all()
     with pytest.raises(ValueError, match="n_range.*0.1, 6.0"):
         draw(n_range=(0.1, 6.0))
-
-

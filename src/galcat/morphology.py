@@ -221,8 +221,9 @@ MEASURE_COLUMNS: list[str] = [
     "r20", "r50", "r80", "rpetro_circ", "concentration", "asymmetry", "smoothness", "gini",
     "m20", "gini_m20_merger", "gini_m20_bulge", "multimode", "intensity", "deviation",
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
-    "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag", "r50_psf_corrected",
-    "r50_mass", "r50_mass_flag", "bulge_to_total", *[f"{c}_pix" for c in RADIUS_COLUMNS],
+    "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag",
+    "r50_psf_corrected", "r50_mass", "r50_mass_flag", "bulge_to_total",
+    *[f"{c}_pix" for c in RADIUS_COLUMNS],
     "flag",
 ]
 assert set(MEASURE_COLUMNS) == set(_ALL)

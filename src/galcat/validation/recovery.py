@@ -767,8 +767,8 @@ def snr_matched_median_abs(err, snr, reference_snr, edges: Sequence[float]) -> f
     err = np.abs(np.asarray(err, np.float64))
     err = np.where(np.isfinite(err), err, np.inf)
     idx = assign_bins(np.asarray(snr, np.float64), edges)
-    ref_idx = assign_bins(np.asarray(reference_snr, np.float64), edges)
-    ref_idx = ref_idx[np.isfinite(np.asarray(reference_snr, np.float64))]
+    reference_snr = np.asarray(reference_snr, np.float64)
+    ref_idx = assign_bins(reference_snr[np.isfinite(reference_snr)], edges)
     if err.size == 0 or ref_idx.size == 0:
         return math.nan
     weights = np.zeros(err.size)
@@ -781,6 +781,22 @@ def snr_matched_median_abs(err, snr, reference_snr, edges: Sequence[float]) -> f
     cum = np.cumsum(weights[order])
     value = float(err[order][np.searchsorted(cum, 0.5 * cum[-1])])
     return value if np.isfinite(value) else math.nan
+
+
+def _exact_index_figure(single: pd.DataFrame | None, reference_snr: np.ndarray
+                        ) -> tuple[float, int, float]:
+    """`population_scores`'s Sérsic-n figure: ``(value, injections scored, NaN fraction)``
+    of the injections with ``truth_n`` <= `POPULATION_MAX_N` and S/N > 20, weighted to
+    ``reference_snr``; NaN and 0 without injections."""
+    if single is None or not len(single):
+        return math.nan, 0, math.nan
+    s_snr = single["snr"].to_numpy(np.float64)
+    scored = (single["truth_n"].to_numpy(np.float64) <= POPULATION_MAX_N + 1e-9) \
+        & (s_snr > HEADLINE_MIN_SNR)
+    err = single.loc[scored, "err_sersic_n"].to_numpy(np.float64)
+    failed = float(np.mean(~np.isfinite(err))) if err.size else math.nan
+    value = snr_matched_median_abs(err, s_snr[scored], reference_snr, POPULATION_SNR_EDGES)
+    return value, int(scored.sum()), failed
 
 
 def population_scores(table: pd.DataFrame, single: pd.DataFrame | None = None
@@ -802,29 +818,15 @@ def population_scores(table: pd.DataFrame, single: pd.DataFrame | None = None
     {bin: (n, bias)}}, "bias_pass": bool, "all_pass": bool}``; ``headline["n_single"]``
     counts the scored injections.
     """
-    radii = {k: g for k, g in POPULATION_GOALS.items() if k != "sersic_n"}
-    head = headline(table, {**radii, "sersic_n": POPULATION_GOALS["sersic_n"]})
+    head = headline(table, POPULATION_GOALS)
     head["figures"]["sersic_n_composite"] = head["figures"].pop("sersic_n")
     head["failed"]["sersic_n_composite"] = head["failed"].pop("sersic_n")
-    head["pass"].pop("sersic_n")
-    head["goals"] = dict(POPULATION_GOALS)
     iso = isolated(table)
     snr = table["snr"].to_numpy(np.float64)
-    value, n_single, failed = math.nan, 0, math.nan
-    if single is not None and len(single):
-        s_snr = single["snr"].to_numpy(np.float64)
-        scored = (single["truth_n"].to_numpy(np.float64) <= POPULATION_MAX_N + 1e-9) \
-            & (s_snr > HEADLINE_MIN_SNR)
-        n_single = int(scored.sum())
-        err = single.loc[scored, "err_sersic_n"].to_numpy(np.float64)
-        failed = float(np.mean(~np.isfinite(err))) if err.size else math.nan
-        value = snr_matched_median_abs(err, s_snr[scored],
-                                       snr[iso & (snr > HEADLINE_MIN_SNR)],
-                                       POPULATION_SNR_EDGES)
+    value, head["n_single"], head["failed"]["sersic_n"] = _exact_index_figure(
+        single, snr[iso & (snr > HEADLINE_MIN_SNR)])
     head["figures"]["sersic_n"] = value
-    head["failed"]["sersic_n"] = failed
     head["pass"]["sersic_n"] = bool(np.isfinite(value) and value <= POPULATION_GOALS["sersic_n"])
-    head["n_single"] = n_single
     edges = POPULATION_SNR_EDGES
     bias: dict[str, dict[str, tuple[int, float]]] = {}
     ok = True
@@ -833,9 +835,9 @@ def population_scores(table: pd.DataFrame, single: pd.DataFrame | None = None
         bias[name] = {}
         for k, row in enumerate(stats.to_dict("records")):
             bias[name][row["bin"]] = (int(row["n"]), float(row["bias"]))
-            scored_bin = 0 < k < len(edges)
-            if scored_bin and not (np.isfinite(row["bias"])
-                                   and abs(row["bias"]) <= POPULATION_MAX_BIAS):
+            scored = 0 < k < len(edges)
+            if scored and not (np.isfinite(row["bias"])
+                               and abs(row["bias"]) <= POPULATION_MAX_BIAS):
                 ok = False
     return {"headline": head, "bias": bias, "bias_pass": ok,
             "all_pass": ok and all(head["pass"].values())}
