@@ -209,3 +209,10 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path):
         load_config(path)
     proc = snakemake(tmp_path, None, "-n", "--configfile", str(path), check=False)
     assert proc.returncode != 0 and "given twice" in proc.stderr + proc.stdout
+
+
+def test_a_prior_on_n_needs_galcats_own_sersic_fit():
+    with pytest.raises(ConfigError, match="measure.sersic_n_prior: calibrate puts a prior"):
+        load_config(overrides={"measure": {"sersic_n_prior": "calibrate",
+                                           "sersic_refine": False}})
+    load_config(overrides={"measure": {"sersic_n_prior": "calibrate"}})

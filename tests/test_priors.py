@@ -11,7 +11,7 @@ import pytest
 from galcat.config import load_config
 from galcat.metrics import nmad
 from galcat.morphology import measure_shard
-from galcat.priors import SD_FLOOR, calibrated_priors, isophotal_snr
+from galcat.priors import SD_FLOOR, calibrated_priors, index_prior, isophotal_snr
 from galcat.segment import segment_shard
 from galcat.surveys import synthetic
 
@@ -49,6 +49,21 @@ def test_calibrated_priors_are_median_and_nmad_with_the_noise_removed_from_the_c
     few = fits[:5] + [{"n_bulge": np.nan}] * 20
     assert calibrated_priors(few, keys=["n_bulge"], colour=True, min_galaxies=10)[:2] == (
         None, None)
+
+
+def test_the_index_prior_is_the_median_and_spread_of_log_n_less_the_fits_noise():
+    rng = np.random.default_rng(2)
+    true_log_n = rng.normal(0.4, 0.15, 2000)
+    err_dex = 0.09  # as much noise as spread: the prior must not take it for galaxies
+    n = 10.0 ** (true_log_n + err_dex * rng.standard_normal(true_log_n.size))
+    n_err = n * np.log(10.0) * err_dex
+    mean, sd = index_prior(n, n_err, min_galaxies=10)
+    assert mean == pytest.approx(0.4, abs=0.01) and sd == pytest.approx(0.15, abs=0.01)
+    assert nmad(np.log10(n)) > 0.17  # what the prior would be with the noise left in
+    # NaN and non-positive fits are left out; identical galaxies get the floor
+    assert index_prior([2.0] * 10 + [np.nan, -1.0], [0.01] * 12, min_galaxies=10) == (
+        pytest.approx(np.log10(2.0)), SD_FLOOR["log_n"])
+    assert index_prior([2.0] * 9 + [np.nan], [0.01] * 10, min_galaxies=10) is None
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +107,30 @@ def test_calibrate_fits_the_bright_galaxies_then_everyone_with_their_priors(shar
     assert kept.attrs["priors"]["bulge_disc_priors"] == {k: list(v) for k, v in
                                                          defaults.items()}
     assert "min_galaxies = 50" in caplog.text
+
+
+def test_an_index_prior_from_the_bright_galaxies_pulls_the_faint_ones_towards_them(shard):
+    """``sersic_n_prior: calibrate``: the prior is `index_prior` of the bright galaxies'
+    maximum-likelihood fits (those of a run without it), and every index moves towards
+    its mean, none away from it."""
+    cfg, batch, segmap = shard
+    calibration = {"min_snr": 30.0, "min_galaxies": 4}
+    ml = _measure(cfg, batch, segmap, prior_calibration=calibration)
+    cal = _measure(cfg, batch, segmap, sersic_n_prior="calibrate",
+                   prior_calibration=calibration)
+    record = cal.attrs["priors"]
+    assert ml.attrs["priors"]["sersic_n_prior"] is None
+    assert record["mode"] == "fixed" and record["calibrated"] == ["sersic_n"]
+    r = batch.band_index("r")
+    snr = isophotal_snr(batch.image[:, r], batch.sigma[:, r], segmap)
+    bright = (snr >= 30.0) & (ml["sersic_flag"] == 0).to_numpy()
+    assert bright.sum() >= 4
+    mean, sd = index_prior(ml["sersic_n"][bright], ml["sersic_n_err"][bright], min_galaxies=4)
+    assert record["sersic_n_prior"] == [pytest.approx(mean), pytest.approx(sd)]
+    ok = np.isfinite(ml["sersic_n"]) & np.isfinite(cal["sersic_n"])
+    before = np.abs(np.log10(ml["sersic_n"][ok]) - mean)
+    after = np.abs(np.log10(cal["sersic_n"][ok]) - mean)
+    assert (after <= before + 1e-3).all() and (after < before - 1e-3).any()
+    # the posterior is narrower in log10 n (in n it scales with the index it moved to)
+    dex = {k: (t["sersic_n_err"] / t["sersic_n"])[ok] for k, t in (("ml", ml), ("cal", cal))}
+    assert (dex["cal"] <= dex["ml"] * (1 + 1e-3)).all()

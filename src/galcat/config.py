@@ -235,6 +235,11 @@ def _cross_field_errors(config: dict) -> list[str]:
         if band not in (AUTO, SUM, *bands):
             errors.append(f"config key detect_band: {band!r} is not a band of survey "
                           f"{survey!r}, which has {bands}; name one of them, sum or auto")
+    measure = config.get("measure") or {}
+    if measure.get("sersic_n_prior", "none") != "none" and measure.get("sersic_refine") is False:
+        errors.append("config key measure.sersic_n_prior: calibrate puts a prior in galcat's "
+                      "own Sersic fit, but measure.sersic_refine is false (statmorph's fit); "
+                      "set sersic_refine: true or sersic_n_prior: none")
     local = config.get("local") or {}
     if survey == "local" and local.get("objects") == "detect" and (
             (local.get("images") or {}).get("kind", "mosaic") != "mosaic"):

@@ -170,7 +170,8 @@ _STATMORPH_COLUMNS: dict[str, tuple[str, str]] = {
 _SERSIC_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_n": ("", "Sersic index of the PSF-convolved 2-D Sersic fit (galcat's, with a "
                  "sub-pixel core: galcat.morphology.fit_sersic; statmorph's own with "
-                 "measure.sersic_refine false)"),
+                 "measure.sersic_refine false); maximum likelihood, or the posterior mode "
+                 "with measure.sersic_n_prior calibrate"),
     "sersic_r_eff": ("arcsec", "half-light semi-major axis of the Sersic fit "
                      "(circularised: sersic_r_eff * sqrt(sersic_q))"),
     "sersic_q": ("", "axis ratio b/a of the Sersic fit"),
@@ -179,7 +180,8 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
     "sersic_n_err": ("", "1-sigma error of sersic_n from the fit's Jacobian (sky noise "
                      "only, the other shape parameters marginalised, the centre held): "
                      "what the noise allows, a lower bound where the galaxy's own Poisson "
-                     "noise matters; NaN with measure.sersic_refine false"),
+                     "noise matters; the posterior's with measure.sersic_n_prior calibrate; "
+                     "NaN with measure.sersic_refine false"),
     "statmorph_flag": ("", "statmorph's flag: 0 good, 1 suspect, 2 bad, 4 catastrophic; "
                        "-1 not run"),
     "sersic_flag": ("", "Sersic fit: 0 good, 1 n or r_eff on a bound, 2 failed (with "
@@ -467,7 +469,8 @@ def sersic_start(morph) -> tuple[float, ...]:
             geometry[3])
 
 
-def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int, float]:
+def fit_sersic(image, sigma, valid, psf, start, *, n_prior: tuple[float, float] | None = None
+               ) -> tuple[tuple[float, ...], int, float]:
     """Fit a PSF-convolved elliptical Sérsic (`sersic_model`) to one galaxy.
 
     The one Sérsic fit of a galaxy: statmorph's own (`statmorph.SourceMorphology`'s
@@ -489,6 +492,10 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int,
         ``(amplitude, r_eff, n, x0, y0, q, theta)`` in pixels and radians
         (`sersic_start`): amplitude ``I(r_eff)``, semi-major half-light axis, index,
         centre, axis ratio, angle of the major axis from +x.
+    n_prior : (mean, sd), optional
+        Gaussian prior on log10 n (`galcat.priors.index_prior`), one more residual of the
+        second fit: n is then the posterior mode and ``n_error`` its error. Default None:
+        maximum likelihood.
 
     Returns
     -------
@@ -500,7 +507,7 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int,
     n_error : float
         1-sigma error of n from the second fit's Jacobian, ``sqrt((JᵀJ)⁻¹)`` with the
         other four parameters marginalised and the centre held: the Cramér–Rao bound for
-        the weights' noise. NaN where JᵀJ is singular.
+        the weights' noise (with ``n_prior``, the posterior's). NaN where JᵀJ is singular.
 
     Raises
     ------
@@ -530,14 +537,16 @@ def fit_sersic(image, sigma, valid, psf, start) -> tuple[tuple[float, ...], int,
                                           free_centre=True, softening=CENTRE_SOFTENING,
                                           tolerance=CENTRE_FIT_TOLERANCE)
     return _sersic_least_squares(data, w, use, image.shape, psf, centred,
-                                 free_centre=False, softening=0.0)
+                                 free_centre=False, softening=0.0, n_prior=n_prior)
 
 
 def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
-                          softening: float, tolerance: float = 1e-8
+                          softening: float, tolerance: float = 1e-8,
+                          n_prior: tuple[float, float] | None = None
                           ) -> tuple[tuple[float, ...], int, float]:
     """One least-squares Sérsic fit of `fit_sersic`: ``(model, flag, n_error)`` as it
-    returns; ``tolerance`` is scipy's ``ftol`` and ``xtol``."""
+    returns; ``tolerance`` is scipy's ``ftol`` and ``xtol``; ``n_prior`` (log10 n mean,
+    sd) adds its residual ``(log10 n - mean) / sd``."""
     amplitude, r_eff, n, x0, y0, q, theta = start
     ln10 = math.log(10.0)
     renders: dict[tuple[float, float, float], sersic.SersicImage] = {}
@@ -553,9 +562,21 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
             renders[key] = sersic_model(shape, psf, key[:2], key[2], softening=softening)
         return renders[key]
 
+    def prior_residual(v) -> np.ndarray:
+        if n_prior is None:
+            return np.empty(0)
+        return np.array([(math.log10(v[2]) - n_prior[0]) / n_prior[1]])
+
+    def prior_jacobian(v) -> np.ndarray:
+        row = np.zeros((0 if n_prior is None else 1, len(v)))
+        if n_prior is not None:
+            row[0, 2] = 1.0 / (v[2] * ln10 * n_prior[1])
+        return row
+
     def residual(v):
         model = render(v)
-        return (data - model.convolved(model.sample(*unpack(v)[0]))[use]) * w
+        return np.concatenate([(data - model.convolved(model.sample(*unpack(v)[0]))[use]) * w,
+                               prior_residual(v)])
 
     def jacobian(v):
         model, profile = render(v), unpack(v)[0]
@@ -564,7 +585,8 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
         sets = [samples, d_ln_r, d_n, d_q, d_theta, *((d_x0, d_y0) if free_centre else ())]
         images = model.convolved_many(sets, [0])[0]
         columns = [ln10 * images[0], ln10 * images[1], *images[2:]]
-        return -np.column_stack([c[use] for c in columns]) * w[:, None]
+        return np.vstack([-np.column_stack([c[use] for c in columns]) * w[:, None],
+                          prior_jacobian(v)])
 
     lo = [math.log10(amplitude) - 4.0, math.log10(0.3), 0.2, 0.05, theta - math.pi]
     hi = [math.log10(amplitude) + 4.0, math.log10(5.0 * max(shape)), 8.0, 1.0,
@@ -761,14 +783,15 @@ def measure_object(
             if own_fit:
                 fit_bits, model = _sersic_columns(row, morph, image, bg,
                                                   sky_sigma(sigma, (seg == 0) & valid),
-                                                  valid & ~bad, batch, b, object_id)
+                                                  valid & ~bad, batch, b, object_id,
+                                                  n_prior=opts.get(_INDEX_PRIOR))
                 flag |= fit_bits
             elif not bits & MeasureFlag.SERSIC_FAILED:
                 model = _statmorph_sersic(morph)
             bd_fit = _bulge_disc(batch, index, seg, opts, _bulge_disc_start(morph, model),
                                  background, object_id)
-            if opts.get(_CALIBRATION) and bd_fit is not None:
-                row[_CALIBRATION] = _calibration_values(bd_fit, batch, opts)
+            if opts.get(_CALIBRATION):
+                row[_CALIBRATION] = _calibration_values(bd_fit, row, batch, opts)
             row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
                                      if bd_fit is not None else math.nan)
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
@@ -857,8 +880,10 @@ def _statmorph_sersic(morph) -> tuple[float, ...]:
     return (*start, 1.0 - _value(morph, "sersic_ellip"), _value(morph, "sersic_theta"))
 
 
-def _sersic_columns(row, morph, image, bg, sigma, use, batch, band, object_id):
-    """The Sérsic columns from `fit_sersic` (statmorph's fit is not run).
+def _sersic_columns(row, morph, image, bg, sigma, use, batch, band, object_id, *,
+                    n_prior: tuple[float, float] | None = None):
+    """The Sérsic columns from `fit_sersic` (statmorph's fit is not run), with the
+    calibrated ``n_prior`` on log10 n when there is one.
 
     Returns ``(flag bits, model (amplitude, r_eff, n, x0, y0, q, theta) or None)``;
     ``sersic_flag`` is 0, 1 (n or r_eff on a bound) or 2 (no fit).
@@ -866,7 +891,7 @@ def _sersic_columns(row, morph, image, bg, sigma, use, batch, band, object_id):
     try:
         model, at_bound, n_error = fit_sersic(image - bg, sigma, use,
                                               sersic.normalised_psf(batch.psf[band]),
-                                              sersic_start(morph))
+                                              sersic_start(morph), n_prior=n_prior)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"Sersic fit failed: {exc}")
         row["sersic_flag"] = 2
@@ -908,11 +933,19 @@ def _r50_psf(row, model, image, bg, sigma, bad, batch, band, object_id,
 
 #: Row key (not a column) of the prior-free fit values of the calibration pass.
 _CALIBRATION = "_prior_calibration"
+#: Settings key (not a config key) of the calibrated prior on log10 n (`fit_sersic`).
+_INDEX_PRIOR = "_sersic_n_prior"
 
 
-def _calibration_values(fit, batch, opts) -> dict[str, float]:
-    """Structure and bulge − disc colour (of the M/L relation) of a prior-free fit."""
-    values = bulgedisc.structure(fit)
+def _calibration_values(fit, row, batch, opts) -> dict[str, float]:
+    """The Sérsic index and its error (``row``, a clean fit only), and the structure and
+    bulge − disc colour (of the M/L relation) of the prior-free bulge + disc ``fit``."""
+    clean = row.get("sersic_flag") == 0
+    values = {"sersic_n": row["sersic_n"] if clean else math.nan,
+              "sersic_n_err": row["sersic_n_err"] if clean else math.nan}
+    if fit is None:
+        return values
+    values.update(bulgedisc.structure(fit))
     (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[opts["mass_to_light"]]
     values["colour_delta"] = values["colour_delta_err"] = math.nan
     if blue in fit.bands and red in fit.bands:
@@ -939,17 +972,23 @@ def _calibrate_priors(batch: CutoutBatch, segmap: np.ndarray, opts: dict,
     and the record of what was done (``DataFrame.attrs["priors"]`` of the features)."""
     cal = opts["prior_calibration"]
     structure, colour = _uses_bulge_disc(opts)
-    record: dict[str, Any] = {"mode": "calibrate", "min_snr": float(cal["min_snr"]),
+    if opts["priors"] != "calibrate":
+        structure = colour = False
+    index = opts["sersic_n_prior"] == "calibrate" and bool(opts["sersic_refine"])
+    record: dict[str, Any] = {"mode": opts["priors"], "min_snr": float(cal["min_snr"]),
                               "min_galaxies": int(cal["min_galaxies"])}
     b = batch.band_index(opts["detect_band"])
     snr = galcat_priors.isophotal_snr(batch.image[:, b], batch.sigma[:, b], segmap)
     bright = np.nonzero(snr >= float(cal["min_snr"]))[0]
     record["n_bright"] = int(bright.size)
-    keys = list((opts["bulge_disc_priors"] or {}).keys())
+    keys = list((opts["bulge_disc_priors"] or {}).keys()) if structure else []
     fits: list[dict[str, float]] = []
-    if structure and bright.size >= int(cal["min_galaxies"]):
-        free = {**opts, "bulge_disc_priors": {}, "half_mass": False, _CALIBRATION: True,
-                "half_mass_colour_prior": None}
+    if (structure or index) and bright.size >= int(cal["min_galaxies"]):
+        free = {**opts, "half_mass": False, _CALIBRATION: True}
+        if structure:
+            free.update(bulge_disc_priors={}, half_mass_colour_prior=None)
+        else:  # only the index is calibrated: the bulge + disc fit would be wasted
+            free["r50_model"] = "sersic"
         blocks = map_blocks_of_objects(
             functools.partial(_measure_indices, batch, segmap, free, bright),
             int(bright.size), label=f"{label} (prior calibration)",
@@ -958,25 +997,34 @@ def _calibrate_priors(batch: CutoutBatch, segmap: np.ndarray, opts: dict,
     want_colour = colour and opts["half_mass_colour_prior"] is not None
     found, colour_prior, used = galcat_priors.calibrated_priors(
         fits, keys=keys, colour=want_colour, min_galaxies=int(cal["min_galaxies"]))
-    record["n_used"] = used
+    n_prior = galcat_priors.index_prior(
+        [f["sersic_n"] for f in fits], [f["sersic_n_err"] for f in fits],
+        min_galaxies=int(cal["min_galaxies"])) if index else None
+    record["n_used"] = max(used, sum(np.isfinite(f["sersic_n"]) for f in fits) if index else 0)
     out = dict(opts)
     if found is not None:
         out["bulge_disc_priors"] = found
     if colour_prior is not None:
         out["half_mass_colour_prior"] = list(colour_prior)
-    record["calibrated"] = sorted([*(found or {}), *(["colour"] if colour_prior else [])])
+    out[_INDEX_PRIOR] = n_prior
+    record["sersic_n_prior"] = None if n_prior is None else list(n_prior)
+    record["calibrated"] = sorted([*(found or {}), *(["colour"] if colour_prior else []),
+                                   *(["sersic_n"] if n_prior else [])])
     record["bulge_disc_priors"] = {k: list(v) for k, v in
                                    (out["bulge_disc_priors"] or {}).items()}
     record["half_mass_colour_prior"] = (None if out["half_mass_colour_prior"] is None
                                         else list(out["half_mass_colour_prior"]))
-    if (keys and found is None) or (want_colour and colour_prior is None):
+    if (keys and found is None) or (want_colour and colour_prior is None) \
+            or (index and n_prior is None):
         log.warning("%s: %d galaxies with S/N >= %g gave %d usable prior-free fits (fewer "
                     "than measure.prior_calibration.min_galaxies = %d): the configured "
-                    "priors are kept where none could be calibrated", label, bright.size,
-                    float(cal["min_snr"]), used, int(cal["min_galaxies"]))
+                    "priors are kept where none could be calibrated, and n has no prior",
+                    label, bright.size, float(cal["min_snr"]), record["n_used"],
+                    int(cal["min_galaxies"]))
     else:
-        log.info("%s: priors calibrated on %d bright galaxies: %s, colour %s", label, used,
-                 record["bulge_disc_priors"], record["half_mass_colour_prior"])
+        log.info("%s: priors calibrated on %d bright galaxies: %s, colour %s, log10 n %s",
+                 label, record["n_used"], record["bulge_disc_priors"],
+                 record["half_mass_colour_prior"], record["sersic_n_prior"])
     return out, record
 
 
@@ -1183,10 +1231,11 @@ def measure_shard(
         model photometry ``mag_model_{band}``, ``mag_model_err_{band}`` of
         `photometry_bands` (`galcat.photometry`; NaN where the bulge + disc fit failed).
         ``attrs["priors"]`` records the priors used: ``mode`` (``measure.priors``),
-        ``bulge_disc_priors``, ``half_mass_colour_prior`` and, when calibrated
-        (`galcat.priors`), ``n_bright``, ``n_used`` and ``calibrated`` (the keys set
-        from the shard; the others kept as configured). Cost with ``calibrate``: the
-        bright galaxies are fitted twice.
+        ``bulge_disc_priors``, ``half_mass_colour_prior``, ``sersic_n_prior`` (log10 n
+        mean and sd, or None) and, when calibrated (`galcat.priors`), ``n_bright``,
+        ``n_used`` and ``calibrated`` (the keys set from the shard; the others kept as
+        configured). Cost with ``calibrate`` (``measure.priors`` or
+        ``measure.sersic_n_prior``): the bright galaxies are fitted twice.
     """
     segmap = np.asarray(segmap)
     if segmap.ndim != 3 or segmap.shape[0] != batch.n_objects \
@@ -1202,12 +1251,14 @@ def measure_shard(
     parallel = dask_options(config)
     parallel.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
     record: dict[str, Any] = {"mode": settings["priors"]}
-    if settings["priors"] == "calibrate" and any(_uses_bulge_disc(settings)):
+    if (settings["priors"] == "calibrate" and any(_uses_bulge_disc(settings))) \
+            or settings["sersic_n_prior"] == "calibrate":
         settings, record = _calibrate_priors(batch, segmap, settings, parallel, label)
     else:
         record["bulge_disc_priors"] = {k: list(v) for k, v in
                                        (settings["bulge_disc_priors"] or {}).items()}
         record["half_mass_colour_prior"] = settings["half_mass_colour_prior"]
+        record["sersic_n_prior"] = None
     blocks = map_blocks_of_objects(
         functools.partial(_measure_block, batch, segmap, settings),
         batch.n_objects,
