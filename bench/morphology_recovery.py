@@ -35,7 +35,10 @@ range and sizes (matched-filter S/N `POPULATION_SINGLE_SERSIC_SNR`), and the Sé
 goal is scored on them, weighted to the bulge + disc galaxies' S/N: a bulge + disc has no
 exact index (its figure against the PSF-free fit is printed beside, not scored). The
 population's M/L relation is also the measurement's unless
-``--set measure.mass_to_light=...`` says otherwise.
+``--set measure.mass_to_light=...`` says otherwise. With ``--set
+measure.sersic_n_prior=calibrate`` every measurement (injections included) fits n with
+the prior its shard's bright galaxies give (`galcat.priors.index_prior`); the faint
+injections' bias by true n, printed either way, shows what that prior costs.
 """
 
 from __future__ import annotations
@@ -163,6 +166,10 @@ def _plots(table: pd.DataFrame, stats_snr: pd.DataFrame, out: Path) -> list[str]
     return written
 
 
+#: Bins of the true index in which the faint injections' bias of n is printed.
+FAINT_N_EDGES = (1.5, 2.5, 4.0, 5.0)
+
+
 def _print_single_sersic(single: pd.DataFrame) -> dict:
     """Table of the single-Sersic injections (exact n) by S/N; returns the JSON summary."""
     snr = single["snr"].to_numpy(np.float64)
@@ -188,10 +195,21 @@ def _print_single_sersic(single: pd.DataFrame) -> dict:
     within = (np.abs(single["sersic_n"] - single["truth_n"]) <= single["sersic_n_err"]).to_numpy()
     cover = {bin_label(v.SNR_EDGES, k): round(float(within[idx == k].mean()), 3)
              for k in range(1, len(v.SNR_EDGES) + 1) if (idx == k).any()}
-    print("fraction with |n - truth| <= sersic_n_err (the fit's Cramer-Rao error; 0.68 "
-          "if the fit gets all the noise allows): "
-          + ", ".join(f"S/N {b}: {c:.2f}" for b, c in cover.items()))
+    print("fraction with |n - truth| <= sersic_n_err (the fit's Cramer-Rao error, or its "
+          "posterior's under measure.sersic_n_prior; 0.68 if the fit gets all the noise "
+          "allows): " + ", ".join(f"S/N {b}: {c:.2f}" for b, c in cover.items()))
     out["sersic_n_within_err"] = cover
+    # what a prior on n costs: faint indices far from the bright ones' median move
+    faint = (snr > v.HEADLINE_MIN_SNR) & (snr <= v.SNR_EDGES[1])
+    n_bin = assign_bins(single["truth_n"].to_numpy(np.float64), FAINT_N_EDGES)
+    bias = {}
+    for k in range(len(FAINT_N_EDGES) + 1):
+        err = single.loc[faint & (n_bin == k), "err_sersic_n"].to_numpy(np.float64)
+        if np.isfinite(err).any():
+            bias[bin_label(FAINT_N_EDGES, k)] = round(float(np.nanmedian(err)), 4)
+    print(f"median bias of n at S/N {v.HEADLINE_MIN_SNR:g}-{v.SNR_EDGES[1]:g} by true n: "
+          + ", ".join(f"n {b}: {_fmt(x)}%" for b, x in bias.items()))
+    out["sersic_n_faint_bias_by_n"] = bias
     print(f"S/N > {v.HEADLINE_MIN_SNR:g} (n = {out['n']}): median |dn|/n = "
           f"{100 * out['sersic_n']:.1f}% (goal {100 * v.GOALS['sersic_n']:.0f}%), "
           f"|dr50|/r50 = {100 * out['r50']:.1f}%, |dq|/q = {100 * out['q']:.1f}%")
