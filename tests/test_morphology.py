@@ -227,11 +227,9 @@ def test_the_sersic_fit_finds_the_centre_from_a_start_off_it(n):
     assert model[5] == pytest.approx(0.7, abs=0.01)
 
 
-def test_the_sersic_index_error_is_the_scatter_over_noise_realisations():
-    """``sersic_n_err`` (the fit's Jacobian) is what the noise does to n: 48 noisy copies
-    of one n = 2.5 galaxy scatter by 0.7-1.3 times the median reported error (0.86 here;
-    0.95 over 120 copies; the sample's own sd is ~10%, so the bounds are 3 sd). A weight
-    off by sqrt(2) or an index derivative off by as much fails it."""
+def _index_galaxy():
+    """A noiseless n = 2.5 galaxy (q 0.7), its normalised PSF, and `fit_sersic`'s start
+    from statmorph on it; noise ``image.max() / 40`` pins its index to ~10%."""
     batch, segmap = sersic_batch(n=2.5, hlr=1.0, psf_fwhm=1.3, q=0.7)
     clean = batch.image[0, 0].astype(float)
     psf = batch.psf[0] / batch.psf[0].sum()
@@ -239,7 +237,15 @@ def test_the_sersic_index_error_is_the_scatter_over_noise_realisations():
         warnings.simplefilter("ignore")
         morph = run_statmorph(clean, segmap, batch.sigma[0, 0].astype(float),
                               np.zeros(clean.shape, bool), psf, skip_sersic=True)
-    start = sersic_start(morph)
+    return clean, psf, sersic_start(morph)
+
+
+def test_the_sersic_index_error_is_the_scatter_over_noise_realisations():
+    """``sersic_n_err`` (the fit's Jacobian) is what the noise does to n: 48 noisy copies
+    of one n = 2.5 galaxy scatter by 0.7-1.3 times the median reported error (0.86 here;
+    0.95 over 120 copies; the sample's own sd is ~10%, so the bounds are 3 sd). A weight
+    off by sqrt(2) or an index derivative off by as much fails it."""
+    clean, psf, start = _index_galaxy()
     noise = clean.max() / 40.0
     sigma = np.full(clean.shape, noise)
     rng = np.random.default_rng(7)
@@ -258,17 +264,10 @@ def test_a_prior_on_n_gives_the_posterior_mode_and_its_error():
     make that exact; 3% and 10% allow for the curvature); a prior 100 dex wide changes
     nothing. A prior residual of the wrong scale, or a Jacobian row off by a factor,
     fails it."""
-    batch, segmap = sersic_batch(n=2.5, hlr=1.0, psf_fwhm=1.3, q=0.7)
-    clean = batch.image[0, 0].astype(float)
-    psf = batch.psf[0] / batch.psf[0].sum()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        morph = run_statmorph(clean, segmap, batch.sigma[0, 0].astype(float),
-                              np.zeros(clean.shape, bool), psf, skip_sersic=True)
+    clean, psf, start = _index_galaxy()
     noise = clean.max() / 40.0
     image = clean + np.random.default_rng(3).normal(0.0, noise, clean.shape)
-    args = (image, np.full(clean.shape, noise), np.ones(clean.shape, bool), psf,
-            sersic_start(morph))
+    args = (image, np.full(clean.shape, noise), np.ones(clean.shape, bool), psf, start)
     (_, _, n_ml, *_), _, err_ml = fit_sersic(*args)
     prior = (0.0, 0.1)  # n = 1 +- 0.1 dex: far from 2.5, as tight as the fit
     (_, _, n_map, *_), _, err_map = fit_sersic(*args, n_prior=prior)
