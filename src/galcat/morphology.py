@@ -562,21 +562,12 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
             renders[key] = sersic_model(shape, psf, key[:2], key[2], softening=softening)
         return renders[key]
 
-    def prior_residual(v) -> np.ndarray:
-        if n_prior is None:
-            return np.empty(0)
-        return np.array([(math.log10(v[2]) - n_prior[0]) / n_prior[1]])
-
-    def prior_jacobian(v) -> np.ndarray:
-        row = np.zeros((0 if n_prior is None else 1, len(v)))
-        if n_prior is not None:
-            row[0, 2] = 1.0 / (v[2] * ln10 * n_prior[1])
-        return row
-
     def residual(v):
         model = render(v)
-        return np.concatenate([(data - model.convolved(model.sample(*unpack(v)[0]))[use]) * w,
-                               prior_residual(v)])
+        pixels = (data - model.convolved(model.sample(*unpack(v)[0]))[use]) * w
+        if n_prior is None:
+            return pixels
+        return np.append(pixels, (math.log10(v[2]) - n_prior[0]) / n_prior[1])
 
     def jacobian(v):
         model, profile = render(v), unpack(v)[0]
@@ -585,8 +576,12 @@ def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
         sets = [samples, d_ln_r, d_n, d_q, d_theta, *((d_x0, d_y0) if free_centre else ())]
         images = model.convolved_many(sets, [0])[0]
         columns = [ln10 * images[0], ln10 * images[1], *images[2:]]
-        return np.vstack([-np.column_stack([c[use] for c in columns]) * w[:, None],
-                          prior_jacobian(v)])
+        pixels = -np.column_stack([c[use] for c in columns]) * w[:, None]
+        if n_prior is None:
+            return pixels
+        prior_row = np.zeros((1, len(v)))
+        prior_row[0, 2] = 1.0 / (v[2] * ln10 * n_prior[1])
+        return np.vstack([pixels, prior_row])
 
     lo = [math.log10(amplitude) - 4.0, math.log10(0.3), 0.2, 0.05, theta - math.pi]
     hi = [math.log10(amplitude) + 4.0, math.log10(5.0 * max(shape)), 8.0, 1.0,
