@@ -41,7 +41,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from galcat.config import load_config  # noqa: E402
+from galcat.config import MEASURED_MODEL_INPUTS, load_config  # noqa: E402
 from galcat.labels import ERROR_COLUMN, VOTES_COLUMN, label_table  # noqa: E402
 from galcat.models import get_family  # noqa: E402
 from galcat.models.data import read_labels  # noqa: E402
@@ -89,6 +89,9 @@ def _settings(config: dict, family: str, epochs: int, width: int) -> dict:
     s.update({"epochs": epochs, "width": width, "batch_size": 32,
               "early_stopping_patience": 3, "bands": ["g", "r", "i"]})
     s.pop("tta")  # an inference setting, as in galcat.models.stages.run_train
+    # the comparison is of label sources on the same images: no `measure` run here, so
+    # none of the inputs read from its features
+    s["inputs"] = [n for n in s["inputs"] if n not in MEASURED_MODEL_INPUTS]
     return s
 
 

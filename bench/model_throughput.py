@@ -86,13 +86,15 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
     b = settings["batch_size"]
     x = torch.rand(b, *shape, device=device) * 10
     y = torch.rand(b, k, device=device)
+    # the per-object values beside the image (redshift, measurements): the head's cost
+    extra = torch.rand(b, net.n_inputs, device=device) if net.n_inputs else None
 
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
 
     def train_step():
-        loss = family.loss(net(x), y, {}, net)
+        loss = family.loss(net(x, extra), y, {}, net)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -111,7 +113,7 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
             codes = range(DIHEDRAL) if tta else (0,)
             t0 = time.perf_counter()
             for _ in range(steps):
-                family.combine([net(dihedral(x, c)) for c in codes])
+                family.combine([net(dihedral(x, c), extra) for c in codes])
             sync()
             out["infer_tta" if tta else "infer"] = steps * b / (time.perf_counter() - t0)
     return out

@@ -160,7 +160,10 @@ def test_the_science_configs_load_and_the_analyses_overlay_trains_what_they_read
     assert trained_models(full) == ["r50", "gz2", "metallicity", "sersic", "vae", "pixels",
                                     "r50_rband", "gz2_resnet", "vae_large"]
     assert full["models"]["metallicity"]["inputs"] == ["z"]  # the entry's default
-    assert full["models"]["r50_rband"]["inputs"] == []
+    assert full["models"]["r50"]["inputs"] == ["r50_mass", "sn_per_pixel"]
+    # an entry of another name states its own: the r band's half-light radius
+    assert full["models"]["r50_rband"]["inputs"] == ["r50_psf_corrected", "sn_per_pixel"]
+    assert full["models"]["gz2_resnet"]["inputs"] == full["models"]["gz2"]["inputs"]
     lean = load_config(science, ROOT / "config" / "science_analyses.yaml")
     assert trained_models(lean) == ["r50", "gz2", "metallicity", "vae"]
     assert lean["analysis"]["merger"]["model"] in trained_models(lean)

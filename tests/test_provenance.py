@@ -47,7 +47,9 @@ def test_status_names_the_tables_of_another_version_and_snakemake_reruns_them(
 
     planned = jobs_in(snakemake(work, TINY, "-n", "-R", *proc.stdout.split()).stdout)
     # the outdated shard is measured again and everything that aggregates its features
-    # (catalogue, report, the models' evaluation, the analyses) follows; nothing else
-    assert {job for job in planned if job[1] is not None} == {("measure", "s000002")}
-    assert {("catalogue", None), ("report", None), ("all", None)} <= planned
-    assert not {rule for rule, _ in planned} & {"fetch_cutouts", "segment", "train", "predict"}
+    # follows: catalogue, report, the models' evaluation, the analyses, and the models that
+    # read measurements (r50, gz2: train, then predict on every shard); nothing else
+    assert {job for job in planned if job[1] is not None} == {
+        ("measure", "s000002"), *(("predict", s) for s in ("s000000", "s000001", "s000002"))}
+    assert {("catalogue", None), ("report", None), ("all", None), ("train", None)} <= planned
+    assert not {rule for rule, _ in planned} & {"fetch_cutouts", "segment", "predict_pixels"}

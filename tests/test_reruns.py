@@ -53,11 +53,24 @@ def expected_jobs(rules: set[str]) -> set[tuple[str, str | None]]:
     return jobs
 
 
+def downstream_jobs(graph: dict[str, set[str]], readers: set[str]) -> set[tuple[str, str | None]]:
+    """The jobs downstream of ``readers``. One rule, ``train``, holds every model, and
+    only some read `measure`'s features (r50, gz2: their inputs): after a re-measurement
+    those retrain and predict again, but what follows the other models' training (the
+    pixel model's ``predict_pixels``) does not, so the rule graph's measure -> train edge
+    is not followed further."""
+    pruned = {rule: nxt - {"train"} if rule == "measure" else nxt for rule, nxt in graph.items()}
+    rules = downstream(pruned, readers)
+    if "measure" in rules:
+        rules.add("train")
+    return expected_jobs(rules)
+
+
 @pytest.mark.parametrize(("edit", "readers"), CHANGES, ids=lambda v: str(v))
 def test_a_changed_setting_reruns_its_stage_and_downstream_only(tiny_run, graph, edit, readers):
     proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
     planned = jobs_in(proc.stdout)
-    assert planned == expected_jobs(downstream(graph, readers))
+    assert planned == downstream_jobs(graph, readers)
 
 
 def test_downstream_change_refetches_nothing(tiny_run):

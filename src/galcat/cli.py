@@ -101,7 +101,10 @@ COMMANDS: dict[str, Command] = {
                      (CONFIG, THREADS, _one("--model"), _many("--objects"), _many("--cutouts"),
                       _one("--output-dir"),
                       _optional("--init-model", help="model.pt to fine-tune from (models.<name>"
-                                                     ".init: synthetic)"))),
+                                                     ".init: synthetic)"),
+                      _optional("--features", nargs="*",
+                                help="features tables of the shards (models with measured "
+                                     "inputs)"))),
     "predict": Command("predict every object of one shard with a trained model",
                        "galcat.models.stages:run_predict",
                        (CONFIG, THREADS, _one("--model"), _one("--model-file"),
@@ -111,6 +114,9 @@ COMMANDS: dict[str, Command] = {
                         _optional("--objects", nargs="*",
                                   help="object table(s) of the shard's objects (models with "
                                        "per-object inputs)"),
+                        _optional("--features", nargs="*",
+                                  help="the shard's features table (models with measured "
+                                       "inputs)"),
                         _optional("--batch-size", type=int,
                                   help="objects read at once (execution setting)"))),
     "evaluate": Command("score a model and its baselines on the test split",

@@ -48,6 +48,7 @@ __all__ = [
     "defaults",
     "injection_survey",
     "load_config",
+    "measured_inputs",
     "model_entry",
     "record_default_reads",
     "run_notes",
@@ -297,6 +298,22 @@ def model_entry(config: Mapping, model: str) -> Settings:
         raise ConfigError(f"config key models.{model}: no such model; the config has "
                           f"{sorted(models)}")
     return models[model]
+
+
+#: ``models.<name>.inputs`` read from `measure`'s features tables
+#: (`galcat.models.data.MEASURED_INPUTS` says what the network sees of each).
+MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q",
+                         "bulge_to_total", "asymmetry", "concentration", "seg_n_sources",
+                         "sn_per_pixel")
+
+
+def measured_inputs(config: Mapping, model: str) -> list[str]:
+    """The inputs of ``models.<model>`` read from `measure`'s features tables: a model
+    with one depends on them (its train job on every shard's, a predict job on its
+    shard's), so re-measuring retrains it and no other. Torch-free: the Snakefile
+    plans with it."""
+    return [n for n in (model_entry(config, model).get("inputs") or ())
+            if n in MEASURED_MODEL_INPUTS]
 
 
 def injection_survey(config: Mapping, model: str) -> Settings | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from galcat.config import load_config
+from galcat.config import MEASURED_MODEL_INPUTS, load_config
 
 #: The survey of the model tests: small cutouts, two shards of 32.
 SURVEY = {"synthetic": {"n_objects": 64, "cutout_size": 32},
@@ -21,8 +21,11 @@ SURVEY = {"synthetic": {"n_objects": 64, "cutout_size": 32},
 
 def tiny_settings(config: dict, name: str, **changes) -> dict:
     """``config['models'][name]`` shrunk to a tiny network and two short epochs, without
-    single-Sérsic injections (their own tests add them)."""
+    single-Sérsic injections (their own tests add them) and without the inputs read from
+    `measure`'s features (the platform's tests train on the survey alone; those inputs
+    have their own tests and the tiny DAG run trains with the defaults)."""
     settings = copy.deepcopy(config["models"][name])
+    settings["inputs"] = [n for n in settings["inputs"] if n not in MEASURED_MODEL_INPUTS]
     settings.update({"width": 4, "epochs": 2, "batch_size": 16, "bin": 1, "tta": False,
                      "injections": 0, **changes})
     return settings

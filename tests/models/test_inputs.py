@@ -1,4 +1,5 @@
-"""Per-object inputs beside the image (models.<name>.inputs: the redshift)."""
+"""Per-object inputs beside the image (models.<name>.inputs): the redshift from the
+object table, a traditional radius from measure's features tables."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from galcat.models.data import object_inputs
+from galcat.config import MEASURED_MODEL_INPUTS, ConfigError, load_config
+from galcat.models.data import MEASURED_INPUTS, join_measured, object_inputs
 from galcat.models.predict import load_model, predict_shard
 from galcat.models.registry import build_net
 from galcat.models.train import train_model
@@ -36,9 +38,13 @@ def _objects_with(tiny_survey, path, change) -> str:
     return str(path)
 
 
-def test_the_metallicity_model_takes_the_redshift_by_default(tiny_config):
-    assert tiny_config["models"]["metallicity"]["inputs"] == ["z"]
-    assert all(tiny_config["models"][m]["inputs"] == [] for m in ("r50", "gz2", "vae"))
+def test_the_default_inputs_are_the_redshift_and_the_measurements(tiny_config):
+    models = tiny_config["models"]
+    assert models["metallicity"]["inputs"] == ["z"]
+    assert models["r50"]["inputs"] == ["r50_mass", "sn_per_pixel"]
+    assert models["gz2"]["inputs"] == ["bulge_to_total", "sersic_n", "sersic_q", "asymmetry",
+                                       "concentration", "seg_n_sources"]
+    assert all(models[m]["inputs"] == [] for m in ("sersic", "vae", "pixels"))
 
 
 def test_object_inputs_are_log_redshifts_and_name_what_is_missing():
@@ -47,7 +53,8 @@ def test_object_inputs_are_log_redshifts_and_name_what_is_missing():
     assert values.shape == (5, 1) and values.dtype == np.float32
     np.testing.assert_allclose(values[[0, 4], 0], [-1.0, 0.0])
     assert np.isnan(values[1:4, 0]).all()  # z <= 0 or missing: unknown, never log(0)
-    with pytest.raises(KeyError, match=r"unknown per-object input 'mass'; known: \['z'\]"):
+    with pytest.raises(KeyError, match=r"unknown per-object input 'mass'; known: "
+                                       r"\['asymmetry', .*, 'z'\]"):
         object_inputs(table, ["mass"], source="t.parquet")
     with pytest.raises(KeyError, match="reads column 'z', which the object table 'u.parquet' "
                                        "lacks"):
@@ -132,3 +139,135 @@ def test_networks_refuse_missing_inputs_and_pixel_families_refuse_any(tiny_confi
     with pytest.raises(ValueError, match="family 'pixels' predicts per pixel and takes no "
                                          r"per-object inputs; remove inputs \['z'\]"):
         build_net("pixels", pixels, n_bands=5, n_targets=1, size=32)
+
+
+# ------------------------------------------------------------ measured inputs
+def test_the_measured_inputs_are_those_the_schema_and_the_dag_know():
+    assert tuple(MEASURED_INPUTS) == MEASURED_MODEL_INPUTS
+    every = ["z", *MEASURED_MODEL_INPUTS]
+    config = load_config(overrides={"models": {"r50": {"inputs": every}}})
+    assert config["models"]["r50"]["inputs"] == every
+    with pytest.raises(ConfigError, match="models.r50.inputs"):
+        load_config(overrides={"models": {"r50": {"inputs": ["r50"]}}})
+
+
+def test_join_measured_adds_the_features_column_by_object_id(tmp_path):
+    features = tmp_path / "f.parquet"
+    pd.DataFrame({"object_id": [3, 1], "r50_mass": [2.0, 0.5], "r50": [9.0, 9.0]}).to_parquet(
+        features)
+    table = pd.DataFrame({"object_id": [1, 2, 3], "z": [0.1, 0.1, 0.1]})
+    joined = join_measured(table, [features], ["z", "r50_mass"])
+    assert list(joined["object_id"]) == [1, 2, 3] and "r50" not in joined
+    values = object_inputs(joined, ["r50_mass", "z"], source=str(features))
+    np.testing.assert_allclose(values[[0, 2], 0], np.log10([0.5, 2.0]), rtol=1e-6)
+    assert np.isnan(values[1, 0])  # not measured: unknown (the network imputes it)
+    # a fraction or a count is seen as it is: 0 is a value, not an unknown
+    shares = pd.DataFrame({"object_id": [1, 2, 3], "bulge_to_total": [0.0, 0.4, np.nan],
+                           "asymmetry": [-0.02, 0.1, np.inf]})
+    np.testing.assert_array_equal(
+        object_inputs(shares, ["bulge_to_total", "asymmetry"], source="s"),
+        np.array([[0.0, -0.02], [0.4, 0.1], [np.nan, np.nan]], np.float32))
+    assert join_measured(table, None, ["z"]) is table  # no measured input: no features needed
+    with pytest.raises(ValueError, match=r"inputs \['r50_mass'\] are read from measure's "
+                                         "features tables; none was given"):
+        join_measured(table, None, ["r50_mass"])
+    with pytest.raises(KeyError, match=r"f.parquet' lacks the column\(s\) "
+                                       r"\['r50_psf_corrected'\]"):
+        join_measured(table, [features], ["r50_psf_corrected"])
+
+
+#: Objects whose r50_mass the training of `with_r50_mass` sees as failed (NaN).
+UNMEASURED = slice(None, None, 8)
+
+
+@pytest.fixture(scope="module")
+def with_r50_mass(tmp_path_factory, tiny_survey, tiny_measured, tiny_config):
+    """The tiny r50 model given measure's half-mass radius beside the image; every 8th
+    object's measurement failed."""
+    root = tmp_path_factory.mktemp("measured")
+    features = []
+    for i, path in enumerate(tiny_measured["features"]):
+        table = pd.read_parquet(path)
+        table.loc[table.index[UNMEASURED], "r50_mass"] = np.nan
+        table.to_parquet(root / f"f{i}.parquet")
+        features.append(root / f"f{i}.parquet")
+    settings = tiny_settings(tiny_config, "r50", inputs=["r50_mass"])
+    return train_model("r50", settings, training=tiny_config["training"],
+                       objects=tiny_survey["objects"], cutouts=tiny_survey["cutouts"],
+                       features=features, out_dir=root / "r50", threads=1)
+
+
+def _features_with(path, source, change) -> str:
+    table = pd.read_parquet(source)
+    change(table)
+    table.to_parquet(path)
+    return str(path)
+
+
+def test_a_measured_input_is_read_from_the_shard_s_features(
+        with_r50_mass, tiny_survey, tiny_measured, tmp_path):
+    model = load_model(with_r50_mass)
+    assert model.inputs == ["r50_mass"] and model.net.n_inputs == 1
+    cut, feats = tiny_survey["cutouts"][1], tiny_measured["features"][1]
+    col = "nn_r50_r50_mass"
+    real = predict_shard(with_r50_mass, cut, tmp_path / "real.parquet", features=[feats])
+    assert np.isfinite(real[[col, f"{col}_err"]]).all(axis=None)
+
+    def larger(t):
+        t["r50_mass"] *= 3
+
+    moved = predict_shard(with_r50_mass, cut, tmp_path / "moved.parquet",
+                          features=[_features_with(tmp_path / "f3.parquet", feats, larger)])
+    measured = pd.read_parquet(feats).set_index("object_id")["r50_mass"]
+    known = measured.reindex(real["object_id"]).gt(0).to_numpy()
+    assert known.sum() > 20 and (moved.loc[known, col] != real.loc[known, col]).all()
+    with pytest.raises(ValueError, match=r"inputs \['r50_mass'\] are read from measure's "
+                                         "features tables; none was given"):
+        predict_shard(with_r50_mass, cut, tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
+
+
+def test_a_failed_measurement_is_imputed_by_the_training_mean(
+        with_r50_mass, tiny_survey, tiny_measured, tmp_path):
+    cut, feats = tiny_survey["cutouts"][1], tiny_measured["features"][1]
+    col = "nn_r50_r50_mass"
+    real = predict_shard(with_r50_mass, cut, tmp_path / "real.parquet", features=[feats])
+    lost = int(real["object_id"].iloc[3])
+
+    def failed(t):
+        t.loc[t["object_id"] == lost, "r50_mass"] = np.nan
+
+    partial = predict_shard(with_r50_mass, cut, tmp_path / "nan.parquet",
+                            features=[_features_with(tmp_path / "f.parquet", feats, failed)])
+    row = (partial["object_id"] == lost).to_numpy()
+    assert np.isfinite(partial.loc[row, [col, f"{col}_err"]]).all(axis=None)
+    # the prediction is that of an object measured at exactly the training mean
+    mean = 10.0 ** float(load_model(with_r50_mass).net.input_mean[0])
+
+    def at_mean(t):
+        t.loc[t["object_id"] == lost, "r50_mass"] = mean
+
+    imputed = predict_shard(with_r50_mass, cut, tmp_path / "mean.parquet",
+                            features=[_features_with(tmp_path / "m.parquet", feats, at_mean)])
+    np.testing.assert_allclose(partial.loc[row, col], imputed.loc[row, col], rtol=1e-5)
+    assert partial.loc[row, col].iloc[0] != real.loc[row, col].iloc[0]
+    pd.testing.assert_frame_equal(partial.loc[~row], real.loc[~row], check_exact=True)
+
+
+def test_objects_without_the_measured_input_are_still_trained_on(with_r50_mass):
+    features = pd.concat([pd.read_parquet(f) for f in sorted(with_r50_mass.parent.parent.glob(
+        "f*.parquet"))])
+    unmeasured = features.loc[features["r50_mass"].isna(), "object_id"]
+    split = pd.read_parquet(with_r50_mass.parent / "splits.parquet").set_index("object_id")
+    assert len(unmeasured) == 8
+    in_train = split.loc[unmeasured, "split"] == "train"
+    assert in_train.any() and split.loc[unmeasured[in_train.to_numpy()], "trained"].all()
+    labels = json.loads((with_r50_mass.parent / "train.json").read_text())["labels"]
+    assert labels["unknown_inputs"] == 0
+    # standardised without the failed ones
+    trained = split.index[split["trained"]]
+    values = np.log10(features.set_index("object_id").loc[trained, "r50_mass"].to_numpy())
+    net = load_model(with_r50_mass).net
+    np.testing.assert_allclose(net.input_mean.numpy(), [np.nanmean(values)], rtol=1e-5)
+    np.testing.assert_allclose(net.input_std.numpy(), [np.nanstd(values)], rtol=1e-4)
+

@@ -123,13 +123,37 @@ def test_a_split_change_retrains_every_model(tiny_run):
 
 def test_a_model_with_inputs_reads_the_object_table_in_its_predict_jobs(tiny_run):
     jobs = {}
-    for model in ("metallicity", "r50"):
+    for model in ("metallicity", "vae"):
         target = f"{OUT}/predictions/{model}/s000001.parquet"
         proc = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", target)
         jobs[model] = next(line for line in proc.stdout.splitlines()
                            if line.startswith("Shell command: galcat predict"))
-    assert f"--objects {OUT}/objects.parquet --output" in jobs["metallicity"]
-    assert "--objects  --output" in jobs["r50"]  # no inputs: no object table, no edge
+    assert f"--objects {OUT}/objects.parquet --features  --output" in jobs["metallicity"]
+    assert "--objects  --features  --output" in jobs["vae"]  # no inputs: no table, no edge
+
+
+def test_a_model_with_measured_inputs_reads_the_features_in_its_jobs(tiny_run):
+    config = deep_update(TINY, {"models": {"r50": {"inputs": ["r50_mass"]}}})
+    proc = snakemake(tiny_run, config, "-n", "-p")
+    # a new input retrains that model only, like any edit of its entry
+    assert planned(proc.stdout) == model_jobs("r50", "train", "predict", "evaluate") | AGGREGATIONS
+    commands = [line for line in proc.stdout.splitlines()
+                if line.startswith("Shell command: galcat")]
+    train = next(c for c in commands if " train " in c and "--model r50 " in c)
+    features = " ".join(f"{OUT}/features/{s}.parquet" for s in SHARDS)
+    assert f"--features {features} 2>" in train  # every shard's: the training split
+    predict = next(c for c in commands if " predict " in c and "--model r50 " in c
+                   and "s000001.zarr" in c)
+    # its shard's features, and no object table: it reads nothing from it
+    assert f"--objects  --features {OUT}/features/s000001.parquet --output" in predict
+
+
+def test_re_measuring_retrains_only_the_models_with_measured_inputs(tiny_run):
+    proc = snakemake(tiny_run, deep_update(TINY, {"measure": {"half_mass": False}}), "-n")
+    jobs = planned(proc.stdout)
+    assert {(rule, model) for rule, model, _ in jobs if rule == "train"} == {
+        ("train", "r50"), ("train", "gz2")}  # the defaults' inputs: r50_mass, B/T...
+    assert {model for rule, model, _ in jobs if rule == "predict"} == {"r50", "gz2"}
 
 
 def test_editing_a_model_s_inputs_reruns_that_model_only(tiny_run):

@@ -10,6 +10,7 @@ from galcat.config import (
     check_config_files,
     config_hash,
     injection_survey,
+    measured_inputs,
     run_notes,
     trained_models,
     validate_config,
@@ -232,10 +233,11 @@ def _label_sections(model):
 
 def get_predict_objects(wildcards):
     """The object table(s) a predict job reads its per-object inputs from (the
-    redshift: models.<name>.inputs); none for a model without inputs. As for the
+    redshift: models.<name>.inputs); none for a model without such inputs. As for the
     labels, the synthetic survey's one table is ancient and an archive shard's own
     table is rewritten only when its rows change."""
-    if not config["models"][wildcards.model].get("inputs"):
+    inputs = config["models"][wildcards.model].get("inputs") or ()
+    if len(inputs) == len(measured_inputs(config, wildcards.model)):  # none from the table
         return []
     if SURVEY == "synthetic":
         return [ancient(f"{OUT}/objects.parquet")]
@@ -270,6 +272,19 @@ def get_init_model(wildcards):
 
 def get_init_args(wildcards, input):
     return f"--init-model {input.init}" if input.init else ""
+
+
+def get_train_features(wildcards):
+    """Every shard's features table, for a model with measured inputs (models.<name>.
+    inputs: r50_mass...); none otherwise, so that re-measuring retrains only those."""
+    return get_features(wildcards) if measured_inputs(config, wildcards.model) else []
+
+
+def get_predict_features(wildcards):
+    """The shard's features table, for a model with measured inputs; else none."""
+    if not measured_inputs(config, wildcards.model):
+        return []
+    return [f"{OUT}/features/{wildcards.shard}.parquet"]
 
 
 def get_predict_config(wildcards):

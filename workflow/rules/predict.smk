@@ -12,6 +12,7 @@ rule predict:
         splits=f"{OUT}/models/{{model}}/splits.parquet",
         cutouts=f"{OUT}/cutouts/{{shard}}.zarr",
         objects=get_predict_objects,
+        features=get_predict_features,
     output:
         predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
     params:
@@ -29,7 +30,8 @@ rule predict:
         "galcat predict --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model}"
         " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
-        " --objects {input.objects} --output {output.predictions} 2> {log}"
+        " --objects {input.objects} --features {input.features}"
+        " --output {output.predictions} 2> {log}"
 
 
 rule predict_pixels:

@@ -9,6 +9,7 @@ rule train:
         objects=get_label_tables,
         cutouts=get_cutouts,
         init=get_init_model,
+        features=get_train_features,
     output:
         model=f"{OUT}/models/{{model}}/model.pt",
         splits=f"{OUT}/models/{{model}}/splits.parquet",
@@ -41,4 +42,5 @@ rule train:
     shell:
         "galcat train --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model} --objects {input.objects} --cutouts {input.cutouts}"
-        " --output-dir {params.output_dir} {params.init_args} 2> {log}"
+        " --output-dir {params.output_dir} {params.init_args}"
+        " --features {input.features} 2> {log}"

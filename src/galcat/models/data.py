@@ -15,11 +15,14 @@
   would, whatever the number of workers.
 * **Normalisation** (`fit_normalisation`): per-band sky scale and the mean and std
   of the stretched pixels, from the training split only.
-* **Per-object inputs** (`object_inputs`): values an image cannot hold, read from
-  the object table and given to the head beside the image features. The redshift
-  (as log10 z) lets a network turn fluxes into luminosities: without it a
+* **Per-object inputs** (`object_inputs`): values given to the head beside the
+  image features. From the object table, what an image cannot hold: the redshift
+  (as log10 z) lets a network turn fluxes into luminosities; without it a
   metallicity network cannot tell a massive distant galaxy from a nearby dwarf and
-  pulls its predictions towards the mean metallicity.
+  pulls its predictions towards the mean metallicity. From ``measure``'s features
+  tables (`join_measured`), a traditional estimate of the network's own target:
+  the network then learns a correction to it, and keeps the fit's precision on
+  bright galaxies where an image-only network of this size does not reach it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from galcat.models.nets import DIHEDRAL, Normalise, dihedral_numpy
 from galcat.store import CutoutReader
-from galcat.tables import read_table
+from galcat.tables import column_names, read_table
 
 __all__ = [
     "SPLITS",
@@ -47,6 +51,12 @@ __all__ = [
     "bin_images",
     "OBJECT_INPUTS",
     "fit_normalisation",
+    "MEASURED_INPUTS",
+    "ModelInput",
+    "input_column",
+    "join_measured",
+    "measured_input_names",
+    "required_inputs",
     "make_loader",
     "object_inputs",
     "read_labels",
@@ -54,9 +64,36 @@ __all__ = [
 
 SPLITS = ("train", "validation", "test")
 
-#: Per-object inputs a model may take (``models.<name>.inputs``): the object-table
-#: column each reads and what the network sees of it.
-OBJECT_INPUTS = {"z": ("z", "log10 of the redshift (z <= 0: unknown)")}
+class ModelInput(NamedTuple):
+    """A per-object input of a network: the table column it reads, whether the
+    network sees its log10 (then a value <= 0 is unknown) and what it is."""
+
+    column: str
+    log: bool
+    description: str
+
+
+#: Per-object inputs a model may take (``models.<name>.inputs``) from the object table.
+OBJECT_INPUTS = {"z": ModelInput("z", True, "log10 of the redshift (z <= 0: unknown)")}
+#: Per-object inputs read from `measure`'s features tables (``features/{shard}.parquet``).
+#: Where `measure` found none (NaN) the network sees the training split's mean
+#: (`GalaxyNet` imputes it), so the object is still trained on and predicted: a bad
+#: fit loses no network prediction.
+MEASURED_INPUTS = {
+    "r50_mass": ModelInput("r50_mass", True, "log10 of measure's half-stellar-mass radius "
+                           "(colour -> M/L), arcsec"),
+    "r50_psf_corrected": ModelInput("r50_psf_corrected", True, "log10 of measure's "
+                                    "PSF-corrected half-light radius, arcsec"),
+    "sersic_n": ModelInput("sersic_n", True, "log10 of the Sersic index"),
+    "sersic_q": ModelInput("sersic_q", False, "axis ratio b/a of the Sersic fit"),
+    "bulge_to_total": ModelInput("bulge_to_total", False, "B/T of the bulge + disc fit"),
+    "asymmetry": ModelInput("asymmetry", False, "rotational asymmetry A"),
+    "concentration": ModelInput("concentration", False, "concentration C"),
+    "seg_n_sources": ModelInput("seg_n_sources", False, "sources the segmentation found in "
+                                "the cutout (companions)"),
+    "sn_per_pixel": ModelInput("sn_per_pixel", True, "log10 of the mean S/N per pixel of the "
+                               "central segment: how far the measurements can be trusted"),
+}
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -378,32 +415,92 @@ def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: 
 
 
 def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> np.ndarray:
-    """The per-object inputs ``names`` (`OBJECT_INPUTS`) of the rows of ``table``.
+    """The per-object inputs ``names`` (`OBJECT_INPUTS`, `MEASURED_INPUTS`) of the rows
+    of ``table``, each as the network sees it (log10 where `ModelInput.log`).
 
     Returns
     -------
     ndarray, shape (len(table), len(names)), float32
-        NaN where an object's value is unknown (its model predicts NaN for it and
-        never trains on it).
+        NaN where an object's value is unknown.
 
     Raises
     ------
     KeyError
-        If an input is not one of `OBJECT_INPUTS`, or ``table`` (read from
+        If an input is not one of those, or ``table`` (read from
         ``source``) lacks its column.
     """
     out = np.full((len(table), len(names)), np.nan, np.float32)
     for j, name in enumerate(names):
-        if name not in OBJECT_INPUTS:
-            raise KeyError(f"unknown per-object input {name!r}; known: {sorted(OBJECT_INPUTS)}")
-        column = OBJECT_INPUTS[name][0]
+        column = input_column(name)
         if column not in table.columns:
-            raise KeyError(f"the model input {name!r} reads column {column!r}, which the object "
-                           f"table {source!r} lacks")
+            where = "features table(s)" if name in MEASURED_INPUTS else "object table"
+            raise KeyError(f"the model input {name!r} reads column {column!r}, which the "
+                           f"{where} {source!r} lacks")
         value = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        if not _input(name).log:
+            out[:, j] = np.where(np.isfinite(value), value, np.nan)
+            continue
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, j] = np.where(value > 0, np.log10(value), np.nan)
     return out
+
+
+def _input(name: str) -> ModelInput:
+    known = {**OBJECT_INPUTS, **MEASURED_INPUTS}
+    if name not in known:
+        raise KeyError(f"unknown per-object input {name!r}; known: {sorted(known)}")
+    return known[name]
+
+
+def input_column(name: str) -> str:
+    """The table column the per-object input ``name`` reads; KeyError if unknown."""
+    return _input(name).column
+
+
+def required_inputs(names: Sequence[str]) -> np.ndarray:
+    """Which of the inputs ``names`` an object must have to be trained on and predicted
+    (the object-table ones); a missing measured input is imputed instead."""
+    return np.array([n not in MEASURED_INPUTS for n in names], bool)
+
+
+def measured_input_names(names: Sequence[str]) -> list[str]:
+    """Those of the inputs ``names`` that are read from `measure`'s features tables."""
+    return [n for n in names if n in MEASURED_INPUTS]
+
+
+def join_measured(table: pd.DataFrame, features: Sequence[os.PathLike | str] | None,
+                  names: Sequence[str]) -> pd.DataFrame:
+    """``table`` with the features-table columns of the measured inputs among ``names``.
+
+    A left join on ``object_id``: an object no features table holds gets NaN (no
+    prediction). ``table`` is returned unchanged when no input is a measured one.
+
+    Raises
+    ------
+    ValueError
+        If a measured input is asked for and no features table is given.
+    KeyError
+        If a features table lacks an input's column.
+    """
+    wanted = measured_input_names(names)
+    if not wanted:
+        return table
+    paths = [features] if isinstance(features, (str, os.PathLike)) else list(features or ())
+    if not paths:
+        raise ValueError(f"the model inputs {wanted} are read from measure's features tables; "
+                         "none was given (features=, --features)")
+    columns = sorted({MEASURED_INPUTS[n].column for n in wanted})
+    parts = []
+    for path in paths:
+        have = set(column_names(path))
+        lacking = [c for c in columns if c not in have]
+        if lacking:
+            raise KeyError(f"the features table {str(path)!r} lacks the column(s) {lacking} "
+                           f"that the model inputs {wanted} read")
+        parts.append(read_table(path, columns=["object_id", *columns]))
+    measured = pd.concat(parts, ignore_index=True).drop_duplicates("object_id")
+    clash = [c for c in columns if c in table.columns]
+    return table.drop(columns=clash).merge(measured, on="object_id", how="left")
 
 
 def read_labels(objects: os.PathLike | str | Sequence[os.PathLike | str]) -> pd.DataFrame:

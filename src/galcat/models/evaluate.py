@@ -24,7 +24,7 @@ from galcat.atomic import atomic_file
 from galcat.bands import AUTO, resolve_detect_band
 from galcat.labels import label_table
 from galcat.models import baselines as _baselines
-from galcat.models.data import OBJECT_INPUTS, read_labels
+from galcat.models.data import input_column, read_labels
 from galcat.models.registry import Family, get_family
 from galcat.tables import read_table
 
@@ -189,8 +189,9 @@ def evaluate_model(
     table = table.merge(feats, on="object_id", how="inner", validate="one_to_one")
     table = table.merge(phot, on="object_id", how="left", validate="one_to_one")
     rf_cols = [c for c in rf_table.columns if c != "object_id"]
-    # the forest sees what the network sees beside the image (the redshift)
-    rf_cols += [col for col in (OBJECT_INPUTS[n][0] for n in settings.get("inputs") or ())
+    # the forest sees what the network sees beside the image (the redshift, a
+    # measured radius)
+    rf_cols += [col for col in (input_column(n) for n in settings.get("inputs") or ())
                 if col in table.columns and col not in rf_cols]
     table = table.merge(rf_table[["object_id", *[c for c in rf_cols if c not in table.columns]]],
                         on="object_id", how="left", validate="one_to_one")

@@ -344,7 +344,8 @@ class GalaxyNet(nn.Module):
     n_inputs : int
         Per-object values beside the image (`galcat.models.data.OBJECT_INPUTS`, such
         as log10 z), standardised with the training split's mean and std
-        (`set_input_scaling`) and joined to the features the head sees.
+        (`set_input_scaling`) and joined to the features the head sees; a NaN
+        (a measured input `measure` could not make) becomes that mean.
     scaling : str
         The input stretch of `Normalise`.
     """
@@ -382,7 +383,9 @@ class GalaxyNet(nn.Module):
                 raise ValueError(f"this network takes {self.n_inputs} per-object input(s) "
                                  f"beside each image; got {got} for {len(x)} images")
             scaled = (inputs.to(features.dtype) - self.input_mean) / self.input_std
-            features = torch.cat([features, scaled], dim=1)
+            # a measured input `measure` could not make (NaN) is imputed by the training
+            # mean; a required one never gets here unknown (objects without are skipped)
+            features = torch.cat([features, torch.nan_to_num(scaled, nan=0.0)], dim=1)
         return self.head(features)
 
     def set_input_scaling(self, mean: np.ndarray, std: np.ndarray) -> None:

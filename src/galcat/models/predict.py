@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galcat.models.data import OBJECT_INPUTS, bin_images, object_inputs
+from galcat.models.data import (
+    OBJECT_INPUTS,
+    bin_images,
+    join_measured,
+    measured_input_names,
+    object_inputs,
+    required_inputs,
+)
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
@@ -85,7 +92,8 @@ class LoadedModel:
             raise ValueError(f"model {self.name!r} takes the per-object inputs {self.inputs} "
                              "beside each image; pass inputs (galcat.models.data.object_inputs)")
         inputs = np.asarray(inputs, np.float32).reshape(n, len(self.inputs))
-        unknown = ~np.isfinite(inputs).all(axis=1)
+        # a missing measured input stays NaN: the network imputes its training mean
+        unknown = ~np.isfinite(inputs[:, required_inputs(self.inputs)]).all(axis=1)
         return np.where(unknown[:, None], np.float32(0.0), inputs), unknown
 
     @torch.no_grad()
@@ -94,10 +102,11 @@ class LoadedModel:
         """Output columns (without prefix) for binned images ``(n, band, y, x)``.
 
         ``inputs`` ``(n, k)``: the per-object inputs of a model that takes them
-        (`galcat.models.data.object_inputs`); an object with a NaN input gets NaN
-        outputs. A family whose network reconstructs its input (an ``recon``
-        output) also gets ``recon_mse``, the per-object reconstruction error
-        averaged over the transforms.
+        (`galcat.models.data.object_inputs`); an object with a NaN object-table
+        input gets NaN outputs, a NaN measured input is imputed by the network. A
+        family whose network reconstructs its input (an ``recon`` output) also gets
+        ``recon_mse``, the per-object reconstruction error averaged over the
+        transforms.
         """
         if self.family.pixel_output:
             return self.predict_pixels(images, tta=tta)[0]
@@ -191,32 +200,51 @@ def output_columns(model: str, family: Family,
     return units, desc
 
 
-def _shard_inputs(m: LoadedModel, object_id: np.ndarray, objects, cutouts) -> np.ndarray | None:
-    """The per-object inputs of the shard's objects, in cutout order (None: no inputs)."""
+def _shard_inputs(m: LoadedModel, object_id: np.ndarray, objects, cutouts,
+                  features=None) -> np.ndarray | None:
+    """The per-object inputs of the shard's objects, in cutout order (None: no inputs):
+    object-table inputs from ``objects``, measured ones from ``features``."""
     if not m.inputs:
         return None
-    if objects is None:
-        raise ValueError(f"model {m.name!r} takes the per-object inputs {m.inputs}: give "
-                         f"predict_shard the object table of {str(cutouts)!r} (objects=)")
-    paths = [objects] if isinstance(objects, (str, os.PathLike)) else list(objects)
-    # only the columns the inputs read: a synthetic survey's one table holds every object
-    wanted = {OBJECT_INPUTS[n][0] for n in m.inputs if n in OBJECT_INPUTS}
-    parts = []
-    for path in paths:
-        names = set(column_names(path)) if Path(path).exists() else set()
-        parts.append(read_table(path, columns=["object_id", *sorted(wanted & names)]))
-    table = pd.concat(parts, ignore_index=True).drop_duplicates("object_id").set_index("object_id")
-    missing = np.setdiff1d(object_id, table.index.to_numpy())
-    if missing.size:
-        raise KeyError(f"the object table(s) {[str(p) for p in paths]} lack {missing.size} "
-                       f"object(s) of {str(cutouts)!r} (first: {missing[0]}); the inputs "
-                       f"{m.inputs} of model {m.name!r} cannot be read")
-    rows = table.loc[object_id].reset_index()
-    values = object_inputs(rows, m.inputs, source=", ".join(str(p) for p in paths))
-    unknown = int((~np.isfinite(values).all(axis=1)).sum())
+    rows = pd.DataFrame({"object_id": np.asarray(object_id, np.int64)})
+    sources = []
+    table_inputs = [n for n in m.inputs if n in OBJECT_INPUTS]
+    if table_inputs:
+        if objects is None:
+            raise ValueError(f"model {m.name!r} takes the per-object inputs {table_inputs}: "
+                             f"give predict_shard the object table of {str(cutouts)!r} "
+                             "(objects=)")
+        paths = [objects] if isinstance(objects, (str, os.PathLike)) else list(objects)
+        sources += [str(p) for p in paths]
+        # only the columns the inputs read: a synthetic survey's one table holds every object
+        wanted = {OBJECT_INPUTS[n].column for n in table_inputs}
+        parts = []
+        for path in paths:
+            names = set(column_names(path)) if Path(path).exists() else set()
+            parts.append(read_table(path, columns=["object_id", *sorted(wanted & names)]))
+        table = pd.concat(parts, ignore_index=True).drop_duplicates("object_id")
+        missing = np.setdiff1d(object_id, table["object_id"].to_numpy())
+        if missing.size:
+            raise KeyError(f"the object table(s) {[str(p) for p in paths]} lack {missing.size} "
+                           f"object(s) of {str(cutouts)!r} (first: {missing[0]}); the inputs "
+                           f"{m.inputs} of model {m.name!r} cannot be read")
+        rows = rows.merge(table, on="object_id", how="left")
+    if measured_input_names(m.inputs):
+        rows = join_measured(rows, features, m.inputs)
+        sources += [str(p) for p in ([features] if isinstance(features, (str, os.PathLike))
+                                     else features)]
+    values = object_inputs(rows, m.inputs, source=", ".join(sources))
+    finite = np.isfinite(values)
+    required = required_inputs(m.inputs)
+    unknown = int((~finite[:, required].all(axis=1)).sum())
     if unknown:
+        lacking = [n for n, r in zip(m.inputs, required, strict=True) if r]
         log.warning("predict %s: %d object(s) of %s have no %s; their predictions are NaN",
-                    m.name, unknown, cutouts, m.inputs)
+                    m.name, unknown, cutouts, lacking)
+    imputed = int((~finite[:, ~required].all(axis=1)).sum())
+    if imputed:
+        log.info("predict %s: %d object(s) of %s have no measured %s; the network sees its "
+                 "training mean", m.name, imputed, cutouts, measured_input_names(m.inputs))
     return values
 
 
@@ -231,6 +259,7 @@ def predict_shard(
     tta: bool | None = None,
     threads: int = 1,
     pixelmaps: os.PathLike | str | None = None,
+    features: os.PathLike | str | Sequence[os.PathLike | str] | None = None,
 ) -> pd.DataFrame:
     """Predict every object of one cutout shard; write the predictions Parquet.
 
@@ -256,6 +285,9 @@ def predict_shard(
     pixelmaps : path-like, optional
         For a per-pixel family (``pixel_output``): the shard's pixel-map group to
         write (`galcat.store.write_pixelmaps`); required for such a family.
+    features : path-like or sequence of path-like, optional
+        `measure`'s features table of the shard: required for a model with measured
+        inputs (`galcat.models.data.MEASURED_INPUTS`).
 
     Returns
     -------
@@ -271,7 +303,7 @@ def predict_shard(
     if m.family.pixel_output and pixelmaps is None:
         raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
                          "give predict_shard a pixelmaps path")
-    inputs = _shard_inputs(m, reader.object_id, objects, cutouts)
+    inputs = _shard_inputs(m, reader.object_id, objects, cutouts, features)
     parts: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
     for lo in range(0, reader.n_objects, step):

@@ -289,6 +289,12 @@ def register(family: Family) -> Family:
     return family
 
 
+def inputs_phrase(settings: Mapping | None) -> str:
+    """" and <inputs>" for a column description: what the network saw beside the cutout."""
+    names = list((settings or {}).get("inputs") or ())
+    return f" and {', '.join(names)}" if names else ""
+
+
 def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
               size: int) -> GalaxyNet:
     """The untrained network of a model: normalisation, encoder (with the aperture

@@ -56,11 +56,14 @@ def run_train(
     cutouts: Sequence[os.PathLike | str],
     output_dir: os.PathLike | str, threads: int | None = None,
     init_model: os.PathLike | str | None = None,
+    features: Sequence[os.PathLike | str] | None = None,
 ) -> Path:
     """Train ``model``; write its directory (``model.pt``, ``splits.parquet``...).
 
     ``init_model``: the synthetic survey's ``model.pt`` of the same name, required
     when the entry's ``init`` is ``synthetic`` (fine-tuning) and refused otherwise.
+    ``features``: the shards' features tables, which a model with measured inputs
+    (`galcat.models.data.MEASURED_INPUTS`) reads them from.
     """
     from galcat.config import ConfigError
     from galcat.models.train import train_model
@@ -75,7 +78,8 @@ def run_train(
     return train_model(model, train_settings, training={k: training[k] for k in SPLIT_KEYS},
                        objects=objects, cutouts=cutouts, out_dir=output_dir,
                        threads=threads or 1, labels=labels_of(config, entry["family"]),
-                       init_model=init_model, synthetic=injection_survey(config, model))
+                       init_model=init_model, synthetic=injection_survey(config, model),
+                       features=features or None)
 
 
 def run_predict(
@@ -83,15 +87,17 @@ def run_predict(
     cutouts: os.PathLike | str, output: os.PathLike | str, batch_size: int | None = None,
     threads: int | None = None, pixelmaps: os.PathLike | str | None = None,
     objects: Sequence[os.PathLike | str] | None = None,
+    features: Sequence[os.PathLike | str] | None = None,
 ) -> None:
     """Predictions of ``model`` for one shard (and its pixel maps, per-pixel families);
-    ``objects``: the object table(s) a model with per-object inputs reads them from."""
+    ``objects``: the object table(s) a model with per-object inputs reads them from;
+    ``features``: the shard's features table, for measured inputs."""
     from galcat.models.predict import predict_shard
 
     entry = model_entry(config, model)
     predict_shard(model_file, cutouts, output, splits=splits, tta=bool(entry["tta"]),
                   objects=objects or None, batch_size=batch_size or 256,
-                  threads=threads or 1, pixelmaps=pixelmaps)
+                  threads=threads or 1, pixelmaps=pixelmaps, features=features or None)
 
 
 def run_evaluate(

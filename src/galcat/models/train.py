@@ -39,9 +39,11 @@ from galcat.models.data import (
     ShardIndex,
     assign_splits,
     fit_normalisation,
+    join_measured,
     make_loader,
     object_inputs,
     read_labels,
+    required_inputs,
     split_arrays,
 )
 from galcat.models.injections import INJECTION_BAND, write_injections
@@ -155,6 +157,7 @@ def train_model(
     labels: Mapping | None = None,
     init_model: os.PathLike | str | None = None,
     synthetic: Mapping | None = None,
+    features: Sequence[os.PathLike | str] | None = None,
 ) -> Path:
     """Train model ``name``; write its directory; return the path of ``model.pt``.
 
@@ -190,6 +193,9 @@ def train_model(
         The config's ``synthetic`` section, which the single-Sérsic injections of
         ``settings['injections']`` (`galcat.models.injections`) are drawn with;
         required when that is > 0.
+    features : sequence of path-like, optional
+        `measure`'s features tables of the shards: required when ``settings['inputs']``
+        holds a measured input (`galcat.models.data.MEASURED_INPUTS`).
 
     Notes
     -----
@@ -208,7 +214,7 @@ def train_model(
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
     data = _prepare_data(name, settings, training, family, objects, cutouts, out, labels,
-                         synthetic)
+                         synthetic, features)
     module = _build_module(family, settings, data)
     if init_model is not None:
         _load_initial_weights(module, init_model, name=name)
@@ -284,7 +290,7 @@ class _Data:
 
 def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
                   out: Path, labels: Mapping | None = None,
-                  synthetic: Mapping | None = None) -> _Data:
+                  synthetic: Mapping | None = None, features=None) -> _Data:
     """Labels of the objects in the shards (survey columns, quality cuts), the hash split
     (written; every object of the shards is in it, labelled or not), the datasets."""
     readers = [CutoutReader(p) for p in cutouts]
@@ -296,6 +302,8 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
     in_shards = np.isin(table["object_id"].to_numpy(),
                         np.concatenate([r.object_id for r in readers]))
     table = table.loc[in_shards].reset_index(drop=True)
+    names = list(settings.get("inputs") or ())
+    table = join_measured(table, features, names)
     n_injections = int(settings.get("injections") or 0)
     if n_injections:
         injected = _write_injections(name, settings, family, synthetic, readers, out,
@@ -308,12 +316,12 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                           test_fraction=float(training["test_fraction"]),
                           seed=int(training["split_seed"]))
     targets = family.targets(table)
-    names = list(settings.get("inputs") or ())
-    inputs = object_inputs(table, names, source=str(objects)) if names else None
+    sources = ", ".join(str(p) for p in (objects, *(features or ())))
+    inputs = object_inputs(table, names, source=sources) if names else None
     usable = family.labelled(table)
     if inputs is not None:
         # an object whose input is unknown can be neither trained on nor scored
-        known = np.isfinite(inputs).all(axis=1)
+        known = np.isfinite(inputs[:, required_inputs(names)]).all(axis=1)
         label_summary["unknown_inputs"] = int((usable & ~known).sum())
         usable = usable & known
     members = dict(split_arrays(split, usable))
@@ -400,8 +408,9 @@ def _write_injections(name: str, settings: Mapping, family, synthetic: Mapping |
         raise ValueError(f"{key}: the injections are drawn with the synthetic survey's "
                          "settings, and none were given")
     if settings.get("inputs"):
-        raise ValueError(f"{key}: injections have no redshift, and the model takes inputs "
-                         f"{list(settings['inputs'])}; set one of them empty")
+        raise ValueError(f"{key}: injections have no redshift and no measure features, and "
+                         f"the model takes inputs {list(settings['inputs'])}; set one of "
+                         "them empty")
     if list(settings.get("bands") or ()) != [INJECTION_BAND]:
         raise ValueError(f"{key}: injections are drawn in the {INJECTION_BAND} band alone; "
                          f"set models.{name}.bands to [{INJECTION_BAND}] (it is "
@@ -457,8 +466,10 @@ def _build_module(family, settings: dict, data: _Data):
     module.net.set_target_scaling(mean, std, loss_scale)
     if data.inputs is not None:
         values = data.inputs[data.members["train"]]
-        spread = values.std(axis=0)
-        module.net.set_input_scaling(values.mean(axis=0), np.where(spread > 0, spread, 1.0))
+        # a measured input may be NaN (imputed by this mean in the network)
+        mean, spread = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        module.net.set_input_scaling(np.nan_to_num(mean),
+                                     np.where(spread > 0, spread, 1.0))
     if module.net.photometry is not None:
         train = data.datasets["train"]
         sample = train.read_images(np.arange(min(len(train), NORMALISATION_OBJECTS)))

@@ -30,7 +30,7 @@ from torch import nn
 from galcat import gz2
 from galcat.labels import VOTES_COLUMN
 from galcat.models import baselines, scores
-from galcat.models.registry import Family, Output, mlp, register, regression_loss
+from galcat.models.registry import Family, Output, inputs_phrase, mlp, register, regression_loss
 
 __all__ = ["GZ2", "MIN_STD", "TreeHead", "tree_fractions"]
 
@@ -108,13 +108,14 @@ class GZ2(Family):
                                weight=weight)
 
     def outputs(self, settings=None) -> list[Output]:
-        out = []
+        out, seen = [], inputs_phrase(settings)
         for q in gz2.QUESTIONS:
             for answer, label in zip(q.answers, q.labels, strict=True):
                 col = gz2.column_names("")[_INDEX[answer]]
                 out.append(Output(col, "", f"Galaxy Zoo 2 vote fraction {answer} ({q.id}: {label}) "
-                                  "predicted by the network, Kaggle weighting; _err is the 1-sigma "
-                                  "spread of a volunteer vote fraction about it"))
+                                  f"predicted by the network from the cutout{seen}, Kaggle "
+                                  "weighting; _err is the 1-sigma spread of a volunteer vote "
+                                  "fraction about it"))
         return sorted(out, key=lambda o: gz2.column_names("").index(o.name))
 
     def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:

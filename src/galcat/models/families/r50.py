@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from galcat.models import scores
-from galcat.models.registry import Family, Output, register
+from galcat.models.registry import Family, Output, inputs_phrase, register
 
 __all__ = ["R50", "SIZE_EDGES", "SNR_EDGES"]
 
@@ -40,8 +40,8 @@ class R50(Family):
     def outputs(self, settings=None) -> list[Output]:
         return [Output("r50_mass", "arcsec",
                        "half-stellar-mass radius (circular aperture) predicted by the network "
-                       "from the cutout (median of its log-normal prediction); _err is the "
-                       "1-sigma width")]
+                       f"from the cutout{inputs_phrase(settings)} (median of its log-normal "
+                       "prediction); _err is the 1-sigma width")]
 
     def decode(self, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
         r50 = 10.0 ** mean[:, 0]
