@@ -88,13 +88,17 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
     y = torch.rand(b, k, device=device)
     # the per-object values beside the image (redshift, measurements): the head's cost
     extra = torch.rand(b, net.n_inputs, device=device) if net.n_inputs else None
+    # what a loss may read beside the target (an encoder-decoder's reconstruction: the
+    # image; the pixel model: its per-pixel arrays)
+    batch = {"image": x, **{name: torch.zeros(b, *shape[1:], device=device)
+                            for name in family.pixel_arrays}}
 
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
 
     def train_step():
-        loss = family.loss(net(x, extra), y, {}, net)
+        loss = family.loss(net(x, extra), y, batch, net)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -113,7 +117,9 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
             codes = range(DIHEDRAL) if tta else (0,)
             t0 = time.perf_counter()
             for _ in range(steps):
-                family.combine([net(dihedral(x, c), extra) for c in codes])
+                outs = [net(dihedral(x, c), extra) for c in codes]
+                if not family.pixel_output:  # a pixel map is averaged per pixel, not here
+                    family.combine(outs)
             sync()
             out["infer_tta" if tta else "infer"] = steps * b / (time.perf_counter() - t0)
     return out
