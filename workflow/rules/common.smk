@@ -237,7 +237,8 @@ def get_predict_objects(wildcards):
     labels, the synthetic survey's one table is ancient and an archive shard's own
     table is rewritten only when its rows change."""
     inputs = config["models"][wildcards.model].get("inputs") or ()
-    if len(inputs) == len(measured_inputs(config, wildcards.model)):  # none from the table
+    measured = measured_inputs(config, wildcards.model)
+    if not [name for name in inputs if name not in measured]:  # none read from the table
         return []
     if SURVEY == "synthetic":
         return [ancient(f"{OUT}/objects.parquet")]

@@ -230,9 +230,8 @@ def _shard_inputs(m: LoadedModel, object_id: np.ndarray, objects, cutouts,
                            f"{m.inputs} of model {m.name!r} cannot be read")
         rows = rows.merge(table, on="object_id", how="left")
     if measured_input_names(m.inputs):
-        rows = join_measured(rows, features, m.inputs)
-        sources += [str(p) for p in ([features] if isinstance(features, (str, os.PathLike))
-                                     else features)]
+        rows = join_measured(rows, features, m.inputs)  # names the inputs if none is given
+        sources.append(str(features))
     values = object_inputs(rows, m.inputs, source=", ".join(sources))
     finite = np.isfinite(values)
     required = required_inputs(m.inputs)
