@@ -59,15 +59,19 @@ def dataset(cutouts, settings):
 
 
 def loading_rate(ds, settings, workers: int, epochs: int = 2) -> float:
+    """Images per second of one training DataLoader over ``epochs`` epochs (one
+    loader, as a training job iterates it; workers persist across epochs)."""
     from galcat.models.data import ChunkBatchSampler, make_loader
 
+    epoch = [0]
+    sampler = ChunkBatchSampler(ds.index.chunk_key(), ds.index.object_id,
+                                batch_size=settings["batch_size"], shuffle=True, augment=True,
+                                seed=0, epoch=lambda: epoch[0])
+    loader = make_loader(ds, sampler, workers=workers)
     n = 0
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        sampler = ChunkBatchSampler(ds.index.chunk_key(), ds.index.object_id,
-                                    batch_size=settings["batch_size"], shuffle=True, augment=True,
-                                    seed=0, epoch=lambda e=epoch: e)
-        for batch in make_loader(ds, sampler, workers=workers):
+    for epoch[0] in range(epochs):
+        for batch in loader:
             n += len(batch["image"])
     return n / (time.perf_counter() - t0)
 

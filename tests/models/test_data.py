@@ -61,6 +61,18 @@ def test_bin_images_averages_blocks_and_names_a_bad_factor():
         bin_images(np.zeros((1, 1, 5, 5)), 2)
 
 
+def test_binning_by_two_equals_the_mean_of_each_block_bit_for_bit():
+    # the fast path for factor 2 must give the values the models were trained on
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        x = (rng.standard_cauchy((3, 5, 16, 16)) * 1e3).astype(dtype)
+        mean = x.reshape(3, 5, 8, 2, 8, 2).mean(axis=(-3, -1))
+        binned = bin_images(x, 2)
+        assert binned.dtype == mean.dtype
+        np.testing.assert_array_equal(binned, mean)
+    np.testing.assert_allclose(bin_images(np.ones((1, 1, 8, 8)), 4), np.ones((1, 1, 2, 2)))
+
+
 def _dataset(survey, ids, **kw):
     readers = [CutoutReader(p) for p in survey["cutouts"]]
     index = ShardIndex.build(readers, np.asarray(ids))
@@ -79,6 +91,47 @@ def test_dataset_reads_the_objects_asked_for_in_any_order(tiny_survey):
     np.testing.assert_array_equal(items[1]["image"].numpy(),
                                   dihedral_numpy(shard0.image[2][[3, 1]], 5))
     assert float(items[2]["target"][0]) == 64.0 and items[2]["index"] == 4
+
+
+class _CountingReader(CutoutReader):
+    """A real reader that counts its reads (chunks asked of the Zarr store)."""
+
+    reads = 0
+
+    def read(self, name, objects, *, bands=None):
+        type(self).reads += 1
+        return super().read(name, objects, bands=bands)
+
+
+def test_the_chunk_cache_gives_the_same_batches_and_decodes_each_chunk_once(tiny_survey):
+    import pickle
+
+    from galcat.models.data import make_loader
+
+    ids = np.arange(1, 65)
+    readers = [_CountingReader(p) for p in tiny_survey["cutouts"]]
+
+    def epoch_batches(cache_chunks):
+        ds = CutoutDataset(ShardIndex.build(readers, ids), ids[:, None].astype(float),
+                           bands=["g", "r"], bin=2, cache_chunks=cache_chunks)
+        sampler = ChunkBatchSampler(ds.index.chunk_key(), ids, batch_size=8, shuffle=True,
+                                    augment=True, seed=5, window_chunks=2)
+        _CountingReader.reads = 0
+        batches = list(make_loader(ds, sampler, workers=0))
+        return batches, _CountingReader.reads, ds
+
+    plain, plain_reads, _ = epoch_batches(0)
+    cached, cached_reads, ds = epoch_batches(32)
+    assert len(plain) == len(cached) == 8
+    for a, b in zip(plain, cached, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
+    # 4 storage chunks of 16 objects; batches of 8 shuffled within 2-chunk windows
+    # touch each chunk twice or more without the cache, once with it
+    assert cached_reads == 4 and plain_reads >= 8
+    # a worker process gets the dataset without the parent's decoded chunks
+    assert len(ds._cache) == 4 and len(pickle.loads(pickle.dumps(ds))._cache) == 0
 
 
 def test_an_object_in_no_shard_or_an_unknown_band_is_named(tiny_survey):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -155,6 +156,13 @@ def bin_images(x: np.ndarray, factor: int) -> np.ndarray:
     *lead, ny, nx = x.shape
     if ny % factor or nx % factor:
         raise ValueError(f"cutouts of {ny}x{nx} pixels cannot be binned by {factor}")
+    if factor == 2:
+        # ten times faster than the reshaped mean (whose strided reduction cost as
+        # much as reading the chunk), and equal to it bit for bit: NumPy sums each
+        # row's pair first, then the two rows (a test holds them equal)
+        top = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+        bottom = x[..., 1::2, 0::2] + x[..., 1::2, 1::2]
+        return (top + bottom) / x.dtype.type(4)
     return x.reshape(*lead, ny // factor, factor, nx // factor, factor).mean(axis=(-3, -1))
 
 
@@ -231,13 +239,20 @@ class CutoutDataset(Dataset):
     inputs : ndarray, shape (n, k), optional
         Per-object inputs of the network (`object_inputs`), in ``index`` order;
         item key ``inputs``.
+    cache_chunks : int
+        Decoded storage chunks kept per process (least recently used dropped; 0: none).
+        Default 32: with `ChunkBatchSampler`'s default window of 8 chunks each chunk
+        is decompressed about once per epoch; 32 chunks of 16 objects x 5 bands x
+        64 x 64 float32 hold 42 MB.
     """
 
     def __init__(self, index: ShardIndex, targets: np.ndarray, *, bands: list[str] | None,
                  bin: int = 1, pixel_arrays: Sequence[str] = (),
                  extras: Mapping[str, np.ndarray] | None = None,
-                 inputs: np.ndarray | None = None) -> None:
+                 inputs: np.ndarray | None = None, cache_chunks: int = 32) -> None:
         self.index = index
+        self.cache_chunks = int(cache_chunks)
+        self._cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
         self.targets = np.asarray(targets, dtype=np.float32).reshape(len(index.object_id), -1)
         self.inputs = (None if inputs is None
                        else np.asarray(inputs, np.float32).reshape(len(index.object_id), -1))
@@ -287,18 +302,42 @@ class CutoutDataset(Dataset):
         shard, row = ix.shard[idx], ix.row[idx]
         chunk = row // per[shard]
         for s, c in sorted(set(zip(shard.tolist(), chunk.tolist(), strict=True))):
-            reader = ix.readers[s]
-            lo = c * reader.chunk_objects
-            sl = slice(lo, min(lo + reader.chunk_objects, reader.n_objects))
+            lo = c * ix.readers[s].chunk_objects
             members = np.flatnonzero((shard == s) & (chunk == c))
             for name in names:
-                bands = self.bands if name in ("image", "sigma", "mask") else None
-                block = reader.read(name, sl, bands=bands)[row[members] - lo]
-                if name == "image":
-                    block = bin_images(block.astype(np.float32), self.bin)
+                block = self._chunk(s, c, name)[row[members] - lo]
                 for m, arr in zip(members, block, strict=True):
                     out[name][m] = arr
         return {n: np.stack(v) if len(v) else np.zeros((0,)) for n, v in out.items()}
+
+    def _chunk(self, shard: int, chunk: int, name: str) -> np.ndarray:
+        """Array ``name`` of one whole storage chunk (images binned), through the cache.
+
+        A training batch shuffles the objects of several chunks, so each chunk is
+        asked for by a few consecutive batches: keeping the last `cache_chunks`
+        decoded chunks makes each one decompressed about once per epoch and process.
+        """
+        key = (shard, chunk, name)
+        block = self._cache.get(key)
+        if block is not None:
+            self._cache.move_to_end(key)
+            return block
+        reader = self.index.readers[shard]
+        lo = chunk * reader.chunk_objects
+        objects = slice(lo, min(lo + reader.chunk_objects, reader.n_objects))
+        bands = self.bands if name in ("image", "sigma", "mask") else None
+        block = reader.read(name, objects, bands=bands)
+        if name == "image":
+            block = bin_images(block.astype(np.float32), self.bin)
+        if self.cache_chunks > 0:
+            self._cache[key] = block
+            while len(self._cache) > self.cache_chunks:
+                self._cache.popitem(last=False)
+        return block
+
+    def __getstate__(self) -> dict:
+        # a worker process starts with an empty cache of its own
+        return {**self.__dict__, "_cache": OrderedDict()}
 
 
 class ChunkBatchSampler(Sampler):
@@ -407,9 +446,10 @@ def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000,
 
 def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: int) -> DataLoader:
     """A DataLoader whose workers each fetch whole batches (`CutoutDataset.__getitems__`)."""
-    # workers are started anew each epoch (not persistent): the sampler, in the
-    # main process, decides the order, and the readers reopen their arrays in them
-    kwargs = {"prefetch_factor": 4} if workers > 0 else {}
+    # The sampler, in the main process, decides the order and the augmentation, so
+    # workers may live across epochs (persistent): no start-up per epoch, and each
+    # keeps its cache of decoded chunks. They open their own arrays.
+    kwargs = {"prefetch_factor": 4, "persistent_workers": True} if workers > 0 else {}
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(workers),
                       pin_memory=torch.cuda.is_available(), **kwargs)
 
