@@ -30,6 +30,15 @@ TINY = {
 
 deep_update = deep_merge  # the package's own merge, under the tests' name
 
+#: The networks of the default config, in its order.
+DEFAULT_MODELS = tuple(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"])
+
+
+def only_models(*names: str) -> dict:
+    """A config layer that enables the default config's networks ``names`` alone."""
+    return {"models": {model: {"enabled": False} for model in DEFAULT_MODELS
+                       if model not in names}}
+
 
 #: Rules whose jobs take 2 threads (a Dask pool of two workers). The tests' shards
 #: hold four objects: there a pool costs more to start than it saves, and a 2-thread

@@ -16,7 +16,7 @@ import pytest
 from galcat.analysis import FIGURES
 from galcat.config import load_config, trained_models
 from galcat.release import sha256_file
-from tests.conftest import BIN, ONE_THREAD_PER_JOB, ROOT, TINY, deep_update, jobs_in
+from tests.conftest import BIN, ONE_THREAD_PER_JOB, ROOT, TINY, deep_update, jobs_in, only_models
 
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
@@ -25,8 +25,7 @@ ANALYSES = {(name, None) for name in FIGURES}
 #: The nights train one network, the cheapest: every model's train, predict and
 #: evaluate jobs follow a night's growth alike (the tiny run trains all six, and
 #: test_workflow_models covers each), and the five others would add ~100 s per night.
-NIGHT = deep_update(TINY, {"models": {name: {"enabled": False} for name in
-                                      ("gz2", "metallicity", "sersic", "vae", "pixels")}})
+NIGHT = deep_update(TINY, only_models("r50"))
 
 
 NIGHTLY = ROOT / "workflow" / "scripts" / "nightly.sh"

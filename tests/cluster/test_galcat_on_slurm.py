@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.cluster.test_slurm import field, load_profile, scontrol_job
+from tests.conftest import only_models
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -57,9 +58,7 @@ def test_tiny_dag_completes_on_slurm(slurm, tmp_path):
         "synthetic": {"n_objects": 4}, "sharding": {"objects_per_shard": 2},
         "dask": {"objects_per_task": 2},
         # one model is enough to see train on the GPU partition and predict after it
-        "models": {"r50": {"epochs": 1},
-                   **{name: {"enabled": False}
-                      for name in ("gz2", "metallicity", "sersic", "vae", "pixels")}},
+        "models": {"r50": {"epochs": 1}, **only_models("r50")["models"]},
     }))
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 
 #: Prelude of the subprocess: the step counter and the patched file-system calls.
 _PRELUDE = r"""
@@ -57,23 +58,22 @@ def run_killed_at(step: int, body: str, args: dict, *, limit_file_bytes: int | N
 _ZYGOTE = r"""
 import json, os, sys, traceback
 import numpy, pandas, galcat.store, galcat.tables, galcat.catalogue
-body = sys.stdin.readline()
-body = json.loads(body)
+body = json.loads(sys.stdin.readline())
 for line in sys.stdin:
     step, args_json, err = json.loads(line)
     pid = os.fork()
     if pid == 0:
         fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(fd, 2)
+        code = 0
         try:
             sys.argv = ["-c", str(step), args_json]
             exec(compile(PRELUDE + body, "<killed>", "exec"), {"__name__": "__main__"})
         except BaseException:
             traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(1)
+            code = 1
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)
     _, status = os.waitpid(pid, 0)
     print(os.waitstatus_to_exitcode(status), flush=True)
 """
@@ -82,8 +82,6 @@ for line in sys.stdin:
 def kill_at_every_step(body: str, args: dict, check, *, max_steps: int = 400) -> int:
     """Kill ``body`` at step 1, 2, ... and call ``check(step)`` after each death, until
     it runs to the end (then ``check(None)``); the number of steps killed."""
-    import tempfile
-
     zygote = subprocess.Popen(
         [sys.executable, "-c", f"PRELUDE = {_PRELUDE!r}\n" + _ZYGOTE],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -12,12 +12,12 @@ import pytest
 from galcat import gz2
 from galcat.analysis import FIGURES
 from galcat.tables import column_descriptions, column_units
-from tests.conftest import TINY, deep_update, snakemake
+from tests.conftest import DEFAULT_MODELS, TINY, deep_update, snakemake
 
 pytestmark = pytest.mark.slow
 OUT = "results/synthetic"
 SHARDS = ("s000000", "s000001", "s000002")
-MODELS = ("r50", "gz2", "metallicity", "sersic", "vae", "pixels")
+MODELS = DEFAULT_MODELS
 #: jobs that read every model's outputs through the catalogue: it, the report and the
 #: analyses (one rule each, `galcat.analysis.FIGURES`)
 AGGREGATIONS = {("catalogue", None, None), ("report", None, None), ("all", None, None),
