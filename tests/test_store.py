@@ -154,3 +154,23 @@ def test_reader_names_a_missing_band_or_array(tmp_path):
         reader.read("ivar", slice(0, 2))
     with pytest.raises(FileNotFoundError, match="missing.zarr"):
         CutoutReader(tmp_path / "missing.zarr")
+
+
+def test_arrays_are_written_with_lz4_and_stores_of_the_old_codec_still_read(tmp_path):
+    from galcat.store import OBJECTS_PER_CHUNK, CutoutReader
+
+    batch = make_batch(n=OBJECTS_PER_CHUNK + 3)
+    path = write_cutouts(tmp_path / "s000000.zarr", batch, shard="s000000")
+    group = zarr.open_group(str(path), mode="a")
+    (codec,) = group["image"].compressors
+    assert (codec.cname.value, codec.shuffle.value) == ("lz4", "shuffle")
+    # a shard staged before the change: Zarr's default codec (Zstandard)
+    del group["image"]
+    old = group.create_array("image", shape=batch.image.shape, dtype=batch.image.dtype,
+                             chunks=(OBJECTS_PER_CHUNK, *batch.image.shape[1:]))
+    old[...] = batch.image
+    assert type(zarr.open_group(str(path), mode="r")["image"].compressors[0]).__name__ == \
+        "ZstdCodec"
+    np.testing.assert_array_equal(read_cutouts(path).image, batch.image)
+    np.testing.assert_array_equal(CutoutReader(path).read("image", slice(0, 4), bands=["r"]),
+                                  batch.image[:4, [1]])

@@ -81,6 +81,12 @@ LAYOUT_VERSION = 2
 #: Layouts this galcat reads (1: no per-object size or geometry arrays).
 READABLE_LAYOUTS = (1, 2)
 OBJECTS_PER_CHUNK = 16
+#: Compression of every array written: Blosc LZ4 with byte shuffle. Sky noise leaves
+#: float pixels nearly incompressible (Zarr's default Zstandard saves 7%, this 5%),
+#: so what matters is the cost: it decodes 1.5x faster than Zstandard, and a
+#: training epoch decodes every chunk it reads. Readers follow each array's own
+#: metadata, so stores written with another codec still read.
+PIXEL_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: Columns of ``cut_wcs``.
 CUT_WCS_COLUMNS = ("ra", "dec", "cd1_1", "cd1_2", "cd2_1", "cd2_2")
 
@@ -262,7 +268,8 @@ class CutoutBatch:
 
 def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
     chunks = (min(OBJECTS_PER_CHUNK, max(1, data.shape[0])),) + data.shape[1:]
-    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                             compressors=PIXEL_CODEC)
     if data.size:
         arr[...] = data
 
