@@ -82,15 +82,73 @@ def _dataset(survey, ids, **kw):
 def test_dataset_reads_the_objects_asked_for_in_any_order(tiny_survey):
     ids = np.array([40, 3, 33, 17, 64])
     ds = _dataset(tiny_survey, ids, bands=["i", "g"])
-    items = ds.__getitems__([(0, 0), (1, 5), (4, 0)])
+    batch = ds.batch([(0, 0), (1, 5), (4, 0)])
     shard1 = read_cutouts(tiny_survey["cutouts"][1])
     shard0 = read_cutouts(tiny_survey["cutouts"][0])
-    np.testing.assert_array_equal(items[0]["image"].numpy(),
+    np.testing.assert_array_equal(batch["image"][0].numpy(),
                                   shard1.image[40 - 33][[shard1.bands.index("i"),
                                                         shard1.bands.index("g")]])
-    np.testing.assert_array_equal(items[1]["image"].numpy(),
+    np.testing.assert_array_equal(batch["image"][1].numpy(),
                                   dihedral_numpy(shard0.image[2][[3, 1]], 5))
-    assert float(items[2]["target"][0]) == 64.0 and items[2]["index"] == 4
+    assert float(batch["target"][2, 0]) == 64.0 and int(batch["index"][2]) == 4
+
+
+def _collated_by_hand(survey, ids, items, *, bands, bin, extras, inputs):
+    """What the loader must give for ``items``: each object read whole from its shard
+    with `read_cutouts`, transformed alone, then stacked by torch's `default_collate`."""
+    import torch
+    from torch.utils.data import default_collate
+
+    shards = [read_cutouts(p) for p in survey["cutouts"]]
+
+    def sample(i, code):
+        shard = next(s for s in shards if ids[i] in s.object_id)
+        row = int(np.flatnonzero(shard.object_id == ids[i])[0])
+        pick = [shard.bands.index(b) for b in bands]
+        image = bin_images(shard.image[row][pick].astype(np.float32), bin)
+        return {"image": torch.from_numpy(dihedral_numpy(image, code)),
+                "target": torch.tensor([float(ids[i])], dtype=torch.float32),
+                "index": i,
+                **{k: torch.tensor(np.float32(v[i])) for k, v in extras.items()},
+                "inputs": torch.from_numpy(inputs[i].astype(np.float32)),
+                "mask": torch.from_numpy(dihedral_numpy(shard.mask[row][pick], code)),
+                "sigma": torch.from_numpy(dihedral_numpy(shard.sigma[row][pick], code))}
+
+    return default_collate([sample(i, c) for i, c in items])
+
+
+def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tiny_survey):
+    from galcat.models.data import make_loader
+
+    ids = np.array([40, 3, 33, 17, 64, 5, 18, 2])
+    extras = {"n_votes": np.arange(8.0) * 3}
+    inputs = np.arange(16.0).reshape(8, 2)
+    index = ShardIndex.build([CutoutReader(p) for p in tiny_survey["cutouts"]], ids)
+    ds = CutoutDataset(index, ids[:, None].astype(float), bands=["i", "g"], bin=1,
+                       pixel_arrays=("mask", "sigma"), extras=extras, inputs=inputs)
+    items = [(0, 3), (5, 7), (2, 0), (1, 4), (7, 1), (6, 2), (4, 5), (3, 6)]
+    want = _collated_by_hand(tiny_survey, ids, items, bands=["i", "g"], bin=1,
+                             extras=extras, inputs=inputs)
+    got = ds.batch(items)
+    assert list(got) == list(want)
+    for key in want:
+        assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape, key
+        assert np.array_equal(got[key].numpy(), want[key].numpy()), key
+    # one item is the batch's row, its index a plain int as before
+    one = ds[5]
+    assert one["index"] == 5 and np.array_equal(one["image"].numpy(), ds.batch([5])["image"][0])
+
+    # a worker process builds the same batches as the main process
+    sampler = ChunkBatchSampler(index.chunk_key(), ids, batch_size=3, shuffle=True,
+                                augment=True, seed=2)
+    serial, parallel = (list(make_loader(ds, sampler, workers=w)) for w in (0, 1))
+    assert len(serial) == len(parallel) == 3
+    for a, b in zip(serial, parallel, strict=True):
+        assert all(torch_equal(a[k], b[k]) for k in want)
+
+
+def torch_equal(a, b) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
 
 
 class _CountingReader(CutoutReader):

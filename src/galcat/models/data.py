@@ -5,8 +5,9 @@
   survey grows or shards change, and every model of a run has the same test set.
 * **Dataset** (`CutoutDataset`): the objects of one split, read from the shards
   through `galcat.store.CutoutReader` (no copy of the survey into another
-  format). A batch is fetched by one DataLoader worker with ``__getitems__``,
-  which reads every storage chunk the batch touches once, as a whole.
+  format). A batch is built by one DataLoader worker with `CutoutDataset.batch`,
+  which reads every storage chunk the batch touches once, as a whole, and copies
+  each image once, from its decoded chunk into its transformed place in the batch.
 * **Batches** (`ChunkBatchSampler`): storage chunks in a random order per epoch,
   objects shuffled within windows of ``window_chunks`` chunks, so a batch spans a
   few chunks and each chunk is read about ``window_chunks * 16 / batch_size``
@@ -39,7 +40,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from galcat.models.nets import DIHEDRAL, Normalise, dihedral_numpy
+from galcat.models.nets import DIHEDRAL, Normalise, dihedral_view
 from galcat.store import CutoutReader
 from galcat.tables import column_names, read_table
 
@@ -268,47 +269,57 @@ class CutoutDataset(Dataset):
         return len(self.index.object_id)
 
     def __getitem__(self, item) -> dict:
-        return self.__getitems__([item])[0]
+        sample = {key: value[0] for key, value in self.batch([item]).items()}
+        sample["index"] = int(sample["index"])
+        return sample
 
-    def __getitems__(self, items: Sequence) -> list[dict]:
-        pairs = [(int(i[0]), int(i[1])) if isinstance(i, (tuple, list)) else (int(i), 0)
-                 for i in items]
-        idx = np.array([p[0] for p in pairs])
-        loaded = self._read(idx)
-        out = []
-        for j, (i, code) in enumerate(pairs):
-            sample = {
-                "image": torch.from_numpy(dihedral_numpy(loaded["image"][j], code)),
-                "target": torch.from_numpy(self.targets[i]),
-                "index": i,
-                **{k: torch.tensor(v[i]) for k, v in self.extras.items()},
-            }
-            if self.inputs is not None:
-                sample["inputs"] = torch.from_numpy(self.inputs[i])
-            for name in self.pixel_arrays:
-                sample[name] = torch.from_numpy(dihedral_numpy(loaded[name][j], code))
-            out.append(sample)
+    def batch(self, items: Sequence) -> dict[str, torch.Tensor]:
+        """The collated batch of ``items`` (``(index, dihedral_code)`` pairs or ints).
+
+        Equal, dtypes included, to ``default_collate`` of the items one by one, and
+        built array-wise: each image is copied once, from its decoded chunk straight
+        into its transformed place in the batch. Cost: about one memory copy of the
+        batch, beside the reads of chunks not in the cache.
+        """
+        pairs = np.array([(i[0], i[1]) if isinstance(i, (tuple, list)) else (i, 0)
+                          for i in items], np.int64).reshape(-1, 2)
+        idx, codes = pairs[:, 0], pairs[:, 1]
+        loaded = self._read(idx, codes)
+        out = {
+            "image": torch.from_numpy(loaded["image"]),
+            "target": torch.from_numpy(self.targets[idx]),
+            "index": torch.from_numpy(idx),
+            **{k: torch.from_numpy(v[idx]) for k, v in self.extras.items()},
+        }
+        if self.inputs is not None:
+            out["inputs"] = torch.from_numpy(self.inputs[idx])
+        for name in self.pixel_arrays:
+            out[name] = torch.from_numpy(loaded[name])
         return out
 
     def read_images(self, idx: np.ndarray) -> np.ndarray:
         """Binned images ``(len(idx), band, y, x)`` of dataset positions ``idx``."""
-        return self._read(np.asarray(idx))["image"]
+        idx = np.asarray(idx)
+        return self._read(idx, np.zeros(len(idx), np.int64))["image"]
 
-    def _read(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def _read(self, idx: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """The arrays of the objects at ``idx``, each under its dihedral ``codes``."""
         ix = self.index
         names = ("image", *self.pixel_arrays)
-        out: dict[str, list] = {n: [None] * len(idx) for n in names}
         per = np.array([r.chunk_objects for r in ix.readers])
         shard, row = ix.shard[idx], ix.row[idx]
         chunk = row // per[shard]
+        out: dict[str, np.ndarray] = {}
         for s, c in sorted(set(zip(shard.tolist(), chunk.tolist(), strict=True))):
             lo = c * ix.readers[s].chunk_objects
             members = np.flatnonzero((shard == s) & (chunk == c))
             for name in names:
-                block = self._chunk(s, c, name)[row[members] - lo]
-                for m, arr in zip(members, block, strict=True):
-                    out[name][m] = arr
-        return {n: np.stack(v) if len(v) else np.zeros((0,)) for n, v in out.items()}
+                block = self._chunk(s, c, name)
+                if name not in out:
+                    out[name] = np.empty((len(idx), *block.shape[1:]), block.dtype)
+                for m in members.tolist():
+                    out[name][m] = dihedral_view(block[row[m] - lo], codes[m])
+        return {n: out.get(n, np.zeros((0,))) for n in names}
 
     def _chunk(self, shard: int, chunk: int, name: str) -> np.ndarray:
         """Array ``name`` of one whole storage chunk (images binned), through the cache.
@@ -328,7 +339,7 @@ class CutoutDataset(Dataset):
         bands = self.bands if name in ("image", "sigma", "mask") else None
         block = reader.read(name, objects, bands=bands)
         if name == "image":
-            block = bin_images(block.astype(np.float32), self.bin)
+            block = bin_images(block.astype(np.float32, copy=False), self.bin)
         if self.cache_chunks > 0:
             self._cache[key] = block
             while len(self._cache) > self.cache_chunks:
@@ -444,14 +455,29 @@ def fit_normalisation(dataset: CutoutDataset, *, max_objects: int = 2000,
     return {"scale": scale, "mean": stretched.mean(axis=1), "std": np.where(std > 0, std, 1.0)}
 
 
+class _Batches(Dataset):
+    """`CutoutDataset` indexed by a whole batch: ``loader_dataset[items]`` is
+    `CutoutDataset.batch` (the DataLoader's manual batching, ``batch_size=None``)."""
+
+    def __init__(self, dataset: CutoutDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, items: Sequence) -> dict[str, torch.Tensor]:
+        return self.dataset.batch(items)
+
+
 def make_loader(dataset: CutoutDataset, sampler: ChunkBatchSampler, *, workers: int) -> DataLoader:
-    """A DataLoader whose workers each fetch whole batches (`CutoutDataset.__getitems__`)."""
+    """A DataLoader whose workers each build whole batches (`CutoutDataset.batch`)."""
     # The sampler, in the main process, decides the order and the augmentation, so
     # workers may live across epochs (persistent): no start-up per epoch, and each
-    # keeps its cache of decoded chunks. They open their own arrays.
+    # keeps its cache of decoded chunks. They open their own arrays. A batch comes
+    # out of `CutoutDataset.batch` collated: no per-object samples to stack.
     kwargs = {"prefetch_factor": 4, "persistent_workers": True} if workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(workers),
-                      pin_memory=torch.cuda.is_available(), **kwargs)
+    return DataLoader(_Batches(dataset), sampler=sampler, batch_size=None,
+                      num_workers=int(workers), pin_memory=torch.cuda.is_available(), **kwargs)
 
 
 def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> np.ndarray:

@@ -40,6 +40,7 @@ __all__ = [
     "dihedral",
     "dihedral_inverse",
     "dihedral_numpy",
+    "dihedral_view",
 ]
 
 #: Number of dihedral transforms of a square image: rotations by 0, 90, 180, 270
@@ -60,12 +61,22 @@ def dihedral_inverse(x: torch.Tensor, code: int) -> torch.Tensor:
     return torch.rot90(out, -(code % 4), dims=(-2, -1))
 
 
+def dihedral_view(x: np.ndarray, code: int) -> np.ndarray:
+    """`dihedral` of a NumPy array as a view (no copy): assigning it into a batch
+    array is the data loader's one copy of an image."""
+    k = code % 4
+    if k == 1:
+        x = np.swapaxes(x[..., ::-1], -2, -1)
+    elif k == 2:
+        x = x[..., ::-1, ::-1]
+    elif k == 3:
+        x = np.swapaxes(x, -2, -1)[..., ::-1]
+    return x[..., ::-1] if code >= 4 else x
+
+
 def dihedral_numpy(x: np.ndarray, code: int) -> np.ndarray:
-    """`dihedral` for numpy arrays (the data loader's augmentation); a copy."""
-    out = np.rot90(x, code % 4, axes=(-2, -1))
-    if code >= 4:
-        out = out[..., ::-1]
-    return np.ascontiguousarray(out)
+    """`dihedral` for numpy arrays; a contiguous copy."""
+    return np.ascontiguousarray(dihedral_view(x, code))
 
 
 #: Input scalings of `Normalise` (``models.<name>.scaling``).
