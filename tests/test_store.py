@@ -156,15 +156,28 @@ def test_reader_names_a_missing_band_or_array(tmp_path):
         CutoutReader(tmp_path / "missing.zarr")
 
 
-def test_arrays_are_written_with_lz4_and_stores_of_the_old_codec_still_read(tmp_path):
+def test_arrays_that_compress_are_written_with_lz4_noise_raw_and_old_stores_still_read(
+        tmp_path):
     from galcat.store import OBJECTS_PER_CHUNK, CutoutReader
 
     batch = make_batch(n=OBJECTS_PER_CHUNK + 3)
+    batch.image = batch.image.astype(np.float32)
+    batch.sigma = batch.sigma.astype(np.float32)
     path = write_cutouts(tmp_path / "s000000.zarr", batch, shard="s000000")
     group = zarr.open_group(str(path), mode="a")
-    (codec,) = group["image"].compressors
-    assert (codec.cname.value, codec.shuffle.value) == ("lz4", "shuffle")
-    # a shard staged before the change: Zarr's default codec (Zstandard)
+    # pure noise gains nothing from compression; the constant sigma and the masks do
+    assert group["image"].compressors == ()
+    for name in ("sigma", "mask"):
+        (codec,) = group[name].compressors
+        assert (codec.cname.value, codec.shuffle.value) == ("lz4", "shuffle"), name
+    np.testing.assert_array_equal(read_cutouts(path).image, batch.image)
+    # an image with wide empty borders (a mosaic's edge) is compressed
+    bordered = make_batch(n=OBJECTS_PER_CHUNK)
+    bordered.image[:, :, :4] = 0.0  # a quarter of the rows empty: saves a quarter
+    other = write_cutouts(tmp_path / "s000001.zarr", bordered, shard="s000001")
+    assert len(zarr.open_group(str(other), mode="r")["image"].compressors) == 1
+    np.testing.assert_array_equal(read_cutouts(other).image, bordered.image)
+    # a shard staged by earlier versions: Zarr's default codec (Zstandard)
     del group["image"]
     old = group.create_array("image", shape=batch.image.shape, dtype=batch.image.dtype,
                              chunks=(OBJECTS_PER_CHUNK, *batch.image.shape[1:]))

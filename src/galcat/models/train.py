@@ -51,7 +51,7 @@ from galcat.models.registry import get_family
 from galcat.store import CutoutReader
 from galcat.tables import write_table
 
-__all__ = ["MODEL_FORMAT", "save_model", "train_model"]
+__all__ = ["MODEL_FORMAT", "loader_workers", "save_model", "train_model"]
 
 log = logging.getLogger("galcat.models.train")
 
@@ -79,9 +79,12 @@ def _precision() -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-def _loader_workers(threads: int) -> int:
-    # Half the job's cores load data, the rest train (on a GPU the main process
-    # mostly waits for the device); 0 (load in the main process) on one core.
+def loader_workers(threads: int) -> int:
+    """DataLoader worker processes of a training job with ``threads`` cores.
+
+    Half the job's cores load data, the rest train (on a GPU the main process
+    mostly waits for the device); 0 (load in the main process) on one core.
+    """
     return min(8, max(0, int(threads) // 2))
 
 
@@ -223,7 +226,7 @@ def train_model(
                                      "init_model": None if init_model is None else str(init_model),
                                      "objects": [int(v.size) for v in data.members.values()]})
     trainer, checkpoint = _trainer(settings, ckpt_dir, out)
-    workers = _loader_workers(threads)
+    workers = loader_workers(threads)
 
     def loader(stage: str, *, shuffle: bool):
         ds = data.datasets[stage]
