@@ -117,6 +117,11 @@ def _collated_by_hand(survey, ids, items, *, bands, bin, extras, inputs):
     return default_collate([sample(i, c) for i, c in items])
 
 
+def _same_tensor(a, b) -> bool:
+    """Same dtype, shape and values."""
+    return a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+
+
 def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tiny_survey):
     from galcat.models.data import make_loader
 
@@ -132,8 +137,7 @@ def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tin
     got = ds.batch(items)
     assert list(got) == list(want)
     for key in want:
-        assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape, key
-        assert np.array_equal(got[key].numpy(), want[key].numpy()), key
+        assert _same_tensor(got[key], want[key]), key
     # one item is the batch's row, its index a plain int as before
     one = ds[5]
     assert one["index"] == 5 and np.array_equal(one["image"].numpy(), ds.batch([5])["image"][0])
@@ -144,11 +148,7 @@ def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tin
     serial, parallel = (list(make_loader(ds, sampler, workers=w)) for w in (0, 1))
     assert len(serial) == len(parallel) == 3
     for a, b in zip(serial, parallel, strict=True):
-        assert all(torch_equal(a[k], b[k]) for k in want)
-
-
-def torch_equal(a, b) -> bool:
-    return a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+        assert all(_same_tensor(a[k], b[k]) for k in want)
 
 
 class _CountingReader(CutoutReader):
