@@ -375,8 +375,10 @@ class GalaxyNet(nn.Module):
         # typical spread of the targets the loss sees (1 once standardised)
         self.register_buffer("loss_scale", torch.ones(()))
         # factor of each output's std fitted on the validation split after training
-        # (galcat.models.train): 1 while training
+        # (galcat.models.train): 1 while training; one for a single transform of the
+        # input, one for the mixture of the 8 (tta), whose mean and spread differ
         self.register_buffer("std_calibration", torch.ones(max(n_targets, 1)))
+        self.register_buffer("std_calibration_tta", torch.ones(max(n_targets, 1)))
         if self.n_inputs:
             self.register_buffer("input_mean", torch.zeros(self.n_inputs))
             self.register_buffer("input_std", torch.ones(self.n_inputs))
@@ -412,7 +414,9 @@ class GalaxyNet(nn.Module):
     def standardise(self, target: torch.Tensor) -> torch.Tensor:
         return (target - self.target_mean) / self.target_std
 
-    def to_fit_space(self, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gaussian outputs in the family's fitting space, the std calibrated."""
-        return (mean * self.target_std + self.target_mean,
-                std * self.target_std * self.std_calibration)
+    def to_fit_space(self, mean: torch.Tensor, std: torch.Tensor, *, tta: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian outputs in the family's fitting space, the std calibrated for one
+        transform of the input, or with ``tta`` for the mixture of the 8."""
+        factor = self.std_calibration_tta if tta else self.std_calibration
+        return mean * self.target_std + self.target_mean, std * self.target_std * factor

@@ -116,7 +116,8 @@ class LoadedModel:
         for x, extra, n_real in self._blocks(images, inputs):
             outs = [self.net(dihedral(x, c), extra) for c in codes]
             out = self.family.combine(outs)
-            mean, std = self.net.to_fit_space(out["mean"].float(), out["std"].float())
+            mean, std = self.net.to_fit_space(out["mean"].float(), out["std"].float(),
+                                              tta=bool(tta))
             means.append(mean.cpu().numpy()[:n_real])
             stds.append(std.cpu().numpy()[:n_real])
             if "recon" in outs[0]:
@@ -178,6 +179,8 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
     state = dict(payload["state_dict"])
     # a model saved before its std was calibrated keeps its std as it was
     state.setdefault("std_calibration", torch.ones_like(net.std_calibration))
+    # one saved before tta had its own factors used the one-transform factors for both
+    state.setdefault("std_calibration_tta", state["std_calibration"])
     net.load_state_dict(state)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available()
                                                            else "cpu")

@@ -251,8 +251,7 @@ def train_model(
     best = checkpoint.best_model_path or str(resume)
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     calibration = _calibrate_std(name, family, module.net, data,
-                                 loader("validation", shuffle=False),
-                                 tta=bool(settings.get("tta", False)))
+                                 loader("validation", shuffle=False))
     test_loss = float("nan")
     if data.members["test"].size:  # the test split's only use in training: a final loss
         result = trainer.test(module, dataloaders=loader("test", shuffle=False), verbose=False)
@@ -266,7 +265,8 @@ def train_model(
         "best_val_loss": None if checkpoint.best_model_score is None
         else float(checkpoint.best_model_score),
         "test_loss": test_loss, "fit_seconds": fit_seconds, "labels": data.labels,
-        "std_calibration": calibration,
+        "std_calibration": None if calibration is None else calibration[0],
+        "std_calibration_tta": None if calibration is None else calibration[1],
         "init_model": None if init_model is None else str(init_model),
         "total_seconds": time.perf_counter() - t_start,
     }
@@ -364,20 +364,20 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
 
 
 @torch.no_grad()
-def _calibrate_std(name: str, family, net, data: _Data, batches, *,
-                   tta: bool) -> list[float] | None:
+def _calibrate_std(name: str, family, net, data: _Data,
+                   batches) -> tuple[list[float], list[float]] | None:
     """Scale each output's std so that 68.27% of the validation truths lie within it.
 
     A Gaussian std fitted by likelihood matches the residuals' variance; residuals
     with heavier tails than a Gaussian's then fall within one std more often than
     68% (a Laplace distribution's: 76%). The factor per output is the 68.27%
     quantile of |truth − mean| / std on the validation split (best weights),
-    stored in the network (``std_calibration``) and applied by `to_fit_space`.
-    The mean and std are those the model predicts with: with ``tta`` the
-    `Family.combine` of the 8 dihedral transforms, whose mean is closer to the
-    truth and whose std holds the transforms' spread, so factors fitted on one
-    transform would leave the predicted intervals too wide (the survey Sérsic n's
-    covered 76.5%). None (no factor) for a family that does not calibrate
+    stored in the network and applied by `GalaxyNet.to_fit_space`. Two sets, as
+    ``tta`` is chosen at prediction time: for one transform (``std_calibration``)
+    and for `Family.combine` of the 8 dihedral transforms (``std_calibration_tta``),
+    whose mean is closer to the truth and whose std holds the transforms' spread:
+    the one-transform factors left the tta intervals too wide (the survey Sérsic
+    n's covered 76.9%). None (no factors) for a family that does not calibrate
     (`Family.calibrates_std`), for labels with errors of their own, or with fewer
     than `CALIBRATION_MIN_OBJECTS` validation truths of an output (factor 1 there).
     Under DDP each rank sees its part of the split; rank 0's factors are saved.
@@ -388,24 +388,32 @@ def _calibrate_std(name: str, family, net, data: _Data, batches, *,
     device = net.target_std.device
     was_training = net.training
     net.eval()
-    ratios = []
-    codes = range(DIHEDRAL) if tta else (0,)
+    single, mixture = [], []
     for batch in batches:
         image = batch["image"].to(device)
         inputs = None if batch.get("inputs") is None else batch["inputs"].to(device)
-        out = family.combine([net(dihedral(image, c), inputs) for c in codes])
+        outs = [net(dihedral(image, code), inputs) for code in range(DIHEDRAL)]
         target = net.standardise(batch["target"].to(device))
-        ratios.append(((target - out["mean"]).abs() / out["std"]).float().cpu().numpy())
+        for ratios, out in ((single, outs[0]), (mixture, family.combine(outs))):
+            ratios.append(((target - out["mean"]).abs() / out["std"]).float().cpu().numpy())
     net.train(was_training)
-    ratios = np.concatenate(ratios) if ratios else np.zeros((0, net.target_std.numel()))
+    factors = (_quantile_factors(single, net.target_std.numel()),
+               _quantile_factors(mixture, net.target_std.numel()))
+    net.std_calibration.copy_(torch.as_tensor(factors[0], dtype=torch.float32))
+    net.std_calibration_tta.copy_(torch.as_tensor(factors[1], dtype=torch.float32))
+    log.info("model %s: std calibrated on %d validation objects: factors %s (tta: %s)", name,
+             sum(map(len, single)), *(", ".join(f"{f:.3f}" for f in fs) for fs in factors))
+    return factors
+
+
+def _quantile_factors(ratios: list[np.ndarray], n_targets: int) -> list[float]:
+    """Per output, the 68.27% quantile of the finite ratios (1 with too few)."""
+    ratios = np.concatenate(ratios) if ratios else np.zeros((0, n_targets))
     factors = []
     for k in range(ratios.shape[1]):
         r = ratios[:, k][np.isfinite(ratios[:, k])]
         factors.append(float(np.quantile(r, COVERAGE_68)) if r.size >= CALIBRATION_MIN_OBJECTS
                        else 1.0)
-    net.std_calibration.copy_(torch.as_tensor(factors, dtype=torch.float32))
-    log.info("model %s: std calibrated on %d validation objects: factors %s", name,
-             len(ratios), ", ".join(f"{f:.3f}" for f in factors))
     return factors
 
 
@@ -442,7 +450,7 @@ def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None
     payload = torch.load(path, map_location="cpu", weights_only=True)
     own = module.net.state_dict()
     keep = {k for k in own if k.startswith("normalise.") or k.startswith("target_")
-            or k.startswith("input_") or k in ("loss_scale", "std_calibration")
+            or k.startswith("input_") or k in ("loss_scale", "std_calibration", "std_calibration_tta")
             or k.startswith("photometry.")}
     if payload.get("family") != module.family.name:
         raise ValueError(f"model {name!r}: initial weights {str(path)!r} are of family "
