@@ -16,22 +16,27 @@ from galcat.store import CutoutReader
 from tests.models.conftest import tiny_settings
 
 
+def _validation_shards(model, model_file, survey):
+    """Per cutout shard: the validation objects' float32 images and fit-space truths."""
+    splits = pd.read_parquet(model_file.parent / "splits.parquet")
+    validation = splits.loc[splits["split"] == "validation", "object_id"]
+    table = pd.read_parquet(survey["objects"]).set_index("object_id")
+    for path in survey["cutouts"]:
+        reader = CutoutReader(path)
+        rows = np.flatnonzero(np.isin(reader.object_id, validation))
+        images = reader.read("image", slice(0, reader.n_objects), bands=model.bands)[rows]
+        truth = model.family.targets(table.loc[reader.object_id[rows]].reset_index())
+        yield images.astype(np.float32), truth
+
+
 def _validation_ratios(model_file, survey) -> np.ndarray:
     """|truth - mean| / std in the fitting space, for the validation objects."""
     model = load_model(model_file)
-    splits = pd.read_parquet(model_file.parent / "splits.parquet")
-    table = pd.read_parquet(survey["objects"]).set_index("object_id")
     ratios = []
-    for path in survey["cutouts"]:
-        reader = CutoutReader(path)
-        rows = np.flatnonzero(np.isin(reader.object_id, splits.loc[
-            splits["split"] == "validation", "object_id"]))
-        x = torch.from_numpy(reader.read("image", slice(0, reader.n_objects),
-                                         bands=model.bands)[rows].astype(np.float32))
+    for images, truth in _validation_shards(model, model_file, survey):
         with torch.no_grad():
-            out = model.net(x)
+            out = model.net(torch.from_numpy(images))
             mean, std = model.net.to_fit_space(out["mean"], out["std"])
-        truth = model.family.targets(table.loc[reader.object_id[rows]].reset_index())
         ratios.append(np.abs(truth - mean.numpy()) / std.numpy())
     return np.concatenate(ratios)
 
@@ -72,20 +77,12 @@ def test_with_and_without_tta_the_predicted_intervals_cover_68_percent(tmp_path,
     summary = json.loads((tmp_path / "train.json").read_text())
     assert summary["std_calibration"] != summary["std_calibration_tta"]
     model = load_model(model_file)
-    splits = pd.read_parquet(tmp_path / "splits.parquet")
-    validation = splits.loc[splits["split"] == "validation", "object_id"]
-    table = pd.read_parquet(tiny_survey["objects"]).set_index("object_id")
     for tta in (False, True):
         ratios = []
-        for path in tiny_survey["cutouts"]:
-            reader = CutoutReader(path)
-            rows = np.flatnonzero(np.isin(reader.object_id, validation))
-            images = reader.read("image", slice(0, reader.n_objects), bands=model.bands)[rows]
-            pred = model.predict_images(images.astype(np.float32), tta=tta)
-            log_truth = model.family.targets(
-                table.loc[reader.object_id[rows]].reset_index())[:, 0]
+        for images, truth in _validation_shards(model, model_file, tiny_survey):
+            pred = model.predict_images(images, tta=tta)
             sigma = pred["r50_mass_err"] / (np.log(10) * pred["r50_mass"])
-            ratios.append(np.abs(np.log10(pred["r50_mass"]) - log_truth) / sigma)
+            ratios.append(np.abs(np.log10(pred["r50_mass"]) - truth[:, 0]) / sigma)
         ratios = np.concatenate(ratios)
         assert len(ratios) >= 20
         assert np.quantile(ratios, COVERAGE_68) == pytest.approx(1.0, rel=1e-4), tta

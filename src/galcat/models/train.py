@@ -450,8 +450,8 @@ def _load_initial_weights(module, path: os.PathLike | str, *, name: str) -> None
     payload = torch.load(path, map_location="cpu", weights_only=True)
     own = module.net.state_dict()
     keep = {k for k in own if k.startswith("normalise.") or k.startswith("target_")
-            or k.startswith("input_") or k in ("loss_scale", "std_calibration", "std_calibration_tta")
-            or k.startswith("photometry.")}
+            or k.startswith("input_") or k.startswith("std_calibration")
+            or k.startswith("photometry.") or k == "loss_scale"}
     if payload.get("family") != module.family.name:
         raise ValueError(f"model {name!r}: initial weights {str(path)!r} are of family "
                          f"{payload.get('family')!r}, not {module.family.name!r}")
