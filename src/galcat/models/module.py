@@ -108,6 +108,19 @@ class GalaxyModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
 
     # ------------------------------------------------------------------ checkpoints
+    def fill_refitted_buffers(self, state_dict: dict) -> dict:
+        """Add to ``state_dict``, in place, the std factors a checkpoint lacks.
+
+        The factors (``net.std_calibration*``) are fitted after training, so a
+        checkpoint's values are never used; one written before a factor existed
+        (``std_calibration_tta`` came in f5136ec) takes the module's own
+        value and resumes, where a strict load would stop on the missing key.
+        """
+        for key, value in self.state_dict().items():
+            if key.startswith("net.std_calibration"):
+                state_dict.setdefault(key, value)
+        return state_dict
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["galcat_history"] = [dict(h) for h in self.history]
         rng = {"torch": torch.get_rng_state()}
@@ -116,6 +129,7 @@ class GalaxyModule(L.LightningModule):
         checkpoint["galcat_rng"] = rng
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.fill_refitted_buffers(checkpoint["state_dict"])
         self.history = [dict(h) for h in checkpoint.get("galcat_history", [])]
         rng = checkpoint.get("galcat_rng")
         if rng is not None:

@@ -249,7 +249,8 @@ def train_model(
     fit_seconds = time.perf_counter() - t_fit
 
     best = checkpoint.best_model_path or str(resume)
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    best_state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(module.fill_refitted_buffers(best_state))
     calibration = _calibrate_std(name, family, module.net, data,
                                  loader("validation", shuffle=False))
     test_loss = float("nan")
