@@ -40,7 +40,8 @@ GOALS = {
 }
 
 
-def _config() -> dict:
+def science_config() -> dict:
+    """The default config with config/science.yaml laid over it (as --configfile does)."""
     from galcat.config import load_config
 
     return load_config(overrides=yaml.safe_load((ROOT / "config" / "science.yaml").read_text()))
@@ -240,7 +241,7 @@ def main() -> None:
     ap.add_argument("--injections", type=int, default=400)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    config = _config()
+    config = science_config()
     times = {}
     if not args.report_only:
         for name in args.models.split(","):
