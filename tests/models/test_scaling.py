@@ -50,3 +50,37 @@ def test_the_numpy_stretch_is_the_network_s():
                                    norm.stretch(x).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="scaling must be one of"):
         Normalise(3, scaling="log")
+
+
+@pytest.mark.parametrize(("family", "changes", "exact"), [
+    ("r50", {"photometry": True}, True),  # asinh; aperture photometry reads the raw view
+    ("sersic", {}, True),  # asinh; a decoder whose reconstruction is compared with z
+    ("vae", {"scaling": "unit_flux"}, False),  # the aperture flux is summed in another order
+    ("pixels", {}, True),  # per-pixel logits
+])
+def test_the_eight_transforms_stretched_once_give_the_outputs_of_each_transform(
+        tiny_config, family, changes, exact):
+    from galcat.models.nets import DIHEDRAL, dihedral
+    from galcat.models.registry import build_net
+    from tests.models.conftest import tiny_settings
+
+    name = next(n for n, s in tiny_config["models"].items() if s["family"] == family)
+    settings = tiny_settings(tiny_config, name, **changes)
+    torch.manual_seed(0)
+    net = build_net(family, settings, n_bands=3, n_targets=2, size=32).eval()
+    net.normalise.set(np.full(3, 0.2), np.full(3, 0.5), np.full(3, 2.0))
+    x = _galaxies(np.random.default_rng(5)).float()
+    x = x + torch.rand_like(x)  # no symmetry of the image to hide a wrong transform
+    n_inputs = net.n_inputs
+    inputs = torch.ones(len(x), n_inputs) if n_inputs else None
+    tolerance = {"rtol": 0, "atol": 0} if exact else {}
+    with torch.no_grad():
+        views = net.forward_dihedral(x, inputs)
+        assert len(views) == DIHEDRAL
+        for code, (out, z) in enumerate(views):
+            x_view = dihedral(x, code)
+            expected = net(x_view, inputs) if n_inputs else net(x_view)
+            torch.testing.assert_close(z, net.normalise(x_view), **tolerance)
+            assert out.keys() == expected.keys()
+            for key in out:
+                torch.testing.assert_close(out[key], expected[key], **tolerance)

@@ -34,7 +34,7 @@ from galcat.models.data import (
     object_inputs,
     required_inputs,
 )
-from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral, dihedral_inverse
+from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
 from galcat.store import CutoutReader, write_pixelmaps
@@ -114,15 +114,15 @@ class LoadedModel:
         means, stds, mses = [], [], []
         codes = range(DIHEDRAL) if tta else (0,)
         for x, extra, n_real in self._blocks(images, inputs):
-            outs = [self.net(dihedral(x, c), extra) for c in codes]
+            views = self.net.forward_dihedral(x, extra, codes=codes)
+            outs = [out for out, _ in views]
             out = self.family.combine(outs)
             mean, std = self.net.to_fit_space(out["mean"].float(), out["std"].float(),
                                               tta=bool(tta))
             means.append(mean.cpu().numpy()[:n_real])
             stds.append(std.cpu().numpy()[:n_real])
             if "recon" in outs[0]:
-                mse = torch.stack([_recon_mse(o["recon"], self.net.normalise(dihedral(x, c)))
-                                   for o, c in zip(outs, codes, strict=True)]).mean(0)
+                mse = torch.stack([_recon_mse(o["recon"], z) for o, z in views]).mean(0)
                 mses.append(mse.float().cpu().numpy()[:n_real])
         k = self.net.target_mean.numel()
         mean = np.concatenate(means) if means else np.zeros((0, k))
@@ -145,8 +145,9 @@ class LoadedModel:
         maps = []
         codes = range(DIHEDRAL) if tta else (0,)
         for x, _, n_real in self._blocks(images):
-            prob = sum(dihedral_inverse(torch.softmax(self.net(dihedral(x, c))["logits"]
-                                                      .float(), dim=1), c) for c in codes)
+            views = self.net.forward_dihedral(x, codes=codes)
+            prob = sum(dihedral_inverse(torch.softmax(out["logits"].float(), dim=1), c)
+                       for (out, _), c in zip(views, codes, strict=True))
             maps.append(prob.argmax(1).to(torch.uint8).cpu().numpy()[:n_real])
         classes = (np.concatenate(maps) if maps
                    else np.zeros((0, *images.shape[2:]), np.uint8))

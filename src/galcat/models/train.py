@@ -47,7 +47,6 @@ from galcat.models.data import (
     split_arrays,
 )
 from galcat.models.injections import INJECTION_BAND, write_injections
-from galcat.models.nets import DIHEDRAL, dihedral
 from galcat.models.registry import get_family
 from galcat.store import CutoutReader
 from galcat.tables import write_table
@@ -393,7 +392,7 @@ def _calibrate_std(name: str, family, net, data: _Data,
     for batch in batches:
         image = batch["image"].to(device)
         inputs = None if batch.get("inputs") is None else batch["inputs"].to(device)
-        outs = [net(dihedral(image, code), inputs) for code in range(DIHEDRAL)]
+        outs = [out for out, _ in net.forward_dihedral(image, inputs)]
         target = net.standardise(batch["target"].to(device))
         for ratios, out in ((single, outs[0]), (mixture, family.combine(outs))):
             ratios.append(((target - out["mean"]).abs() / out["std"]).float().cpu().numpy())
