@@ -87,7 +87,7 @@ def loading_rate(ds, settings, workers: int, epochs: int = 2) -> float:
 def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
     import torch
 
-    from galcat.models.nets import DIHEDRAL, dihedral
+    from galcat.models.nets import DIHEDRAL
     from galcat.models.registry import build_net, get_family
 
     family = get_family(settings["family"])
@@ -129,7 +129,8 @@ def net_rates(settings, shape, device: str, *, steps: int) -> dict[str, float]:
             codes = range(DIHEDRAL) if tta else (0,)
             t0 = time.perf_counter()
             for _ in range(steps):
-                outs = [net(dihedral(x, c), extra) for c in codes]
+                # as predict runs them: the stretch once, then each transform
+                outs = [o for o, _ in net.forward_dihedral(x, extra, codes=codes)]
                 if not family.pixel_output:  # a pixel map is averaged per pixel, not here
                     family.combine(outs)
             sync()
