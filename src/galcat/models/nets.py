@@ -187,7 +187,6 @@ def resnet18(in_channels: int) -> tuple[nn.Module, int]:
     return net, n_features
 
 
-
 def build_encoder(settings: Mapping, in_channels: int) -> tuple[nn.Module, int]:
     """The encoder named by ``settings['architecture']``; ``(module, n_features)``."""
     arch = settings["architecture"]
@@ -403,8 +402,8 @@ class GalaxyNet(nn.Module):
         The outputs are those of `forward` of the transformed images; the input
         stretch is computed once, as it commutes with the transforms (``asinh`` acts
         per pixel: bitwise the same; ``unit_flux`` divides by an aperture flux the
-        transforms keep, summed in another order). On the CPU the stretch was half
-        of a small CNN's inference with the 8 transforms.
+        transforms keep, summed in another order). In a science predict job on the
+        CPU, stretching each transform again was half of the small CNN's inference.
         """
         z = self.normalise(x)
         views = []
