@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from galcat.models.data import stretch_images
-from galcat.models.nets import Normalise
+from galcat.models.nets import DIHEDRAL, Normalise, dihedral
+from galcat.models.registry import build_net
+from tests.models.conftest import tiny_settings
 
 
 def _galaxies(rng) -> torch.Tensor:
@@ -60,10 +62,6 @@ def test_the_numpy_stretch_is_the_network_s():
 ])
 def test_the_eight_transforms_stretched_once_give_the_outputs_of_each_transform(
         tiny_config, family, changes, exact):
-    from galcat.models.nets import DIHEDRAL, dihedral
-    from galcat.models.registry import build_net
-    from tests.models.conftest import tiny_settings
-
     name = next(n for n, s in tiny_config["models"].items() if s["family"] == family)
     settings = tiny_settings(tiny_config, name, **changes)
     torch.manual_seed(0)
@@ -71,15 +69,14 @@ def test_the_eight_transforms_stretched_once_give_the_outputs_of_each_transform(
     net.normalise.set(np.full(3, 0.2), np.full(3, 0.5), np.full(3, 2.0))
     x = _galaxies(np.random.default_rng(5)).float()
     x = x + torch.rand_like(x)  # no symmetry of the image to hide a wrong transform
-    n_inputs = net.n_inputs
-    inputs = torch.ones(len(x), n_inputs) if n_inputs else None
+    inputs = torch.ones(len(x), net.n_inputs) if net.n_inputs else None
     tolerance = {"rtol": 0, "atol": 0} if exact else {}
     with torch.no_grad():
         views = net.forward_dihedral(x, inputs)
         assert len(views) == DIHEDRAL
         for code, (out, z) in enumerate(views):
             x_view = dihedral(x, code)
-            expected = net(x_view, inputs) if n_inputs else net(x_view)
+            expected = net(x_view, inputs)
             torch.testing.assert_close(z, net.normalise(x_view), **tolerance)
             assert out.keys() == expected.keys()
             for key in out:
