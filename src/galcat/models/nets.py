@@ -364,12 +364,16 @@ class GalaxyNet(nn.Module):
         (a measured input `measure` could not make) becomes that mean.
     scaling : str
         The input stretch of `Normalise`.
+    point_estimate : str
+        What the loss fits the Gaussian means to: ``mean`` or ``median``
+        (`galcat.models.registry.regression_loss`); read by the family's loss only.
     """
 
     def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int, *,
                  photometry: AperturePhotometry | None = None, n_inputs: int = 0,
-                 scaling: str = "asinh") -> None:
+                 scaling: str = "asinh", point_estimate: str = "mean") -> None:
         super().__init__()
+        self.point_estimate = point_estimate
         self.normalise = Normalise(n_bands, scaling=scaling)
         self.encoder = encoder
         self.photometry = photometry

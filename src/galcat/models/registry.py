@@ -35,6 +35,7 @@ __all__ = [
     "Family",
     "GaussianHead",
     "Output",
+    "POINT_ESTIMATES",
     "build_net",
     "get_family",
     "mixture_of_gaussians",
@@ -42,6 +43,10 @@ __all__ = [
     "register",
     "regression_loss",
 ]
+
+
+#: What a regression output's central value estimates (`regression_loss`).
+POINT_ESTIMATES = ("mean", "median")
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,8 @@ class GaussianHead(nn.Module):
 
 def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, *,
                     scale: torch.Tensor | float = 1.0, weight: torch.Tensor | None = None,
-                    error: torch.Tensor | None = None) -> torch.Tensor:
+                    error: torch.Tensor | None = None,
+                    point_estimate: str = "mean") -> torch.Tensor:
     """Least squares for the mean plus the Gaussian NLL of the std at that mean.
 
     The standard deviation is fitted by the Gaussian negative log-likelihood of
@@ -125,16 +131,26 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     value about the prediction) and the least-squares term weights each object by
     ``std**2 / (std**2 + error**2)`` (inverse variance relative to the network's
     own width, so 1 for an exact label).
+
+    ``point_estimate`` ``"median"`` fits the central value by least absolute
+    deviations instead (the conditional median): a few large residuals (labels
+    or inputs with heavy tails) then pull it no harder than small ones, and the
+    core of the residuals is fitted more tightly. Median scores reward it; the
+    RMSE is slightly worse (r50 on the science survey: median |dr|/r 2.72 ->
+    2.56%, RMSE 0.0266 -> 0.0276 dex). The std is still fitted by the Gaussian
+    likelihood about it, and calibrated on the validation split afterwards.
     """
+    if point_estimate not in POINT_ESTIMATES:
+        raise ValueError(f"point_estimate must be one of {POINT_ESTIMATES}; got {point_estimate!r}")
     ok = torch.isfinite(target)
     if not bool(ok.any()):
         return (mean.sum() + std.sum()) * 0.0
     y = torch.where(ok, target, torch.zeros_like(target))
     resid = (mean.detach() - y) ** 2
     if weight is None and error is None:
-        mse = (((mean - y) / scale) ** 2)[ok].mean()
+        fit = _deviation((mean - y) / scale, point_estimate)[ok].mean()
         nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
-        return mse + nll[ok].mean()
+        return fit + nll[ok].mean()
     n = target.shape[0]
     var = std**2
     w = torch.ones_like(target)
@@ -147,9 +163,14 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
         w = w * (var.detach() / (var.detach() + e2))
         var = var + e2
     w = torch.where(ok, w, torch.zeros_like(w))
-    mse = (w * ((mean - y) / scale) ** 2).sum() / w.sum().clamp_min(1e-12)
+    fit = (w * _deviation((mean - y) / scale, point_estimate)).sum() / w.sum().clamp_min(1e-12)
     nll = 0.5 * (resid / var + torch.log(var))
-    return mse + nll[ok].mean()
+    return fit + nll[ok].mean()
+
+
+def _deviation(residual: torch.Tensor, point_estimate: str) -> torch.Tensor:
+    """What the central value minimises: squared (mean) or absolute (median) residuals."""
+    return residual.abs() if point_estimate == "median" else residual**2
 
 
 def mixture_of_gaussians(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -198,6 +219,9 @@ class Family:
         spread of the volunteers' fraction (gz2). Not where the labels come with
         errors of their own (an archive's): `galcat.models.train` then leaves the std
         as fitted.
+    fits_point_estimate : bool
+        Its loss fits the means of Gaussian outputs by `regression_loss`, so a
+        model's ``point_estimate`` (mean or median) applies to it.
     """
 
     name: ClassVar[str]
@@ -209,6 +233,7 @@ class Family:
     pixel_output: ClassVar[bool] = False
     injection_labels: ClassVar[Mapping[str, str] | None] = None
     calibrates_std: ClassVar[bool] = False
+    fits_point_estimate: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
     def targets(self, table: pd.DataFrame) -> np.ndarray:
@@ -249,7 +274,8 @@ class Family:
 
         Default: `regression_loss` with the network's ``loss_scale``.
         """
-        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale)
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
+                               point_estimate=net.point_estimate)
 
     def combine(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Combine the outputs of the 8 dihedral transforms of the input (test time)."""
@@ -305,6 +331,11 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     """
     fam = get_family(family)
     n_inputs = len(settings.get("inputs") or ())  # models saved before inputs existed: none
+    point_estimate = settings.get("point_estimate", "mean")  # older models: the mean
+    if point_estimate != "mean" and not fam.fits_point_estimate:
+        raise ValueError(f"family {family!r} has no Gaussian outputs whose central value "
+                         f"point_estimate {point_estimate!r} could choose; remove it from "
+                         "the model's entry")
     if n_inputs and fam.pixel_output:
         raise ValueError(f"family {family!r} predicts per pixel and takes no per-object "
                          f"inputs; remove inputs {list(settings['inputs'])} from its entry")
@@ -317,7 +348,8 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     head = fam.head(n_features + n_inputs, n_targets, settings=settings, n_bands=n_bands,
                     size=size)
     return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs,
-                     scaling=settings.get("scaling", "asinh"))  # older models: asinh
+                     scaling=settings.get("scaling", "asinh"),  # older models: asinh
+                     point_estimate=point_estimate)
 
 
 def get_family(name: str) -> Family:

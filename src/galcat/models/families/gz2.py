@@ -88,6 +88,7 @@ class GZ2(Family):
     # validation votes are what it must cover: the likelihood-fitted width covered 81%
     # of the test votes (science config), residuals with heavier tails than a Gaussian
     calibrates_std = True
+    fits_point_estimate = True
 
     def targets(self, table: pd.DataFrame) -> np.ndarray:
         return table[list(self.label_columns)].to_numpy(np.float64)
@@ -105,7 +106,7 @@ class GZ2(Family):
             # of unknown count weighs as an average one
             weight = torch.where(known, votes / votes[known].mean(), torch.ones_like(votes))
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
-                               weight=weight)
+                               weight=weight, point_estimate=net.point_estimate)
 
     def outputs(self, settings=None) -> list[Output]:
         out, seen = [], inputs_phrase(settings)

@@ -37,6 +37,7 @@ MASS_COLUMN = "truth_log_mass"
 class Metallicity(Family):
     name = "metallicity"
     calibrates_std = True
+    fits_point_estimate = True
     summary = "colour cutout -> gas-phase 12 + log(O/H) (Gaussian)"
     label_columns = ("truth_metallicity",)
 
@@ -50,7 +51,8 @@ class Metallicity(Family):
             err = err[:, None] / net.target_std
         else:
             err = None
-        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale, error=err)
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale, error=err,
+                               point_estimate=net.point_estimate)
 
     def outputs(self, settings=None) -> list[Output]:
         extra = " and the redshift" if "z" in ((settings or {}).get("inputs") or ()) else ""

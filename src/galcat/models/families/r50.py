@@ -29,6 +29,7 @@ _LN10 = float(np.log(10.0))
 class R50(Family):
     name = "r50"
     calibrates_std = True
+    fits_point_estimate = True
     summary = "multi-band cutout -> half-stellar-mass radius (log, Gaussian)"
     label_columns = ("truth_r50_mass",)
 

@@ -68,6 +68,7 @@ class ReconstructingHead(nn.Module):
 class Sersic(Family):
     name = "sersic"
     calibrates_std = True
+    fits_point_estimate = True
     summary = "single-band cutout -> Sersic n and r_e (encoder-decoder, Gaussian)"
     label_columns = ("truth_sersic_n", "truth_r50_r")
     # an injected single Sersic's index is exact: n itself, and its circular r50
@@ -86,7 +87,8 @@ class Sersic(Family):
 
     def loss(self, out, target, batch, net) -> torch.Tensor:
         recon = reconstruction_error(out["recon"], net.normalise(batch["image"])).mean()
-        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale) + \
+        return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
+                               point_estimate=net.point_estimate) + \
             net.head.reconstruction_weight * recon
 
     def outputs(self, settings=None) -> list[Output]:

@@ -1,0 +1,76 @@
+"""``point_estimate``: the central value of a Gaussian output fitted as the mean
+(least squares) or the median (least absolute deviations)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from galcat.models.registry import build_net, get_family, regression_loss
+from tests.models.conftest import tiny_settings
+
+N_TARGETS = {"r50": 1, "metallicity": 1, "sersic": 2, "gz2": 37}
+
+
+def _fitted_constant(target: torch.Tensor, **kw) -> float:
+    """The one value ``regression_loss`` settles on for every object of ``target``."""
+    value = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([value], lr=0.05)
+    for step in range(1500):
+        if step == 1000:
+            opt.param_groups[0]["lr"] = 0.005
+        opt.zero_grad()
+        mean = value.expand(len(target), 1)
+        regression_loss(mean, torch.ones_like(target), target, **kw).backward()
+        opt.step()
+    return float(value)
+
+
+@pytest.mark.parametrize("branch", [{}, {"weight": torch.ones(401)}, {"error": torch.zeros(401, 1)}])
+def test_the_central_value_is_the_mean_or_the_median_of_skewed_labels(branch):
+    # exponential labels: mean 1, median ln 2 = 0.69, far enough apart to tell
+    target = torch.from_numpy(np.random.default_rng(0).exponential(size=(401, 1))).float()
+    mean, median = float(target.mean()), float(target.median())
+    assert _fitted_constant(target, **branch) == pytest.approx(mean, abs=0.01)
+    assert _fitted_constant(target, point_estimate="median", **branch) == pytest.approx(median, abs=0.01)
+
+
+def test_an_unknown_point_estimate_is_named():
+    x = torch.zeros(2, 1)
+    with pytest.raises(ValueError, match="'mode'"):
+        regression_loss(x, torch.ones_like(x), x, point_estimate="mode")
+
+
+@pytest.mark.parametrize("family", sorted(N_TARGETS))
+def test_each_gaussian_family_fits_the_point_estimate_of_its_entry(tiny_config, family):
+    name = next(n for n, s in tiny_config["models"].items() if s["family"] == family)
+    fam = get_family(family)
+    losses = {}
+    for point in ("mean", "median"):
+        settings = tiny_settings(tiny_config, name, point_estimate=point)
+        torch.manual_seed(0)
+        net = build_net(family, settings, n_bands=3, n_targets=N_TARGETS[family], size=32)
+        assert net.point_estimate == point
+        image = torch.rand(8, 3, 32, 32)
+        inputs = torch.ones(8, net.n_inputs) if net.n_inputs else None
+        target = torch.rand(8, N_TARGETS[family]) * 3
+        with torch.no_grad():
+            losses[point] = float(fam.loss(net(image, inputs), target, {"image": image}, net))
+    # the same network and batch: only the fit term differs, |r| against r^2
+    assert losses["median"] != pytest.approx(losses["mean"], rel=1e-3)
+
+
+@pytest.mark.parametrize("family", ["vae", "pixels"])
+def test_a_family_without_gaussian_outputs_refuses_a_median(tiny_config, family):
+    name = next(n for n, s in tiny_config["models"].items() if s["family"] == family)
+    settings = tiny_settings(tiny_config, name, point_estimate="median")
+    with pytest.raises(ValueError, match=f"family '{family}'.*point_estimate 'median'"):
+        build_net(family, settings, n_bands=1, n_targets=2, size=32)
+    build_net(family, {**settings, "point_estimate": "mean"}, n_bands=1, n_targets=2, size=32)
+
+
+def test_r50_defaults_to_the_median_and_the_others_to_the_mean(tiny_config):
+    points = {s["family"]: s["point_estimate"] for s in tiny_config["models"].values()}
+    assert points.pop("r50") == "median"
+    assert set(points.values()) == {"mean"}
