@@ -107,7 +107,7 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
                     scale: torch.Tensor | float = 1.0, weight: torch.Tensor | None = None,
                     error: torch.Tensor | None = None,
                     point_estimate: str = "mean") -> torch.Tensor:
-    """Least squares for the mean plus the Gaussian NLL of the std at that mean.
+    """Least squares (or absolute deviations) for the mean plus the Gaussian NLL of the std.
 
     The standard deviation is fitted by the Gaussian negative log-likelihood of
     the residuals with the mean held fixed (detached), the mean by least squares.
