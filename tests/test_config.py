@@ -39,6 +39,10 @@ BAD = [
      "replaced by the top-level detect_band"),
     ({"synthetic": {"psf_stamp_size": 24}}, "synthetic.psf_stamp_size", "24 is even"),
     ({"release": "2026-13-45"}, "release", "is not a calendar date"),
+    ({"models": {"vae": {"point_estimate": "median"}}}, "models.vae.point_estimate",
+     "family 'vae' has none"),
+    ({"models": {"seg": {"family": "pixels", "point_estimate": "median"}}},
+     "models.seg.point_estimate", "family 'pixels' has none"),
 ]
 
 

@@ -266,6 +266,7 @@ def _cross_field_errors(config: dict) -> list[str]:
             errors.append(f"config key release: {config['release']!r} is not a calendar date "
                           "(YYYY-MM-DD)")
     errors += _job_ceiling_errors(config)
+    errors += list(_model_errors(config))
     return errors
 
 
@@ -371,6 +372,25 @@ def run_notes(config: Mapping) -> list[str]:
                    "and the catalogue has no nn_* columns for them. Set "
                    "models.<name>.enabled: false to silence this note.")
     return out
+
+
+#: Families with Gaussian outputs, whose central value ``models.<name>.point_estimate``
+#: chooses (`galcat.models.registry.Family.fits_point_estimate`, which a test keeps
+#: equal). Named here too because the config is checked before any torch import.
+POINT_ESTIMATE_FAMILIES = ("r50", "gz2", "metallicity", "sersic")
+
+
+def _model_errors(config: dict) -> Iterator[str]:
+    """Settings an entry's family cannot use, found when the config loads rather
+    than when its train job starts, hours later in a cluster queue."""
+    for name, entry in (config.get("models") or {}).items():
+        family = entry.get("family", name)
+        estimate = entry.get("point_estimate", "mean")
+        if estimate != "mean" and family not in POINT_ESTIMATE_FAMILIES:
+            yield (f"config key models.{name}.point_estimate: {estimate!r} chooses the "
+                   f"central value of a Gaussian output, and family {family!r} has none "
+                   f"(only {', '.join(POINT_ESTIMATE_FAMILIES)} have); remove the key or "
+                   "set it to mean")
 
 
 def _job_ceiling_errors(config: dict) -> list[str]:

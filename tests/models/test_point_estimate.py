@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from galcat.models.registry import build_net, get_family, regression_loss
+from galcat.config import POINT_ESTIMATE_FAMILIES
+from galcat.models.registry import FAMILIES, build_net, get_family, regression_loss
 from tests.models.conftest import tiny_settings
 
 N_TARGETS = {"r50": 1, "metallicity": 1, "sersic": 2, "gz2": 37}
@@ -68,6 +69,12 @@ def test_a_family_without_gaussian_outputs_refuses_a_median(tiny_config, family)
     with pytest.raises(ValueError, match=f"family '{family}'.*point_estimate 'median'"):
         build_net(family, settings, n_bands=1, n_targets=2, size=32)
     build_net(family, {**settings, "point_estimate": "mean"}, n_bands=1, n_targets=2, size=32)
+
+
+def test_the_config_check_knows_the_families_that_fit_a_point_estimate():
+    # the config is checked without torch, so it names them itself
+    fitting = {name for name, fam in FAMILIES.items() if fam.fits_point_estimate}
+    assert set(POINT_ESTIMATE_FAMILIES) == fitting
 
 
 def test_r50_defaults_to_the_median_and_the_others_to_the_mean(tiny_config):
