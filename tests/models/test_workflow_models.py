@@ -114,6 +114,14 @@ def test_editing_test_time_augmentation_reruns_predictions_only(tiny_run):
     assert planned(proc.stdout) == model_jobs("r50", "predict", "evaluate") | AGGREGATIONS
 
 
+def test_huber_delta_retrains_only_a_model_that_fits_huber(tiny_run):
+    # r50 fits huber (its default); gz2 the mean, so its huber_delta is read by nothing
+    edit = {"models": {"r50": {"huber_delta": 0.5}, "gz2": {"huber_delta": 0.5}}}
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("r50", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
 def test_a_split_change_retrains_every_model(tiny_run):
     proc = snakemake(tiny_run, deep_update(TINY, {"training": {"split_seed": 9}}), "-n")
     jobs = planned(proc.stdout)

@@ -246,8 +246,11 @@ def get_predict_objects(wildcards):
 
 
 def get_train_config(wildcards):
-    # tta is read by predict only: editing it must not retrain
-    entry = _model_entry(wildcards.model, drop=("tta",))
+    # tta is read by predict only, huber_delta by point_estimate huber only: editing
+    # them must not retrain (nor a galcat that adds such a key retrain every model)
+    unread = ("tta",) if config["models"][wildcards.model]["point_estimate"] == "huber" \
+        else ("tta", "huber_delta")
+    entry = _model_entry(wildcards.model, drop=unread)
     # injections are drawn with the synthetic survey's PSF and noise: its edits retrain
     synthetic = injection_survey(config, wildcards.model)
     drawn = {"synthetic": synthetic} if synthetic is not None else {}

@@ -365,15 +365,20 @@ class GalaxyNet(nn.Module):
     scaling : str
         The input stretch of `Normalise`.
     point_estimate : str
-        What the loss fits the Gaussian means to: ``mean`` or ``median``
+        What the loss fits the Gaussian means to: ``mean``, ``median`` or ``huber``
         (`galcat.models.registry.regression_loss`); read by the family's loss only.
+    huber_delta : float
+        Where ``huber`` turns from squared to absolute residuals, in target
+        spreads; read by the family's loss only.
     """
 
     def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int, *,
                  photometry: AperturePhotometry | None = None, n_inputs: int = 0,
-                 scaling: str = "asinh", point_estimate: str = "mean") -> None:
+                 scaling: str = "asinh", point_estimate: str = "mean",
+                 huber_delta: float = 0.25) -> None:
         super().__init__()
         self.point_estimate = point_estimate
+        self.huber_delta = huber_delta
         self.normalise = Normalise(n_bands, scaling=scaling)
         self.encoder = encoder
         self.photometry = photometry

@@ -106,7 +106,8 @@ class GZ2(Family):
             # of unknown count weighs as an average one
             weight = torch.where(known, votes / votes[known].mean(), torch.ones_like(votes))
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
-                               weight=weight, point_estimate=net.point_estimate)
+                               weight=weight, point_estimate=net.point_estimate,
+                               huber_delta=net.huber_delta)
 
     def outputs(self, settings=None) -> list[Output]:
         out, seen = [], inputs_phrase(settings)

@@ -52,7 +52,8 @@ class Metallicity(Family):
         else:
             err = None
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale, error=err,
-                               point_estimate=net.point_estimate)
+                               point_estimate=net.point_estimate,
+                               huber_delta=net.huber_delta)
 
     def outputs(self, settings=None) -> list[Output]:
         extra = " and the redshift" if "z" in ((settings or {}).get("inputs") or ()) else ""

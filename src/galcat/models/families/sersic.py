@@ -88,7 +88,8 @@ class Sersic(Family):
     def loss(self, out, target, batch, net) -> torch.Tensor:
         recon = reconstruction_error(out["recon"], net.normalise(batch["image"])).mean()
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
-                               point_estimate=net.point_estimate) + \
+                               point_estimate=net.point_estimate,
+                               huber_delta=net.huber_delta) + \
             net.head.reconstruction_weight * recon
 
     def outputs(self, settings=None) -> list[Output]:
