@@ -139,11 +139,11 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     the network also learns less from the large misses. ``"huber"`` (Huber
     1964) squares the residuals up to ``huber_delta`` (in units of ``scale``,
     i.e. of the targets' spread) and takes them absolutely beyond: the core is
-    fitted as by least squares, the few large residuals pull no harder than
-    the median lets them. r50 on the science survey, 60 epochs, validation
-    (2-3 seeds each): median |dr|/r at S/N > 20 2.53-2.66% (least squares, 40
-    epochs), 2.50-2.57% (median), 2.38-2.51% (huber); RMSE 0.0254-0.0273,
-    0.0304, 0.0265-0.0280 dex. The std is fitted by the Gaussian likelihood
+    fitted as by least squares, and a large residual pulls with a constant
+    force, however large, as for the median. r50 on the science survey, 60 epochs, validation
+    (2-4 seeds each): median |dr|/r at S/N > 20 2.53-2.66% (least squares),
+    2.50-2.57% (median), 2.38-2.46% (huber, delta 0.25); RMSE 0.0254-0.0269,
+    0.0304, 0.0265-0.0269 dex. The std is fitted by the Gaussian likelihood
     about whichever central value, and calibrated on the validation split
     afterwards.
     """
