@@ -30,7 +30,11 @@ def _fitted_constant(target: torch.Tensor, **kw) -> float:
     return float(value)
 
 
-@pytest.mark.parametrize("branch", [{}, {"weight": torch.ones(401)}, {"error": torch.zeros(401, 1)}])
+#: The three branches of regression_loss: plain, vote-weighted, with label errors.
+BRANCHES = [{}, {"weight": torch.ones(401)}, {"error": torch.zeros(401, 1)}]
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
 def test_the_central_value_is_the_mean_or_the_median_of_skewed_labels(branch):
     # exponential labels: mean 1.13, median 0.80 (this draw), far enough apart to tell
     target = torch.from_numpy(np.random.default_rng(0).exponential(size=(401, 1))).float()
@@ -47,7 +51,7 @@ def _huber_location(values: np.ndarray, delta: float) -> float:
     return minimize_scalar(cost, bounds=(0.0, 3.0), method="bounded").x
 
 
-@pytest.mark.parametrize("branch", [{}, {"weight": torch.ones(401)}, {"error": torch.zeros(401, 1)}])
+@pytest.mark.parametrize("branch", BRANCHES)
 def test_huber_fits_its_m_estimate_between_the_median_and_the_mean(branch):
     target = torch.from_numpy(np.random.default_rng(0).exponential(size=(401, 1))).float()
     expected = _huber_location(target.numpy().ravel(), 1.0)
@@ -83,7 +87,8 @@ def test_each_gaussian_family_fits_the_point_estimate_of_its_entry(tiny_config, 
         inputs = torch.ones(8, net.n_inputs) if net.n_inputs else None
         target = torch.rand(8, N_TARGETS[family]) * 3
         with torch.no_grad():
-            losses[point, delta] = float(fam.loss(net(image, inputs), target, {"image": image}, net))
+            out = net(image, inputs)
+            losses[point, delta] = float(fam.loss(out, target, {"image": image}, net))
     # the same network and batch: only the fit term differs, |r| against r^2
     assert losses["median", 0.25] != pytest.approx(losses["mean", 0.25], rel=1e-3)
     assert losses["huber", 1e3] == pytest.approx(losses["mean", 0.25], rel=1e-6)

@@ -140,12 +140,12 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     1964) squares the residuals up to ``huber_delta`` (in units of ``scale``,
     i.e. of the targets' spread) and takes them absolutely beyond: the core is
     fitted as by least squares, and a large residual pulls with a constant
-    force, however large, as for the median. r50 on the science survey, 60 epochs, validation
-    (2-4 seeds each): median |dr|/r at S/N > 20 2.53-2.66% (least squares),
-    2.50-2.57% (median), 2.38-2.46% (huber, delta 0.25); RMSE 0.0254-0.0269,
-    0.0304, 0.0265-0.0269 dex. The std is fitted by the Gaussian likelihood
-    about whichever central value, and calibrated on the validation split
-    afterwards.
+    force, however large, as for the median. r50 on the science survey, 60
+    epochs, validation (2-4 seeds each): median |dr|/r at S/N > 20 2.53-2.66%
+    (least squares), 2.50-2.57% (median), 2.38-2.46% (huber, delta 0.25);
+    RMSE 0.0254-0.0269, 0.0304, 0.0265-0.0269 dex. The std is fitted by the
+    Gaussian likelihood about whichever central value, and calibrated on the
+    validation split afterwards.
     """
     if point_estimate not in POINT_ESTIMATES:
         raise ValueError(f"point_estimate must be one of {POINT_ESTIMATES}; got {point_estimate!r}")
@@ -172,7 +172,8 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
         w = w * (var.detach() / (var.detach() + e2))
         var = var + e2
     w = torch.where(ok, w, torch.zeros_like(w))
-    fit = (w * _deviation((mean - y) / scale, point_estimate, huber_delta)).sum() / w.sum().clamp_min(1e-12)
+    deviation = _deviation((mean - y) / scale, point_estimate, huber_delta)
+    fit = (w * deviation).sum() / w.sum().clamp_min(1e-12)
     nll = 0.5 * (resid / var + torch.log(var))
     return fit + nll[ok].mean()
 
@@ -367,7 +368,8 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs,
                      scaling=settings.get("scaling", "asinh"),  # older models: asinh
                      point_estimate=point_estimate,
-                     huber_delta=settings.get("huber_delta", 0.25))  # older models: none
+                     # models saved before huber_delta existed did not fit huber
+                     huber_delta=settings.get("huber_delta", 0.25))
 
 
 def get_family(name: str) -> Family:
