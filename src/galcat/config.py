@@ -47,6 +47,7 @@ __all__ = [
     "default_config_yaml",
     "defaults",
     "injection_survey",
+    "keys_training_ignores",
     "load_config",
     "measured_inputs",
     "model_entry",
@@ -299,6 +300,14 @@ def model_entry(config: Mapping, model: str) -> Settings:
         raise ConfigError(f"config key models.{model}: no such model; the config has "
                           f"{sorted(models)}")
     return models[model]
+
+
+def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
+    """Keys of a model entry that its train job does not read, so they stay out of
+    its params (editing them retrains nothing) and the job must not read them:
+    ``tta`` (inference only), and ``huber_delta`` unless the model fits huber.
+    Torch-free: the Snakefile plans with it."""
+    return ("tta",) if entry["point_estimate"] == "huber" else ("tta", "huber_delta")
 
 
 #: ``models.<name>.inputs`` read from `measure`'s features tables

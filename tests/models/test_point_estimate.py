@@ -82,7 +82,7 @@ def test_each_gaussian_family_fits_the_point_estimate_of_its_entry(tiny_config, 
         settings = tiny_settings(tiny_config, name, point_estimate=point, huber_delta=delta)
         torch.manual_seed(0)
         net = build_net(family, settings, n_bands=3, n_targets=N_TARGETS[family], size=32)
-        assert (net.point_estimate, net.huber_delta) == (point, delta)
+        assert (net.point_estimate, net.huber_delta) == (point, delta if point == "huber" else None)
         image = torch.rand(8, 3, 32, 32)
         inputs = torch.ones(8, net.n_inputs) if net.n_inputs else None
         target = torch.rand(8, N_TARGETS[family]) * 3

@@ -10,6 +10,7 @@ from galcat.config import (
     check_config_files,
     config_hash,
     injection_survey,
+    keys_training_ignores,
     measured_inputs,
     run_notes,
     trained_models,
@@ -248,8 +249,7 @@ def get_predict_objects(wildcards):
 def get_train_config(wildcards):
     # tta is read by predict only, huber_delta by point_estimate huber only: editing
     # them must not retrain (nor a galcat that adds such a key retrain every model)
-    unread = ("tta",) if config["models"][wildcards.model]["point_estimate"] == "huber" \
-        else ("tta", "huber_delta")
+    unread = keys_training_ignores(config["models"][wildcards.model])
     entry = _model_entry(wildcards.model, drop=unread)
     # injections are drawn with the synthetic survey's PSF and noise: its edits retrain
     synthetic = injection_survey(config, wildcards.model)

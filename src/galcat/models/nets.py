@@ -367,15 +367,16 @@ class GalaxyNet(nn.Module):
     point_estimate : str
         What the loss fits the Gaussian means to: ``mean``, ``median`` or ``huber``
         (`galcat.models.registry.regression_loss`); read by the family's loss only.
-    huber_delta : float
+    huber_delta : float or None
         Where ``huber`` turns from squared to absolute residuals, in target
-        spreads; read by the family's loss only.
+        spreads (None unless ``point_estimate`` is huber); read by the family's
+        loss only.
     """
 
     def __init__(self, n_bands: int, encoder: nn.Module, head: nn.Module, n_targets: int, *,
                  photometry: AperturePhotometry | None = None, n_inputs: int = 0,
                  scaling: str = "asinh", point_estimate: str = "mean",
-                 huber_delta: float = 0.25) -> None:
+                 huber_delta: float | None = None) -> None:
         super().__init__()
         self.point_estimate = point_estimate
         self.huber_delta = huber_delta

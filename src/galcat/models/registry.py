@@ -106,7 +106,7 @@ class GaussianHead(nn.Module):
 def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, *,
                     scale: torch.Tensor | float = 1.0, weight: torch.Tensor | None = None,
                     error: torch.Tensor | None = None,
-                    point_estimate: str = "mean", huber_delta: float = 0.25) -> torch.Tensor:
+                    point_estimate: str = "mean", huber_delta: float | None = None) -> torch.Tensor:
     """Least squares (or a robust fit) for the mean plus the Gaussian NLL of the std.
 
     The standard deviation is fitted by the Gaussian negative log-likelihood of
@@ -149,7 +149,7 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     """
     if point_estimate not in POINT_ESTIMATES:
         raise ValueError(f"point_estimate must be one of {POINT_ESTIMATES}; got {point_estimate!r}")
-    if not huber_delta > 0:
+    if point_estimate == "huber" and not (huber_delta is not None and huber_delta > 0):
         raise ValueError(f"huber_delta must be positive; got {huber_delta!r}")
     ok = torch.isfinite(target)
     if not bool(ok.any()):
@@ -178,7 +178,8 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     return fit + nll[ok].mean()
 
 
-def _deviation(residual: torch.Tensor, point_estimate: str, huber_delta: float) -> torch.Tensor:
+def _deviation(residual: torch.Tensor, point_estimate: str,
+               huber_delta: float | None) -> torch.Tensor:
     """What the central value minimises: squared (mean), absolute (median) or, for
     huber, squared up to ``huber_delta`` and absolute beyond (continuous, with a
     continuous slope: ``2 delta |r| - delta**2``)."""
@@ -350,6 +351,9 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     fam = get_family(family)
     n_inputs = len(settings.get("inputs") or ())  # models saved before inputs existed: none
     point_estimate = settings.get("point_estimate", "mean")  # older models: the mean
+    # read only where used: a train job's params leave it out otherwise, and a job
+    # must not read a value its params lack (tests/test_params.py)
+    huber_delta = settings["huber_delta"] if point_estimate == "huber" else None
     if point_estimate != "mean" and not fam.fits_point_estimate:
         raise ValueError(f"family {family!r} has no Gaussian outputs whose central value "
                          f"point_estimate {point_estimate!r} could choose; remove it from "
@@ -368,8 +372,7 @@ def build_net(family: str, settings: Mapping, *, n_bands: int, n_targets: int,
     return GalaxyNet(n_bands, encoder, head, n_targets, photometry=phot, n_inputs=n_inputs,
                      scaling=settings.get("scaling", "asinh"),  # older models: asinh
                      point_estimate=point_estimate,
-                     # models saved before huber_delta existed did not fit huber
-                     huber_delta=settings.get("huber_delta", 0.25))
+                     huber_delta=huber_delta)
 
 
 def get_family(name: str) -> Family:

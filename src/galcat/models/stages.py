@@ -6,7 +6,8 @@ config sections its rule passes in its params through `galcat.config.settings`
 and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
-``train`` the model's entry without ``tta``, the split settings, the survey and the
+``train`` the model's entry without ``tta`` (and ``huber_delta`` unless it fits
+huber: `galcat.config.keys_training_ignores`), the split settings, the survey and the
 quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`),
 and the ``synthetic`` section where the model draws injections
 (`galcat.config.injection_survey`);
@@ -22,14 +23,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from galcat.config import injection_survey, model_entry, setting, settings
+from galcat.config import injection_survey, keys_training_ignores, model_entry, setting, settings
 
 __all__ = ["SPLIT_KEYS", "labels_of", "run_evaluate", "run_predict", "run_train"]
 
 #: Keys of the ``training`` section that decide the split (train and evaluate read them).
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
-#: Keys of a model entry that only inference reads.
-INFERENCE_KEYS = ("tta",)
 #: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
 EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs", "scaling")
 
@@ -69,7 +68,8 @@ def run_train(
     from galcat.models.train import train_model
 
     entry = model_entry(config, model)
-    train_settings = {k: entry[k] for k in entry if k not in INFERENCE_KEYS}
+    ignored = keys_training_ignores(entry)
+    train_settings = {k: entry[k] for k in entry if k not in ignored}
     if (entry["init"] == "synthetic") != (init_model is not None):
         raise ConfigError(f"config key models.{model}.init = {entry['init']!r} "
                           f"{'needs' if init_model is None else 'takes no'} initial weights "
