@@ -339,6 +339,21 @@ def test_r50_psf_corrected_of_a_psf_convolved_galaxy(n, hlr, model):
         assert row["r50"] > 1.15 * hlr
 
 
+@pytest.mark.parametrize(("n", "hlr", "q", "dominant"),
+                         [(1.0, 2.5, 0.45, "disc_q"), (4.0, 1.5, 0.65, "bulge_q")])
+def test_bulge_disc_axis_ratio_of_the_dominant_component(n, hlr, q, dominant):
+    # the Galaxy Zoo roundness answer follows the dominant component's axis ratio, which
+    # the single Sersic q blurs when both components are present; a one-component galaxy
+    # must give it back through the component that carries the light
+    batch, segmap = sersic_batch(n=n, hlr=hlr, psf_fwhm=1.3, peak_snr=300.0, seed=5, q=q,
+                                 bands=("g", "r", "i"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=config(half_mass=False))
+    assert row[dominant] == pytest.approx(q, abs=0.05)
+    assert 0.0 < row["bulge_q"] <= 1.0 and 0.0 < row["disc_q"] <= 1.0
+
+
 # --------------------------------------------------------------------------- bad inputs
 def test_all_nan_image():
     batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))
@@ -377,6 +392,7 @@ def test_failed_bulge_disc_fit_falls_back_to_the_ring_route_and_the_sersic_r50()
     with pytest.warns(MeasureWarning, match="object 11: bulge \\+ disc fit failed: PSF 1"):
         row = measure_object(batch, 0, segmap, config=config())
     assert math.isnan(row["bulge_to_total"])
+    assert math.isnan(row["bulge_q"]) and math.isnan(row["disc_q"])
     assert row["r50_mass_flag"] & HalfMassFlag.NO_BULGE_DISC
     # one colour, so mass follows light; without the g PSF the ring route cannot correct
     # for the PSF, which widens the profile

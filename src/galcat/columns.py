@@ -146,7 +146,7 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"ra_centroid", "pos.eq.ra"),
     (r"dec_centroid", "pos.eq.dec"),
     (r"r\d\d(_.+)?|rpetro_circ|r_e_.+|sersic_r_eff|companion_r_e", "phys.angSize;src"),
-    (r"(sersic_)?q(_.+)?|companion_q", "phys.size.axisRatio"),
+    (r"(sersic_)?q(_.+)?|companion_q|bulge_q|disc_q", "phys.size.axisRatio"),
     (r"ellipticity", "src.ellipticity"),
     (r"orientation_deg|(companion_)?pa_deg", "pos.posAng"),
     (r"companion_sep", "pos.angDistance"),

@@ -200,6 +200,10 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
     "bulge_to_total": ("", "bulge-to-total flux ratio in the detection band of the "
                        "Sersic bulge + exponential disc fit (galcat.bulgedisc); NaN when "
                        "the fit failed or was not run"),
+    "bulge_q": ("", "axis ratio b/a of the bulge of the bulge + disc fit; NaN when the "
+                "fit failed or was not run"),
+    "disc_q": ("", "axis ratio b/a of the disc of the bulge + disc fit; NaN when the fit "
+               "failed or was not run"),
     "flag": ("", "bit word of galcat.flags.MeasureFlag"),
 }
 _POSITION_COLUMNS: dict[str, tuple[str, str]] = {
@@ -224,7 +228,7 @@ MEASURE_COLUMNS: list[str] = [
     "m20", "gini_m20_merger", "gini_m20_bulge", "multimode", "intensity", "deviation",
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
     "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag",
-    "r50_psf_corrected", "r50_mass", "r50_mass_flag", "bulge_to_total",
+    "r50_psf_corrected", "r50_mass", "r50_mass_flag", "bulge_to_total", "bulge_q", "disc_q",
     *[f"{c}_pix" for c in RADIUS_COLUMNS],
     "flag",
 ]
@@ -789,6 +793,8 @@ def measure_object(
                 row[_CALIBRATION] = _calibration_values(bd_fit, row, batch, opts)
             row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
                                      if bd_fit is not None else math.nan)
+            row["bulge_q"] = bd_fit.q_bulge if bd_fit is not None else math.nan
+            row["disc_q"] = bd_fit.q_disc if bd_fit is not None else math.nan
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
             if opts["r50_model"] == "bulge_disc" and bd_fit is not None:
                 flag |= _r50_bulge_disc(row, bd_fit, image, bg, bad, batch, opts)
