@@ -313,7 +313,8 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
 #: ``models.<name>.inputs`` read from `measure`'s features tables
 #: (`galcat.models.data.MEASURED_INPUTS` says what the network sees of each).
 MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q",
-                         "bulge_to_total", "asymmetry", "concentration", "seg_n_sources",
+                         "bulge_to_total", "bulge_q", "disc_q", "asymmetry", "concentration",
+                         "seg_n_sources",
                          "sn_per_pixel")
 
 

@@ -42,8 +42,9 @@ def test_the_default_inputs_are_the_redshift_and_the_measurements(tiny_config):
     models = tiny_config["models"]
     assert models["metallicity"]["inputs"] == ["z"]
     assert models["r50"]["inputs"] == ["r50_mass", "sn_per_pixel"]
-    assert models["gz2"]["inputs"] == ["bulge_to_total", "sersic_n", "sersic_q", "asymmetry",
-                                       "concentration", "seg_n_sources"]
+    assert models["gz2"]["inputs"] == ["bulge_to_total", "bulge_q", "disc_q", "sersic_n",
+                                       "sersic_q", "asymmetry", "concentration",
+                                       "seg_n_sources"]
     assert all(models[m]["inputs"] == [] for m in ("sersic", "vae", "pixels"))
 
 

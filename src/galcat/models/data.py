@@ -89,6 +89,8 @@ MEASURED_INPUTS = {
     "sersic_n": ModelInput("sersic_n", True, "log10 of the Sersic index"),
     "sersic_q": ModelInput("sersic_q", False, "axis ratio b/a of the Sersic fit"),
     "bulge_to_total": ModelInput("bulge_to_total", False, "B/T of the bulge + disc fit"),
+    "bulge_q": ModelInput("bulge_q", False, "axis ratio of the bulge + disc fit's bulge"),
+    "disc_q": ModelInput("disc_q", False, "axis ratio of the bulge + disc fit's disc"),
     "asymmetry": ModelInput("asymmetry", False, "rotational asymmetry A"),
     "concentration": ModelInput("concentration", False, "concentration C"),
     "seg_n_sources": ModelInput("seg_n_sources", False, "sources the segmentation found in "
