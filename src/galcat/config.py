@@ -305,17 +305,22 @@ def model_entry(config: Mapping, model: str) -> Settings:
 def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     """Keys of a model entry that its train job does not read, so they stay out of
     its params (editing them retrains nothing) and the job must not read them:
-    ``tta`` (inference only), and ``huber_delta`` unless the model fits huber.
-    Torch-free: the Snakefile plans with it."""
-    return ("tta",) if entry["point_estimate"] == "huber" else ("tta", "huber_delta")
+    ``tta`` (inference only), ``huber_delta`` unless the model fits huber, and
+    ``resnet_norm`` unless its encoder is resnet18. Torch-free: the Snakefile plans
+    with it."""
+    unread = ["tta"]
+    if entry["point_estimate"] != "huber":
+        unread.append("huber_delta")
+    if entry.get("architecture") != "resnet18":
+        unread.append("resnet_norm")
+    return tuple(unread)
 
 
 #: ``models.<name>.inputs`` read from `measure`'s features tables
 #: (`galcat.models.data.MEASURED_INPUTS` says what the network sees of each).
 MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q",
                          "bulge_to_total", "bulge_q", "disc_q", "asymmetry", "concentration",
-                         "seg_n_sources",
-                         "sn_per_pixel")
+                         "seg_n_sources", "sn_per_pixel")
 
 
 def measured_inputs(config: Mapping, model: str) -> list[str]:

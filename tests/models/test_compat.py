@@ -29,6 +29,34 @@ def test_the_ecosystem_imports_and_resnet18_builds():
         assert "+cpu" in torch.__version__
 
 
+def test_resnet18_takes_groupnorm_and_models_saved_before_keep_batchnorm():
+    import pytest
+    import torch
+
+    from galcat.config import keys_training_ignores
+    from galcat.models.nets import build_encoder
+
+    def norms(net):
+        return {type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__}
+
+    group, _ = build_encoder({"architecture": "resnet18", "resnet_norm": "group"}, 3)
+    assert norms(group) == {"GroupNorm"}
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        trained_mode = group.train()(x)
+        inference_mode = group.eval()(x)
+    torch.testing.assert_close(trained_mode, inference_mode)  # no running statistics
+    # a model saved before resnet_norm existed was built, and must be rebuilt, with these
+    old, _ = build_encoder({"architecture": "resnet18"}, 3)
+    assert norms(old) == {"BatchNorm2d"}
+    with pytest.raises(ValueError, match="resnet_norm must be one of .*; got 'layer'"):
+        build_encoder({"architecture": "resnet18", "resnet_norm": "layer"}, 3)
+    # only a resnet18 entry's train job reads it
+    entry = {"point_estimate": "mean", "architecture": "small_cnn"}
+    assert "resnet_norm" in keys_training_ignores(entry)
+    assert "resnet_norm" not in keys_training_ignores({**entry, "architecture": "resnet18"})
+
+
 def test_torch_threads_wait_passively_unless_the_user_chose():
     code = "import os, galcat.models; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

@@ -173,14 +173,26 @@ def small_cnn(in_channels: int, *, width: int = 16) -> tuple[nn.Module, int]:
     return nn.Sequential(*layers), c
 
 
-def resnet18(in_channels: int) -> tuple[nn.Module, int]:
+RESNET_NORMS = ("group", "batch")
+
+
+def resnet18(in_channels: int, *, norm: str = "group") -> tuple[nn.Module, int]:
     """torchvision's ResNet-18, random init, ``in_channels`` bands; ``(encoder, 512)``.
+
+    ``norm="group"`` swaps its BatchNorm layers for GroupNorm (32 groups): the same
+    computation in training and inference. BatchNorm's running statistics made the
+    validation loss of the science gz2 ResNet jump by orders of magnitude between epochs
+    (as they did for the small CNN before it took GroupNorm). ``"batch"`` keeps
+    torchvision's layers, as models saved before the choice existed have them.
 
     Cost: about 150 M multiply-adds per 64x64 image (38 M at 32x32).
     """
     from galcat.models._torch_compat import import_torchvision
 
-    net = import_torchvision().models.resnet18(weights=None)
+    if norm not in RESNET_NORMS:
+        raise ValueError(f"resnet_norm must be one of {RESNET_NORMS}; got {norm!r}")
+    layer = (lambda channels: nn.GroupNorm(32, channels)) if norm == "group" else None
+    net = import_torchvision().models.resnet18(weights=None, norm_layer=layer)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     n_features = net.fc.in_features
     net.fc = nn.Identity()
@@ -193,7 +205,8 @@ def build_encoder(settings: Mapping, in_channels: int) -> tuple[nn.Module, int]:
     if arch == "small_cnn":
         return small_cnn(in_channels, width=int(settings["width"]))
     if arch == "resnet18":
-        return resnet18(in_channels)
+        # models saved before the setting existed were built with BatchNorm
+        return resnet18(in_channels, norm=settings.get("resnet_norm", "batch"))
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
