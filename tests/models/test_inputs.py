@@ -173,7 +173,7 @@ def test_join_measured_adds_the_features_column_by_object_id(tmp_path):
                                          "features tables; none was given"):
         join_measured(table, None, ["r50_mass"])
     with pytest.raises(KeyError, match=r"f.parquet' lacks the column\(s\) "
-                                       r"\['r50_psf_corrected'\]"):
+                                       r"\['r50_psf_corrected'\] .* rerun measure"):
         join_measured(table, [features], ["r50_psf_corrected"])
 
 

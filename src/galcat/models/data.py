@@ -564,7 +564,9 @@ def join_measured(table: pd.DataFrame, features: Sequence[os.PathLike | str] | N
         lacking = [c for c in columns if c not in have]
         if lacking:
             raise KeyError(f"the features table {str(path)!r} lacks the column(s) {lacking} "
-                           f"that the model inputs {wanted} read")
+                           f"that the model inputs {wanted} read (a table measured by an "
+                           "older galcat lacks the newer columns: rerun measure, e.g. "
+                           "snakemake --forcerun measure)")
         parts.append(read_table(path, columns=["object_id", *columns]))
     measured = pd.concat(parts, ignore_index=True).drop_duplicates("object_id")
     clash = [c for c in columns if c in table.columns]
