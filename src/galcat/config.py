@@ -320,7 +320,9 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
 #: (`galcat.models.data.MEASURED_INPUTS` says what the network sees of each).
 MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q",
                          "bulge_to_total", "bulge_q", "disc_q", "asymmetry", "concentration",
-                         "seg_n_sources", "sn_per_pixel")
+                         "seg_n_sources", "sn_per_pixel", "bulge_colour", "disc_colour",
+                         "neighbour_flux_ratio", "neighbour_colour_offset",
+                         "neighbour_separation", "neighbour_size_ratio")
 
 
 def measured_inputs(config: Mapping, model: str) -> list[str]:

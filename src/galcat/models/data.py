@@ -68,11 +68,14 @@ SPLITS = ("train", "validation", "test")
 
 class ModelInput(NamedTuple):
     """A per-object input of a network: the table column it reads, whether the
-    network sees its log10 (then a value <= 0 is unknown) and what it is."""
+    network sees its log10 (then a value <= 0 is unknown), what it is, and the range
+    it is clipped to (a colour of a component with almost no flux in a band can be
+    tens of magnitudes; unclipped, it would set the input's standardisation)."""
 
     column: str
     log: bool
     description: str
+    limits: tuple[float, float] | None = None
 
 
 #: Per-object inputs a model may take (``models.<name>.inputs``) from the object table.
@@ -97,6 +100,19 @@ MEASURED_INPUTS = {
                                 "the cutout (companions)"),
     "sn_per_pixel": ModelInput("sn_per_pixel", True, "log10 of the mean S/N per pixel of the "
                                "central segment: how far the measurements can be trusted"),
+    "bulge_colour": ModelInput("bulge_colour", False, "colour of the bulge + disc fit's "
+                               "bulge, mag, clipped to [-1, 3]", (-1.0, 3.0)),
+    "disc_colour": ModelInput("disc_colour", False, "colour of the bulge + disc fit's "
+                              "disc, mag, clipped to [-1, 3]", (-1.0, 3.0)),
+    "neighbour_flux_ratio": ModelInput("neighbour_flux_ratio", True, "log10 of the "
+                                       "brightest neighbour's flux over the galaxy's"),
+    "neighbour_colour_offset": ModelInput("neighbour_colour_offset", False, "the brightest "
+                                          "neighbour's colour minus the galaxy's, mag, "
+                                          "clipped to [-2, 2]", (-2.0, 2.0)),
+    "neighbour_separation": ModelInput("neighbour_separation", True, "log10 of the "
+                                       "brightest neighbour's distance in half-light radii"),
+    "neighbour_size_ratio": ModelInput("neighbour_size_ratio", True, "log10 of the brightest "
+                                       "neighbour's half-light radius over the galaxy's"),
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -505,6 +521,8 @@ def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> 
             raise KeyError(f"the model input {name!r} reads column {column!r}, which the "
                            f"{where} {source!r} lacks")
         value = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        if _input(name).limits is not None:
+            value = np.clip(value, *_input(name).limits)  # NaN stays NaN
         if not _input(name).log:
             out[:, j] = np.where(np.isfinite(value), value, np.nan)
             continue
