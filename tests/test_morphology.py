@@ -80,10 +80,12 @@ def config(**measure):
 POSITIONS = ("x_centroid", "y_centroid", "ra_centroid", "dec_centroid")
 
 
-def assert_nothing_measured(row):
-    """Every measurement NaN; the position of a central segment is still given."""
+def assert_nothing_measured(row, *, but=()):
+    """Every measurement NaN but those named in ``but``; the position of a central
+    segment is still given."""
     for name in MEASURE_COLUMNS:
-        if name not in ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag", *POSITIONS):
+        if name not in ("statmorph_flag", "sersic_flag", "r50_mass_flag", "flag", *POSITIONS,
+                        *but):
             assert math.isnan(row[name]), name
 
 
@@ -354,6 +356,118 @@ def test_bulge_disc_axis_ratio_of_the_dominant_component(n, hlr, q, dominant):
     assert 0.0 < row["bulge_q"] <= 1.0 and 0.0 < row["disc_q"] <= 1.0
 
 
+BULGE_G_R, DISC_G_R, DISC_R_I = 0.9, 0.4, 0.2
+#: GalSim's Sersic bulge is not truncated: neither is the fit's (r50_model_extent 0)
+UNTRUNCATED = config(half_mass=False, r50_model_extent=0.0)
+
+
+def _two_colour_batch(*, companion=None, seed=7):
+    """A red n = 4 bulge (B/T 0.4 in r) in a blue exponential disc, through a PSF, in
+    g, r, i with unequal zeropoints; ``companion`` = (dx arcsec, r-band flux ratio,
+    g - r offset from the galaxy's total colour) adds a neighbour (segment label 2)
+    with the galaxy's own profile and size. (batch, segmap, central r50 in pixels)."""
+    psf_obj = galsim.Moffat(3.5, fwhm=1.3)
+    zeropoints = {"g": 22.5, "r": 22.0, "i": 22.5}
+    r_flux = {"bulge": 400.0, "disc": 600.0}
+    colours = {"g": {"bulge": BULGE_G_R, "disc": DISC_G_R}, "r": {"bulge": 0.0, "disc": 0.0},
+               "i": {"bulge": -0.4, "disc": -DISC_R_I}}  # band - r, mag
+    rng = np.random.default_rng(seed)
+    images, central_r50 = [], None
+    for band, colour in colours.items():
+        scale = 10.0 ** (-0.4 * (zeropoints["r"] - zeropoints[band]))  # AB flux to units
+        def flux(part, extra=0.0):
+            return r_flux[part] * scale * 10.0 ** (-0.4 * (colour[part] + extra))
+        galaxy = galsim.Add([galsim.Sersic(4.0, half_light_radius=0.8, flux=flux("bulge")),
+                             galsim.Exponential(half_light_radius=2.0, flux=flux("disc"))])
+        galaxy = galaxy.shear(q=0.7, beta=30 * galsim.degrees)
+        scene = galaxy
+        if companion is not None:  # the galaxy itself, scaled, redder by offset in g - r
+            dx, ratio, offset = companion
+            factor = ratio * 10.0 ** (-0.4 * offset) if band == "g" else ratio
+            scene = galsim.Add([galaxy, galaxy.withScaledFlux(factor).shift(dx, 0.0)])
+        image = galsim.Convolve(scene, psf_obj).drawImage(nx=SIZE, ny=SIZE, scale=PIX)
+        if band == "r":
+            alone = galsim.Convolve(galaxy, psf_obj).drawImage(nx=SIZE, ny=SIZE, scale=PIX)
+            central_r50 = alone.calculateHLR(flux=alone.array.sum()) / PIX
+        images.append(image.array.astype(float))
+    image = np.array(images)
+    sky = image[1].max() / 300.0
+    image = image + rng.normal(0.0, sky, image.shape)
+    detected = ndimage.gaussian_filter(image[1], 1.0) > 2 * sky
+    segmap = detected.astype(np.int32)
+    if companion is not None:  # deblended at the midpoint, as a watershed would
+        x = np.arange(SIZE) - SIZE // 2
+        nearer = np.abs(x - companion[0] / PIX) < np.abs(x)
+        segmap[detected & nearer[None, :]] = 2
+    batch = CutoutBatch(
+        object_id=[11], image=image[None], sigma=np.full((1, 3, SIZE, SIZE), sky),
+        mask=np.zeros((1, 3, SIZE, SIZE), bool),
+        psf=np.repeat(psf_obj.drawImage(nx=25, ny=25, scale=PIX).array[None], 3, axis=0),
+        bands=list(colours), pixel_scale=PIX, zeropoints=[zeropoints[b] for b in colours],
+    )
+    return batch, segmap, central_r50
+
+
+def test_component_colours_of_a_red_bulge_and_a_blue_disc():
+    # a quenched disc is ~0.3 mag redder in g - r than a star-forming one: the Galaxy
+    # Zoo smooth/featured answer of a galaxy with B/T ~ 0.5 turns on it
+    batch, segmap, _ = _two_colour_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=UNTRUNCATED)
+    assert row["bulge_to_total"] == pytest.approx(0.4, abs=0.05)
+    assert row["disc_colour"] == pytest.approx(DISC_G_R, abs=0.03)
+    assert row["bulge_colour"] == pytest.approx(BULGE_G_R, abs=0.06)
+
+
+def test_the_bulge_disc_fit_takes_the_extra_bands_the_shard_has():
+    # an unusable i-band PSF stops the fit only where i is fitted: by default, not
+    # with bulge_disc_extra_bands [], nor on a shard without i
+    batch, segmap, _ = _two_colour_batch()
+    batch.psf[2] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = measure_object(batch, 0, segmap, config=UNTRUNCATED)
+        without = measure_object(batch, 0, segmap, config=config(
+            half_mass=False, r50_model_extent=0.0, bulge_disc_extra_bands=[]))
+    assert math.isnan(default["bulge_to_total"])
+    assert without["bulge_to_total"] == pytest.approx(0.4, abs=0.05)
+    gr = CutoutBatch(object_id=[11], image=batch.image[:, :2], sigma=batch.sigma[:, :2],
+                     mask=batch.mask[:, :2], psf=batch.psf[:2], bands=["g", "r"],
+                     pixel_scale=PIX, zeropoints=batch.zeropoints[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        no_i = measure_object(gr, 0, segmap, config=UNTRUNCATED)
+    assert no_i["bulge_to_total"] == pytest.approx(without["bulge_to_total"], abs=1e-9)
+
+
+@pytest.mark.parametrize(("dx", "ratio", "offset"), [(8.0, 0.5, 0.0), (-8.0, 0.8, 0.4)])
+def test_the_brightest_neighbour_flux_colour_distance_and_size(dx, ratio, offset):
+    # merger or projection: a companion at the galaxy's redshift has its colour, one
+    # at another does not; the Galaxy Zoo "odd" question turns on which it is
+    batch, segmap, r50 = _two_colour_batch(companion=(dx, ratio, offset))
+    assert (segmap == 2).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=UNTRUNCATED)
+    # segment sums miss the wings beyond the 2-sigma isophote of each
+    assert row["neighbour_flux_ratio"] == pytest.approx(ratio, rel=0.1)
+    assert row["neighbour_colour_offset"] == pytest.approx(offset, abs=0.1)
+    assert row["neighbour_separation"] * r50 == pytest.approx(abs(dx) / PIX, rel=0.15)
+    assert row["neighbour_size_ratio"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_no_neighbour_is_a_flux_ratio_of_zero():
+    batch, segmap, _ = _two_colour_batch()
+    assert not (segmap > 1).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = measure_object(batch, 0, segmap, config=UNTRUNCATED)
+    assert row["neighbour_flux_ratio"] == 0.0
+    for name in ("neighbour_colour_offset", "neighbour_separation", "neighbour_size_ratio"):
+        assert math.isnan(row[name]), name
+
+
 # --------------------------------------------------------------------------- bad inputs
 def test_all_nan_image():
     batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=100.0, bands=("g", "r", "i"))
@@ -434,7 +548,9 @@ def test_switched_off_measurements():
     batch, segmap = sersic_batch(psf_fwhm=1.3, peak_snr=300.0, bands=("g", "r", "i"))
     row = measure_object(batch, 0, segmap, config=config(statmorph=False, half_mass=False))
     assert row["flag"] == MeasureFlag.SKIPPED
-    assert_nothing_measured(row)
+    # the segmentation's own columns need no fit: no neighbour, so a flux ratio of 0
+    assert row["neighbour_flux_ratio"] == 0.0
+    assert_nothing_measured(row, but=("neighbour_flux_ratio",))
 
 
 # --------------------------------------------------------------------------- shard

@@ -44,7 +44,9 @@ def test_the_default_inputs_are_the_redshift_and_the_measurements(tiny_config):
     assert models["r50"]["inputs"] == ["r50_mass", "sn_per_pixel"]
     assert models["gz2"]["inputs"] == ["bulge_to_total", "bulge_q", "disc_q", "sersic_n",
                                        "sersic_q", "asymmetry", "concentration",
-                                       "seg_n_sources"]
+                                       "seg_n_sources", "bulge_colour", "disc_colour",
+                                       "neighbour_flux_ratio", "neighbour_colour_offset",
+                                       "neighbour_separation", "neighbour_size_ratio"]
     assert all(models[m]["inputs"] == [] for m in ("sersic", "vae", "pixels"))
 
 
@@ -60,6 +62,20 @@ def test_object_inputs_are_log_redshifts_and_name_what_is_missing():
     with pytest.raises(KeyError, match="reads column 'z', which the object table 'u.parquet' "
                                        "lacks"):
         object_inputs(table.drop(columns="z"), ["z"], source="u.parquet")
+
+
+def test_colours_are_clipped_and_ratios_logged_so_no_outlier_sets_the_scaling():
+    # a component with almost no g flux has a colour of tens of magnitudes; without a
+    # neighbour the flux ratio is 0, which is unknown in log, never -inf
+    table = pd.DataFrame({"disc_colour": [0.5, 21.9, -7.0, np.nan],
+                          "neighbour_colour_offset": [0.1, -30.0, 3.0, np.nan],
+                          "neighbour_flux_ratio": [0.1, 1.0, 0.0, np.nan]})
+    values = object_inputs(table, ["disc_colour", "neighbour_colour_offset",
+                                   "neighbour_flux_ratio"], source="f.parquet")
+    np.testing.assert_allclose(values[:3, 0], [0.5, 3.0, -1.0])
+    np.testing.assert_allclose(values[:3, 1], [0.1, -2.0, 2.0])
+    np.testing.assert_allclose(values[:2, 2], [-1.0, 0.0])
+    assert np.isnan(values[2:, 2]).all() and np.isnan(values[3, :2]).all()
 
 
 def test_the_inputs_are_standardised_on_the_training_split(with_z, tiny_survey):
