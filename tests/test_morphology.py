@@ -375,10 +375,9 @@ def _two_colour_batch(*, companion=None, seed=7):
     images, central_r50 = [], None
     for band, colour in colours.items():
         scale = 10.0 ** (-0.4 * (zeropoints["r"] - zeropoints[band]))  # AB flux to units
-        def flux(part, extra=0.0):
-            return r_flux[part] * scale * 10.0 ** (-0.4 * (colour[part] + extra))
-        galaxy = galsim.Add([galsim.Sersic(4.0, half_light_radius=0.8, flux=flux("bulge")),
-                             galsim.Exponential(half_light_radius=2.0, flux=flux("disc"))])
+        flux = {part: r_flux[part] * scale * 10.0 ** (-0.4 * colour[part]) for part in r_flux}
+        galaxy = galsim.Add([galsim.Sersic(4.0, half_light_radius=0.8, flux=flux["bulge"]),
+                             galsim.Exponential(half_light_radius=2.0, flux=flux["disc"])])
         galaxy = galaxy.shear(q=0.7, beta=30 * galsim.degrees)
         scene = galaxy
         if companion is not None:  # the galaxy itself, scaled, redder by offset in g - r
