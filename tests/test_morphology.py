@@ -576,9 +576,11 @@ def test_measure_shard_serial_equals_parallel():
         warnings.simplefilter("ignore")
         serial = measure_shard(batch, segmap, config=cfg, scheduler="synchronous", workers=1)
         parallel = measure_shard(batch, segmap, config=cfg, label="measure test")
-    # the model photometry of the bulge + disc fit: detection band, then the M/L colour's
+    # the model photometry of the bulge + disc fit: detection band, then the M/L colour's,
+    # then bulge_disc_extra_bands
     assert list(serial.columns) == ["object_id", *MEASURE_COLUMNS, "mag_model_r",
-                                    "mag_model_err_r", "mag_model_g", "mag_model_err_g"]
+                                    "mag_model_err_r", "mag_model_g", "mag_model_err_g",
+                                    "mag_model_i", "mag_model_err_i"]
     assert serial["object_id"].tolist() == [3, 5, 9]
     assert serial["object_id"].dtype == np.int64 and serial["flag"].dtype == np.int64
     pd.testing.assert_frame_equal(serial, parallel)

@@ -1198,20 +1198,25 @@ def _bulge_disc(batch, index, seg, opts, start, background, object_id):
     if not wanted or start is None:
         return None
     bands = [band for band in _bulge_disc_bands(opts) if band in batch.bands]
-    images, sigmas, psfs = [], [], []
+    extra = set(opts.get("bulge_disc_extra_bands") or ()) - set(_bulge_disc_bands(
+        {**opts, "bulge_disc_extra_bands": ()}))
+    images, sigmas, psfs, fitted = [], [], [], []
     use = seg <= 1
     for band in bands:
         k = batch.band_index(band)
         img = batch.image[index, k].astype(np.float64)
         sig = batch.sigma[index, k].astype(np.float64)
         ok = _valid_pixels(img, sig, batch.mask[index, k])
+        if band in extra and not ok[use].all():
+            continue  # an optional band must not cost the others their pixels
         use &= ok
+        fitted.append(band)
         images.append(img - background(img, ok))
         sigmas.append(sig)
         psfs.append(batch.psf[k])
     r_eff, x0, y0, q, theta = start
     try:
-        return bulgedisc.fit_bulge_disc(images, sigmas, use, psfs, (x0, y0), bands=bands,
+        return bulgedisc.fit_bulge_disc(images, sigmas, use, psfs, (x0, y0), bands=fitted,
                                         theta=theta, r_start=r_eff, q_start=q,
                                         bulge_extent=float(opts["r50_model_extent"]),
                                         priors=_structure_priors(opts))
