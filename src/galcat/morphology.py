@@ -98,7 +98,6 @@ __all__ = [
     "DEFAULTS",
     "RADIUS_COLUMNS",
     "centroid_position",
-    "component_colours",
     "FEATURE_DESCRIPTIONS",
     "FEATURE_UNITS",
     "MEASURE_COLUMNS",
@@ -678,6 +677,7 @@ def neighbour_columns(batch: CutoutBatch, index: int, seg: np.ndarray, opts: Map
     if labels.size == 0:
         return out
 
+    @functools.cache
     def band_image(band: str) -> tuple[np.ndarray, np.ndarray]:
         k = batch.band_index(band)
         img = batch.image[index, k].astype(np.float64)
@@ -889,7 +889,8 @@ def measure_object(
                                      if bd_fit is not None else math.nan)
             row["bulge_q"] = bd_fit.q_bulge if bd_fit is not None else math.nan
             row["disc_q"] = bd_fit.q_disc if bd_fit is not None else math.nan
-            row.update(component_colours(bd_fit, _zeropoints(batch), _colour_bands(opts)))
+            row.update(_component_colour_columns(bd_fit, _zeropoints(batch),
+                                                 _colour_bands(opts)))
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
             if opts["r50_model"] == "bulge_disc" and bd_fit is not None:
                 flag |= _r50_bulge_disc(row, bd_fit, image, bg, bad, batch, opts)
@@ -1042,7 +1043,7 @@ def _calibration_values(fit, row, batch, opts) -> dict[str, float]:
     if fit is None:
         return values
     values.update(bulgedisc.structure(fit))
-    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[opts["mass_to_light"]]
+    blue, red = _colour_bands(opts)
     values["colour_delta"] = values["colour_delta_err"] = math.nan
     if blue in fit.bands and red in fit.bands:
         zps = _zeropoints(batch)
@@ -1134,27 +1135,33 @@ def _colour_prior(opts) -> tuple[float, float] | None:
     return None if prior is None else (float(prior[0]), float(prior[1]))
 
 
-def _bulge_disc_bands(opts) -> list[str]:
-    """Bands of the bulge + disc fit: the detection band, those of the M/L route, then
-    ``bulge_disc_extra_bands`` (the caller keeps those the shard has)."""
-    (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[opts["mass_to_light"]]
-    lum = halfmass.LUMINOSITY_BAND[opts["mass_to_light"]]
-    extra = opts.get("bulge_disc_extra_bands") or ()
-    return list(dict.fromkeys((opts["detect_band"], blue, red, lum, *extra)))
-
-
 def _colour_bands(opts) -> tuple[str, str]:
     """The (blue, red) bands of the M/L relation: the colour measure publishes."""
     (blue, red), _, _, _ = halfmass.MASS_TO_LIGHT_RELATIONS[opts["mass_to_light"]]
     return blue, red
 
 
-def component_colours(fit, zeropoints: Mapping[str, float], bands: tuple[str, str]
-                      ) -> dict[str, float]:
+def _required_bulge_disc_bands(opts) -> list[str]:
+    """The bands the bulge + disc fit needs: the detection band and the M/L route's."""
+    lum = halfmass.LUMINOSITY_BAND[opts["mass_to_light"]]
+    return list(dict.fromkeys((opts["detect_band"], *_colour_bands(opts), lum)))
+
+
+def _bulge_disc_bands(opts) -> list[str]:
+    """Bands of the bulge + disc fit: the required ones, then ``bulge_disc_extra_bands``
+    (the caller keeps those the shard has)."""
+    extra = opts.get("bulge_disc_extra_bands") or ()
+    return list(dict.fromkeys((*_required_bulge_disc_bands(opts), *extra)))
+
+
+def _component_colour_columns(fit, zeropoints: Mapping[str, float], bands: tuple[str, str]
+                              ) -> dict[str, float]:
     """``bulge_colour`` and ``disc_colour`` (mag, blue - red) of a bulge + disc fit.
 
     NaN for a component whose flux is not positive in either band, and for both when
-    the fit lacks a band or there is no fit.
+    the fit lacks a band or there is no fit. Not `galcat.bulgedisc.component_colours`,
+    which gives such a component the galaxy's colour (what the half-mass route needs);
+    a catalogue column must not pass that off as a measurement.
     """
     out = {"bulge_colour": math.nan, "disc_colour": math.nan}
     if fit is None or not all(b in fit.bands for b in bands):
@@ -1198,8 +1205,7 @@ def _bulge_disc(batch, index, seg, opts, start, background, object_id):
     if not wanted or start is None:
         return None
     bands = [band for band in _bulge_disc_bands(opts) if band in batch.bands]
-    extra = set(opts.get("bulge_disc_extra_bands") or ()) - set(_bulge_disc_bands(
-        {**opts, "bulge_disc_extra_bands": ()}))
+    required = _required_bulge_disc_bands(opts)
     images, sigmas, psfs, fitted = [], [], [], []
     use = seg <= 1
     for band in bands:
@@ -1207,7 +1213,7 @@ def _bulge_disc(batch, index, seg, opts, start, background, object_id):
         img = batch.image[index, k].astype(np.float64)
         sig = batch.sigma[index, k].astype(np.float64)
         ok = _valid_pixels(img, sig, batch.mask[index, k])
-        if band in extra and not ok[use].all():
+        if band not in required and not ok[use].all():
             continue  # an optional band must not cost the others their pixels
         use &= ok
         fitted.append(band)
