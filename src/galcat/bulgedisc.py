@@ -34,8 +34,15 @@ structure, and `component_colours` shrinks the bulge − disc colour difference 
 by its error (the structure marginalised, `BulgeDiscFit.flux_cov`) before `mass_radius`
 turns colours into M/L.
 
-Cost: one fit in two bands of a 64 × 64 cutout takes ~0.1 s on one core (15–60 model
-evaluations of two FFT convolutions per band, the PSF transforms computed once).
+The fit starts twice (`_starts`): from a disc of the galaxy's size with a small bulge,
+and from a bulge of the galaxy's size inside a large faint disc; the second is kept only
+where it lowers chi² by more than 2 (`MODE_TOLERANCE`). From the first start alone, a
+third of the science survey's bulge-dominated single galaxies stopped with B/T low by
+more than 0.1 (a fifth with both).
+
+Cost: one start in two bands of a 64 × 64 cutout takes ~0.1 s on one core (15–60 model
+evaluations of two FFT convolutions per band, the PSF transforms computed once); the
+second start adds ~40% to a shard's `measure`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from galcat.flags import HalfMassFlag
 __all__ = [
     "CORE_RADIUS",
     "CORE_SUBSAMPLES",
+    "MODE_TOLERANCE",
     "PARAMETERS",
     "BulgeDiscError",
     "BulgeDiscFit",
@@ -69,6 +77,11 @@ CORE_RADIUS = 3.0
 CORE_SUBSAMPLES = 7
 #: Bounds of the bulge Sérsic index.
 N_BULGE_BOUNDS = (0.8, 6.0)
+#: A later start of the fit replaces an earlier one only where it lowers chi² / 2 (with
+#: the priors) by more than this: two modes closer than chi² = 2 are not told apart by
+#: the data, and the bulge-dominated start then turns exponential discs into n ~ 1.5
+#: "bulges" (B/T 0.04 -> 1.0 seen at chi² 0.85 lower).
+MODE_TOLERANCE = 1.0
 
 
 class BulgeDiscError(RuntimeError):
@@ -331,6 +344,15 @@ def _prior_terms(priors: Mapping[str, tuple[float, float]] | None) -> _Priors:
                    np.array([m for _, m, _ in items]), np.array([s for _, _, s in items]))
 
 
+def _starts(r0: float, q0: float) -> list[list[float]]:
+    """Starting structures (`_Problem.vector` order) from a single Sérsic fit's
+    half-light radius ``r0`` (pixels) and axis ratio ``q0``: a disc about the galaxy's
+    size with a small bulge, then a large faint disc around a bulge of the galaxy's
+    size (where the first stops at B/T low by 0.1-0.3 for faint early types)."""
+    return [[math.log10(r0 * 1.2), math.log10(0.35), 3.0, min(q0 + 0.2, 1.0), q0],
+            [math.log10(r0 * 2.5), math.log10(0.3), 4.0, q0, min(q0 + 0.2, 1.0)]]
+
+
 def fit_bulge_disc(
     images: Sequence[np.ndarray],
     sigmas: Sequence[np.ndarray],
@@ -402,8 +424,6 @@ def fit_bulge_disc(
     r0 = min(max(float(r_start), 0.6), problem.r_hi / 2)
     lo = [math.log10(0.5), math.log10(0.05), N_BULGE_BOUNDS[0], 0.2, 0.05]
     hi = [math.log10(problem.r_hi), math.log10(max_ratio), N_BULGE_BOUNDS[1], 1.0, 1.0]
-    x0 = np.clip([math.log10(r0 * 1.2), math.log10(0.35), 3.0, min(q0 + 0.2, 1.0), q0],
-                 np.array(lo) + 1e-6, np.array(hi) - 1e-6)
 
     def residual(v):
         return np.concatenate([solve(v)[0], prior(v)])
@@ -411,13 +431,24 @@ def fit_bulge_disc(
     def jacobian(v):
         return np.vstack([problem.jacobian(v), prior.jacobian])
 
-    try:
-        res = opt.least_squares(residual, x0, jac=jacobian, bounds=(lo, hi),
-                                x_scale=[0.1, 0.2, 0.5, 0.1, 0.1], max_nfev=max_nfev)
-    except (ValueError, FloatingPointError, OverflowError, np.linalg.LinAlgError) as exc:
-        raise BulgeDiscError(f"bulge + disc fit raised {type(exc).__name__}: {exc}") from exc
-    if not np.all(np.isfinite(res.x)) or res.status < 0:
-        raise BulgeDiscError(f"bulge + disc fit did not converge: {res.message}")
+    res, failure = None, ""
+    for start in _starts(r0, q0):
+        x0 = np.clip(start, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+        try:
+            trial = opt.least_squares(residual, x0, jac=jacobian, bounds=(lo, hi),
+                                      x_scale=[0.1, 0.2, 0.5, 0.1, 0.1], max_nfev=max_nfev)
+        except (ValueError, FloatingPointError, OverflowError,
+                np.linalg.LinAlgError) as exc:
+            failure = f"bulge + disc fit raised {type(exc).__name__}: {exc}"
+            continue
+        if not np.all(np.isfinite(trial.x)) or trial.status < 0:
+            failure = f"bulge + disc fit did not converge: {trial.message}"
+            continue
+        # a start that fails loses nothing when another one converged
+        if res is None or trial.cost < res.cost - MODE_TOLERANCE:
+            res = trial
+    if res is None:
+        raise BulgeDiscError(failure)
     resid, fluxes, conv, samples, _ = solve(res.x)
     if not np.any(fluxes.sum(axis=1) > 0):
         raise BulgeDiscError("no positive flux in any band")
