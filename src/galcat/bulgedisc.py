@@ -411,7 +411,7 @@ def fit_bulge_disc(
         An unknown prior key, a prior sd ≤ 0, or ``max_ratio`` out of range.
     BulgeDiscError
         Fewer than 20 usable pixels, a PSF without positive sum, no positive flux, or
-        the fit did not converge.
+        no start of the fit converged (the last one's reason is given).
     """
     prior = _prior_terms(priors)
     if not 0.05 < max_ratio <= 10:
