@@ -322,7 +322,9 @@ MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q"
                          "bulge_to_total", "bulge_q", "disc_q", "asymmetry", "concentration",
                          "seg_n_sources", "sn_per_pixel", "bulge_colour", "disc_colour",
                          "neighbour_flux_ratio", "neighbour_colour_offset",
-                         "neighbour_separation", "neighbour_size_ratio")
+                         "neighbour_separation", "neighbour_size_ratio", "gini", "m20",
+                         "smoothness", "shape_asymmetry", "multimode", "intensity",
+                         "deviation", "ellipticity", "colour_g_r", "colour_r_i")
 
 
 def measured_inputs(config: Mapping, model: str) -> list[str]:

@@ -78,6 +78,17 @@ def test_colours_are_clipped_and_ratios_logged_so_no_outlier_sets_the_scaling():
     assert np.isnan(values[2:, 2]).all() and np.isnan(values[3, :2]).all()
 
 
+def test_a_colour_input_is_the_difference_of_two_model_magnitudes_and_names_a_missing_band():
+    table = pd.DataFrame({"mag_model_g": [17.6, 18.0, np.nan, 30.0],
+                          "mag_model_r": [17.0, 17.8, 17.0, 17.0]})
+    values = object_inputs(table, ["colour_g_r"], source="f.parquet")
+    np.testing.assert_allclose(values[[0, 1, 3], 0], [0.6, 0.2, 3.0], rtol=1e-5)  # clipped
+    assert np.isnan(values[2, 0])
+    with pytest.raises(KeyError, match="'colour_r_i' reads column 'mag_model_i', which the "
+                                       "features table"):
+        object_inputs(table.assign(mag_model_r=17.0), ["colour_r_i"], source="f.parquet")
+
+
 def test_the_inputs_are_standardised_on_the_training_split(with_z, tiny_survey):
     model = load_model(with_z)
     assert model.inputs == ["z"] and model.net.n_inputs == 1

@@ -68,14 +68,21 @@ SPLITS = ("train", "validation", "test")
 
 class ModelInput(NamedTuple):
     """A per-object input of a network: the table column it reads, whether the
-    network sees its log10 (then a value <= 0 is unknown), what it is, and the range
+    network sees its log10 (then a value <= 0 is unknown), what it is, the range
     it is clipped to (a colour of a component with almost no flux in a band can be
-    tens of magnitudes; unclipped, it would set the input's standardisation)."""
+    tens of magnitudes; unclipped, it would set the input's standardisation) and,
+    for a colour, the column subtracted from ``column``."""
 
     column: str
     log: bool
     description: str
     limits: tuple[float, float] | None = None
+    minus: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every table column the input reads."""
+        return (self.column,) if self.minus is None else (self.column, self.minus)
 
 
 #: Per-object inputs a model may take (``models.<name>.inputs``) from the object table.
@@ -113,6 +120,25 @@ MEASURED_INPUTS = {
                                        "brightest neighbour's distance in half-light radii"),
     "neighbour_size_ratio": ModelInput("neighbour_size_ratio", True, "log10 of the brightest "
                                        "neighbour's half-light radius over the galaxy's"),
+    # statmorph's shape statistics: what the forest baseline reads beyond the columns above
+    "gini": ModelInput("gini", False, "Gini coefficient of the light (Lotz et al. 2004)"),
+    "m20": ModelInput("m20", False, "M20, the second moment of the brightest 20% of the light"),
+    "smoothness": ModelInput("smoothness", False, "clumpiness S (Conselice 2003), clipped "
+                             "to [-0.5, 0.5]", (-0.5, 0.5)),
+    "shape_asymmetry": ModelInput("shape_asymmetry", False, "asymmetry of the segment's "
+                                  "shape (Pawlik et al. 2016): tidal features"),
+    "multimode": ModelInput("multimode", False, "multimode M (Freeman et al. 2013): a "
+                            "second bright clump"),
+    "intensity": ModelInput("intensity", False, "intensity I (Freeman et al. 2013)"),
+    "deviation": ModelInput("deviation", False, "deviation D (Freeman et al. 2013)"),
+    "ellipticity": ModelInput("ellipticity", False, "ellipticity 1 - b/a of the light's "
+                              "second moments"),
+    # the galaxy's colour says quenched or star-forming, which the image's asinh
+    # stretch per band leaves the encoder to work out
+    "colour_g_r": ModelInput("mag_model_g", False, "g - r of the bulge + disc fit's model "
+                             "photometry, mag, clipped to [-1, 3]", (-1.0, 3.0), "mag_model_r"),
+    "colour_r_i": ModelInput("mag_model_r", False, "r - i of the bulge + disc fit's model "
+                             "photometry, mag, clipped to [-1, 3]", (-1.0, 3.0), "mag_model_i"),
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -515,12 +541,15 @@ def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> 
     """
     out = np.full((len(table), len(names)), np.nan, np.float32)
     for j, name in enumerate(names):
-        column = input_column(name)
-        if column not in table.columns:
-            where = "features table(s)" if name in MEASURED_INPUTS else "object table"
-            raise KeyError(f"the model input {name!r} reads column {column!r}, which the "
-                           f"{where} {source!r} lacks")
-        value = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        spec = _input(name)
+        for column in spec.columns:
+            if column not in table.columns:
+                where = "features table(s)" if name in MEASURED_INPUTS else "object table"
+                raise KeyError(f"the model input {name!r} reads column {column!r}, which the "
+                               f"{where} {source!r} lacks")
+        value = pd.to_numeric(table[spec.column], errors="coerce").to_numpy(np.float64)
+        if spec.minus is not None:
+            value = value - pd.to_numeric(table[spec.minus], errors="coerce").to_numpy(np.float64)
         if _input(name).limits is not None:
             value = np.clip(value, *_input(name).limits)  # NaN stays NaN
         if not _input(name).log:
@@ -575,7 +604,7 @@ def join_measured(table: pd.DataFrame, features: Sequence[os.PathLike | str] | N
     if not paths:
         raise ValueError(f"the model inputs {wanted} are read from measure's features tables; "
                          "none was given (features=, --features)")
-    columns = sorted({MEASURED_INPUTS[n].column for n in wanted})
+    columns = sorted({c for n in wanted for c in MEASURED_INPUTS[n].columns})
     parts = []
     for path in paths:
         have = set(column_names(path))
