@@ -46,7 +46,11 @@ def test_the_default_inputs_are_the_redshift_and_the_measurements(tiny_config):
                                        "sersic_q", "asymmetry", "concentration",
                                        "seg_n_sources", "bulge_colour", "disc_colour",
                                        "neighbour_flux_ratio", "neighbour_colour_offset",
-                                       "neighbour_separation", "neighbour_size_ratio"]
+                                       "neighbour_separation", "neighbour_size_ratio",
+                                       "colour_g_r", "colour_r_i", "gini", "m20",
+                                       "smoothness", "shape_asymmetry", "multimode",
+                                       "intensity", "deviation", "ellipticity",
+                                       "sn_per_pixel", "r50_psf_corrected"]
     assert all(models[m]["inputs"] == [] for m in ("sersic", "vae", "pixels"))
 
 
@@ -202,6 +206,11 @@ def test_join_measured_adds_the_features_column_by_object_id(tmp_path):
     with pytest.raises(KeyError, match=r"f.parquet' lacks the column\(s\) "
                                        r"\['r50_psf_corrected'\] .* rerun measure"):
         join_measured(table, [features], ["r50_psf_corrected"])
+    # a colour's band the bulge + disc fit left out: say where bands are added
+    with pytest.raises(KeyError, match=r"\['mag_model_g', 'mag_model_r'\] .* did not fit "
+                                       r"the band\(s\) \['g', 'r'\]: add them to "
+                                       r"measure.bulge_disc_extra_bands"):
+        join_measured(table, [features], ["colour_g_r"])
 
 
 #: Objects whose r50_mass the training of `with_r50_mass` sees as failed (NaN).

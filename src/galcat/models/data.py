@@ -610,10 +610,13 @@ def join_measured(table: pd.DataFrame, features: Sequence[os.PathLike | str] | N
         have = set(column_names(path))
         lacking = [c for c in columns if c not in have]
         if lacking:
+            bands = [c[len("mag_model_"):] for c in lacking if c.startswith("mag_model_")]
+            hint = (f"the bulge + disc fit did not fit the band(s) {bands}: add them to "
+                    "measure.bulge_disc_extra_bands, or leave out the colour inputs"
+                    if bands else "a table measured by an older galcat lacks the newer "
+                    "columns: rerun measure, e.g. snakemake --forcerun measure")
             raise KeyError(f"the features table {str(path)!r} lacks the column(s) {lacking} "
-                           f"that the model inputs {wanted} read (a table measured by an "
-                           "older galcat lacks the newer columns: rerun measure, e.g. "
-                           "snakemake --forcerun measure)")
+                           f"that the model inputs {wanted} read ({hint})")
         parts.append(read_table(path, columns=["object_id", *columns]))
     measured = pd.concat(parts, ignore_index=True).drop_duplicates("object_id")
     clash = [c for c in columns if c in table.columns]
