@@ -133,8 +133,8 @@ MEASURED_INPUTS = {
     "deviation": ModelInput("deviation", False, "deviation D (Freeman et al. 2013)"),
     "ellipticity": ModelInput("ellipticity", False, "ellipticity 1 - b/a of the light's "
                               "second moments"),
-    # the galaxy's colour says quenched or star-forming, which the image's asinh
-    # stretch per band leaves the encoder to work out
+    # the galaxy's colour says quenched or star-forming: gz2 gained from it as a column
+    # although the aperture photometry already gives the head fluxes per band
     "colour_g_r": ModelInput("mag_model_g", False, "g - r of the bulge + disc fit's model "
                              "photometry, mag, clipped to [-1, 3]", (-1.0, 3.0), "mag_model_r"),
     "colour_r_i": ModelInput("mag_model_r", False, "r - i of the bulge + disc fit's model "
@@ -550,9 +550,9 @@ def object_inputs(table: pd.DataFrame, names: Sequence[str], *, source: str) -> 
         value = pd.to_numeric(table[spec.column], errors="coerce").to_numpy(np.float64)
         if spec.minus is not None:
             value = value - pd.to_numeric(table[spec.minus], errors="coerce").to_numpy(np.float64)
-        if _input(name).limits is not None:
-            value = np.clip(value, *_input(name).limits)  # NaN stays NaN
-        if not _input(name).log:
+        if spec.limits is not None:
+            value = np.clip(value, *spec.limits)  # NaN stays NaN
+        if not spec.log:
             out[:, j] = np.where(np.isfinite(value), value, np.nan)
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
