@@ -8,6 +8,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers of `make test`: the whole-DAG tests wait on subprocesses and on
+# SLURM's polling much of the time, so two workers fill two cores (tests/conftest.py
+# keeps the tests of each expensive session fixture on one worker)
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-fast test-min reliability lint bench clean
 
@@ -27,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .

@@ -131,6 +131,27 @@ def rule_graph(workdir: Path, config: dict) -> dict[str, set[str]]:
     return graph
 
 
+#: Session fixtures that take tens of seconds to build, in the order their tests start.
+#: `make test` runs the suite on two pytest-xdist workers; the tests that use one of
+#: these form one group, run by one worker, so each is built once (a test using
+#: several goes with the first). The cluster tests share one SLURM node, so they run
+#: one at a time. Every other test is grouped with its module, whose module-scoped
+#: fixtures are then built once too.
+SHARED_FIXTURES = ("slurm", "tiny_run", "labelled_archive", "tiny_survey")
+#: Set where the controlling process started SLURM, which it then stops.
+_SLURM_STARTED = pytest.StashKey[bool]()
+_UNGROUPED = pytest.StashKey[list]()
+
+
+def xdist_group(item) -> tuple[int, str]:
+    """(rank, name) of the worker group of ``item``: the shared fixtures' first."""
+    for rank, name in enumerate(SHARED_FIXTURES):
+        if name in item.fixturenames:
+            return rank, name
+    return len(SHARED_FIXTURES), Path(item.nodeid.split("::")[0]).stem
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(session, config, items):
     """The cluster tests first: the rest of the suite then finds SLURM's controller up.
 
@@ -138,6 +159,75 @@ def pytest_collection_modifyitems(session, config, items):
     ``scontrol show config`` for a setting. Where SLURM is installed but its
     controller is not running, that call waits 9 s before it fails: 9 s added to
     every snakemake run and dry run. The cluster tests' session fixture starts the
-    controller and keeps it up to the end of the session.
+    controller and keeps it up to the end of the session (on several workers, the
+    controlling process does: `pytest_configure`).
+
+    On an xdist worker, the groups of `SHARED_FIXTURES` come first: they are the
+    longest, and a long group handed out last leaves the other worker idle.
     """
     items.sort(key=lambda item: not item.nodeid.startswith("tests/cluster/"))
+    if not hasattr(config, "workerinput"):
+        return
+    groups = {item.nodeid: xdist_group(item) for item in items}
+    items.sort(key=lambda item: groups[item.nodeid][0])
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid][1]))
+
+
+def pytest_collection_finish(session):
+    """Note the tests that xdist's groups did not reach (see `xdist_groups_hold`)."""
+    config = session.config
+    if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
+        config.stash[_UNGROUPED] = [item.nodeid for item in session.items if "@" not in item.nodeid]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xdist_groups_hold(request):
+    """Every test errors, saying why, where xdist's groups did not reach the node ids.
+
+    pytest-xdist 3.8 names a test's group by rewriting ``item._nodeid``, which pytest
+    9.2 no longer reads (pytest-xdist#1386): the groups are then silently dropped and
+    the session fixtures above are built on both workers (constraints.txt pins pytest
+    9.1.1). A worker that raised at collection would crash without the reason."""
+    ungrouped = request.config.stash.get(_UNGROUPED, [])
+    if ungrouped:
+        pytest.fail(f"--dist loadgroup: {len(ungrouped)} tests lost their xdist group, e.g. "
+                    f"{ungrouped[0]} (pytest-xdist#1386 with pytest >= 9.2: keep pytest < 9.2)")
+
+
+def _selects_cluster_tests(config) -> bool:
+    cluster = ROOT / "tests" / "cluster"
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if path == cluster or cluster in path.parents or path in cluster.parents:
+            return True
+    return False
+
+
+def pytest_configure(config):
+    """On several xdist workers, SLURM is brought up here, before any worker starts.
+
+    A worker's ``slurm`` fixture ends with that worker's session, while the other
+    worker may still run snakemake for minutes; so the controlling process, which
+    outlives both, starts SLURM (where the cluster tests are selected and it may) and
+    stops it in `pytest_unconfigure`. The workers' fixtures then find it up.
+    """
+    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+            and _selects_cluster_tests(config)):
+        from tests.cluster import local_slurm
+
+        if not local_slurm.slurm_usable() and local_slurm.can_start():
+            try:
+                print(local_slurm.start())
+                config.stash[_SLURM_STARTED] = True
+            except local_slurm.SlurmStartError as err:
+                # the workers' fixture tries again and fails the cluster tests with this
+                print(err)
+
+
+def pytest_unconfigure(config):
+    if config.stash.get(_SLURM_STARTED, False):
+        from tests.cluster import local_slurm
+
+        local_slurm.stop()
+
