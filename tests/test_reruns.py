@@ -66,7 +66,13 @@ def downstream_jobs(graph: dict[str, set[str]], readers: set[str]) -> set[tuple[
     return expected_jobs(rules)
 
 
-@pytest.mark.parametrize(("edit", "readers"), CHANGES, ids=lambda v: str(v))
+def _case_id(value) -> str:
+    # a set's order follows the process's string hashing: sorted, the id is the same in
+    # every pytest-xdist worker, which must collect identical test ids
+    return str(sorted(value)) if isinstance(value, set) else str(value)
+
+
+@pytest.mark.parametrize(("edit", "readers"), CHANGES, ids=_case_id)
 def test_a_changed_setting_reruns_its_stage_and_downstream_only(tiny_run, graph, edit, readers):
     proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
     planned = jobs_in(proc.stdout)
