@@ -204,16 +204,30 @@ def _selects_cluster_tests(config) -> bool:
     return False
 
 
+def _torchvision_importable() -> None:
+    """Let the controlling process import Lightning: xdist imports the module of each
+    warning category a worker reports, and Lightning's import fails beside the CPU torch
+    unless galcat's shim ran first (`galcat.models._torch_compat`)."""
+    try:
+        from galcat.models._torch_compat import import_torchvision
+    except ImportError:  # installed without the `ml` extra: no Lightning warnings either
+        return
+    import_torchvision()
+
+
 def pytest_configure(config):
-    """On several xdist workers, SLURM is brought up here, before any worker starts.
+    """On several xdist workers, the controlling process can read Lightning's warnings,
+    and brings SLURM up before any worker starts.
 
     A worker's ``slurm`` fixture ends with that worker's session, while the other
     worker may still run snakemake for minutes; so the controlling process, which
     outlives both, starts SLURM (where the cluster tests are selected and it may) and
     stops it in `pytest_unconfigure`. The workers' fixtures then find it up.
     """
-    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
-            and _selects_cluster_tests(config)):
+    if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        return
+    _torchvision_importable()
+    if _selects_cluster_tests(config):
         from tests.cluster import local_slurm
 
         if not local_slurm.slurm_usable() and local_slurm.can_start():
