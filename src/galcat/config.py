@@ -305,10 +305,12 @@ def model_entry(config: Mapping, model: str) -> Settings:
 def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     """Keys of a model entry that its train job does not read, so they stay out of
     its params (editing them retrains nothing) and the job must not read them:
-    ``tta`` (inference only), ``huber_delta`` unless the model fits huber, and
-    ``resnet_norm`` unless its encoder is resnet18. Torch-free: the Snakefile plans
-    with it."""
+    ``tta`` (inference only), ``huber_delta`` unless the model fits huber,
+    ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0
+    (so adding it retrained no model). Torch-free: the Snakefile plans with it."""
     unread = ["tta"]
+    if not entry.get("ema_epochs"):
+        unread.append("ema_epochs")
     if entry["point_estimate"] != "huber":
         unread.append("huber_delta")
     if entry.get("architecture") != "resnet18":

@@ -35,8 +35,8 @@ train_model(name, tiny_settings(config, name, **{changes!r}), training=config["t
 """
 
 
-def _job(name: str, survey, out: Path) -> list[str]:
-    return [sys.executable, "-c", SCRIPT.format(changes=CHANGES), name, str(survey["objects"]),
+def _job(name: str, survey, out: Path, changes: dict) -> list[str]:
+    return [sys.executable, "-c", SCRIPT.format(changes=changes), name, str(survey["objects"]),
             str(out), *map(str, survey["cutouts"])]
 
 
@@ -44,10 +44,10 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def _kill_after_a_checkpoint(name: str, survey, out: Path) -> int:
+def _kill_after_a_checkpoint(name: str, survey, out: Path, changes: dict = CHANGES) -> int:
     """Start the job, SIGKILL it once ``last.ckpt`` exists; return that epoch."""
     last = out / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_job(name, survey, out), env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_job(name, survey, out, changes), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -62,13 +62,14 @@ def _kill_after_a_checkpoint(name: str, survey, out: Path) -> int:
 
 
 def _resume_and_compare(name: str, survey, config, out: Path, straight_dir: Path,
-                        killed_at: int) -> dict:
+                        killed_at: int, changes: dict = CHANGES) -> dict:
     """Rerun the killed job; assert it ends as an uninterrupted run; return its weights."""
-    resumed = subprocess.run(_job(name, survey, out), env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(_job(name, survey, out, changes), env=_env(), capture_output=True,
+                             text=True)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
 
-    straight = train_model(name, tiny_settings(config, name, **CHANGES),
+    straight = train_model(name, tiny_settings(config, name, **changes),
                            training=config["training"], objects=survey["objects"],
                            cutouts=survey["cutouts"], out_dir=straight_dir, threads=1)
     a = torch.load(out / "model.pt", weights_only=True)["state_dict"]
@@ -86,6 +87,21 @@ def test_a_killed_training_job_resumes_to_the_same_weights(tiny_survey, tiny_con
     out = tmp_path / "killed"
     killed_at = _kill_after_a_checkpoint(name, tiny_survey, out)
     _resume_and_compare(name, tiny_survey, tiny_config, out, tmp_path / "straight", killed_at)
+
+
+def test_a_killed_job_resumes_its_moving_average_of_the_weights(tiny_survey, tiny_config,
+                                                                tmp_path):
+    # the average is checkpointed beside the live weights (Lightning keeps them under
+    # current_model_state); a resumed job that restarted either would end elsewhere
+    changes = {**CHANGES, "ema_epochs": 1.5}
+    out = tmp_path / "killed"
+    killed_at = _kill_after_a_checkpoint("gz2", tiny_survey, out, changes)
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["state_dict"].keys() == last["current_model_state"].keys()
+    assert any(not torch.equal(v, last["current_model_state"][k])
+               for k, v in last["state_dict"].items())
+    _resume_and_compare("gz2", tiny_survey, tiny_config, out, tmp_path / "straight", killed_at,
+                        changes)
 
 
 def test_a_checkpoint_written_before_a_new_buffer_still_resumes(tiny_survey, tiny_config,

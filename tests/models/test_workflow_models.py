@@ -125,6 +125,15 @@ def test_huber_delta_retrains_only_a_model_that_fits_huber(tiny_run):
         model_jobs("r50", "train", "predict", "evaluate") | AGGREGATIONS)
 
 
+def test_a_moving_average_of_the_weights_retrains_only_the_model_given_one(tiny_run):
+    # ema_epochs 0 (none, the default) stays out of the train params: stating it, or a
+    # galcat that adds the key, retrains nothing
+    edit = {"models": {"gz2": {"ema_epochs": 2}, "r50": {"ema_epochs": 0}}}
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
 def test_a_split_change_retrains_every_model(tiny_run):
     proc = snakemake(tiny_run, deep_update(TINY, {"training": {"split_seed": 9}}), "-n")
     jobs = planned(proc.stdout)

@@ -172,6 +172,7 @@ def train_model(
         Its config entry: ``family``, ``architecture``, ``width``, ``bands`` (None:
         all), ``bin``, ``epochs``, ``batch_size``, ``learning_rate``,
         ``weight_decay``, ``lr_factor``, ``lr_patience``, ``early_stopping_patience``,
+        ``ema_epochs`` (`galcat.models.averaging.EMAWeights`; absent or 0: none),
         ``seed``.
     training : mapping
         The shared ``training`` section: ``validation_fraction``, ``test_fraction``,
@@ -508,6 +509,13 @@ def _trainer(settings: Mapping, ckpt_dir: Path, out: Path):
                                  mode="min", save_top_k=1, save_last=True, every_n_epochs=1)
     stopping = EarlyStopping(monitor="val_loss", mode="min",
                              patience=int(settings["early_stopping_patience"]))
+    callbacks = [checkpoint, stopping]
+    # absent from the settings when 0 (`galcat.config.keys_training_ignores`)
+    ema_epochs = float(settings.get("ema_epochs") or 0)
+    if ema_epochs > 0:
+        from galcat.models.averaging import EMAWeights
+
+        callbacks.append(EMAWeights(epochs=ema_epochs))
     trainer = L.Trainer(
         max_epochs=int(settings["epochs"]), accelerator="auto", devices="auto", strategy="auto",
         precision=_precision(),
@@ -515,7 +523,7 @@ def _trainer(settings: Mapping, ckpt_dir: Path, out: Path):
         gradient_clip_val=GRADIENT_CLIP,
         # CUDA has no deterministic backward for some pooling layers: warn there, enforce on CPU
         deterministic=True if not torch.cuda.is_available() else "warn",
-        callbacks=[checkpoint, stopping], logger=False, enable_progress_bar=False,
+        callbacks=callbacks, logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out),
     )
