@@ -309,7 +309,9 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0
     (so adding it retrained no model). Torch-free: the Snakefile plans with it."""
     unread = ["tta"]
-    if not entry.get("ema_epochs"):
+    # 0 stays out of the params, and the train job, given no value, fills in the same 0:
+    # deciding that is no read of the value (dict.get bypasses `Settings`' record)
+    if not dict.get(entry, "ema_epochs"):
         unread.append("ema_epochs")
     if entry["point_estimate"] != "huber":
         unread.append("huber_delta")
