@@ -1,6 +1,6 @@
 """The moving average of the weights (`galcat.models.averaging.EMAWeights`) in a real
-Lightning fit: what it averages, what validation and the checkpoint see, and a gz2
-model trained with it end to end."""
+Lightning fit: what it averages and what validation and the checkpoint see (a killed
+gz2 job that resumes it: `test_resume`; the DAG's params: `test_workflow_models`)."""
 
 from __future__ import annotations
 
