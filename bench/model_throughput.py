@@ -60,7 +60,8 @@ def dataset(cutouts, settings):
     readers = [CutoutReader(p) for p in cutouts]
     ids = np.concatenate([r.object_id for r in readers])
     return CutoutDataset(ShardIndex.build(readers, ids), np.zeros((len(ids), 1)),
-                         bands=settings["bands"], bin=settings["bin"])
+                         bands=settings["bands"], bin=settings["bin"],
+                         crop=settings.get("crop", 1.0))
 
 
 def loading_rate(ds, settings, workers: int, epochs: int = 2) -> float:

@@ -55,17 +55,18 @@ def _timed(fn, *args, **kw):
 
 def run_model(name: str, config: dict, staged: Path, out: Path, threads: int) -> dict:
     """Train, predict every shard and evaluate ``name``; the times of each step."""
-    from galcat.config import injection_survey
+    from galcat.config import injection_survey, keys_evaluation_reads, keys_training_ignores
     from galcat.models.evaluate import evaluate_model
     from galcat.models.predict import load_model, predict_shard
-    from galcat.models.stages import EVALUATE_KEYS, INFERENCE_KEYS, SPLIT_KEYS
+    from galcat.models.stages import SPLIT_KEYS
     from galcat.models.train import train_model
 
     entry = config["models"][name]
     cutouts = sorted((staged / "cutouts").glob("*.zarr"))
     d = out / "models" / name
     model_file, t_train = _timed(
-        train_model, name, {k: v for k, v in entry.items() if k not in INFERENCE_KEYS},
+        train_model, name,
+        {k: v for k, v in entry.items() if k not in keys_training_ignores(entry)},
         training={k: config["training"][k] for k in SPLIT_KEYS},
         objects=staged / "objects.parquet", cutouts=cutouts, out_dir=d, threads=threads,
         synthetic=injection_survey(config, name))
@@ -83,7 +84,7 @@ def run_model(name: str, config: dict, staged: Path, out: Path, threads: int) ->
     t_predict = {"wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c}
     synthetic = config["synthetic"]["mzr"]
     _, t_eval = _timed(
-        evaluate_model, name, {k: entry[k] for k in EVALUATE_KEYS},
+        evaluate_model, name, {k: entry[k] for k in keys_evaluation_reads(entry)},
         objects=staged / "objects.parquet",
         features=[staged / "features" / f"{c.stem}.parquet" for c in cutouts],
         cutouts=cutouts, segmaps=[staged / "segmaps" / c.name for c in cutouts],
@@ -95,7 +96,7 @@ def run_model(name: str, config: dict, staged: Path, out: Path, threads: int) ->
 
 def injection_scores(model_file: Path, config: dict, n: int) -> dict:
     """The sersic network and the fit of `measure` on single-Sérsic injections (exact n)."""
-    from galcat.models.data import bin_images
+    from galcat.models.data import prepare_images
     from galcat.models.predict import load_model
     from galcat.validation.recovery import single_sersic_table
 
@@ -103,7 +104,8 @@ def injection_scores(model_file: Path, config: dict, n: int) -> dict:
     table, images = single_sersic_table(n, config, seed=11, return_images=True,
                                         snr=INJECTION_SNR)
     model = load_model(model_file)
-    x = bin_images(images.astype(np.float32), int(model.settings["bin"]))
+    x = prepare_images(images.astype(np.float32), bin=int(model.settings["bin"]),
+                       crop=float(model.settings.get("crop", 1.0)))
     # tta is an inference setting: the model's entry in the config, not its saved settings
     pred = model.predict_images(x, tta=bool(config["models"]["sersic"]["tta"]))
     truth = table["truth_n"].to_numpy()

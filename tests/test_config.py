@@ -43,6 +43,9 @@ BAD = [
      "family 'vae' has none"),
     ({"models": {"seg": {"family": "pixels", "point_estimate": "median"}}},
      "models.seg.point_estimate", "family 'pixels' has none"),
+    ({"models": {"seg": {"family": "pixels", "crop": 0.5}}}, "models.seg.crop",
+     "family 'pixels' classifies every pixel of them"),
+    ({"models": {"gz2": {"crop": 0}}}, "models.gz2.crop", "less than or equal to the minimum"),
 ]
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "default_config_yaml",
     "defaults",
     "injection_survey",
+    "keys_evaluation_reads",
     "keys_training_ignores",
     "load_config",
     "measured_inputs",
@@ -307,17 +308,32 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     its params (editing them retrains nothing) and the job must not read them:
     ``tta`` (inference only), ``huber_delta`` unless the model fits huber,
     ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0
-    (so adding it retrained no model). Torch-free: the Snakefile plans with it."""
+    and ``crop`` when it is 1 (so adding them retrained no model). Torch-free: the
+    Snakefile plans with it."""
     unread = ["tta"]
     # 0 stays out of the params, and the train job, given no value, fills in the same 0:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
     if not dict.get(entry, "ema_epochs"):
         unread.append("ema_epochs")
+    if dict.get(entry, "crop", 1) == 1:
+        unread.append("crop")
     if entry["point_estimate"] != "huber":
         unread.append("huber_delta")
     if entry.get("architecture") != "resnet18":
         unread.append("resnet_norm")
     return tuple(unread)
+
+
+#: Keys of a model entry that its evaluate job reads (bands, binning and crop: the
+#: baselines that score pixels see what the network saw).
+EVALUATION_KEYS = ("family", "seed", "bands", "bin", "inputs", "scaling")
+
+
+def keys_evaluation_reads(entry: Mapping) -> tuple[str, ...]:
+    """Keys of a model entry in its evaluate job's params: `EVALUATION_KEYS`, and
+    ``crop`` unless it is 1 (so adding the key reran no evaluation; the job, given
+    none, takes the whole cutout). Torch-free: the Snakefile plans with it."""
+    return EVALUATION_KEYS + (("crop",) if dict.get(entry, "crop", 1) != 1 else ())
 
 
 #: ``models.<name>.inputs`` read from `measure`'s features tables
@@ -401,6 +417,9 @@ def run_notes(config: Mapping) -> list[str]:
 #: chooses (`galcat.models.registry.Family.fits_point_estimate`, which a test keeps
 #: equal). Named here too because the config is checked before any torch import.
 POINT_ESTIMATE_FAMILIES = ("r50", "gz2", "metallicity", "sersic")
+#: Families that write a class map of every cutout pixel (`Family.pixel_output`, kept
+#: equal by a test): their networks see the whole cutout.
+PIXEL_MAP_FAMILIES = ("pixels",)
 
 
 def _model_errors(config: dict) -> Iterator[str]:
@@ -414,6 +433,11 @@ def _model_errors(config: dict) -> Iterator[str]:
                    f"central value of a Gaussian output, and family {family!r} has none "
                    f"(only {', '.join(POINT_ESTIMATE_FAMILIES)} have); remove the key or "
                    "set it to mean")
+        crop = entry.get("crop", 1)
+        if crop != 1 and family in PIXEL_MAP_FAMILIES:
+            yield (f"config key models.{name}.crop: {crop!r} crops the cutouts, and family "
+                   f"{family!r} classifies every pixel of them (its maps cover the whole "
+                   "cutout); remove the key or set it to 1")
 
 
 def _job_ceiling_errors(config: dict) -> list[str]:

@@ -11,8 +11,10 @@ from galcat.models.data import (
     ShardIndex,
     assign_splits,
     bin_images,
+    crop_side,
     dihedral_codes,
     fit_normalisation,
+    prepare_images,
 )
 from galcat.models.nets import DIHEDRAL, dihedral, dihedral_inverse, dihedral_numpy
 from galcat.store import CutoutReader, read_cutouts
@@ -73,6 +75,37 @@ def test_binning_by_two_equals_the_mean_of_each_block_bit_for_bit():
     np.testing.assert_allclose(bin_images(np.ones((1, 1, 8, 8)), 4), np.ones((1, 1, 2, 2)))
 
 
+def test_a_crop_keeps_the_centre_then_bins_and_commutes_with_the_rotations():
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(prepare_images(x, crop=0.5), x[..., 8:24, 8:24])
+    np.testing.assert_array_equal(prepare_images(x, bin=2, crop=0.5),
+                                  bin_images(x[..., 8:24, 8:24], 2))
+    np.testing.assert_array_equal(prepare_images(x, bin=2), bin_images(x, 2))
+    # whatever the fraction, the margin is even: the crop is centred exactly, so a
+    # rotated or flipped cutout gives the rotated or flipped crop (augmentation, tta)
+    for crop in (0.3, 0.5, 0.61, 0.9):
+        kept = prepare_images(x[0], crop=crop)
+        assert (32 - kept.shape[-1]) % 2 == 0 and kept.shape[-1] == crop_side(32, crop=crop)
+        for code in range(DIHEDRAL):
+            np.testing.assert_array_equal(prepare_images(dihedral_numpy(x[0], code), crop=crop),
+                                          dihedral_numpy(kept, code))
+
+
+def test_the_crop_side_is_the_nearest_centred_whole_number_of_blocks():
+    assert crop_side(64, crop=0.5) == 32 and crop_side(64, bin=2, crop=0.5) == 32
+    assert crop_side(64, bin=4, crop=0.3) == 20      # 19.2 -> whole 4-pixel blocks
+    assert crop_side(63, crop=0.5) == 31             # 31.5 -> an odd side, as 63 is
+    assert crop_side(64, crop=0.01) == 2             # at least one centred block
+    assert crop_side(64, bin=2, crop=1.0) == 64
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=f"crop must be in .*got {bad}"):
+            crop_side(64, crop=bad)
+    with pytest.raises(ValueError, match="no centred crop of whole 2x2 blocks"):
+        crop_side(63, bin=2, crop=0.5)
+    with pytest.raises(ValueError, match="square cutouts; got 32x16"):
+        prepare_images(np.zeros((1, 32, 16)), crop=0.5)
+
+
 def _dataset(survey, ids, **kw):
     readers = [CutoutReader(p) for p in survey["cutouts"]]
     index = ShardIndex.build(readers, np.asarray(ids))
@@ -93,7 +126,7 @@ def test_dataset_reads_the_objects_asked_for_in_any_order(tiny_survey):
     assert float(batch["target"][2, 0]) == 64.0 and int(batch["index"][2]) == 4
 
 
-def _collated_by_hand(survey, ids, items, *, bands, bin, extras, inputs):
+def _collated_by_hand(survey, ids, items, *, bands, bin, extras, inputs, crop=1.0):
     """What the loader must give for ``items``: each object read whole from its shard
     with `read_cutouts`, transformed alone, then stacked by torch's `default_collate`."""
     import torch
@@ -105,14 +138,21 @@ def _collated_by_hand(survey, ids, items, *, bands, bin, extras, inputs):
         shard = next(s for s in shards if ids[i] in s.object_id)
         row = int(np.flatnonzero(shard.object_id == ids[i])[0])
         pick = [shard.bands.index(b) for b in bands]
-        image = bin_images(shard.image[row][pick].astype(np.float32), bin)
+        image = shard.image[row][pick].astype(np.float32)
+        if crop != 1.0:  # the central half of a 32-pixel cutout, cut by hand
+            image = image[..., 8:24, 8:24]
+        image = bin_images(image, bin)
+
+        def pixels(a):
+            return dihedral_numpy(a[..., 8:24, 8:24] if crop != 1.0 else a, code)
+
         return {"image": torch.from_numpy(dihedral_numpy(image, code)),
                 "target": torch.tensor([float(ids[i])], dtype=torch.float32),
                 "index": i,
                 **{k: torch.tensor(np.float32(v[i])) for k, v in extras.items()},
                 "inputs": torch.from_numpy(inputs[i].astype(np.float32)),
-                "mask": torch.from_numpy(dihedral_numpy(shard.mask[row][pick], code)),
-                "sigma": torch.from_numpy(dihedral_numpy(shard.sigma[row][pick], code))}
+                "mask": torch.from_numpy(pixels(shard.mask[row][pick])),
+                "sigma": torch.from_numpy(pixels(shard.sigma[row][pick]))}
 
     return default_collate([sample(i, c) for i, c in items])
 
@@ -122,18 +162,21 @@ def _same_tensor(a, b) -> bool:
     return a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
 
 
-def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tiny_survey):
+@pytest.mark.parametrize("crop", [1.0, 0.5])
+def test_a_batch_is_its_objects_read_one_by_one_and_collated_dtypes_included(tiny_survey,
+                                                                               crop):
     from galcat.models.data import make_loader
 
     ids = np.array([40, 3, 33, 17, 64, 5, 18, 2])
     extras = {"n_votes": np.arange(8.0) * 3}
     inputs = np.arange(16.0).reshape(8, 2)
     index = ShardIndex.build([CutoutReader(p) for p in tiny_survey["cutouts"]], ids)
-    ds = CutoutDataset(index, ids[:, None].astype(float), bands=["i", "g"], bin=1,
+    ds = CutoutDataset(index, ids[:, None].astype(float), bands=["i", "g"], bin=1, crop=crop,
                        pixel_arrays=("mask", "sigma"), extras=extras, inputs=inputs)
     items = [(0, 3), (5, 7), (2, 0), (1, 4), (7, 1), (6, 2), (4, 5), (3, 6)]
     want = _collated_by_hand(tiny_survey, ids, items, bands=["i", "g"], bin=1,
-                             extras=extras, inputs=inputs)
+                             extras=extras, inputs=inputs, crop=crop)
+    assert want["image"].shape[-1] == (16 if crop == 0.5 else 32)
     got = ds.batch(items)
     assert list(got) == list(want)
     for key in want:

@@ -119,9 +119,12 @@ def test_a_pixel_model_without_a_pixel_map_path_and_bad_maps_are_refused(trained
                         np.array([1, 2]), shard="s0", model="pixels", codes=TRUTH_CLASSES)
 
 
-def test_the_pixel_family_needs_full_resolution(tiny_config, tiny_survey, tmp_path):
-    with pytest.raises(ValueError, match="needs bin 1 .* got bin 2"):
-        train_model("pixels", tiny_settings(tiny_config, "pixels", bin=2),
+@pytest.mark.parametrize(("change", "got"), [({"bin": 2}, "bin 2, crop 1"),
+                                             ({"crop": 0.5}, "bin 1, crop 0.5")])
+def test_the_pixel_family_needs_the_whole_cutout_at_full_resolution(tiny_config, tiny_survey,
+                                                                    tmp_path, change, got):
+    with pytest.raises(ValueError, match=f"needs bin 1, crop 1 .* got {got}"):
+        train_model("pixels", tiny_settings(tiny_config, "pixels", **change),
                     training=tiny_config["training"], objects=tiny_survey["objects"],
                     cutouts=tiny_survey["cutouts"], out_dir=tmp_path / "p", threads=1)
 

@@ -44,6 +44,10 @@ def test_the_registry_holds_the_families_the_schema_allows():
     with pytest.raises(KeyError, match="unknown model family 'cnn'; known: gz2, metallicity, "
                                        "pixels, r50, sersic, vae"):
         get_family("cnn")
+    # the config check, without torch, names the families whose maps cover the cutout
+    from galcat.config import PIXEL_MAP_FAMILIES
+
+    assert set(PIXEL_MAP_FAMILIES) == {n for n, f in FAMILIES.items() if f.pixel_output}
 
 
 @pytest.mark.parametrize("name", ["r50", "gz2", "metallicity"])
@@ -94,6 +98,33 @@ def test_predictions_do_not_depend_on_the_batch_size(trained, tiny_survey, tmp_p
     plain = predict_shard(trained["r50"], tiny_survey["cutouts"][0], tmp_path / "p.parquet",
                           tta=False)
     assert not np.array_equal(plain["nn_r50_r50_mass"], runs[0]["nn_r50_r50_mass"])
+
+
+def test_a_cropped_model_sees_the_centre_of_the_cutout_and_nothing_else(
+        tiny_survey, tiny_config, tmp_path):
+    import shutil
+
+    import zarr
+
+    model = _train(tmp_path, tiny_survey, tiny_config, "r50", crop=0.5, tta=True)
+    assert load_model(model).settings["crop"] == 0.5
+    shard = tmp_path / "s000000.zarr"
+    shutil.copytree(tiny_survey["cutouts"][0], shard)
+    before = predict_shard(model, shard, tmp_path / "before.parquet")
+    image = zarr.open_group(str(shard), mode="r+")["image"]
+    side = image.shape[-1]
+    # light outside the central half: a bright neighbour in every cutout
+    edited = np.asarray(image[:])
+    edited[..., :side // 4, :] += 1e3
+    edited[..., :, -side // 4:] += 1e3
+    image[:] = edited
+    outside = predict_shard(model, shard, tmp_path / "outside.parquet")
+    pd.testing.assert_frame_equal(outside, before, check_exact=True)
+    # the same light one pixel inside the crop changes what the network says
+    edited[..., side // 4, side // 2] += 1e3
+    image[:] = edited
+    inside = predict_shard(model, shard, tmp_path / "inside.parquet")
+    assert not np.array_equal(inside["nn_r50_r50_mass"], before["nn_r50_r50_mass"])
 
 
 def test_splits_never_leak(trained, tiny_survey, tiny_config):

@@ -134,6 +134,14 @@ def test_a_moving_average_of_the_weights_retrains_only_the_model_given_one(tiny_
         model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
 
 
+def test_a_crop_retrains_only_the_model_given_one(tiny_run):
+    # crop 1 (the whole cutout, the default) stays out of the train and evaluate params
+    edit = {"models": {"r50": {"crop": 0.5}, "gz2": {"crop": 1}}}
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("r50", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
 def test_a_split_change_retrains_every_model(tiny_run):
     proc = snakemake(tiny_run, deep_update(TINY, {"training": {"split_seed": 9}}), "-n")
     jobs = planned(proc.stdout)

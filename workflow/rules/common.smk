@@ -10,6 +10,7 @@ from galcat.config import (
     check_config_files,
     config_hash,
     injection_survey,
+    keys_evaluation_reads,
     keys_training_ignores,
     measured_inputs,
     run_notes,
@@ -298,9 +299,8 @@ def get_predict_config(wildcards):
 def get_evaluate_config(wildcards):
     sections = {
         "survey": SURVEY,
-        "models": {wildcards.model: _model_entry(wildcards.model,
-                                                 ("family", "seed", "bands", "bin",
-                                                  "inputs", "scaling"))},
+        "models": {wildcards.model: _model_entry(
+            wildcards.model, keys_evaluation_reads(config["models"][wildcards.model]))},
         "detect_band": config["detect_band"],
         **_label_sections(wildcards.model),
     }

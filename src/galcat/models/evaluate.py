@@ -52,8 +52,9 @@ class EvalData:
         Every shard's cutout and segmentation groups, and the model's pixel maps
         (families with ``pixel_output``), for scores that need the pixels.
     bands : list of str or None
-        The model's bands (None: all); ``bin`` its binning; ``scaling`` the stretch
-        of its input (`galcat.models.nets.Normalise`).
+        The model's bands (None: all); ``bin`` its binning, ``crop`` the central
+        fraction of the cutout it sees (`galcat.models.data.prepare_images`);
+        ``scaling`` the stretch of its input (`galcat.models.nets.Normalise`).
     """
 
     table: pd.DataFrame
@@ -69,6 +70,7 @@ class EvalData:
     pixelmaps: list = field(default_factory=list)
     bands: list | None = None
     bin: int = 1
+    crop: float = 1.0
     scaling: str = "asinh"
 
     def random_forest(self, y_train: np.ndarray) -> np.ndarray:
@@ -101,7 +103,7 @@ class EvalData:
         def dataset(mask: np.ndarray) -> CutoutDataset:
             ids = self.table.loc[mask, "object_id"].to_numpy()
             return CutoutDataset(ShardIndex.build(readers, ids), np.zeros((len(ids), 1)),
-                                 bands=self.bands, bin=self.bin)
+                                 bands=self.bands, bin=self.bin, crop=self.crop)
 
         if "_norm" not in self.context:
             from galcat.models.train import NORMALISATION_OBJECTS
@@ -152,8 +154,8 @@ def evaluate_model(
     ----------
     name : str
     settings : mapping
-        The model's config entry (``family``, ``seed``; ``bands`` and ``bin`` for
-        scores that read the images).
+        The model's config entry (``family``, ``seed``; ``bands``, ``bin`` and
+        ``crop`` (absent: 1) for scores that read the images).
     objects, features, cutouts, segmaps, predictions, splits : paths
         Object table; every shard's features, cutouts, segmentation maps and this
         model's predictions; the model's ``splits.parquet``.
@@ -217,6 +219,7 @@ def evaluate_model(
                     context=dict(context or {}), seed=int(settings["seed"]), threads=threads,
                     cutouts=list(cutouts), segmaps=list(segmaps), pixelmaps=list(pixelmaps),
                     bands=settings.get("bands"), bin=int(settings.get("bin", 1)),
+                    crop=float(settings.get("crop", 1.0)),
                     scaling=settings.get("scaling", "asinh"))
     if not test_all.any():
         return _write(output, {"model": name, "family": family.name, "settings": dict(settings),

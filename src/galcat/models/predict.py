@@ -28,10 +28,10 @@ import torch
 
 from galcat.models.data import (
     OBJECT_INPUTS,
-    bin_images,
     join_measured,
     measured_input_names,
     object_inputs,
+    prepare_images,
     required_inputs,
 )
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral_inverse
@@ -302,6 +302,7 @@ def predict_shard(
     use_tta = bool(m.settings.get("tta", False)) if tta is None else bool(tta)
     reader = CutoutReader(cutouts)
     bin_ = int(m.settings["bin"])
+    crop = float(m.settings.get("crop", 1.0))  # models saved before crop: the whole cutout
     step = max(1, int(batch_size))
     if m.family.pixel_output and pixelmaps is None:
         raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
@@ -311,7 +312,8 @@ def predict_shard(
     maps: list[np.ndarray] = []
     for lo in range(0, reader.n_objects, step):
         sl = slice(lo, min(lo + step, reader.n_objects))
-        images = bin_images(reader.read("image", sl, bands=m.bands).astype(np.float32), bin_)
+        images = prepare_images(reader.read("image", sl, bands=m.bands).astype(np.float32),
+                                bin=bin_, crop=crop)
         if m.family.pixel_output:
             cols, classes = m.predict_pixels(images, tta=use_tta)
             parts.append(cols)

@@ -8,14 +8,15 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without the keys it does not read
 (`galcat.config.keys_training_ignores`: ``tta``, ``huber_delta`` unless it fits huber,
-``resnet_norm`` unless its encoder is resnet18, ``ema_epochs`` when 0), the split
+``resnet_norm`` unless its encoder is resnet18, ``ema_epochs`` when 0, ``crop`` when 1),
+the split
 settings, the survey and the quality cuts of the family's labels that apply on it
 (`galcat.labels.cut_keys`),
 and the ``synthetic`` section where the model draws injections
 (`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
-``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs`` and
-``scaling``, the detection band, the survey and its label cuts and, for the synthetic
+``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs``,
+``scaling`` and ``crop`` unless 1 (`galcat.config.keys_evaluation_reads`), the detection band, the survey and its label cuts and, for the synthetic
 survey, its MZR.
 """
 
@@ -25,14 +26,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from galcat.config import injection_survey, keys_training_ignores, model_entry, setting, settings
+from galcat.config import (
+    injection_survey,
+    keys_evaluation_reads,
+    keys_training_ignores,
+    model_entry,
+    setting,
+    settings,
+)
 
 __all__ = ["SPLIT_KEYS", "labels_of", "run_evaluate", "run_predict", "run_train"]
 
 #: Keys of the ``training`` section that decide the split (train and evaluate read them).
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "split_seed")
-#: Keys of a model entry that evaluation reads (bands and binning: scores on pixels).
-EVALUATE_KEYS = ("family", "seed", "bands", "bin", "inputs", "scaling")
 
 
 def labels_of(config: dict, family: str) -> dict:
@@ -118,7 +124,7 @@ def run_evaluate(
     if setting(config, "survey") == "synthetic":
         mzr = settings(config, "synthetic")["mzr"]
         context = {"mzr_relation": mzr["relation"], "mzr_scatter_dex": mzr["scatter_dex"]}
-    evaluate_model(model, {k: entry[k] for k in EVALUATE_KEYS}, objects=objects,
+    evaluate_model(model, {k: entry[k] for k in keys_evaluation_reads(entry)}, objects=objects,
                    features=features, cutouts=cutouts, segmaps=segmaps, predictions=predictions,
                    splits=splits, output=output, pixelmaps=pixelmaps or (), context=context,
                    labels=labels_of(config, entry["family"]),

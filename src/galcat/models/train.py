@@ -38,6 +38,7 @@ from galcat.models.data import (
     CutoutDataset,
     ShardIndex,
     assign_splits,
+    crop_side,
     fit_normalisation,
     join_measured,
     make_loader,
@@ -351,15 +352,19 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                     "the training split", name, len(table))
         members["validation"] = members["train"]
     bands = list(settings.get("bands") or readers[0].bands)
+    # dict.get: 1 is left out of the train params (keys_training_ignores)
+    crop = float(dict.get(settings, "crop", 1.0))
     index = ShardIndex.build(readers, table["object_id"].to_numpy())
     datasets = {}
     for stage, sel in members.items():
         sub = ShardIndex(index.readers, index.shard[sel], index.row[sel], index.object_id[sel])
         extras = {c: table[c].to_numpy()[sel] for c in (VOTES_COLUMN, ERROR_COLUMN)}
         datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
-                                        pixel_arrays=family.pixel_arrays, extras=extras,
+                                        crop=crop, pixel_arrays=family.pixel_arrays,
+                                        extras=extras,
                                         inputs=None if inputs is None else inputs[sel])
-    size = readers[0].shape[-1] // int(settings["bin"])
+    size = crop_side(readers[0].shape[-1], bin=int(settings["bin"]), crop=crop) \
+        // int(settings["bin"])
     label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
     return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
 

@@ -106,11 +106,13 @@ class Pixels(Family):
         return np.zeros((len(table), 1))
 
     def encoder(self, settings: Mapping, n_bands: int, size: int) -> tuple[nn.Module, int]:
-        if int(settings["bin"]) != 1 or size % 8:
+        # dict.get: crop 1 is left out of the train params (keys_training_ignores)
+        crop = dict.get(settings, "crop", 1)
+        if int(settings["bin"]) != 1 or crop != 1 or size % 8:
             raise ValueError(
-                f"family 'pixels' classifies every pixel of the truth maps: it needs bin 1 "
-                f"and a cutout side that is a multiple of 8; got bin {settings['bin']}, "
-                f"side {size * int(settings['bin'])}")
+                f"family 'pixels' classifies every pixel of the truth maps: it needs bin 1, "
+                f"crop 1 and a cutout side that is a multiple of 8; got bin "
+                f"{settings['bin']}, crop {crop}, side {size * int(settings['bin'])}")
         return UNet(n_bands, N_CLASSES, width=int(settings["width"])), N_CLASSES
 
     def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
