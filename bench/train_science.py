@@ -266,9 +266,9 @@ def main() -> None:
     sersic = pick(models, "sersic")
     if any(entry["family"] in ("sersic", "vae", "pixels") for entry in models.values()):
         sys.path.insert(0, str(Path(__file__).parent))
-        from models2_science import figures, injection_scores
+        from models2_science import INJECTIONS, figures, injection_scores
 
-        injections = (injection_scores(out / "models" / sersic / "model.pt", config, 300)
+        injections = (injection_scores(out / "models" / sersic / "model.pt", config, INJECTIONS)
                       if sersic else None)
         print()
         goals.update(figures(out / "models", injections))
