@@ -127,6 +127,21 @@ def test_a_cropped_model_sees_the_centre_of_the_cutout_and_nothing_else(
     assert not np.array_equal(inside["nn_r50_r50_mass"], before["nn_r50_r50_mass"])
 
 
+def test_a_shard_cut_at_another_size_is_refused_by_name(trained, tmp_path):
+    from galcat.config import load_config
+    from galcat.stages import run_fetch, run_query
+
+    config = load_config(overrides={"synthetic": {"n_objects": 4, "cutout_size": 48},
+                                    "sharding": {"objects_per_shard": 4}})
+    run_query(config, tmp_path / "objects.parquet")
+    shard = run_fetch({**config, "shard_size": 4}, None, "s000000", tmp_path / "s000000.zarr",
+                      dask={**config["dask"], "scheduler": "synchronous"})
+    with pytest.raises(ValueError, match=r"model 'gz2' was trained on 32x32-pixel inputs, and "
+                                         r"the 48-pixel cutouts of .*s000000.zarr' give 48x48"):
+        predict_shard(trained["gz2"], shard, tmp_path / "p.parquet")
+    assert not (tmp_path / "p.parquet").exists()
+
+
 def test_splits_never_leak(trained, tiny_survey, tiny_config):
     """Every model has the same hash split; the normalisation saw training objects only."""
     frames = {n: pd.read_parquet(p.parent / "splits.parquet") for n, p in trained.items()}

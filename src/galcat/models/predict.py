@@ -28,6 +28,7 @@ import torch
 
 from galcat.models.data import (
     OBJECT_INPUTS,
+    crop_side,
     join_measured,
     measured_input_names,
     object_inputs,
@@ -60,12 +61,15 @@ class LoadedModel:
     net : GalaxyNet
         In ``eval()`` mode, on ``device``.
     device : torch.device
+    size : int or None
+        Side in pixels of the images the network was trained on (after ``crop`` and
+        ``bin``); None: not checked.
     """
 
     def __init__(self, name: str, family: Family, settings: dict, bands: list[str],
-                 net: GalaxyNet, device: torch.device) -> None:
+                 net: GalaxyNet, device: torch.device, size: int | None = None) -> None:
         self.name, self.family, self.settings, self.bands = name, family, settings, bands
-        self.net, self.device = net, device
+        self.net, self.device, self.size = net, device, size
         #: per-object inputs the network takes beside the image (`object_inputs`)
         self.inputs = list(settings.get("inputs") or ())
 
@@ -186,7 +190,21 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available()
                                                            else "cpu")
     net.to(dev).eval()
-    return LoadedModel(payload["name"], get_family(payload["family"]), settings, bands, net, dev)
+    return LoadedModel(payload["name"], get_family(payload["family"]), settings, bands, net, dev,
+                       size=int(payload["size"]))
+
+
+def _check_side(m: LoadedModel, reader: CutoutReader, cutouts, *, bin_: int,
+                crop: float) -> None:
+    """Refuse a shard whose images reach the network at another side than in training:
+    the network would see every galaxy at another scale, or fail deep inside torch."""
+    side = reader.shape[-1]
+    seen = crop_side(side, bin=bin_, crop=crop) // bin_
+    if m.size is not None and seen != m.size:
+        raise ValueError(
+            f"model {m.name!r} was trained on {m.size}x{m.size}-pixel inputs, and the "
+            f"{side}-pixel cutouts of {str(cutouts)!r} give {seen}x{seen} (bin {bin_}, crop "
+            f"{crop}); cut the shard at the training survey's cutout size")
 
 
 def output_columns(model: str, family: Family,
@@ -307,6 +325,7 @@ def predict_shard(
     if m.family.pixel_output and pixelmaps is None:
         raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
                          "give predict_shard a pixelmaps path")
+    _check_side(m, reader, cutouts, bin_=bin_, crop=crop)
     inputs = _shard_inputs(m, reader.object_id, objects, cutouts, features)
     parts: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
