@@ -9,15 +9,13 @@ What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without the keys it does not read
 (`galcat.config.keys_training_ignores`: ``tta``, ``huber_delta`` unless it fits huber,
 ``resnet_norm`` unless its encoder is resnet18, ``ema_epochs`` when 0, ``crop`` when 1),
-the split
-settings, the survey and the quality cuts of the family's labels that apply on it
-(`galcat.labels.cut_keys`),
-and the ``synthetic`` section where the model draws injections
-(`galcat.config.injection_survey`);
+the split settings, the survey and the quality cuts of the family's labels that apply
+on it (`galcat.labels.cut_keys`), and the ``synthetic`` section where the model draws
+injections (`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
 ``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs``,
-``scaling`` and ``crop`` unless 1 (`galcat.config.keys_evaluation_reads`), the detection band, the survey and its label cuts and, for the synthetic
-survey, its MZR.
+``scaling`` and ``crop`` unless 1 (`galcat.config.keys_evaluation_reads`), the
+detection band, the survey and its label cuts and, for the synthetic survey, its MZR.
 """
 
 from __future__ import annotations
