@@ -315,7 +315,7 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
     if not dict.get(entry, "ema_epochs"):
         unread.append("ema_epochs")
-    if dict.get(entry, "crop", 1) == 1:
+    if not _crops(entry):
         unread.append("crop")
     if entry["point_estimate"] != "huber":
         unread.append("huber_delta")
@@ -333,7 +333,14 @@ def keys_evaluation_reads(entry: Mapping) -> tuple[str, ...]:
     """Keys of a model entry in its evaluate job's params: `EVALUATION_KEYS`, and
     ``crop`` unless it is 1 (so adding the key reran no evaluation; the job, given
     none, takes the whole cutout). Torch-free: the Snakefile plans with it."""
-    return EVALUATION_KEYS + (("crop",) if dict.get(entry, "crop", 1) != 1 else ())
+    return EVALUATION_KEYS + (("crop",) if _crops(entry) else ())
+
+
+def _crops(entry: Mapping) -> bool:
+    """Whether a model entry crops its cutouts (``crop`` below 1): 1 stays out of the
+    params, and a job given none fills in the same 1, so deciding it is no read of
+    the value (dict.get bypasses `Settings`' record)."""
+    return dict.get(entry, "crop", 1) != 1
 
 
 #: ``models.<name>.inputs`` read from `measure`'s features tables

@@ -52,6 +52,7 @@ __all__ = [
     "assign_splits",
     "bin_images",
     "crop_side",
+    "input_side",
     "prepare_images",
     "OBJECT_INPUTS",
     "fit_normalisation",
@@ -231,6 +232,12 @@ def crop_side(side: int, *, bin: int = 1, crop: float = 1.0) -> int:
                          f"blocks (crop {crop})")
     # the nearest, the larger of two equally near
     return int(min(sides, key=lambda k: (abs(k - side * crop), -k)))
+
+
+def input_side(side: int, *, bin: int = 1, crop: float = 1.0) -> int:
+    """Pixels a side of the image a network sees of a ``side``-pixel cutout
+    (`prepare_images`: the crop, then the binning)."""
+    return crop_side(side, bin=bin, crop=crop) // bin
 
 
 def prepare_images(x: np.ndarray, *, bin: int = 1, crop: float = 1.0) -> np.ndarray:

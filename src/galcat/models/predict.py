@@ -28,7 +28,7 @@ import torch
 
 from galcat.models.data import (
     OBJECT_INPUTS,
-    crop_side,
+    input_side,
     join_measured,
     measured_input_names,
     object_inputs,
@@ -199,7 +199,7 @@ def _check_side(m: LoadedModel, reader: CutoutReader, cutouts, *, bin_: int,
     """Refuse a shard whose images reach the network at another side than in training:
     the network would see every galaxy at another scale, or fail deep inside torch."""
     side = reader.shape[-1]
-    seen = crop_side(side, bin=bin_, crop=crop) // bin_
+    seen = input_side(side, bin=bin_, crop=crop)
     if m.size is not None and seen != m.size:
         raise ValueError(
             f"model {m.name!r} was trained on {m.size}x{m.size}-pixel inputs, and the "

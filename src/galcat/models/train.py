@@ -38,8 +38,8 @@ from galcat.models.data import (
     CutoutDataset,
     ShardIndex,
     assign_splits,
-    crop_side,
     fit_normalisation,
+    input_side,
     join_measured,
     make_loader,
     object_inputs,
@@ -363,8 +363,7 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
                                         crop=crop, pixel_arrays=family.pixel_arrays,
                                         extras=extras,
                                         inputs=None if inputs is None else inputs[sel])
-    size = crop_side(readers[0].shape[-1], bin=int(settings["bin"]), crop=crop) \
-        // int(settings["bin"])
+    size = input_side(readers[0].shape[-1], bin=int(settings["bin"]), crop=crop)
     label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
     return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
 
