@@ -307,9 +307,10 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     """Keys of a model entry that its train job does not read, so they stay out of
     its params (editing them retrains nothing) and the job must not read them:
     ``tta`` (inference only), ``huber_delta`` unless the model fits huber,
-    ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0
-    and ``crop`` when it is 1 (so adding them retrained no model). Torch-free: the
-    Snakefile plans with it."""
+    ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0,
+    ``crop`` when it is 1 and ``resnet_stem`` when it is torchvision or the encoder
+    is not resnet18 (so adding them retrained no model). Torch-free: the Snakefile
+    plans with it."""
     unread = ["tta"]
     # 0 stays out of the params, and the train job, given no value, fills in the same 0:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
@@ -321,6 +322,9 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
         unread.append("huber_delta")
     if entry.get("architecture") != "resnet18":
         unread.append("resnet_norm")
+    if (entry.get("architecture") != "resnet18"
+            or dict.get(entry, "resnet_stem", "torchvision") == "torchvision"):
+        unread.append("resnet_stem")
     return tuple(unread)
 
 

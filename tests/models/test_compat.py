@@ -57,6 +57,45 @@ def test_resnet18_takes_groupnorm_and_models_saved_before_keep_batchnorm():
     assert "resnet_norm" not in keys_training_ignores({**entry, "architecture": "resnet18"})
 
 
+def test_resnet18_stride4_stem_reads_every_pixel_into_the_binned_stem_maps():
+    import pytest
+    import torch
+
+    from galcat.config import keys_training_ignores
+    from galcat.models.nets import build_encoder
+
+    def layer1_side(net, side):
+        seen = []
+        hook = net.layer1.register_forward_hook(lambda m, i, out: seen.append(out.shape))
+        with torch.no_grad():
+            net(torch.zeros(1, 3, side, side))
+        hook.remove()
+        return seen[0][-1]
+
+    resnet = {"architecture": "resnet18", "resnet_norm": "group"}
+    stride4, _ = build_encoder({**resnet, "resnet_stem": "stride4"}, 3)
+    torchvision, _ = build_encoder(resnet, 3)  # models saved before the key: this stem
+    # the residual stages see maps of the same side as bin 2 + torchvision's stem give
+    assert layer1_side(stride4, 64) == layer1_side(torchvision, 32) == 8
+    # two images whose 2x2 block sums agree: binning makes them one, the stem does not
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    y = x.clone()
+    y[..., 30, 30] += 1.0
+    y[..., 30, 31] -= 1.0
+    assert torch.equal(torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(y, 2))
+    with torch.no_grad():
+        assert not torch.allclose(stride4.eval()(x), stride4(y))
+    with pytest.raises(ValueError, match="resnet_stem must be one of .*; got 'patch'"):
+        build_encoder({**resnet, "resnet_stem": "patch"}, 3)
+    # read only by a resnet18 entry that changes it: stating the default retrains nothing
+    entry = {"point_estimate": "mean", "architecture": "resnet18"}
+    assert "resnet_stem" in keys_training_ignores(entry)
+    assert "resnet_stem" in keys_training_ignores({**entry, "resnet_stem": "torchvision"})
+    assert "resnet_stem" not in keys_training_ignores({**entry, "resnet_stem": "stride4"})
+    assert "resnet_stem" in keys_training_ignores(
+        {**entry, "architecture": "small_cnn", "resnet_stem": "stride4"})
+
+
 def test_torch_threads_wait_passively_unless_the_user_chose():
     code = "import os, galcat.models; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

@@ -116,10 +116,12 @@ def test_editing_test_time_augmentation_reruns_predictions_only(tiny_run):
 
 def test_huber_delta_retrains_only_a_model_that_fits_huber(tiny_run):
     # r50 fits huber (its default); gz2 the mean, so its huber_delta is read by nothing;
-    # resnet_norm likewise by nothing but a resnet18 encoder (the tiny models have none)
+    # resnet_norm and resnet_stem likewise by nothing but a resnet18 encoder (the tiny
+    # models have none)
     edit = {"models": {"r50": {"huber_delta": 0.5},
-                       "gz2": {"huber_delta": 0.5, "resnet_norm": "batch"},
-                       "metallicity": {"resnet_norm": "batch"}}}
+                       "gz2": {"huber_delta": 0.5, "resnet_norm": "batch",
+                               "resnet_stem": "stride4"},
+                       "metallicity": {"resnet_norm": "batch", "resnet_stem": "stride4"}}}
     proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
     assert planned(proc.stdout) == (
         model_jobs("r50", "train", "predict", "evaluate") | AGGREGATIONS)

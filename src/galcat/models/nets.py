@@ -174,9 +174,11 @@ def small_cnn(in_channels: int, *, width: int = 16) -> tuple[nn.Module, int]:
 
 
 RESNET_NORMS = ("group", "batch")
+RESNET_STEMS = ("torchvision", "stride4")
 
 
-def resnet18(in_channels: int, *, norm: str = "group") -> tuple[nn.Module, int]:
+def resnet18(in_channels: int, *, norm: str = "group",
+             stem: str = "torchvision") -> tuple[nn.Module, int]:
     """torchvision's ResNet-18, random init, ``in_channels`` bands; ``(encoder, 512)``.
 
     ``norm="group"`` swaps its BatchNorm layers for GroupNorm (32 groups): the same
@@ -185,15 +187,28 @@ def resnet18(in_channels: int, *, norm: str = "group") -> tuple[nn.Module, int]:
     (as they did for the small CNN before it took GroupNorm). ``"batch"`` keeps
     torchvision's layers, as models saved before the choice existed have them.
 
-    Cost: about 150 M multiply-adds per 64x64 image (38 M at 32x32).
+    ``stem="stride4"`` replaces the 7x7 stride-2 first convolution by an 8x8 stride-4
+    one (overlapping by half a filter): on unbinned pixels the residual stages then get
+    the maps that 2x2 binning and torchvision's stem give them, but from learned filters
+    over every pixel rather than from block averages.
+
+    Cost: about 150 M multiply-adds per 64x64 image (38 M at 32x32); with the stride4
+    stem, that of an image of half the side.
     """
     from galcat.models._torch_compat import import_torchvision
 
     if norm not in RESNET_NORMS:
         raise ValueError(f"resnet_norm must be one of {RESNET_NORMS}; got {norm!r}")
+    if stem not in RESNET_STEMS:
+        raise ValueError(f"resnet_stem must be one of {RESNET_STEMS}; got {stem!r}")
     layer = (lambda channels: nn.GroupNorm(32, channels)) if norm == "group" else None
     net = import_torchvision().models.resnet18(weights=None, norm_layer=layer)
-    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if stem == "stride4":
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=8, stride=4, padding=2,
+                              bias=False)
+    else:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3,
+                              bias=False)
     n_features = net.fc.in_features
     net.fc = nn.Identity()
     return net, n_features
@@ -206,7 +221,8 @@ def build_encoder(settings: Mapping, in_channels: int) -> tuple[nn.Module, int]:
         return small_cnn(in_channels, width=int(settings["width"]))
     if arch == "resnet18":
         # models saved before the setting existed were built with BatchNorm
-        return resnet18(in_channels, norm=settings.get("resnet_norm", "batch"))
+        return resnet18(in_channels, norm=settings.get("resnet_norm", "batch"),
+                        stem=settings.get("resnet_stem", "torchvision"))
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
