@@ -321,9 +321,8 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     if entry["point_estimate"] != "huber":
         unread.append("huber_delta")
     if entry.get("architecture") != "resnet18":
-        unread.append("resnet_norm")
-    if (entry.get("architecture") != "resnet18"
-            or dict.get(entry, "resnet_stem", "torchvision") == "torchvision"):
+        unread += ["resnet_norm", "resnet_stem"]
+    elif dict.get(entry, "resnet_stem", "torchvision") == "torchvision":
         unread.append("resnet_stem")
     return tuple(unread)
 

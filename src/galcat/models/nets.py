@@ -174,7 +174,8 @@ def small_cnn(in_channels: int, *, width: int = 16) -> tuple[nn.Module, int]:
 
 
 RESNET_NORMS = ("group", "batch")
-RESNET_STEMS = ("torchvision", "stride4")
+#: first convolution of the ResNet-18 per ``resnet_stem``: (kernel, stride, padding)
+RESNET_STEMS = {"torchvision": (7, 2, 3), "stride4": (8, 4, 2)}
 
 
 def resnet18(in_channels: int, *, norm: str = "group",
@@ -200,15 +201,12 @@ def resnet18(in_channels: int, *, norm: str = "group",
     if norm not in RESNET_NORMS:
         raise ValueError(f"resnet_norm must be one of {RESNET_NORMS}; got {norm!r}")
     if stem not in RESNET_STEMS:
-        raise ValueError(f"resnet_stem must be one of {RESNET_STEMS}; got {stem!r}")
+        raise ValueError(f"resnet_stem must be one of {tuple(RESNET_STEMS)}; got {stem!r}")
     layer = (lambda channels: nn.GroupNorm(32, channels)) if norm == "group" else None
     net = import_torchvision().models.resnet18(weights=None, norm_layer=layer)
-    if stem == "stride4":
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=8, stride=4, padding=2,
-                              bias=False)
-    else:
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3,
-                              bias=False)
+    kernel, stride, padding = RESNET_STEMS[stem]
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=kernel, stride=stride,
+                          padding=padding, bias=False)
     n_features = net.fc.in_features
     net.fc = nn.Identity()
     return net, n_features
