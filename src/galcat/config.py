@@ -308,9 +308,10 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     its params (editing them retrains nothing) and the job must not read them:
     ``tta`` (inference only), ``huber_delta`` unless the model fits huber,
     ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0,
-    ``crop`` when it is 1 and ``resnet_stem`` when it is torchvision or the encoder
-    is not resnet18 (so adding them retrained no model). Torch-free: the Snakefile
-    plans with it."""
+    ``crop`` when it is 1, ``resnet_stem`` when it is torchvision or the encoder
+    is not resnet18 and ``lr_schedule`` when it is plateau (so adding them retrained
+    no model); ``lr_factor`` and ``lr_patience`` when it is cosine. Torch-free: the
+    Snakefile plans with it."""
     unread = ["tta"]
     # 0 stays out of the params, and the train job, given no value, fills in the same 0:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
@@ -324,6 +325,10 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
         unread += ["resnet_norm", "resnet_stem"]
     elif dict.get(entry, "resnet_stem", "torchvision") == "torchvision":
         unread.append("resnet_stem")
+    if dict.get(entry, "lr_schedule", "plateau") == "plateau":
+        unread.append("lr_schedule")
+    else:
+        unread += ["lr_factor", "lr_patience"]
     return tuple(unread)
 
 

@@ -96,6 +96,19 @@ def test_resnet18_stride4_stem_reads_every_pixel_into_the_binned_stem_maps():
         {**entry, "architecture": "small_cnn", "resnet_stem": "stride4"})
 
 
+def test_only_a_cosine_schedule_reaches_the_train_params_and_it_drops_the_plateaus_keys():
+    from galcat.config import keys_training_ignores
+
+    entry = {"point_estimate": "mean", "architecture": "small_cnn"}
+    for plateau in (entry, {**entry, "lr_schedule": "plateau"}):
+        unread = keys_training_ignores(plateau)
+        assert "lr_schedule" in unread
+        assert "lr_factor" not in unread and "lr_patience" not in unread
+    unread = keys_training_ignores({**entry, "lr_schedule": "cosine"})
+    assert "lr_schedule" not in unread
+    assert "lr_factor" in unread and "lr_patience" in unread
+
+
 def test_torch_threads_wait_passively_unless_the_user_chose():
     code = "import os, galcat.models; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

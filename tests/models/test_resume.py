@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -89,11 +91,13 @@ def test_a_killed_training_job_resumes_to_the_same_weights(tiny_survey, tiny_con
     _resume_and_compare(name, tiny_survey, tiny_config, out, tmp_path / "straight", killed_at)
 
 
-def test_a_killed_job_resumes_its_moving_average_of_the_weights(tiny_survey, tiny_config,
-                                                                tmp_path):
+def test_a_killed_job_resumes_its_moving_average_and_its_cosine_schedule(
+        tiny_survey, tiny_config, tmp_path):
     # the average is checkpointed beside the live weights (Lightning keeps them under
-    # current_model_state); a resumed job that restarted either would end elsewhere
-    changes = {**CHANGES, "ema_epochs": 1.5}
+    # current_model_state); a resumed job that restarted either would end elsewhere.
+    # The cosine's position is the scheduler's state: restarted, the history's lr
+    # column would start the curve again.
+    changes = {**CHANGES, "ema_epochs": 1.5, "lr_schedule": "cosine"}
     out = tmp_path / "killed"
     killed_at = _kill_after_a_checkpoint("gz2", tiny_survey, out, changes)
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -102,6 +106,9 @@ def test_a_killed_job_resumes_its_moving_average_of_the_weights(tiny_survey, tin
                for k, v in last["state_dict"].items())
     _resume_and_compare("gz2", tiny_survey, tiny_config, out, tmp_path / "straight", killed_at,
                         changes)
+    lr = pd.read_csv(out / "history.csv")["lr"].to_numpy()
+    epochs, lr0 = changes["epochs"], tiny_settings(tiny_config, "gz2")["learning_rate"]
+    np.testing.assert_allclose(lr, lr0 * (1 + np.cos(np.pi * np.arange(epochs) / epochs)) / 2)
 
 
 def test_a_checkpoint_written_before_a_new_buffer_still_resumes(tiny_survey, tiny_config,

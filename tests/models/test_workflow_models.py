@@ -129,8 +129,9 @@ def test_huber_delta_retrains_only_a_model_that_fits_huber(tiny_run):
 
 def test_a_moving_average_of_the_weights_retrains_only_the_model_given_one(tiny_run):
     # ema_epochs 0 (none, the default) stays out of the train params: stating it, or a
-    # galcat that adds the key, retrains nothing
-    edit = {"models": {"gz2": {"ema_epochs": 2}, "r50": {"ema_epochs": 0}}}
+    # galcat that adds the key, retrains nothing; so does lr_schedule plateau
+    edit = {"models": {"gz2": {"ema_epochs": 2},
+                       "r50": {"ema_epochs": 0, "lr_schedule": "plateau"}}}
     proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
     assert planned(proc.stdout) == (
         model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)

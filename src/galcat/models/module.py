@@ -2,7 +2,8 @@
 
 `GalaxyModule` wraps a family's `GalaxyNet`; its single `step` computes the
 family's loss on a batch for training, validation and test alike. The optimiser
-is AdamW; the learning rate is reduced on a validation-loss plateau. The module
+is AdamW; the learning rate is reduced on a validation-loss plateau, or along a
+cosine over the epochs (``lr_schedule``). The module
 keeps its own per-epoch history (train and validation loss, learning rate) and
 the torch RNG state in every checkpoint, so a resumed run continues exactly
 where the killed one stopped, and the learning curve survives the kill.
@@ -88,7 +89,11 @@ class GalaxyModule(L.LightningModule):
         lr = float(self.optimizers().param_groups[0]["lr"])
         # Stepped here, before the epoch's checkpoint is written (Lightning steps
         # plateau schedulers after it, and not at all on the epoch it resumes at).
-        self.lr_schedulers().step(val)
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val)
+        else:
+            scheduler.step()
         self.history.append({"epoch": int(self.current_epoch), "train_loss": train,
                              "val_loss": val, "lr": lr})
 
@@ -102,8 +107,11 @@ class GalaxyModule(L.LightningModule):
         s = self.settings
         opt = torch.optim.AdamW(self.parameters(), lr=float(s["learning_rate"]),
                                 weight_decay=float(s["weight_decay"]))
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=float(s["lr_factor"]), patience=int(s["lr_patience"]))
+        if dict.get(s, "lr_schedule", "plateau") == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(s["epochs"]))
+        else:
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=float(s["lr_factor"]), patience=int(s["lr_patience"]))
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
 
