@@ -172,9 +172,9 @@ def train_model(
     settings : mapping
         Its config entry: ``family``, ``architecture``, ``width``, ``bands`` (None:
         all), ``bin``, ``epochs``, ``batch_size``, ``learning_rate``,
-        ``weight_decay``, ``lr_factor``, ``lr_patience``, ``early_stopping_patience``,
-        ``ema_epochs`` (`galcat.models.averaging.EMAWeights`; absent or 0: none),
-        ``seed``.
+        ``weight_decay``, ``lr_schedule`` (absent: plateau), ``lr_factor`` and
+        ``lr_patience`` (plateau only), ``early_stopping_patience``, ``ema_epochs``
+        (`galcat.models.averaging.EMAWeights`; absent or 0: none), ``seed``.
     training : mapping
         The shared ``training`` section: ``validation_fraction``, ``test_fraction``,
         ``split_seed``.
