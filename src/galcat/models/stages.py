@@ -6,11 +6,8 @@ config sections its rule passes in its params through `galcat.config.settings`
 and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
-``train`` the model's entry without the keys it does not read
-(`galcat.config.keys_training_ignores`: ``tta``, ``huber_delta`` unless it fits huber,
-``resnet_norm`` unless its encoder is resnet18, ``resnet_stem`` when torchvision,
-``ema_epochs`` when 0, ``crop`` when 1, ``lr_schedule`` when plateau),
-the split settings, the survey and the quality cuts of the family's labels that apply
+``train`` the model's entry without the keys it does not read (listed, with the
+reason for each, by `galcat.config.keys_training_ignores`), the split settings, the survey and the quality cuts of the family's labels that apply
 on it (`galcat.labels.cut_keys`), and the ``synthetic`` section where the model draws
 injections (`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
