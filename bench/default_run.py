@@ -1,0 +1,105 @@
+"""The default workflow from nothing, timed against issue 10's 15 minutes on 2 cores.
+
+Runs the real DAG with the default `config/config.yaml` (the synthetic survey: every
+stage, the networks at their small size, the analyses and the catalogue) in an empty
+working directory, as `make run` does after its install, and prints its wall time
+beside the goal, the job time of each rule (Snakemake's benchmark files) and the
+catalogue's size. The install is not timed: `make run` skips it once `.venv` exists,
+and its time depends on the package cache, not on galcat.
+
+    .venv/bin/python bench/default_run.py [--cores 2] [--keep DIR]
+
+Ends with one JSON line: the wall minutes, their ratio to the goal, the minutes of
+jobs per rule, and whether the goal is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: Issue 10: the default run, networks included, in under 15 minutes on 2 cores.
+GOAL_MINUTES = 15.0
+
+
+def run_workflow(workdir: Path, cores: int) -> float:
+    """Wall seconds of the default workflow run in ``workdir``."""
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--cores", str(cores)]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"snakemake failed in {workdir}:\n{proc.stderr[-6000:]}")
+    return time.perf_counter() - t0
+
+
+def rule_seconds(benchmarks: Path) -> dict[str, float]:
+    """Summed wall seconds of each rule's jobs, from the benchmark files under ``benchmarks``
+    (``{rule}.tsv`` or ``{rule}/….tsv``)."""
+    out: dict[str, float] = defaultdict(float)
+    for tsv in sorted(benchmarks.rglob("*.tsv")):
+        rel = tsv.relative_to(benchmarks)
+        rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
+        with open(tsv) as fh:
+            out[rule] += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="run in this (new or empty) directory and keep it; default: a "
+                         "temporary one, removed after")
+    args = ap.parse_args()
+
+    from galcat.config import load_config
+
+    config = load_config(ROOT / "config" / "config.yaml")
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="galcat-default-run-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if any(workdir.iterdir()):
+        sys.exit(f"--keep {workdir}: not empty; the run must start from nothing")
+    try:
+        wall = run_workflow(workdir, args.cores)
+        out = workdir / config["results"] / config["survey"]
+        jobs = rule_seconds(out / "benchmarks")
+        import pandas as pd
+
+        catalogue = pd.read_parquet(out / "catalogue.parquet")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    minutes = wall / 60
+    models = [n for n, e in config["models"].items() if e["enabled"]]
+    print(f"default config: {config['synthetic']['n_objects']} galaxies, "
+          f"{len(models)} networks ({', '.join(models)}), {args.cores} cores")
+    print("  jobs, summed per rule (min): "
+          + ", ".join(f"{rule} {s / 60:.2f}" for rule, s in jobs.items()))
+    print(f"  catalogue: {len(catalogue)} rows, {catalogue.shape[1]} columns, "
+          f"{sum(c.startswith('nn_') for c in catalogue.columns)} from the networks")
+    ok = minutes <= GOAL_MINUTES
+    print(f"  {'wall time from nothing':<40}{minutes:>8.2f} min   goal <= {GOAL_MINUTES:g} min"
+          f"   ratio {minutes / GOAL_MINUTES:.3f}   {'met' if ok else 'NOT met'}")
+    print(json.dumps({"bench": "default_run", "cores": args.cores,
+                      "wall_minutes": round(minutes, 2),
+                      "ratio_to_goal": round(minutes / GOAL_MINUTES, 3),
+                      "job_minutes": {k: round(v / 60, 2) for k, v in jobs.items()},
+                      "catalogue_rows": len(catalogue),
+                      "goal_under_15_min": ok}))
+
+
+if __name__ == "__main__":
+    main()
