@@ -18,31 +18,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from train_science import ROOT, snakemake
+
 #: Issue 10: the default run, networks included, in under 15 minutes on 2 cores.
 GOAL_MINUTES = 15.0
-
-
-def run_workflow(workdir: Path, cores: int) -> float:
-    """Wall seconds of the default workflow run in ``workdir``."""
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), "--cores", str(cores)]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"snakemake failed in {workdir}:\n{proc.stderr[-6000:]}")
-    return time.perf_counter() - t0
 
 
 def rule_seconds(benchmarks: Path) -> dict[str, float]:
@@ -73,7 +58,7 @@ def main() -> None:
     if any(workdir.iterdir()):
         sys.exit(f"--keep {workdir}: not empty; the run must start from nothing")
     try:
-        wall = run_workflow(workdir, args.cores)
+        wall = snakemake(None, args.cores, workdir=workdir)
         out = workdir / config["results"] / config["survey"]
         jobs = rule_seconds(out / "benchmarks")
         import pandas as pd

@@ -59,16 +59,19 @@ GOALS = {
 MIN_BIN = 10
 
 
-def snakemake(config: Path, cores: int, *targets: str, options: tuple[str, ...] = ()) -> float:
+def snakemake(config: Path | None, cores: int, *targets: str, options: tuple[str, ...] = (),
+              workdir: Path = ROOT) -> float:
+    """Wall seconds of the real workflow run in ``workdir`` (``config`` None: the default
+    config alone); exits with snakemake's output if it fails."""
     # targets before --configfile, which takes every path that follows it
     cmd = [str(BIN / "snakemake"), *targets, "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(ROOT), "--cores", str(cores), *options,
-           "--configfile", str(config)]
+           "--directory", str(workdir), "--cores", str(cores), *options,
+           *(("--configfile", str(config)) if config is not None else ())]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        sys.exit(f"snakemake failed in {workdir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return time.perf_counter() - t0
 
 
