@@ -57,16 +57,15 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if any(workdir.iterdir()):
         sys.exit(f"--keep {workdir}: not empty; the run must start from nothing")
-    try:
-        wall = snakemake(None, args.cores, workdir=workdir)
-        out = workdir / config["results"] / config["survey"]
-        jobs = rule_seconds(out / "benchmarks")
-        import pandas as pd
+    # a failed run exits here and keeps its directory: the message names it, with its logs
+    wall = snakemake(None, args.cores, workdir=workdir)
+    out = workdir / config["results"] / config["survey"]
+    jobs = rule_seconds(out / "benchmarks")
+    import pandas as pd
 
-        catalogue = pd.read_parquet(out / "catalogue.parquet")
-    finally:
-        if args.keep is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    catalogue = pd.read_parquet(out / "catalogue.parquet")
+    if args.keep is None:
+        shutil.rmtree(workdir, ignore_errors=True)
     minutes = wall / 60
     models = [n for n, e in config["models"].items() if e["enabled"]]
     print(f"default config: {config['synthetic']['n_objects']} galaxies, "
