@@ -16,30 +16,16 @@ jobs per rule, and whether the goal is met.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-from train_science import ROOT, snakemake
+from train_science import ROOT, rule_seconds, snakemake
 
 #: Issue 10: the default run, networks included, in under 15 minutes on 2 cores.
 GOAL_MINUTES = 15.0
-
-
-def rule_seconds(benchmarks: Path) -> dict[str, float]:
-    """Summed wall seconds of each rule's jobs, from the benchmark files under ``benchmarks``
-    (``{rule}.tsv`` or ``{rule}/….tsv``)."""
-    out: dict[str, float] = defaultdict(float)
-    for tsv in sorted(benchmarks.rglob("*.tsv")):
-        rel = tsv.relative_to(benchmarks)
-        rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
-        with open(tsv) as fh:
-            out[rule] += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -75,19 +76,22 @@ def snakemake(config: Path | None, cores: int, *targets: str, options: tuple[str
     return time.perf_counter() - t0
 
 
+def rule_seconds(bench: Path) -> dict[str, float]:
+    """Summed wall seconds of each rule's jobs, from the Snakemake benchmark files under
+    ``bench`` (``{rule}.tsv`` or ``{rule}/….tsv``), longest first."""
+    out: dict[str, float] = defaultdict(float)
+    for tsv in sorted(bench.rglob("*.tsv")):
+        rel = tsv.relative_to(bench)
+        rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
+        with open(tsv) as fh:
+            out[rule] += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def job_seconds(bench: Path, rules: tuple[str, ...]) -> dict[str, float]:
-    """Summed wall seconds of every job of ``rules`` (Snakemake benchmark files)."""
-    out = {}
-    for rule in rules:
-        total = 0.0
-        for tsv in (bench / rule).rglob("*.tsv") if (bench / rule).exists() else ():
-            with open(tsv) as fh:
-                total += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
-        if (bench / f"{rule}.tsv").exists():
-            with open(bench / f"{rule}.tsv") as fh:
-                total += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
-        out[rule] = total
-    return out
+    """Summed wall seconds of every job of ``rules`` (0 for a rule that ran none)."""
+    seconds = rule_seconds(bench) if bench.exists() else {}
+    return {rule: seconds.get(rule, 0.0) for rule in rules}
 
 
 def staging_targets(config: dict, out: str) -> list[str]:

@@ -6,9 +6,9 @@ config sections its rule passes in its params through `galcat.config.settings`
 and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 
 What each rule's params hold (so that an edit reruns exactly what it changes):
-``train`` the model's entry without the keys it does not read (listed, with the
-reason for each, by `galcat.config.keys_training_ignores`), the split settings, the survey and the quality cuts of the family's labels that apply
-on it (`galcat.labels.cut_keys`), and the ``synthetic`` section where the model draws
+``train`` the model's entry without the keys it does not read (listed, and when, by
+`galcat.config.keys_training_ignores`), the split settings, the survey and the
+quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`), and the ``synthetic`` section where the model draws
 injections (`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
 ``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs``,
