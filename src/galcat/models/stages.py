@@ -8,8 +8,9 @@ and hands plain values to `train_model`, `predict_shard` and `evaluate_model`.
 What each rule's params hold (so that an edit reruns exactly what it changes):
 ``train`` the model's entry without the keys it does not read (listed, and when, by
 `galcat.config.keys_training_ignores`), the split settings, the survey and the
-quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`), and the ``synthetic`` section where the model draws
-injections (`galcat.config.injection_survey`);
+quality cuts of the family's labels that apply on it (`galcat.labels.cut_keys`), and
+the ``synthetic`` section where the model draws injections
+(`galcat.config.injection_survey`);
 ``predict`` the model's ``tta``;
 ``evaluate`` the model's ``family``, ``seed``, ``bands``, ``bin``, ``inputs``,
 ``scaling`` and ``crop`` unless 1 (`galcat.config.keys_evaluation_reads`), the
