@@ -83,6 +83,15 @@ def _fmt(x: float, sign: bool = True) -> str:
     return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
 
 
+def _within_error(table: pd.DataFrame, measured: str, truth: str) -> float:
+    """Fraction of the galaxies with a finite error whose ``measured`` is within it of
+    ``truth``."""
+    err = table[f"{measured}_err"].to_numpy(np.float64)
+    diff = table[measured].to_numpy(np.float64) - table[truth].to_numpy(np.float64)
+    ok = np.isfinite(err) & np.isfinite(diff)
+    return float(np.mean(np.abs(diff[ok]) <= err[ok])) if ok.any() else float("nan")
+
+
 def _print_binned(stats: pd.DataFrame, title: str) -> None:
     names = [q.name for q in v.QUANTITIES]
     print(f"\n{title}: median bias / NMAD of (measured - truth) / truth, in per cent")
@@ -372,6 +381,14 @@ def main() -> None:
     print(f"bulge_to_total: |B/T - truth_bt| > 0.1 for {extra['bulge_to_total_off_0.1']:.1%} "
           f"of them, {extra['bulge_to_total_off_0.1_bulgy']:.1%} of the {bulgy.sum()} with "
           "truth_bt > 0.5 (not a goal)")
+    within_err = {}
+    # do the bulge + disc fit's errors (its inverse Fisher matrix) say how far to trust it?
+    # |measured - truth| <= err for 68% of the galaxies if they do
+    for measured, truth in (("bulge_to_total", "truth_bt"), ("bulge_q", "truth_q_bulge"),
+                            ("disc_q", "truth_q_disc")):
+        within_err[measured] = _within_error(table.loc[sel], measured, truth)
+    print("bulge + disc fit: fraction with |measured - truth| <= its _err (68% if the errors "
+          "hold; not a goal): " + ", ".join(f"{m} {x:.0%}" for m, x in within_err.items()))
 
     priors = table.attrs.get("priors") or []
     print("\npriors per processed shard (measure.priors): " + "; ".join(
@@ -424,6 +441,7 @@ def main() -> None:
         "all_pass": all(head["pass"].values()),
         "nan_fraction": {k: rnd(x) for k, x in head["failed"].items()},
         "other_median_abs": {k: rnd(x) for k, x in extra.items()},
+        "bulge_disc_within_err": {k: rnd(x) for k, x in within_err.items()},
         "flagged_fraction": rnd(float(np.mean(flag != 0))),
         "flagged_fraction_isolated": rnd(float(np.mean(flag[iso] != 0))),
         "flagged_bad_fraction": rnd(float(np.mean(flag & ~v.BENIGN_FLAGS != 0))),

@@ -146,6 +146,29 @@ def test_noisy_fit_is_stable_and_colour_prior_shrinks_the_difference(survey):
         assert g == pytest.approx(fit.flux_bulge[kg] + fit.flux_disc[kg], rel=1e-9)
 
 
+@pytest.mark.parametrize("early", [False, True])
+def test_errors_of_bt_and_axis_ratios_match_the_scatter_of_noisy_fits(survey, early):
+    """The inverse Fisher matrix's errors against the scatter of 30 fits to noisy renders
+    of one galaxy (~3 s). Measured: B/T 0.019 scatter / 0.021 error (late type, noise 1%
+    of the peak), 0.056 / 0.056 (early type); the dominant component's q 0.0064 / 0.0068
+    and 0.0081 / 0.0071. An error off by 1.5x either way fails (30 draws pin a scatter
+    to ~13%)."""
+    cfg, iso = survey
+    row = _pick(iso, early=early)
+    dominant = "q_bulge" if early else "q_disc"
+    bt, bt_err, q, q_err = [], [], [], []
+    for seed in range(30):
+        fit = _fit(cfg, row, *_noiseless(cfg, row, noise=0.01, seed=100 + seed))
+        bt.append(fit.bulge_to_total("r"))
+        bt_err.append(fit.bulge_to_total_err("r"))
+        q.append(getattr(fit, dominant))
+        q_err.append(fit.structure_err(dominant))
+    for values, errors in ((bt, bt_err), (q, q_err)):
+        assert 1 / 1.5 < np.std(values) / np.median(errors) < 1.5, (np.std(values), errors)
+    with pytest.raises(KeyError, match="'q_halo'"):
+        fit.structure_err("q_halo")
+
+
 def test_nonnegative_fluxes_drop_a_component_that_would_be_negative():
     rng = np.random.default_rng(0)
     a = rng.random((50, 2))

@@ -354,6 +354,9 @@ def test_bulge_disc_axis_ratio_of_the_dominant_component(n, hlr, q, dominant):
         row = measure_object(batch, 0, segmap, config=config(half_mass=False))
     assert row[dominant] == pytest.approx(q, abs=0.05)
     assert 0.0 < row["bulge_q"] <= 1.0 and 0.0 < row["disc_q"] <= 1.0
+    # at a peak S/N of 300 the dominant component's axis ratio is known to a few per cent
+    assert 0.0 < row[f"{dominant}_err"] < 0.05
+    assert 0.0 < row["bulge_to_total_err"] < 0.2
 
 
 BULGE_G_R, DISC_G_R, DISC_R_I = 0.9, 0.4, 0.2
@@ -506,6 +509,7 @@ def test_failed_bulge_disc_fit_falls_back_to_the_ring_route_and_the_sersic_r50()
         row = measure_object(batch, 0, segmap, config=config())
     assert math.isnan(row["bulge_to_total"])
     assert math.isnan(row["bulge_q"]) and math.isnan(row["disc_q"])
+    assert all(math.isnan(row[c]) for c in ("bulge_to_total_err", "bulge_q_err", "disc_q_err"))
     assert row["r50_mass_flag"] & HalfMassFlag.NO_BULGE_DISC
     # one colour, so mass follows light; without the g PSF the ring route cannot correct
     # for the PSF, which widens the profile

@@ -359,7 +359,8 @@ MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q"
                          "neighbour_flux_ratio", "neighbour_colour_offset",
                          "neighbour_separation", "neighbour_size_ratio", "gini", "m20",
                          "smoothness", "shape_asymmetry", "multimode", "intensity",
-                         "deviation", "ellipticity", "colour_g_r", "colour_r_i")
+                         "deviation", "ellipticity", "colour_g_r", "colour_r_i",
+                         "bulge_to_total_err", "bulge_q_err", "disc_q_err")
 
 
 def measured_inputs(config: Mapping, model: str) -> list[str]:

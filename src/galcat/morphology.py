@@ -205,6 +205,12 @@ _OTHER_COLUMNS: dict[str, tuple[str, str]] = {
                 "fit failed or was not run"),
     "disc_q": ("", "axis ratio b/a of the disc of the bulge + disc fit; NaN when the fit "
                "failed or was not run"),
+    "bulge_to_total_err": ("", "1-sigma error of bulge_to_total: the bulge + disc fit's "
+                           "inverse Fisher matrix (the structure marginalised, the "
+                           "measure.bulge_disc_priors included, scaled by the reduced "
+                           "chi-square where above 1); the bounds 0 and 1 are not in it"),
+    "bulge_q_err": ("", "1-sigma error of bulge_q (as bulge_to_total_err)"),
+    "disc_q_err": ("", "1-sigma error of disc_q (as bulge_to_total_err)"),
     "bulge_colour": ("mag", "blue - red colour (the two bands of measure.mass_to_light, "
                      "g - r by default) of the bulge of the bulge + disc fit; NaN when "
                      "the fit failed, lacks a band or the bulge's flux is not positive"),
@@ -245,7 +251,7 @@ MEASURE_COLUMNS: list[str] = [
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
     "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag",
     "r50_psf_corrected", "r50_mass", "r50_mass_flag", "bulge_to_total", "bulge_q", "disc_q",
-    "bulge_colour", "disc_colour", "neighbour_flux_ratio", "neighbour_colour_offset",
+    "bulge_to_total_err", "bulge_q_err", "disc_q_err", "bulge_colour", "disc_colour", "neighbour_flux_ratio", "neighbour_colour_offset",
     "neighbour_separation", "neighbour_size_ratio",
     *[f"{c}_pix" for c in RADIUS_COLUMNS],
     "flag",
@@ -885,10 +891,7 @@ def measure_object(
                                  background, object_id)
             if opts.get(_CALIBRATION):
                 row[_CALIBRATION] = _calibration_values(bd_fit, row, batch, opts)
-            row["bulge_to_total"] = (bd_fit.bulge_to_total(opts["detect_band"])
-                                     if bd_fit is not None else math.nan)
-            row["bulge_q"] = bd_fit.q_bulge if bd_fit is not None else math.nan
-            row["disc_q"] = bd_fit.q_disc if bd_fit is not None else math.nan
+            row.update(_bulge_disc_columns(bd_fit, opts["detect_band"]))
             row.update(_component_colour_columns(bd_fit, _zeropoints(batch),
                                                  _colour_bands(opts)))
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
@@ -918,6 +921,18 @@ def measure_object(
         if not np.isfinite(r50_mass):
             flag |= MeasureFlag.HALFMASS_FAILED
     return finish(0)
+
+
+def _bulge_disc_columns(fit: bulgedisc.BulgeDiscFit | None, band: str) -> dict[str, float]:
+    """B/T in ``band`` and the two axis ratios of the bulge + disc fit, with their
+    errors; NaN without a fit."""
+    if fit is None:
+        return dict.fromkeys(("bulge_to_total", "bulge_q", "disc_q", "bulge_to_total_err",
+                              "bulge_q_err", "disc_q_err"), math.nan)
+    return {"bulge_to_total": fit.bulge_to_total(band), "bulge_q": fit.q_bulge,
+            "disc_q": fit.q_disc, "bulge_to_total_err": fit.bulge_to_total_err(band),
+            "bulge_q_err": fit.structure_err("q_bulge"),
+            "disc_q_err": fit.structure_err("q_disc")}
 
 
 def centroid_position(batch: CutoutBatch, index: int, x: float, y: float

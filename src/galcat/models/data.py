@@ -104,6 +104,13 @@ MEASURED_INPUTS = {
     "bulge_to_total": ModelInput("bulge_to_total", False, "B/T of the bulge + disc fit"),
     "bulge_q": ModelInput("bulge_q", False, "axis ratio of the bulge + disc fit's bulge"),
     "disc_q": ModelInput("disc_q", False, "axis ratio of the bulge + disc fit's disc"),
+    # how far the three above can be trusted, galaxy by galaxy: the fit's own errors
+    "bulge_to_total_err": ModelInput("bulge_to_total_err", True, "log10 of the 1-sigma "
+                                     "error of the bulge + disc fit's B/T"),
+    "bulge_q_err": ModelInput("bulge_q_err", True, "log10 of the 1-sigma error of the "
+                              "bulge's axis ratio"),
+    "disc_q_err": ModelInput("disc_q_err", True, "log10 of the 1-sigma error of the "
+                             "disc's axis ratio"),
     "asymmetry": ModelInput("asymmetry", False, "rotational asymmetry A"),
     "concentration": ModelInput("concentration", False, "concentration C"),
     "seg_n_sources": ModelInput("seg_n_sources", False, "sources the segmentation found in "
