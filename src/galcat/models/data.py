@@ -104,13 +104,6 @@ MEASURED_INPUTS = {
     "bulge_to_total": ModelInput("bulge_to_total", False, "B/T of the bulge + disc fit"),
     "bulge_q": ModelInput("bulge_q", False, "axis ratio of the bulge + disc fit's bulge"),
     "disc_q": ModelInput("disc_q", False, "axis ratio of the bulge + disc fit's disc"),
-    # how far the three above can be trusted, galaxy by galaxy: the fit's own errors
-    "bulge_to_total_err": ModelInput("bulge_to_total_err", True, "log10 of the 1-sigma "
-                                     "error of the bulge + disc fit's B/T"),
-    "bulge_q_err": ModelInput("bulge_q_err", True, "log10 of the 1-sigma error of the "
-                              "bulge's axis ratio"),
-    "disc_q_err": ModelInput("disc_q_err", True, "log10 of the 1-sigma error of the "
-                             "disc's axis ratio"),
     "asymmetry": ModelInput("asymmetry", False, "rotational asymmetry A"),
     "concentration": ModelInput("concentration", False, "concentration C"),
     "seg_n_sources": ModelInput("seg_n_sources", False, "sources the segmentation found in "
@@ -149,6 +142,13 @@ MEASURED_INPUTS = {
                              "photometry, mag, clipped to [-1, 3]", (-1.0, 3.0), "mag_model_r"),
     "colour_r_i": ModelInput("mag_model_r", False, "r - i of the bulge + disc fit's model "
                              "photometry, mag, clipped to [-1, 3]", (-1.0, 3.0), "mag_model_i"),
+    # how far B/T and the axis ratios can be trusted, galaxy by galaxy: the fit's own errors
+    "bulge_to_total_err": ModelInput("bulge_to_total_err", True, "log10 of the 1-sigma "
+                                     "error of the bulge + disc fit's B/T"),
+    "bulge_q_err": ModelInput("bulge_q_err", True, "log10 of the 1-sigma error of the "
+                              "bulge's axis ratio"),
+    "disc_q_err": ModelInput("disc_q_err", True, "log10 of the 1-sigma error of the "
+                             "disc's axis ratio"),
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
