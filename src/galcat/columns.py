@@ -134,6 +134,8 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"flux_.+", "phot.flux.density"),
     (r"log_mass_phot_err", "stat.error;phys.mass"),
     (r"sersic_n_err", "stat.error;src.morph.param"),
+    (r"bulge_to_total_err", "stat.error;src.morph.param"),
+    (r"(bulge|disc)_q_err", "stat.error;phys.size.axisRatio"),
     (r"log_mass(_phot|_nsa|_p\d\d)?|nsa_elpetro_mass", "phys.mass"),
     (r"log_ml_.+", "phys.composition.massLightRatio"),
     (r"gr_.+|bulge_colour|disc_colour|neighbour_colour_offset", "phot.color"),
