@@ -124,7 +124,10 @@ class BulgeDiscFit:
     ``flux_bulge[k]`` and ``flux_disc[k]`` are the total fluxes (image units) of band
     ``bands[k]``; radii are semi-major half-light axes; the bulge is cut at
     ``bulge_extent`` r_e (its flux is that inside the cut). ``chi2_red`` is the reduced
-    chi² over all bands.
+    chi² over all bands. ``flux_cov`` (the fluxes, bulge and disc per band, band-major)
+    and ``structure_cov`` (the structure in the order of `PARAMETERS`) are blocks of one
+    inverse Fisher matrix of all the parameters, inflated by the reduced chi² where it
+    exceeds 1: `bulge_to_total_err` and `structure_err` read them.
     """
 
     bands: tuple[str, ...]
