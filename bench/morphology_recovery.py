@@ -56,7 +56,7 @@ import pandas as pd
 import yaml
 
 from galcat.config import load_config
-from galcat.metrics import assign_bins, bin_label, median_abs, summarize
+from galcat.metrics import assign_bins, bin_label, coverage, median_abs, summarize
 from galcat.segment import METHODS
 from galcat.validation import recovery as v
 from galcat.validation.population import load_population
@@ -81,15 +81,6 @@ def _fmt(x: float, sign: bool = True) -> str:
     if not np.isfinite(x):
         return "-"
     return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
-
-
-def _within_error(table: pd.DataFrame, measured: str, truth: str) -> float:
-    """Fraction of the galaxies with a finite error whose ``measured`` is within it of
-    ``truth``."""
-    err = table[f"{measured}_err"].to_numpy(np.float64)
-    diff = table[measured].to_numpy(np.float64) - table[truth].to_numpy(np.float64)
-    ok = np.isfinite(err) & np.isfinite(diff)
-    return float(np.mean(np.abs(diff[ok]) <= err[ok])) if ok.any() else float("nan")
 
 
 def _print_binned(stats: pd.DataFrame, title: str) -> None:
@@ -386,7 +377,8 @@ def main() -> None:
     # |measured - truth| <= err for 68% of the galaxies if they do
     for measured, truth in (("bulge_to_total", "truth_bt"), ("bulge_q", "truth_q_bulge"),
                             ("disc_q", "truth_q_disc")):
-        within_err[measured] = _within_error(table.loc[sel], measured, truth)
+        within_err[measured] = coverage(table.loc[sel, measured], table.loc[sel, truth],
+                                        table.loc[sel, f"{measured}_err"])
     print("bulge + disc fit: fraction with |measured - truth| <= its _err (68% if the errors "
           "hold; not a goal): " + ", ".join(f"{m} {x:.0%}" for m, x in within_err.items()))
 

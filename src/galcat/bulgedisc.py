@@ -191,8 +191,7 @@ class BulgeDiscFit:
         if not total > 0:
             return math.nan
         grad = np.array([fd, -fb]) / total**2  # d(B/T) / d(f_bulge, f_disc)
-        var = float(grad @ self.flux_cov[2 * k:2 * k + 2, 2 * k:2 * k + 2] @ grad)
-        return math.sqrt(var) if np.isfinite(var) and var >= 0 else math.nan
+        return _sigma(grad @ self.flux_cov[2 * k:2 * k + 2, 2 * k:2 * k + 2] @ grad)
 
     def structure_err(self, name: str) -> float:
         """1-sigma error of one structure parameter (a key of `PARAMETERS`, e.g.
@@ -203,8 +202,14 @@ class BulgeDiscFit:
         except ValueError:
             raise KeyError(f"unknown structure parameter {name!r}; known: "
                            f"{list(PARAMETERS)}") from None
-        var = float(self.structure_cov[i, i])
-        return math.sqrt(var) if np.isfinite(var) and var >= 0 else math.nan
+        return _sigma(self.structure_cov[i, i])
+
+
+def _sigma(variance) -> float:
+    """The standard deviation of a variance from a covariance matrix; NaN where the
+    (pseudo-)inverse left it non-finite or negative."""
+    var = float(variance)
+    return math.sqrt(var) if math.isfinite(var) and var >= 0 else math.nan
 
 
 class _Problem:

@@ -251,8 +251,9 @@ MEASURE_COLUMNS: list[str] = [
     "shape_asymmetry", "ellipticity", "orientation_deg", "sersic_n", "sersic_r_eff",
     "sersic_q", "sersic_n_err", "sn_per_pixel", "statmorph_flag", "sersic_flag",
     "r50_psf_corrected", "r50_mass", "r50_mass_flag", "bulge_to_total", "bulge_q", "disc_q",
-    "bulge_to_total_err", "bulge_q_err", "disc_q_err", "bulge_colour", "disc_colour", "neighbour_flux_ratio", "neighbour_colour_offset",
-    "neighbour_separation", "neighbour_size_ratio",
+    "bulge_to_total_err", "bulge_q_err", "disc_q_err", "bulge_colour", "disc_colour",
+    "neighbour_flux_ratio", "neighbour_colour_offset", "neighbour_separation",
+    "neighbour_size_ratio",
     *[f"{c}_pix" for c in RADIUS_COLUMNS],
     "flag",
 ]
@@ -926,13 +927,11 @@ def measure_object(
 def _bulge_disc_columns(fit: bulgedisc.BulgeDiscFit | None, band: str) -> dict[str, float]:
     """B/T in ``band`` and the two axis ratios of the bulge + disc fit, with their
     errors; NaN without a fit."""
-    if fit is None:
-        return dict.fromkeys(("bulge_to_total", "bulge_q", "disc_q", "bulge_to_total_err",
-                              "bulge_q_err", "disc_q_err"), math.nan)
-    return {"bulge_to_total": fit.bulge_to_total(band), "bulge_q": fit.q_bulge,
-            "disc_q": fit.q_disc, "bulge_to_total_err": fit.bulge_to_total_err(band),
-            "bulge_q_err": fit.structure_err("q_bulge"),
-            "disc_q_err": fit.structure_err("q_disc")}
+    values = ((fit.bulge_to_total(band), fit.q_bulge, fit.q_disc,
+               fit.bulge_to_total_err(band), fit.structure_err("q_bulge"),
+               fit.structure_err("q_disc")) if fit is not None else (math.nan,) * 6)
+    return dict(zip(("bulge_to_total", "bulge_q", "disc_q", "bulge_to_total_err",
+                     "bulge_q_err", "disc_q_err"), values, strict=True))
 
 
 def centroid_position(batch: CutoutBatch, index: int, x: float, y: float
