@@ -235,3 +235,97 @@ def test_radii_from_chunks_equal_the_whole_curve_of_growth(survey):
              + cumulative(residual, np.minimum(grid, r_ap)))
     assert len(grid) > 3 * bulgedisc._CHUNK
     assert r == pytest.approx(halfmass._first_crossing(grid, whole, 0.5 * whole[-1]), rel=1e-12)
+
+
+def test_flux_and_bulge_to_total_derivatives_match_finite_differences(survey):
+    """The B/T term of a mixture prior differentiates the projected fluxes
+    (``G⁻¹ (∂Aᵀ r − Aᵀ ∂A f)``): against central differences of the solved fluxes."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
+    c = (images[0].shape[0] - 1) / 2.0
+    problem = bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
+                                 (c, c), 0.4, 8.0)
+    term = bulgedisc._BulgeToTotalTerm(problem, 1, (0.5, 0.1))
+    v = np.array([math.log10(4.0), math.log10(0.35), 3.0, 0.8, 0.6])
+    for k in range(2):
+        numeric = approx_derivative(lambda x, k=k: problem.solve(x)[1][k], v, method="3-point")
+        np.testing.assert_allclose(problem.flux_jacobian(v, k), numeric, rtol=1e-5,
+                                   atol=1e-6 * np.abs(numeric).max())
+    numeric = approx_derivative(term, v, method="3-point")
+    np.testing.assert_allclose(term.jacobian(v)[0], numeric, rtol=1e-5,
+                               atol=1e-6 * np.abs(numeric).max())
+
+
+#: Two types like the synthetic survey's (late: small faint bulges; early: B/T ~ 0.75).
+_TYPES = (
+    bulgedisc.PriorComponent(0.6, {"log_ratio": (-0.52, 0.13), "n_bulge": (2.8, 0.72),
+                                   "q_bulge": (0.85, 0.12)}, (0.14, 0.11)),
+    bulgedisc.PriorComponent(0.4, {"log_ratio": (-0.37, 0.11), "n_bulge": (4.0, 0.5),
+                                   "q_bulge": (0.73, 0.15)}, (0.74, 0.14)),
+)
+
+
+def test_a_mixture_of_types_recovers_bt_better_than_one_prior_for_all(survey):
+    """20 single galaxies at 5% of the peak noise (~4 s). One prior for all types sits
+    between them; a mixture of a late and an early type picks each galaxy's own type
+    (measured: 20 of 20) and brings the B/T rms from 0.084 to 0.069. Its errors carry
+    the doubt over the type: the most doubted galaxy (the other type at 3%) has a wider
+    B/T error than the chosen type alone gives."""
+    cfg, iso = survey
+    single = {"log_ratio": (-0.46, 0.25), "n_bulge": (3.5, 1.5), "q_bulge": (0.8, 0.2)}
+    rows = iso[iso["truth_r50_r"].between(1.5, 5.0)].head(20)
+    one, two, right_type, doubted = [], [], 0, None
+    for seed, (_, row) in enumerate(rows.iterrows()):
+        data = _noiseless(cfg, row, noise=0.05, seed=seed)
+        truth = float(row["truth_bt"])
+        one.append(_fit(cfg, row, *data, priors=single).bulge_to_total("r") - truth)
+        fit = _fit(cfg, row, *data, mixture=_TYPES, bt_band="r")
+        two.append(fit.bulge_to_total("r") - truth)
+        p = np.array(fit.component_probabilities)
+        assert p.shape == (2,) and p.sum() == pytest.approx(1.0)
+        right_type += int(np.argmax(p) == (row["truth_type"] == "early"))
+        if doubted is None or p.min() > doubted[0]:
+            doubted = (p.min(), row, data, fit)
+    rms_one, rms_two = np.sqrt(np.mean(np.square(one))), np.sqrt(np.mean(np.square(two)))
+    assert right_type >= 18
+    assert rms_two < 0.9 * rms_one, (rms_one, rms_two)
+    p_other, row, data, fit = doubted
+    chosen = _TYPES[int(np.argmax(fit.component_probabilities))]
+    alone = _fit(cfg, row, *data, mixture=[bulgedisc.PriorComponent(
+        1.0, chosen.priors, chosen.bulge_to_total)], bt_band="r")
+    assert alone.bulge_to_total("r") == pytest.approx(fit.bulge_to_total("r"))
+    assert p_other > 0.01 and fit.bulge_to_total_err("r") > alone.bulge_to_total_err("r")
+
+
+def test_a_mixture_of_one_type_is_the_single_prior_fit(survey):
+    cfg, iso = survey
+    row = _pick(iso, early=False)
+    data = _noiseless(cfg, row, noise=0.05, seed=3)
+    prior = {"log_ratio": (-0.46, 0.25), "n_bulge": (3.5, 1.5)}
+    plain = _fit(cfg, row, *data, priors=prior)
+    mixed = _fit(cfg, row, *data, mixture=[bulgedisc.PriorComponent(1.0, prior)])
+    assert plain.component_probabilities == () and mixed.component_probabilities == (1.0,)
+    np.testing.assert_array_equal(plain.flux_bulge, mixed.flux_bulge)
+    np.testing.assert_array_equal(plain.flux_cov, mixed.flux_cov)
+    assert plain.n_bulge == mixed.n_bulge
+
+
+def test_bad_mixture_priors_raise_errors_naming_the_value(survey):
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    data = _noiseless(cfg, row)
+    with pytest.raises(ValueError, match="not both"):
+        _fit(cfg, row, *data, priors={"n_bulge": (3.0, 1.0)}, mixture=_TYPES)
+    with pytest.raises(ValueError, match="bt_band 'u' is not a fitted band"):
+        _fit(cfg, row, *data, mixture=_TYPES, bt_band="u")
+    with pytest.raises(ValueError, match="at least one component"):
+        _fit(cfg, row, *data, mixture=[])
+    with pytest.raises(ValueError, match="weight must be in \\(0, 1\\]; got 0.0"):
+        bulgedisc.PriorComponent(0.0, {})
+    with pytest.raises(ValueError, match="bulge_to_total needs .* got \\(0.5, -0.1\\)"):
+        bulgedisc.PriorComponent(0.5, {}, (0.5, -0.1))
+    with pytest.raises(ValueError, match="unknown bulge \\+ disc prior 'nb'"):
+        _fit(cfg, row, *data, mixture=[bulgedisc.PriorComponent(1.0, {"nb": (3.0, 1.0)})])

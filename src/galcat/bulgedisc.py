@@ -64,6 +64,7 @@ __all__ = [
     "PARAMETERS",
     "BulgeDiscError",
     "BulgeDiscFit",
+    "PriorComponent",
     "component_colours",
     "fit_bulge_disc",
     "light_radius",
@@ -147,6 +148,10 @@ class BulgeDiscFit:
     structure_cov: np.ndarray = field(repr=False, compare=False)
     convolved: dict[str, np.ndarray] = field(repr=False, compare=False)
     intrinsic: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, compare=False)
+    #: With a mixture prior (`PriorComponent`), the posterior probability of each
+    #: component given the image (Laplace, at each component's best fit); the fit is
+    #: that of the most probable one. Empty without a mixture.
+    component_probabilities: tuple[float, ...] = field(default=(), compare=False)
     #: What `light_radius` and `mass_radius` both need, computed once per fit: the
     #: components' curves of growth on a radius grid, the sub-pixel radius order.
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -239,6 +244,7 @@ class _Problem:
         self.r_hi = 2.0 * max(self.images[0].shape)
         self.trunc = float(bulge_extent) if bulge_extent > 0 else math.inf
         self._last: tuple[bytes, tuple] | None = None
+        self._last_gradients: tuple[bytes, list] | None = None
 
     def samples(self, v):
         r_d = 10.0 ** v[0]
@@ -272,7 +278,16 @@ class _Problem:
         return result
 
     def column_gradients(self, v) -> list[np.ndarray]:
-        """Per band, d(weighted model columns)/dv: ``(5, n_use, 2)`` (bulge, disc)."""
+        """Per band, d(weighted model columns)/dv: ``(5, n_use, 2)`` (bulge, disc); the
+        last call's result is kept (the B/T term of a mixture prior asks for it too)."""
+        key = np.asarray(v, dtype=np.float64).tobytes()
+        if self._last_gradients is not None and self._last_gradients[0] == key:
+            return self._last_gradients[1]
+        out = self._column_gradients(v)
+        self._last_gradients = (key, out)
+        return out
+
+    def _column_gradients(self, v) -> list[np.ndarray]:
         r_d = 10.0 ** v[0]
         _, b_lnr, b_n, b_q = self.render.sample_flux_gradient(
             1.0, r_d * 10.0 ** v[1], v[2], v[3], trunc=self.trunc)
@@ -312,11 +327,31 @@ class _Problem:
             blocks.append(-(projected + back).T)
         return np.vstack(blocks)
 
-    def covariance(self, v, fluxes, prior, *, scale: float = 1.0) -> np.ndarray:
+    def flux_jacobian(self, v, k: int) -> np.ndarray:
+        """d(bulge, disc flux of band ``k``)/dv of the projected problem, ``(2, 5)``:
+        ``G⁻¹ (∂Aᵀ r − Aᵀ ∂A f)`` on the components with positive flux (the
+        non-negativity active set held; a clipped flux has derivative 0)."""
+        resid, fluxes, _, _, cols = self.solve(v)
+        a, f, d = cols[k], fluxes[k], self.column_gradients(v)[k]
+        start = sum(c.shape[0] for c in cols[:k])
+        r = resid[start:start + a.shape[0]]
+        out = np.zeros((2, 5))
+        active = f > 0
+        if not active.any():
+            return out
+        a, f, d = a[:, active], f[active], d[:, :, active]
+        rhs = np.einsum("jmp,m->pj", d, r) - a.T @ (d @ f).T  # (n_active, 5)
+        out[active] = np.linalg.pinv(a.T @ a) @ rhs
+        return out
+
+    def covariance(self, v, fluxes, prior, *, scale: float = 1.0,
+                   extra: np.ndarray | None = None) -> np.ndarray:
         """Covariance of the structure ``v`` (5) and the fluxes (bulge, disc per band,
         band-major), in that order: the inverse Fisher matrix of all 5 + 2B parameters
         with the priors' terms (Laplace approximation; the structure columns analytic,
-        ``∂A f``), times ``scale``. One ``(5 + 2B)²`` solve, ~1 ms."""
+        ``∂A f``), times ``scale``. ``extra``: more rows of prior terms' derivatives
+        with respect to all 5 + 2B parameters (the B/T term of a mixture prior). One
+        ``(5 + 2B)²`` solve, ~1 ms."""
         cols = self.solve(v)[4]
         grads = self.column_gradients(v)
         n_b = len(cols)
@@ -326,6 +361,8 @@ class _Problem:
             jac[offsets[k]:offsets[k + 1], :5] = (grads[k] @ fluxes[k]).T
             jac[offsets[k]:offsets[k + 1], 5 + 2 * k:7 + 2 * k] = cols[k]
         jac[offsets[-1]:, :5] = prior.jacobian
+        if extra is not None:
+            jac = np.vstack([jac, extra])
         return np.linalg.pinv(jac.T @ jac) * scale
 
     @staticmethod
@@ -387,6 +424,42 @@ def _starts(r0: float, q0: float) -> list[list[float]]:
             [math.log10(r0 * 2.5), math.log10(0.3), 4.0, q0, min(q0 + 0.2, 1.0)]]
 
 
+@dataclass(frozen=True)
+class PriorComponent:
+    """One type of galaxy in a mixture prior of `fit_bulge_disc`.
+
+    ``weight``: the type's share of the population (0 < weight ≤ 1). ``priors``:
+    Gaussian priors on the structure, keys of `PARAMETERS` to ``(mean, sd)``.
+    ``bulge_to_total``: an optional Gaussian ``(mean, sd)`` on B/T in the fit's
+    ``bt_band``; it is what tells a face-on disc with a small bulge from an early type
+    whose light the fit gave to a large faint disc (sd > 0).
+    """
+
+    weight: float
+    priors: Mapping[str, tuple[float, float]]
+    bulge_to_total: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.weight) and 0 < self.weight <= 1):
+            raise ValueError(f"a prior component's weight must be in (0, 1]; "
+                             f"got {self.weight!r}")
+        bt = self.bulge_to_total
+        if bt is not None and not (len(bt) == 2 and np.isfinite(bt[0])
+                                   and np.isfinite(bt[1]) and bt[1] > 0):
+            raise ValueError(f"a prior component's bulge_to_total needs a finite mean and "
+                             f"sd > 0; got {bt!r}")
+
+    def normalisation(self) -> float:
+        """``Σ (2 ln sd + ln 2π) − 2 ln weight``: what the component's prior adds to
+        −2 ln posterior besides its chi² terms (the Gaussians' normalisations and the
+        weight)."""
+        sds = [sd for _, sd in self.priors.values()]
+        if self.bulge_to_total is not None:
+            sds.append(self.bulge_to_total[1])
+        return (sum(2.0 * math.log(sd) + math.log(2.0 * math.pi) for sd in sds)
+                - 2.0 * math.log(self.weight))
+
+
 def fit_bulge_disc(
     images: Sequence[np.ndarray],
     sigmas: Sequence[np.ndarray],
@@ -400,6 +473,8 @@ def fit_bulge_disc(
     q_start: float,
     bulge_extent: float = 8.0,
     priors: Mapping[str, tuple[float, float]] | None = None,
+    mixture: Sequence[PriorComponent] | None = None,
+    bt_band: str | None = None,
     max_ratio: float = 1.0,
     max_nfev: int = 200,
 ) -> BulgeDiscFit:
@@ -429,6 +504,18 @@ def fit_bulge_disc(
         Gaussian priors on the structure (keys of `PARAMETERS`: ``log_ratio`` =
         log10 r_bulge / r_disc, ``n_bulge``, ``q_bulge``, ``q_disc``, ``log_r_disc`` in
         log10 pixels), added to the chi² as ``((v - mean) / sd)²``. Default none.
+    mixture : sequence of PriorComponent, optional
+        A prior that is a mixture of galaxy types instead of ``priors`` (give one or
+        the other). The fit runs once per component (each from every start) and keeps
+        the most probable component; its covariance is the second moment about that
+        fit over the components' fits, weighted by their posterior probabilities
+        (`BulgeDiscFit.component_probabilities`), so the errors carry the doubt over
+        the type. A component's probability is its Laplace evidence: the posterior at
+        its best fit times the posterior's volume, so a narrow component does not win
+        on parameters the image does not constrain (its prior's density is high, but
+        only over a small volume). Costs one fit per component.
+    bt_band : str, optional
+        Band of the components' B/T priors (default the first of ``bands``).
     max_ratio : float
         Largest r_bulge / r_disc (default 1: a bulge is the inner component; without it
         a noisy fit can swap the components).
@@ -442,30 +529,123 @@ def fit_bulge_disc(
     Raises
     ------
     ValueError
-        An unknown prior key, a prior sd ≤ 0, or ``max_ratio`` out of range.
+        An unknown prior key, a prior sd ≤ 0, both ``priors`` and ``mixture``, an
+        unknown ``bt_band``, or ``max_ratio`` out of range.
     BulgeDiscError
         Fewer than 20 usable pixels, a PSF without positive sum, no positive flux, or
         no start of the fit converged (the last one's reason is given).
     """
-    prior = _prior_terms(priors)
+    if mixture is not None and priors:
+        raise ValueError("give fit_bulge_disc priors or a mixture of them, not both")
+    components = ([PriorComponent(1.0, priors or {})] if mixture is None else list(mixture))
+    if not components:
+        raise ValueError("a mixture prior needs at least one component")
+    terms = [_prior_terms(c.priors) for c in components]
+    bt_index = 0 if bt_band is None else _band_index(bands, bt_band)
     if not 0.05 < max_ratio <= 10:
         raise ValueError(f"max_ratio must be in (0.05, 10]; got {max_ratio!r}")
     problem = _Problem(images, sigmas, valid, psfs, centre, theta, bulge_extent)
     if not (np.isfinite(r_start) and r_start > 0):
         raise BulgeDiscError(f"unusable starting radius {r_start!r}")
-    solve = problem.solve
     q0 = min(max(float(q_start), 0.1), 1.0) if np.isfinite(q_start) else 0.7
     r0 = min(max(float(r_start), 0.6), problem.r_hi / 2)
-    lo = [math.log10(0.5), math.log10(0.05), N_BULGE_BOUNDS[0], 0.2, 0.05]
-    hi = [math.log10(problem.r_hi), math.log10(max_ratio), N_BULGE_BOUNDS[1], 1.0, 1.0]
+    bounds = ([math.log10(0.5), math.log10(0.05), N_BULGE_BOUNDS[0], 0.2, 0.05],
+              [math.log10(problem.r_hi), math.log10(max_ratio), N_BULGE_BOUNDS[1], 1.0, 1.0])
+    fits, failure = [], ""
+    for component, prior in zip(components, terms, strict=True):
+        term = _BulgeToTotalTerm(problem, bt_index, component.bulge_to_total)
+        best, failure = _best_start(problem, prior, term, r0, q0, bounds, max_nfev, failure)
+        if best is not None:
+            fits.append(_ComponentFit(problem, best, prior, term, component.normalisation()))
+    if not fits:
+        raise BulgeDiscError(failure)
+    cov, probabilities, chosen = _mixture_posterior(fits)
+    res = fits[chosen].result
+    resid, fluxes, conv, samples, _ = problem.solve(res.x)
+    if not np.any(fluxes.sum(axis=1) > 0):
+        raise BulgeDiscError("no positive flux in any band")
+    if mixture is None:
+        probabilities = ()
+    n_par = 5 + 2 * len(problem.images)
+    dof = max(resid.size - n_par, 1)
+    r_d = 10.0 ** res.x[0]
+    return BulgeDiscFit(
+        bands=tuple(bands), centre=(float(centre[0]), float(centre[1])), theta=float(theta),
+        n_bulge=float(res.x[2]), r_bulge=float(r_d * 10.0 ** res.x[1]), q_bulge=float(res.x[3]),
+        r_disc=float(r_d), q_disc=float(res.x[4]),
+        flux_bulge=fluxes[:, 0].copy(), flux_disc=fluxes[:, 1].copy(),
+        bulge_extent=problem.trunc, chi2_red=float(resid @ resid / dof), nfev=int(res.nfev),
+        flux_cov=cov[5:, 5:], structure_cov=cov[:5, :5],
+        convolved={name: conv[k][0] * fluxes[k, 0] + conv[k][1] * fluxes[k, 1]
+                   for k, name in enumerate(bands)},
+        intrinsic={name: (problem.render.intrinsic(samples[0]) * fluxes[k, 0],
+                          problem.render.intrinsic(samples[1]) * fluxes[k, 1])
+                   for k, name in enumerate(bands)},
+        component_probabilities=tuple(float(p) for p in probabilities),
+    )
 
+
+def _band_index(bands: Sequence[str], band: str) -> int:
+    try:
+        return list(bands).index(band)
+    except ValueError:
+        raise ValueError(f"bt_band {band!r} is not a fitted band; fitted: "
+                         f"{list(bands)}") from None
+
+
+class _BulgeToTotalTerm:
+    """The residual ``(B/T(v) − mean) / sd`` of a component's B/T prior in band ``k``
+    and its derivatives; no residual without a prior. B/T of a fit without flux in the
+    band counts as 0.5 (derivative 0)."""
+
+    def __init__(self, problem: _Problem, k: int, prior: tuple[float, float] | None) -> None:
+        self.problem, self.k, self.prior = problem, k, prior
+
+    def __call__(self, v) -> np.ndarray:
+        if self.prior is None:
+            return np.zeros(0)
+        fb, fd = self.problem.solve(v)[1][self.k]
+        total = fb + fd
+        bt = fb / total if total > 0 else 0.5
+        return np.array([(bt - self.prior[0]) / self.prior[1]])
+
+    def _gradient(self, fb: float, fd: float) -> np.ndarray:
+        """d(B/T)/d(f_bulge, f_disc) / sd."""
+        total = fb + fd
+        if not total > 0:
+            return np.zeros(2)
+        return np.array([fd, -fb]) / total**2 / self.prior[1]
+
+    def jacobian(self, v) -> np.ndarray:
+        """d(residual)/dv through the fluxes of the projected problem, ``(0 or 1, 5)``."""
+        if self.prior is None:
+            return np.zeros((0, 5))
+        fb, fd = self.problem.solve(v)[1][self.k]
+        return (self._gradient(fb, fd) @ self.problem.flux_jacobian(v, self.k))[None, :]
+
+    def full_jacobian(self, fluxes: np.ndarray) -> np.ndarray | None:
+        """d(residual)/d(structure, fluxes) of all 5 + 2B parameters (`_Problem.covariance`
+        rows); None without a prior."""
+        if self.prior is None:
+            return None
+        row = np.zeros((1, 5 + 2 * len(fluxes)))
+        row[0, 5 + 2 * self.k:7 + 2 * self.k] = self._gradient(*fluxes[self.k])
+        return row
+
+
+def _best_start(problem: _Problem, prior: _Priors, term: _BulgeToTotalTerm, r0: float,
+                q0: float, bounds, max_nfev: int, failure: str):
+    """The best of the fits from every start (`_starts`) with one prior: a later start
+    replaces an earlier one only where it lowers the cost by `MODE_TOLERANCE`. Returns
+    ``(least_squares result or None, reason of the last failure)``."""
     def residual(v):
-        return np.concatenate([solve(v)[0], prior(v)])
+        return np.concatenate([problem.solve(v)[0], prior(v), term(v)])
 
     def jacobian(v):
-        return np.vstack([problem.jacobian(v), prior.jacobian])
+        return np.vstack([problem.jacobian(v), prior.jacobian, term.jacobian(v)])
 
-    res, failure = None, ""
+    lo, hi = bounds
+    res = None
     inside = (np.array(lo) + 1e-6, np.array(hi) - 1e-6)  # a start strictly within bounds
     for start in _starts(r0, q0):
         x0 = np.clip(start, *inside)
@@ -482,30 +662,49 @@ def fit_bulge_disc(
         # a start that fails loses nothing when another one converged
         if res is None or trial.cost < res.cost - MODE_TOLERANCE:
             res = trial
-    if res is None:
-        raise BulgeDiscError(failure)
-    resid, fluxes, conv, samples, _ = solve(res.x)
-    if not np.any(fluxes.sum(axis=1) > 0):
-        raise BulgeDiscError("no positive flux in any band")
-    # the noise maps' sigma inflated by the fit's reduced chi² where it exceeds 1
-    cov = problem.covariance(res.x, fluxes, prior,
-                             scale=max(float(resid @ resid) / max(resid.size, 1), 1.0))
-    n_par = 5 + 2 * len(problem.images)
-    dof = max(resid.size - n_par, 1)
-    r_d = 10.0 ** res.x[0]
-    return BulgeDiscFit(
-        bands=tuple(bands), centre=(float(centre[0]), float(centre[1])), theta=float(theta),
-        n_bulge=float(res.x[2]), r_bulge=float(r_d * 10.0 ** res.x[1]), q_bulge=float(res.x[3]),
-        r_disc=float(r_d), q_disc=float(res.x[4]),
-        flux_bulge=fluxes[:, 0].copy(), flux_disc=fluxes[:, 1].copy(),
-        bulge_extent=problem.trunc, chi2_red=float(resid @ resid / dof), nfev=int(res.nfev),
-        flux_cov=cov[5:, 5:], structure_cov=cov[:5, :5],
-        convolved={name: conv[k][0] * fluxes[k, 0] + conv[k][1] * fluxes[k, 1]
-                   for k, name in enumerate(bands)},
-        intrinsic={name: (problem.render.intrinsic(samples[0]) * fluxes[k, 0],
-                          problem.render.intrinsic(samples[1]) * fluxes[k, 1])
-                   for k, name in enumerate(bands)},
-    )
+    return res, failure
+
+
+class _ComponentFit:
+    """The best fit with one component's prior: its covariance of the structure and
+    fluxes (the noise inflated by the reduced chi² where it exceeds 1), the parameter
+    vector, and the parts of −2 ln of its Laplace evidence: ``cost`` (chi² + prior
+    terms + normalisation) and ``log_volume`` (ln det of the covariance; NaN where it
+    is singular)."""
+
+    def __init__(self, problem: _Problem, result, prior: _Priors, term: _BulgeToTotalTerm,
+                 normalisation: float) -> None:
+        self.result = result
+        resid, fluxes = problem.solve(result.x)[:2]
+        self.cov = problem.covariance(
+            result.x, fluxes, prior, scale=max(float(resid @ resid) / max(resid.size, 1), 1.0),
+            extra=term.full_jacobian(fluxes))
+        self.vector = np.concatenate([result.x, fluxes.ravel()])
+        sign, logdet = np.linalg.slogdet(self.cov)
+        self.log_volume = float(logdet) if sign > 0 and np.isfinite(logdet) else math.nan
+        self.cost = 2.0 * float(result.cost) + normalisation
+
+
+def _mixture_posterior(fits: Sequence[_ComponentFit]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The covariance about the most probable component's fit, the components'
+    posterior probabilities ``∝ exp(−J / 2)`` (``J = cost − log_volume``, −2 ln the
+    Laplace evidence up to a constant; the volume left out for all where one
+    covariance is singular), and the index of the most probable. The covariance is
+    ``Σ_c p_c (C_c + d_c d_cᵀ)``, ``d_c`` the difference of fit c from the chosen one;
+    with one fit, its own covariance."""
+    volumes = np.array([f.log_volume for f in fits])
+    j = np.array([f.cost for f in fits])
+    if np.all(np.isfinite(volumes)):
+        j = j - volumes
+    chosen = int(np.argmin(j))
+    probabilities = np.exp(-0.5 * (j - j[chosen]))
+    probabilities /= probabilities.sum()
+    centre = fits[chosen].vector
+    total = np.zeros_like(fits[chosen].cov)
+    for p, fit in zip(probabilities, fits, strict=True):
+        d = fit.vector - centre
+        total += p * (fit.cov + np.outer(d, d))
+    return total, probabilities, chosen
 
 
 def _aperture_and_grid(fit: BulgeDiscFit, image, valid, band: str, extent: float):
