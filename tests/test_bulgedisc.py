@@ -197,18 +197,23 @@ def test_bad_input_raises_typed_errors_naming_the_problem(survey):
         fit.band("i")
 
 
+def _noisy_problem(survey) -> bulgedisc._Problem:
+    """The projected problem of an early type at 2% of the peak noise."""
+    cfg, iso = survey
+    row = _pick(iso, early=True)
+    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
+    c = (images[0].shape[0] - 1) / 2.0
+    return bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
+                              (c, c), 0.4, 8.0)
+
+
 def test_analytic_jacobian_of_the_projected_problem_matches_finite_differences(survey):
     """The fit's Jacobian (variable projection, Golub & Pereyra) against central
     differences of the residuals, with both components bright and with the bulge flux
     held at zero by the non-negativity."""
     from scipy.optimize._numdiff import approx_derivative
 
-    cfg, iso = survey
-    row = _pick(iso, early=True)
-    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
-    c = (images[0].shape[0] - 1) / 2.0
-    problem = bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
-                                 (c, c), 0.4, 8.0)
+    problem = _noisy_problem(survey)
     for v in (np.array([math.log10(4.0), math.log10(0.35), 3.0, 0.8, 0.6]),
               np.array([math.log10(2.0), math.log10(0.9), 1.2, 0.3, 0.9])):
         analytic = problem.jacobian(v)
@@ -242,12 +247,7 @@ def test_flux_and_bulge_to_total_derivatives_match_finite_differences(survey):
     (``G⁻¹ (∂Aᵀ r − Aᵀ ∂A f)``): against central differences of the solved fluxes."""
     from scipy.optimize._numdiff import approx_derivative
 
-    cfg, iso = survey
-    row = _pick(iso, early=True)
-    images, sigmas, psfs = _noiseless(cfg, row, noise=0.02, seed=4)
-    c = (images[0].shape[0] - 1) / 2.0
-    problem = bulgedisc._Problem(images, sigmas, np.ones(images[0].shape, bool), psfs,
-                                 (c, c), 0.4, 8.0)
+    problem = _noisy_problem(survey)
     term = bulgedisc._BulgeToTotalTerm(problem, 1, (0.5, 0.1))
     v = np.array([math.log10(4.0), math.log10(0.35), 3.0, 0.8, 0.6])
     for k in range(2):
