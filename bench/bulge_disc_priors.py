@@ -44,7 +44,7 @@ MODES = ("fixed", "calibrate", "calibrate_mixture")
 CLASSES = ("single_early", "single_late", "merger", "projection")
 
 
-def _staged(staging: Path, config: dict, n_shards: int):
+def _staged(staging: Path, n_shards: int):
     """(shard name, batch, segmap) of the first ``n_shards`` staged shards, and the
     truth table."""
     truth = pd.read_parquet(staging / "objects.parquet")
@@ -55,9 +55,9 @@ def _staged(staging: Path, config: dict, n_shards: int):
     shards = []
     for name in names[:n_shards]:
         batch = read_cutouts(staging / "cutouts" / f"{name}.zarr")
-        object_id, segmap = read_segmaps(staging / "segmaps" / f"{name}.zarr")
+        _, segmap = read_segmaps(staging / "segmaps" / f"{name}.zarr")
         shards.append((name, batch, segmap))
-    return config, shards, truth
+    return shards, truth
 
 
 def _rendered(n: int, n_shards: int, dim_max: float):
@@ -75,7 +75,7 @@ def _rendered(n: int, n_shards: int, dim_max: float):
 
 
 def _scores(features: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    m = features.merge(truth, on="object_id", suffixes=("", "_truth"))
+    m = features.merge(truth, on="object_id")
     error = (m["bulge_to_total"] - m["truth_bt"]).to_numpy()
     single = ~(m["truth_merger"] | m["truth_projection"]).to_numpy()
     early = (m["truth_type"] == "early").to_numpy()
@@ -120,7 +120,8 @@ def main(argv=None) -> None:
         source_name = (f"{args.shards} rendered shards of {args.render} galaxies, dimmed by "
                        f"U(0, {args.dim_max:g}) mag")
     else:
-        config, shards, truth = _staged(args.staging, load_config(args.config), args.shards)
+        config = load_config(args.config)
+        shards, truth = _staged(args.staging, args.shards)
         source_name = f"{len(shards)} shards of {args.staging}"
     print(f"source: {source_name}")
     results = {}

@@ -195,7 +195,7 @@ class BulgeDiscFit:
         total = fb + fd
         if not total > 0:
             return math.nan
-        grad = np.array([fd, -fb]) / total**2  # d(B/T) / d(f_bulge, f_disc)
+        grad = _bulge_to_total_gradient(fb, fd)
         return _sigma(grad @ self.flux_cov[2 * k:2 * k + 2, 2 * k:2 * k + 2] @ grad)
 
     def structure_err(self, name: str) -> float:
@@ -208,6 +208,12 @@ class BulgeDiscFit:
             raise KeyError(f"unknown structure parameter {name!r}; known: "
                            f"{list(PARAMETERS)}") from None
         return _sigma(self.structure_cov[i, i])
+
+
+def _bulge_to_total_gradient(fb: float, fd: float) -> np.ndarray:
+    """d(B/T)/d(f_bulge, f_disc); zero without positive total flux."""
+    total = fb + fd
+    return np.array([fd, -fb]) / total**2 if total > 0 else np.zeros(2)
 
 
 def _sigma(variance) -> float:
@@ -611,10 +617,7 @@ class _BulgeToTotalTerm:
 
     def _gradient(self, fb: float, fd: float) -> np.ndarray:
         """d(B/T)/d(f_bulge, f_disc) / sd."""
-        total = fb + fd
-        if not total > 0:
-            return np.zeros(2)
-        return np.array([fd, -fb]) / total**2 / self.prior[1]
+        return _bulge_to_total_gradient(fb, fd) / self.prior[1]
 
     def jacobian(self, v) -> np.ndarray:
         """d(residual)/dv through the fluxes of the projected problem, ``(0 or 1, 5)``."""

@@ -1050,7 +1050,8 @@ _CALIBRATION = "_prior_calibration"
 #: Settings key (not a config key) of the calibrated prior on log10 n (`fit_sersic`).
 _INDEX_PRIOR = "_sersic_n_prior"
 #: Settings key (not a config key) of the calibrated mixture prior of the bulge + disc
-#: fit (`galcat.priors.mixture_priors` components; None: the single prior).
+#: fit (`galcat.bulgedisc.PriorComponent` list, built once per shard; None: the single
+#: prior).
 _MIXTURE = "_bulge_disc_mixture"
 #: ``measure.priors`` values that calibrate on the shard's bright galaxies.
 CALIBRATING_PRIORS = ("calibrate", "calibrate_mixture")
@@ -1129,7 +1130,9 @@ def _calibrate_priors(batch: CutoutBatch, segmap: np.ndarray, opts: dict,
     out = dict(opts)
     if found is not None:
         out["bulge_disc_priors"] = found
-    out[_MIXTURE] = components
+    out[_MIXTURE] = (None if components is None else
+                     [bulgedisc.PriorComponent(c["weight"], c["priors"], c["bulge_to_total"])
+                      for c in components])
     record["bulge_disc_mixture"] = (None if components is None else
                                     [{"weight": c["weight"],
                                       "priors": {k: list(v) for k, v in c["priors"].items()},
@@ -1186,9 +1189,7 @@ def _bulge_disc_prior(opts, fitted: list[str]) -> dict:
     if not components:
         return {"priors": _structure_priors(opts)}
     band = opts["detect_band"] if opts["detect_band"] in fitted else fitted[0]
-    return {"mixture": [bulgedisc.PriorComponent(c["weight"], c["priors"],
-                                                 c["bulge_to_total"]) for c in components],
-            "bt_band": band}
+    return {"mixture": components, "bt_band": band}
 
 
 def _structure_priors(opts) -> dict[str, tuple[float, float]]:
