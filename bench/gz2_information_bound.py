@@ -75,6 +75,15 @@ PRIOR_PARAMS = PARAMS[1:11]
 #: the matrix invertible; wide enough to change nothing else
 WEAK_PRIOR_SIGMA = {"pa_deg": 90.0, "dx": 5.0, "dy": 5.0}
 STRUCTURE = ("bt", "q_disc", "q_bulge")
+#: the companion's parameters (mergers and projections), read from the same images with
+#: the primary's: r-band flux (ln), colours, half-light radius, axis ratio, position
+#: angle and position (its Sersic index is 1 or 4 in the survey, so it is given)
+COMPANION = ("ln_flux_c", "colour_c_g", "colour_c_i", "r_e_c", "q_c", "pa_c", "dx_c", "dy_c")
+#: the tidal features of mergers: the tail's and the lopsided component's flux (ln) and
+#: the tail's twist
+TIDAL = ("ln_tail", "ln_lopsided", "tail_twist_deg")
+#: weak priors (1 sigma) on the companion's flux, pose and position, as for the primary
+NUISANCE_WEAK_SIGMA = {"ln_flux_c": 10.0, "pa_c": 90.0, "dx_c": 5.0, "dy_c": 5.0}
 
 
 def _render(row: dict, config: dict, band: str, components: tuple[str, ...],
@@ -124,13 +133,27 @@ def prior_precision(values: pd.DataFrame, *, colours: bool = True) -> np.ndarray
     return precision
 
 
+def _tidal_images(row: dict, config: dict, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """The merger's tail and lopsided component alone in ``band`` (zeros for others).
+    The renderer groups them with the disc; their flux is a fraction of the primary's
+    total, so they do not follow B/T."""
+    if not row["truth_merger"]:
+        return 0.0, 0.0
+    disc = _render(row, config, band, ("disc",))
+    no_tail = _render(_with(row, tail_frac=0.0), config, band, ("disc",))
+    bare = _render(_with(row, tail_frac=0.0, lopsided_frac=0.0), config, band, ("disc",))
+    return disc - no_tail, no_tail - bare
+
+
 def jacobian(row: dict, config: dict, band: str) -> np.ndarray:
     """d(noiseless image)/d(parameter) in ``band``: (n_params, n_pixels)."""
     comps = ("bulge", "disc")
     image = {c: _render(row, config, band, (c,)) for c in comps}  # at the true fluxes
+    tail, lopsided = _tidal_images(row, config, band)
+    bare_disc = image["disc"] - tail - lopsided
     bt = row["truth_bt"]
     d = {"ln_flux_r": image["bulge"] + image["disc"],
-         "bt": image["bulge"] / bt - image["disc"] / (1.0 - bt)}
+         "bt": image["bulge"] / bt - bare_disc / (1.0 - bt)}
     for c in comps:
         for b in ("g", "i"):
             d[f"colour_{c}_{b}"] = image[c] if b == band else np.zeros_like(image[c])
@@ -161,29 +184,102 @@ def jacobian(row: dict, config: dict, band: str) -> np.ndarray:
     return np.stack([d[k].ravel() for k in PARAMS])
 
 
-def fisher(row: dict, config: dict) -> np.ndarray:
+def nuisance_names(row: dict) -> tuple[str, ...]:
+    """The companion's and the tidal features' parameters that ``row`` has."""
+    names = COMPANION if (row["truth_merger"] or row["truth_projection"]) else ()
+    return names + (TIDAL if row["truth_merger"] else ())
+
+
+def _companion_with(row: dict, **changes: float) -> dict:
+    out = dict(row)
+    out.update({f"truth_companion_{k}": v for k, v in changes.items()})
+    return out
+
+
+def nuisance_jacobian(row: dict, config: dict, band: str) -> np.ndarray:
+    """d(noiseless image)/d(`nuisance_names`) in ``band``: (k, n_pixels)."""
+    names = nuisance_names(row)
+    if not names:
+        return np.zeros((0, 0))
+    d = {}
+    if "ln_flux_c" in names:
+        companion = _render(row, config, band, ("companion",))
+        d["ln_flux_c"] = companion
+        for b in ("g", "i"):
+            d[f"colour_c_{b}"] = companion if b == band else np.zeros_like(companion)
+        r_e = row["truth_companion_r_e"]
+        up = _render(_companion_with(row, r_e=1.01 * r_e), config, band, ("companion",))
+        down = _render(_companion_with(row, r_e=0.99 * r_e), config, band, ("companion",))
+        d["r_e_c"] = (up - down) / (0.02 * r_e)
+        lo, hi = _q_steps(row["truth_companion_q"])
+        up = _render(_companion_with(row, q=hi), config, band, ("companion",))
+        down = _render(_companion_with(row, q=lo), config, band, ("companion",))
+        d["q_c"] = (up - down) / (hi - lo)
+        pa = row["truth_companion_pa_deg"]
+        up = _render(_companion_with(row, pa_deg=pa + 0.5), config, band, ("companion",))
+        down = _render(_companion_with(row, pa_deg=pa - 0.5), config, band, ("companion",))
+        d["pa_c"] = up - down
+        for axis, name in enumerate(("dx_c", "dy_c")):
+            step = np.zeros(2)
+            step[axis] = 0.05
+            up = _render(row, config, band, ("companion",), tuple(step))
+            down = _render(row, config, band, ("companion",), tuple(-step))
+            d[name] = (up - down) / 0.1
+    if "ln_tail" in names:
+        d["ln_tail"], d["ln_lopsided"] = _tidal_images(row, config, band)
+        twist = row["truth_tail_twist_deg"]
+        up = _render(_with(row, tail_twist_deg=twist + 0.5), config, band, ("disc",))
+        down = _render(_with(row, tail_twist_deg=twist - 0.5), config, band, ("disc",))
+        d["tail_twist_deg"] = up - down
+    return np.stack([d[k].ravel() for k in names])
+
+
+def nuisance_prior_sigma(table: pd.DataFrame) -> dict[str, float]:
+    """The population's spread (1 sigma) of each nuisance parameter, among the galaxies
+    that have it; the weak priors where the population says nothing useful."""
+    with_comp = table[table["truth_merger"].astype(bool) | table["truth_projection"].astype(bool)]
+    mergers = table[table["truth_merger"].astype(bool)]
+    sigma = dict(NUISANCE_WEAK_SIGMA)
+    for b in ("g", "i"):
+        sigma[f"colour_c_{b}"] = float(np.log(with_comp[f"truth_flux_companion_{b}"]
+                                              / with_comp["truth_flux_companion_r"]).std())
+    sigma["r_e_c"] = float(with_comp["truth_companion_r_e"].std())
+    sigma["q_c"] = float(with_comp["truth_companion_q"].std())
+    sigma["ln_tail"] = float(np.log(mergers["truth_tail_frac"]).std())
+    sigma["ln_lopsided"] = float(np.log(mergers["truth_lopsided_frac"]).std())
+    sigma["tail_twist_deg"] = float(mergers["truth_tail_twist_deg"].std())
+    return sigma
+
+
+def fisher(row: dict, config: dict, nuisance_sigma: dict[str, float] | None = None
+           ) -> np.ndarray:
     """Fisher matrix of the g, r, i cutouts for `PARAMS` (Gaussian noise of known
-    variance), with the weak pose prior."""
+    variance), with the weak pose prior. With ``nuisance_sigma`` the companion's and the
+    tidal features' parameters (`nuisance_names`) follow `PARAMS`, each with its prior."""
     from galcat.surveys import synthetic
 
     bands = synthetic.band_set(config)
     scale = float(config["synthetic"]["pixel_scale"])
-    f = np.zeros((len(PARAMS), len(PARAMS)))
+    names = PARAMS + (nuisance_names(row) if nuisance_sigma is not None else ())
+    f = np.zeros((len(names), len(names)))
     for band in BANDS:
         model = _render(row, config, band, ("bulge", "disc", "companion")).ravel()
         var = bands[band].sky_sigma(scale) ** 2 + np.clip(model, 0, None) / bands[band].gain
         j = jacobian(row, config, band)
+        if len(names) > len(PARAMS):
+            j = np.concatenate([j, nuisance_jacobian(row, config, band)])
         f += (j / var) @ j.T
-    for name, sigma in WEAK_PRIOR_SIGMA.items():
-        k = PARAMS.index(name)
-        f[k, k] += 1.0 / sigma**2
+    priors = dict(WEAK_PRIOR_SIGMA, **(nuisance_sigma or {}))
+    for k, name in enumerate(names):
+        if name in priors:
+            f[k, k] += 1.0 / priors[name] ** 2
     return f
 
 
 def structure_covariance(f: np.ndarray, prior_precision: np.ndarray | None) -> np.ndarray:
     """Covariance of (B/T, q_disc, q_bulge): the Cramer-Rao bound, or van Trees' bound
     with ``prior_precision`` (over `PRIOR_PARAMS`) added."""
-    total = f.copy()
+    total = f.copy()  # `PARAMS` first, then any nuisance parameters
     if prior_precision is not None:
         k = [PARAMS.index(p) for p in PRIOR_PARAMS]
         total[np.ix_(k, k)] += prior_precision
@@ -349,20 +445,29 @@ def main() -> None:
     colourless = {k: prior_precision(values[table["truth_type"] == k], colours=False)
                   for k in kinds}
 
+    nuisance_sigma = nuisance_prior_sigma(table)
+
     t0 = time.perf_counter()
-    best, best_no_colour, crb_plug_in, sigmas = [], [], [], []
+    best, best_nuisance, best_no_colour, crb_plug_in, sigmas = [], [], [], [], []
     for rec in chosen.to_dict("records"):
         kind = "early" if rec["early"] else "late"
         f = fisher(rec, config)
         crb = structure_covariance(f, None)
         post = structure_covariance(f, prior[kind])
         best.append(posterior_variance(rec, post, args.draws, rng)[0])
+        if nuisance_names(rec):
+            post_nuisance = structure_covariance(fisher(rec, config, nuisance_sigma),
+                                                 prior[kind])
+            best_nuisance.append(posterior_variance(rec, post_nuisance, args.draws, rng)[0])
+        else:
+            best_nuisance.append(best[-1])
         best_no_colour.append(posterior_variance(
             rec, structure_covariance(f, colourless[kind]), args.draws, rng)[0])
         crb_plug_in.append(posterior_variance(rec, crb, args.draws, rng)[1])
         sigmas.append(np.sqrt(np.concatenate([np.diag(crb), np.diag(post)])))
     seconds = time.perf_counter() - t0
-    best, best_no_colour, crb_plug_in = map(np.array, (best, best_no_colour, crb_plug_in))
+    best, best_nuisance, best_no_colour, crb_plug_in = map(
+        np.array, (best, best_nuisance, best_no_colour, crb_plug_in))
     sigma = pd.DataFrame(sigmas, columns=[f"{w}sigma_{k}" for w in ("", "post_")
                                           for k in STRUCTURE])
     mag_r = 22.5 - 2.5 * np.log10(chosen["truth_flux_bulge_r"] + chosen["truth_flux_disc_r"])
@@ -387,13 +492,15 @@ def main() -> None:
         "bench": "gz2_information_bound", "n_galaxies": len(chosen), "draws": args.draws,
         "floor_rmse": round(float(np.sqrt(floor_sq)), 5),
         "bound_over_floor": over_floor(best),
+        "bound_with_nuisance_over_floor": over_floor(best_nuisance),
         "bound_no_colour_prior_over_floor": over_floor(best_no_colour),
         "crb_plug_in_over_floor": over_floor(crb_plug_in),
         "truth_plus_0.02_over_floor": round(float(np.sqrt(
             (floor_sq + perturbed_mse(chosen, 0.02, rng)) / floor_sq)), 3),
         "median_sigma": {k: round(float(v), 4) for k, v in med.items()},
         "n_r_lt_16": int(bright.sum()),
-        "bound_over_floor_r_lt_16": over_floor(best, bright) if bright.any() else None,
+        "bound_over_floor_r_lt_16": (over_floor(best_nuisance, bright) if bright.any()
+                                     else None),
     }
     line("check: truth + N(0, 0.02) in all three (session 12: 1.15x)",
          f"{result['truth_plus_0.02_over_floor']:.3f}x")
@@ -401,8 +508,10 @@ def main() -> None:
          f"{result['crb_plug_in_over_floor']:.3f}x")
     line("bound, prior without the colours' plane",
          f"{result['bound_no_colour_prior_over_floor']:.3f}x")
+    line("bound, the companion and the tidal features given exactly",
+         f"{result['bound_over_floor']:.3f}x")
     line("bound: the posterior mean's error (no estimator does better)",
-         f"{result['bound_over_floor']:.3f}x   goal <= {GOAL_OVER_FLOOR}")
+         f"{result['bound_with_nuisance_over_floor']:.3f}x   goal <= {GOAL_OVER_FLOOR}")
     if bright.any():
         line(f"  bound, r < 16 ({result['n_r_lt_16']} galaxies)",
              f"{result['bound_over_floor_r_lt_16']:.3f}x")
@@ -430,6 +539,26 @@ def main() -> None:
         print(f"  {q.id:<10} {row['bound'] * 1e4:>9.2f} "
               + " ".join(f"{row[n] * 1e4:>11.2f}" for n in nets))
     result["per_question_mse_1e4"] = per_question
+    # and by kind of galaxy: each kind's excess per object, in units of the floor's
+    # mean squared error, and its part of the whole (the 1.15x goal allows 0.3225)
+    kind = np.select([chosen["truth_merger"].astype(bool),
+                      chosen["truth_projection"].astype(bool), chosen["early"]],
+                     ["merger", "projection", "early single"], "late single")
+    estimators = {"bound (given)": best, "bound": best_nuisance, **nets}
+    print(f"  {'kind':<13} {'n':>4} " + " ".join(f"{n:>15}" for n in estimators)
+          + "   (excess per object / floor^2; its part of the mean)")
+    per_kind = {}
+    for k in ("early single", "late single", "merger", "projection"):
+        rows = kind == k
+        per_kind[k] = {"n": int(rows.sum())}
+        cells = []
+        for name, err in estimators.items():
+            per_object = float(err[rows].mean() / floor_sq)
+            part = float(err[rows].mean(axis=1).sum() / len(chosen) / floor_sq)
+            per_kind[k][name] = [round(per_object, 3), round(part, 3)]
+            cells.append(f"{per_object:>7.3f} ({part:.3f})")
+        print(f"  {k:<13} {int(rows.sum()):>4} " + " ".join(f"{c:>15}" for c in cells))
+    result["per_kind_excess"] = per_kind
 
     features = staged / "features"
     feat = pd.concat(pd.read_parquet(p, columns=["object_id", "bulge_to_total"])
@@ -453,7 +582,8 @@ def main() -> None:
                  f"{c['fit_sigma_bt']:.4f} / {c['crb_sigma_bt']:.4f}, "
                  f"{c['fit_sigma_q_disc']:.4f} / {c['crb_sigma_q_disc']:.4f}")
         result["fit_checks"] = checks
-    result["goal_within_bound"] = bool(result["bound_over_floor"] <= GOAL_OVER_FLOOR)
+    result["goal_within_bound"] = bool(result["bound_with_nuisance_over_floor"]
+                                       <= GOAL_OVER_FLOOR)
     print(json.dumps(result))
 
 
