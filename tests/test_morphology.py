@@ -364,11 +364,13 @@ BULGE_G_R, DISC_G_R, DISC_R_I = 0.9, 0.4, 0.2
 UNTRUNCATED = config(half_mass=False, r50_model_extent=0.0)
 
 
-def _two_colour_batch(*, companion=None, seed=7):
+def _two_colour_batch(*, companion=None, tail=0.0, seed=7):
     """A red n = 4 bulge (B/T 0.4 in r) in a blue exponential disc, through a PSF, in
     g, r, i with unequal zeropoints; ``companion`` = (dx arcsec, r-band flux ratio,
     g - r offset from the galaxy's total colour) adds a neighbour (segment label 2)
-    with the galaxy's own profile and size. (batch, segmap, central r50 in pixels)."""
+    with the galaxy's own profile and size; ``tail`` adds a thin streak with that
+    fraction of the galaxy's flux on one side, as a tidal tail. (batch, segmap,
+    central r50 in pixels)."""
     psf_obj = galsim.Moffat(3.5, fwhm=1.3)
     zeropoints = {"g": 22.5, "r": 22.0, "i": 22.5}
     r_flux = {"bulge": 400.0, "disc": 600.0}
@@ -382,6 +384,10 @@ def _two_colour_batch(*, companion=None, seed=7):
         galaxy = galsim.Add([galsim.Sersic(4.0, half_light_radius=0.8, flux=flux["bulge"]),
                              galsim.Exponential(half_light_radius=2.0, flux=flux["disc"])])
         galaxy = galaxy.shear(q=0.7, beta=30 * galsim.degrees)
+        if tail:
+            streak = galsim.Gaussian(half_light_radius=2.0, flux=tail * sum(flux.values()))
+            galaxy = galsim.Add([galaxy, streak.shear(q=0.2, beta=100 * galsim.degrees)
+                                 .shift(-2.5, 1.0)])
         scene = galaxy
         if companion is not None:  # the galaxy itself, scaled, redder by offset in g - r
             dx, ratio, offset = companion
@@ -457,6 +463,22 @@ def test_the_brightest_neighbour_flux_colour_distance_and_size(dx, ratio, offset
     assert row["neighbour_colour_offset"] == pytest.approx(offset, abs=0.1)
     assert row["neighbour_separation"] * r50 == pytest.approx(abs(dx) / PIX, rel=0.15)
     assert row["neighbour_size_ratio"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_the_residual_flux_fraction_is_zero_for_a_smooth_galaxy_and_sees_a_tail():
+    # what the bulge + disc model leaves is noise for the smooth galaxy, at any depth
+    # (the noise's own share is taken off), and the streak for the tidal one
+    rows = {}
+    for name, tail in (("smooth", 0.0), ("tail", 0.08)):
+        batch, segmap, _ = _two_colour_batch(tail=tail)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows[name] = measure_object(batch, 0, segmap, config=UNTRUNCATED)
+    assert abs(rows["smooth"]["residual_flux_fraction"]) < 0.002
+    assert rows["tail"]["residual_flux_fraction"] > 0.03
+    without_fit = measure_object(batch, 0, segmap, config=config(
+        r50_model="sersic", half_mass=False))
+    assert math.isnan(without_fit["residual_flux_fraction"])
 
 
 def test_no_neighbour_is_a_flux_ratio_of_zero():

@@ -140,6 +140,7 @@ UCDS: tuple[tuple[str, str], ...] = (
     (r"log_ml_.+", "phys.composition.massLightRatio"),
     (r"gr_.+|bulge_colour|disc_colour|neighbour_colour_offset", "phot.color"),
     (r"neighbour_flux_ratio", "phot.flux;arith.ratio"),
+    (r"residual_flux_fraction", "src.morph;arith.ratio"),
     (r"neighbour_separation", "pos.angDistance;arith.ratio"),
     (r"neighbour_size_ratio", "phys.angSize;arith.ratio"),
     (r"metallicity", "phys.abund.Z"),

@@ -360,7 +360,8 @@ MEASURED_MODEL_INPUTS = ("r50_mass", "r50_psf_corrected", "sersic_n", "sersic_q"
                          "neighbour_separation", "neighbour_size_ratio", "gini", "m20",
                          "smoothness", "shape_asymmetry", "multimode", "intensity",
                          "deviation", "ellipticity", "colour_g_r", "colour_r_i",
-                         "bulge_to_total_err", "bulge_q_err", "disc_q_err")
+                         "bulge_to_total_err", "bulge_q_err", "disc_q_err",
+                         "residual_flux_fraction")
 
 
 def measured_inputs(config: Mapping, model: str) -> list[str]:

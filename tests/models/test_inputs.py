@@ -50,7 +50,8 @@ def test_the_default_inputs_are_the_redshift_and_the_measurements(tiny_config):
                                        "colour_g_r", "colour_r_i", "gini", "m20",
                                        "smoothness", "shape_asymmetry", "multimode",
                                        "intensity", "deviation", "ellipticity",
-                                       "sn_per_pixel", "r50_psf_corrected"]
+                                       "sn_per_pixel", "r50_psf_corrected",
+                                       "residual_flux_fraction"]
     assert all(models[m]["inputs"] == [] for m in ("sersic", "vae", "pixels"))
 
 

@@ -149,6 +149,10 @@ MEASURED_INPUTS = {
                               "bulge's axis ratio"),
     "disc_q_err": ModelInput("disc_q_err", True, "log10 of the 1-sigma error of the "
                              "disc's axis ratio"),
+    "residual_flux_fraction": ModelInput("residual_flux_fraction", False, "light the "
+                                         "bulge + disc fit leaves unexplained (tidal tails, "
+                                         "a lopsided disc), clipped to [-0.05, 0.2]",
+                                         (-0.05, 0.2)),
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
