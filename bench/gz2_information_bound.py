@@ -145,11 +145,12 @@ def _tidal_images(row: dict, config: dict, band: str) -> tuple[np.ndarray, np.nd
     return disc - no_tail, no_tail - bare
 
 
-def jacobian(row: dict, config: dict, band: str) -> np.ndarray:
-    """d(noiseless image)/d(parameter) in ``band``: (n_params, n_pixels)."""
+def jacobian(row: dict, config: dict, band: str, tidal: tuple) -> np.ndarray:
+    """d(noiseless image)/d(parameter) in ``band``: (n_params, n_pixels); ``tidal`` is
+    `_tidal_images` of the row and band."""
     comps = ("bulge", "disc")
     image = {c: _render(row, config, band, (c,)) for c in comps}  # at the true fluxes
-    tail, lopsided = _tidal_images(row, config, band)
+    tail, lopsided = tidal
     bare_disc = image["disc"] - tail - lopsided
     bt = row["truth_bt"]
     d = {"ln_flux_r": image["bulge"] + image["disc"],
@@ -196,11 +197,10 @@ def _companion_with(row: dict, **changes: float) -> dict:
     return out
 
 
-def nuisance_jacobian(row: dict, config: dict, band: str) -> np.ndarray:
-    """d(noiseless image)/d(`nuisance_names`) in ``band``: (k, n_pixels)."""
+def nuisance_jacobian(row: dict, config: dict, band: str, tidal: tuple) -> np.ndarray:
+    """d(noiseless image)/d(`nuisance_names`) in ``band``: (k, n_pixels); ``tidal`` as
+    for `jacobian`."""
     names = nuisance_names(row)
-    if not names:
-        return np.zeros((0, 0))
     d = {}
     if "ln_flux_c" in names:
         companion = _render(row, config, band, ("companion",))
@@ -226,7 +226,7 @@ def nuisance_jacobian(row: dict, config: dict, band: str) -> np.ndarray:
             down = _render(row, config, band, ("companion",), tuple(-step))
             d[name] = (up - down) / 0.1
     if "ln_tail" in names:
-        d["ln_tail"], d["ln_lopsided"] = _tidal_images(row, config, band)
+        d["ln_tail"], d["ln_lopsided"] = tidal
         twist = row["truth_tail_twist_deg"]
         up = _render(_with(row, tail_twist_deg=twist + 0.5), config, band, ("disc",))
         down = _render(_with(row, tail_twist_deg=twist - 0.5), config, band, ("disc",))
@@ -265,9 +265,10 @@ def fisher(row: dict, config: dict, nuisance_sigma: dict[str, float] | None = No
     for band in BANDS:
         model = _render(row, config, band, ("bulge", "disc", "companion")).ravel()
         var = bands[band].sky_sigma(scale) ** 2 + np.clip(model, 0, None) / bands[band].gain
-        j = jacobian(row, config, band)
+        tidal = _tidal_images(row, config, band)
+        j = jacobian(row, config, band, tidal)
         if len(names) > len(PARAMS):
-            j = np.concatenate([j, nuisance_jacobian(row, config, band)])
+            j = np.concatenate([j, nuisance_jacobian(row, config, band, tidal)])
         f += (j / var) @ j.T
     priors = dict(WEAK_PRIOR_SIGMA, **(nuisance_sigma or {}))
     for k, name in enumerate(names):

@@ -899,16 +899,15 @@ def measure_object(
                 flag |= fit_bits
             elif not bits & MeasureFlag.SERSIC_FAILED:
                 model = _statmorph_sersic(morph)
-            bd_fit = _bulge_disc(batch, index, seg, opts, _bulge_disc_start(morph, model),
-                                 background, object_id)
+            bd_fit, row["residual_flux_fraction"] = _bulge_disc(
+                batch, index, seg, opts, _bulge_disc_start(morph, model), background,
+                object_id)
             if opts.get(_CALIBRATION):
                 row[_CALIBRATION] = _calibration_values(bd_fit, row, batch, opts)
             row.update(_bulge_disc_columns(bd_fit, opts["detect_band"]))
             row.update(_component_colour_columns(bd_fit, _zeropoints(batch),
                                                  _colour_bands(opts)))
             row.update(photometry.model_magnitudes(bd_fit, _zeropoints(batch)))
-            row["residual_flux_fraction"] = residual_flux_fraction(batch, index, seg, bd_fit,
-                                                                   background)
             if opts["r50_model"] == "bulge_disc" and bd_fit is not None:
                 flag |= _r50_bulge_disc(row, bd_fit, image, bg, bad, batch, opts)
             else:
@@ -1275,15 +1274,16 @@ def photometry_bands(settings: Mapping, bands) -> list[str]:
 
 def _bulge_disc(batch, index, seg, opts, start, background, object_id):
     """`galcat.bulgedisc.fit_bulge_disc` in `_bulge_disc_bands` from ``start``
-    (`_bulge_disc_start`; centre and angle held); None when not wanted or it fails
+    (`_bulge_disc_start`; centre and angle held), and its `residual_flux_fraction` on
+    the same background-subtracted images; (None, NaN) when not wanted or it fails
     (warned)."""
     wanted = (opts["r50_model"] == "bulge_disc"
               or (opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"))
     if not wanted or start is None:
-        return None
+        return None, math.nan
     bands = [band for band in _bulge_disc_bands(opts) if band in batch.bands]
     required = _required_bulge_disc_bands(opts)
-    images, sigmas, psfs, fitted = [], [], [], []
+    images, sigmas, psfs, fitted, central = [], [], [], [], []
     use = seg <= 1
     for band in bands:
         k = batch.band_index(band)
@@ -1297,43 +1297,38 @@ def _bulge_disc(batch, index, seg, opts, start, background, object_id):
         images.append(img - background(img, ok))
         sigmas.append(sig)
         psfs.append(batch.psf[k])
+        central.append(ok & (seg == 1))
     r_eff, x0, y0, q, theta = start
     try:
-        return bulgedisc.fit_bulge_disc(images, sigmas, use, psfs, (x0, y0), bands=fitted,
-                                        theta=theta, r_start=r_eff, q_start=q,
-                                        bulge_extent=float(opts["r50_model_extent"]),
-                                        **_bulge_disc_prior(opts, fitted))
+        fit = bulgedisc.fit_bulge_disc(images, sigmas, use, psfs, (x0, y0), bands=fitted,
+                                       theta=theta, r_start=r_eff, q_start=q,
+                                       bulge_extent=float(opts["r50_model_extent"]),
+                                       **_bulge_disc_prior(opts, fitted))
     except (bulgedisc.BulgeDiscError, ValueError, FloatingPointError) as exc:
         _warn(object_id, f"bulge + disc fit failed: {exc}")
-        return None
+        return None, math.nan
+    return fit, residual_flux_fraction(fit, images, sigmas, central)
 
 
 #: the mean |x| of a unit normal deviate: what noise alone adds to a sum of |residual|
 _MEAN_ABS_NORMAL = math.sqrt(2.0 / math.pi)
 
 
-def residual_flux_fraction(batch: CutoutBatch, index: int, seg: np.ndarray,
-                           fit: bulgedisc.BulgeDiscFit | None, background) -> float:
+def residual_flux_fraction(fit: bulgedisc.BulgeDiscFit, images: Sequence[np.ndarray],
+                           sigmas: Sequence[np.ndarray],
+                           regions: Sequence[np.ndarray]) -> float:
     """The residual flux fraction of a bulge + disc ``fit`` (as Hoyos et al.'s):
-    ``(sum |I - M| - sqrt(2/pi) sum sigma) / sum M`` over the valid pixels of the central
-    segment (``seg == 1``) in every band the fit used, with the image less its
-    ``background`` as the fit saw it. Subtracting the noise's expected share makes it
-    ~0 for a galaxy the model describes at any depth; tidal tails, lopsided discs and
-    other features a smooth, symmetric model cannot follow raise it. NaN without a fit
-    or where the model has no positive flux in the segment. Cost: one pass over the
-    fitted bands' pixels."""
-    if fit is None:
-        return math.nan
+    ``(sum |I - M| - sqrt(2/pi) sum sigma) / sum M`` over ``regions`` (per band of
+    ``fit.bands``: the central segment's valid pixels) of the background-subtracted
+    ``images`` the fit saw. Subtracting the noise's expected share makes it ~0 for a
+    galaxy the model describes at any depth; tidal tails, lopsided discs and other
+    features a smooth, symmetric model cannot follow raise it. NaN where the model has
+    no positive flux there. Cost: one pass over the fitted bands' pixels."""
     absolute = noise = model_flux = 0.0
-    for band in fit.bands:
-        k = batch.band_index(band)
-        img = batch.image[index, k].astype(np.float64)
-        sig = batch.sigma[index, k].astype(np.float64)
-        ok = _valid_pixels(img, sig, batch.mask[index, k])
-        region = ok & (seg == 1)
+    for band, image, sigma, region in zip(fit.bands, images, sigmas, regions, strict=True):
         model = fit.convolved[band][region]
-        absolute += float(np.abs(img[region] - background(img, ok) - model).sum())
-        noise += _MEAN_ABS_NORMAL * float(sig[region].sum())
+        absolute += float(np.abs(image[region] - model).sum())
+        noise += _MEAN_ABS_NORMAL * float(sigma[region].sum())
         model_flux += float(model.sum())
     return (absolute - noise) / model_flux if model_flux > 0 else math.nan
 
