@@ -1,11 +1,13 @@
-"""B/T, axis ratios and r50_mass of the bulge + disc fit under each ``measure.priors`` mode.
+"""B/T, axis ratios and r50_mass of the bulge + disc fit under each ``measure.priors`` mode
+and each ``measure.neighbour_model``.
 
 Measures the same shards with ``measure.priors`` = fixed, calibrate and
-calibrate_mixture (`galcat.priors`) through galcat's own `measure_shard`, joins the
-truth, and prints per mode: the B/T error (rms, and the share off by more than 0.1)
-of single early types, single late types, mergers and projections; the coverage of
-``bulge_to_total_err`` on single galaxies; the median |Δ|/truth of r50_mass; the
-measure time. Two sources of shards:
+calibrate_mixture (`galcat.priors`), each with every ``measure.neighbour_model`` of
+``--neighbour-models`` (default: the config's one), through galcat's own
+`measure_shard`, joins the truth, and prints per mode: the B/T error (rms, and the
+share off by more than 0.1) of single early types, single late types, mergers and
+projections; the coverage of ``bulge_to_total_err`` on single galaxies; the median
+|Δ|/truth of r50_mass; the measure time. Two sources of shards:
 
 * ``--staging DIR`` (default ``results/science/synthetic`` where it exists): the
   staged cutouts and segmentation maps of a run (``config/science.yaml``'s DAG), its
@@ -16,7 +18,8 @@ measure time. Two sources of shards:
   prior decides, and a shard has a few dozen bright galaxies to calibrate on.
 
     .venv/bin/python bench/bulge_disc_priors.py [--staging DIR | --render 80]
-        [--shards 5] [--modes fixed,calibrate,calibrate_mixture] [--workers 2]
+        [--shards 5] [--modes fixed,calibrate,calibrate_mixture]
+        [--neighbour-models none,bulge_disc] [--workers 2]
 
 Ends with ONE line of JSON: the figures per mode.
 """
@@ -108,9 +111,13 @@ def main(argv=None) -> None:
     parser.add_argument("--shards", type=int, default=5)
     parser.add_argument("--dim-max", type=float, default=2.5)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--neighbour-models", default="",
+                        help="measure.neighbour_model values, comma-separated (default: "
+                             "the config's)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    neighbours = [m.strip() for m in args.neighbour_models.split(",") if m.strip()]
     if args.render is None and args.staging is None:
         args.staging = Path("results/science/synthetic")
         if not (args.staging / "objects.parquet").exists():
@@ -125,9 +132,13 @@ def main(argv=None) -> None:
         source_name = f"{len(shards)} shards of {args.staging}"
     print(f"source: {source_name}")
     results = {}
-    for mode in modes:
+    runs = [(mode, nb) for mode in modes for nb in (neighbours or [None])]
+    for mode, neighbour in runs:
         cfg = copy.deepcopy(config)
         cfg["measure"] = {**cfg["measure"], "priors": mode}
+        if neighbour is not None:
+            cfg["measure"]["neighbour_model"] = neighbour
+            mode = f"{mode}, neighbour_model {neighbour}"
         start = time.perf_counter()
         tables, records = [], []
         for name, batch, segmap in shards:
@@ -145,7 +156,8 @@ def main(argv=None) -> None:
         results[mode] = scores
         print(f"\n{mode}: {scores['n']} galaxies, measure {seconds:.0f} s"
               + (f", mixture on {scores['shards_with_mixture']} of {len(shards)} shards "
-                 f"(components {scores['components']})" if mode == "calibrate_mixture" else ""))
+                 f"(components {scores['components']})" if mode.startswith("calibrate_mixture")
+                 else ""))
         for name in CLASSES:
             c = scores[name]
             print(f"  B/T {name:13s} n={c['n']:4d}  rms {c['bt_rms']:.3f}  "

@@ -23,6 +23,7 @@ from galcat.morphology import (
     fit_sersic,
     measure_object,
     measure_shard,
+    neighbour_models,
     run_statmorph,
     sersic_start,
 )
@@ -463,6 +464,70 @@ def test_the_brightest_neighbour_flux_colour_distance_and_size(dx, ratio, offset
     assert row["neighbour_colour_offset"] == pytest.approx(offset, abs=0.1)
     assert row["neighbour_separation"] * r50 == pytest.approx(abs(dx) / PIX, rel=0.15)
     assert row["neighbour_size_ratio"] == pytest.approx(1.0, abs=0.2)
+
+
+def _with_neighbour_model(mode):
+    return {**UNTRUNCATED, "measure": {**UNTRUNCATED["measure"], "neighbour_model": mode}}
+
+
+@pytest.mark.parametrize("dx, ratio", [(5.0, 1.0), (5.0, 0.5), (3.5, 0.5)])
+def test_the_neighbour_model_takes_a_companions_wings_off_the_bulge_disc_fit(dx, ratio):
+    # the companion (2.5 or 1.75 disc half-light radii away; segments split at the
+    # midpoint) is a bulge + disc like the galaxy: masked, its wings in the galaxy's
+    # pixels read as disc; modelled and subtracted, B/T and the disc's colour come back
+    alone, alone_segmap, _ = _two_colour_batch()
+    batch, segmap, _ = _two_colour_batch(companion=(dx, ratio, 0.3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = measure_object(alone, 0, alone_segmap, config=UNTRUNCATED)
+        rows = {mode: measure_object(batch, 0, segmap, config=_with_neighbour_model(mode))
+                for mode in ("none", "bulge_disc")}
+    error = {mode: abs(row["bulge_to_total"] - reference["bulge_to_total"])
+             for mode, row in rows.items()}
+    assert error["bulge_disc"] < min(0.06, 0.5 * error["none"]), error
+    colour = {mode: abs(row["disc_colour"] - DISC_G_R) for mode, row in rows.items()}
+    assert colour["bulge_disc"] < colour["none"], colour
+
+
+def test_a_galaxy_without_a_neighbour_to_model_is_measured_as_before():
+    # no segment > 1, or one too faint to matter: not one column moves
+    batch, segmap, _ = _two_colour_batch()
+    faint = segmap.copy()
+    faint[2:5, 2:5] = 3  # a sky patch of ~0 flux, far from the galaxy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seg in (segmap, faint):
+            rows = [measure_object(batch, 0, seg, config=_with_neighbour_model(mode))
+                    for mode in ("none", "bulge_disc")]
+            assert rows[0].keys() == rows[1].keys()
+            for key in rows[0]:
+                assert rows[0][key] == rows[1][key] or (
+                    math.isnan(rows[0][key]) and math.isnan(rows[1][key])), key
+
+
+def test_neighbour_models_are_per_band_and_leave_a_failed_neighbour_in():
+    batch, segmap, _ = _two_colour_batch(companion=(5.0, 1.0, 0.3))
+    alone, _, _ = _two_colour_batch()
+    companion = batch.image[0] - alone.image[0]  # one seed: the noise cancels
+    images = [batch.image[0, k].astype(float) for k in range(3)]
+    sigmas = [batch.sigma[0, k].astype(float) for k in range(3)]
+    valid = [np.ones(segmap.shape, bool)] * 3
+    psfs = list(batch.psf)
+    models = neighbour_models(images, sigmas, valid, psfs, segmap, bands=batch.bands,
+                              central=list(alone.image[0]))
+    # the galaxy's own image taken off: what is left is the companion, a bulge + disc,
+    # which the model follows in every band, so its colour is the companion's
+    for band in range(3):
+        assert models[band].sum() == pytest.approx(companion[band].sum(), rel=0.03)
+        inside = segmap == 1
+        leftover = np.abs(companion[band] - models[band])[inside].sum()
+        assert leftover < 0.05 * companion[band][inside].sum()
+    # a neighbour with no pixel good in every band cannot be fitted: warned, left in
+    bad = [valid[0], valid[1] & (np.arange(SIZE) < SIZE // 2)[None, :], valid[2]]
+    with pytest.warns(MeasureWarning, match="object 11: neighbour 2's model failed, left in"):
+        models = neighbour_models(images, sigmas, bad, psfs, segmap, bands=batch.bands,
+                                  object_id=11)
+    assert all(not m.any() for m in models)
 
 
 def test_the_residual_flux_fraction_is_zero_for_a_smooth_galaxy_and_sees_a_tail():
