@@ -850,6 +850,8 @@ def neighbour_models(images: Sequence[np.ndarray], sigmas: Sequence[np.ndarray],
         own = segmap == label
         ring = ndimage.binary_dilation(own, iterations=NEIGHBOUR_MODEL_RING) & (segmap == 0)
         region = (own | ring) & np.all(valid, axis=0)
+        if not float(residuals[0][own & ok].sum()) > 0:
+            continue  # the galaxy's model already holds the segment's light
         try:
             _, r_eff, _, x0, y0, q, theta = _neighbour_fit(
                 residuals[0], weights_sigma, region, psf,
