@@ -136,9 +136,10 @@ def main(argv=None) -> None:
     for mode, neighbour in runs:
         cfg = copy.deepcopy(config)
         cfg["measure"] = {**cfg["measure"], "priors": mode}
+        label = mode
         if neighbour is not None:
             cfg["measure"]["neighbour_model"] = neighbour
-            mode = f"{mode}, neighbour_model {neighbour}"
+            label = f"{mode}, neighbour_model {neighbour}"
         start = time.perf_counter()
         tables, records = [], []
         for name, batch, segmap in shards:
@@ -153,11 +154,10 @@ def main(argv=None) -> None:
         scores["measure_s"] = round(seconds, 1)
         scores["shards_with_mixture"] = sum(bool(r.get("bulge_disc_mixture")) for r in records)
         scores["components"] = [len(r.get("bulge_disc_mixture") or []) for r in records]
-        results[mode] = scores
-        print(f"\n{mode}: {scores['n']} galaxies, measure {seconds:.0f} s"
+        results[label] = scores
+        print(f"\n{label}: {scores['n']} galaxies, measure {seconds:.0f} s"
               + (f", mixture on {scores['shards_with_mixture']} of {len(shards)} shards "
-                 f"(components {scores['components']})" if mode.startswith("calibrate_mixture")
-                 else ""))
+                 f"(components {scores['components']})" if mode == "calibrate_mixture" else ""))
         for name in CLASSES:
             c = scores[name]
             print(f"  B/T {name:13s} n={c['n']:4d}  rms {c['bt_rms']:.3f}  "

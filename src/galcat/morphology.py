@@ -571,15 +571,28 @@ def fit_sersic(image, sigma, valid, psf, start, *, n_prior: tuple[float, float] 
     (64 default galaxies); `measure` as a whole takes 8–14% less CPU than with
     statmorph's fit followed by a three-parameter refit (interleaved runs, 96 galaxies).
     """
-    weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
-    use = weight > 0
-    data, w = np.asarray(image, dtype=np.float64)[use], weight[use]
+    data, w, use = _fit_pixels(image, sigma, valid)
     # 1. every parameter, the cusp softened; 2. the centre held there, the cusp exact
-    centred, _, _ = _sersic_least_squares(data, w, use, image.shape, psf, start,
-                                          free_centre=True, softening=CENTRE_SOFTENING,
-                                          tolerance=CENTRE_FIT_TOLERANCE)
+    centred = _placing_fit(data, w, use, image.shape, psf, start)
     return _sersic_least_squares(data, w, use, image.shape, psf, centred,
                                  free_centre=False, softening=0.0, n_prior=n_prior)
+
+
+def _fit_pixels(image, sigma, valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels a Sérsic fit sees: their values, their weights 1/sigma and where
+    they are (``valid``)."""
+    weight = np.where(valid, 1.0 / np.where(valid, sigma, 1.0), 0.0)
+    use = weight > 0
+    return np.asarray(image, dtype=np.float64)[use], weight[use], use
+
+
+def _placing_fit(data, w, use, shape, psf, start) -> tuple[float, ...]:
+    """`fit_sersic`'s first fit: every parameter, the centre included, the cusp
+    softened (`CENTRE_SOFTENING`), stopped at `CENTRE_FIT_TOLERANCE`."""
+    params, _, _ = _sersic_least_squares(data, w, use, shape, psf, start,
+                                         free_centre=True, softening=CENTRE_SOFTENING,
+                                         tolerance=CENTRE_FIT_TOLERANCE)
+    return params
 
 
 def _sersic_least_squares(data, w, use, shape, psf, start, *, free_centre: bool,
@@ -760,18 +773,6 @@ def _segment_start(image: np.ndarray, region: np.ndarray) -> tuple[float, ...]:
             0.5 * math.atan2(2.0 * cxy, cxx - cyy))
 
 
-def _neighbour_fit(image, sigma, region, psf, start) -> tuple[float, ...]:
-    """`fit_sersic`'s first fit alone (every parameter, the cusp softened, stopped at
-    `CENTRE_FIT_TOLERANCE`): a neighbour's model only has to carry its light, not a
-    precise index."""
-    use = region & np.isfinite(image) & (sigma > 0)
-    data, w = np.asarray(image, dtype=np.float64)[use], 1.0 / sigma[use]
-    params, _, _ = _sersic_least_squares(data, w, use, image.shape, psf, start,
-                                         free_centre=True, softening=CENTRE_SOFTENING,
-                                         tolerance=CENTRE_FIT_TOLERANCE)
-    return params
-
-
 def neighbour_models(images: Sequence[np.ndarray], sigmas: Sequence[np.ndarray],
                      valid: Sequence[np.ndarray], psfs: Sequence[np.ndarray],
                      segmap: np.ndarray, *, bands: Sequence[str],
@@ -786,9 +787,9 @@ def neighbour_models(images: Sequence[np.ndarray], sigmas: Sequence[np.ndarray],
     bulge or a disc. Each neighbour (label > 1; at most `NEIGHBOUR_MODEL_MAX`, the
     brightest first, each holding at least `NEIGHBOUR_MODEL_MIN_FLUX_RATIO` of the
     central's flux, its centroid within `NEIGHBOUR_MODEL_REACH` of its half-light radii
-    of the central's segment) is fitted on its segment and `NEIGHBOUR_MODEL_RING` pixels of sky
-    around it, with the central's model ``central`` and the brighter neighbours'
-    models subtracted: a Sérsic in the first band places its centre, angle, size and
+    of the central's segment) is fitted on its segment and `NEIGHBOUR_MODEL_RING`
+    pixels of sky around it, with the central's model ``central`` and the brighter
+    neighbours' models subtracted: a Sérsic in the first band places its centre, angle, size and
     axis ratio (`fit_sersic`'s first fit), then `galcat.bulgedisc.fit_bulge_disc`
     (no priors, every band, its own colours) gives the model. A neighbour is a galaxy
     like the central, so it gets the central's model family: a single Sérsic fitted
@@ -853,8 +854,9 @@ def neighbour_models(images: Sequence[np.ndarray], sigmas: Sequence[np.ndarray],
         if not float(residuals[0][own & ok].sum()) > 0:
             continue  # the galaxy's model already holds the segment's light
         try:
-            _, r_eff, _, x0, y0, q, theta = _neighbour_fit(
-                residuals[0], weights_sigma, region, psf,
+            # the Sérsic only places the neighbour: the first fit is enough
+            _, r_eff, _, x0, y0, q, theta = _placing_fit(
+                *_fit_pixels(residuals[0], weights_sigma, region), shape, psf,
                 _segment_start(residuals[0], own & ok))
             fit = bulgedisc.fit_bulge_disc(residuals, sigmas, region, psfs, (x0, y0),
                                            bands=bands, theta=theta, r_start=r_eff,
