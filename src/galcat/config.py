@@ -310,8 +310,9 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     ``resnet_norm`` unless its encoder is resnet18, and ``ema_epochs`` when it is 0,
     ``crop`` when it is 1, ``resnet_stem`` when it is torchvision or the encoder
     is not resnet18 and ``lr_schedule`` when it is plateau (so adding them retrained
-    no model); ``lr_factor`` and ``lr_patience`` when it is cosine. Torch-free: the
-    Snakefile plans with it."""
+    no model); ``vote_loss`` unless the family is gz2 (whose models, trained by least
+    squares before the key, retrain once under its default); ``lr_factor`` and
+    ``lr_patience`` when it is cosine. Torch-free: the Snakefile plans with it."""
     unread = ["tta"]
     # 0 stays out of the params, and the train job, given no value, fills in the same 0:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
@@ -329,6 +330,8 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
         unread.append("lr_schedule")
     else:
         unread += ["lr_factor", "lr_patience"]
+    if entry.get("family") != "gz2":
+        unread.append("vote_loss")
     return tuple(unread)
 
 

@@ -137,6 +137,15 @@ def test_a_moving_average_of_the_weights_retrains_only_the_model_given_one(tiny_
         model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
 
 
+def test_gz2s_vote_loss_retrains_gz2_only(tiny_run):
+    # no other family reads it: stating it on r50 retrains nothing
+    edit = {"models": {"gz2": {"vote_loss": "least_squares"},
+                       "r50": {"vote_loss": "least_squares"}}}
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
 def test_a_crop_retrains_only_the_model_given_one(tiny_run):
     # crop 1 (the whole cutout, the default) stays out of the train and evaluate params
     edit = {"models": {"r50": {"crop": 0.5}, "gz2": {"crop": 1}}}

@@ -42,6 +42,7 @@ __all__ = [
     "mlp",
     "register",
     "regression_loss",
+    "width_loss",
 ]
 
 
@@ -158,8 +159,7 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     resid = (mean.detach() - y) ** 2
     if weight is None and error is None:
         fit = _deviation((mean - y) / scale, point_estimate, huber_delta)[ok].mean()
-        nll = 0.5 * (resid / std**2 + 2.0 * torch.log(std))
-        return fit + nll[ok].mean()
+        return fit + width_loss(mean, std, target)
     n = target.shape[0]
     var = std**2
     w = torch.ones_like(target)
@@ -176,6 +176,18 @@ def regression_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor,
     fit = (w * deviation).sum() / w.sum().clamp_min(1e-12)
     nll = 0.5 * (resid / var + torch.log(var))
     return fit + nll[ok].mean()
+
+
+def width_loss(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The Gaussian negative log-likelihood of ``std`` with ``mean`` held fixed
+    (detached), averaged over the finite targets: the width part of
+    `regression_loss`, for a family whose mean is fitted by another loss."""
+    ok = torch.isfinite(target)
+    if not bool(ok.any()):
+        return std.sum() * 0.0
+    y = torch.where(ok, target, torch.zeros_like(target))
+    nll = 0.5 * ((mean.detach() - y) ** 2 / std**2 + 2.0 * torch.log(std))
+    return nll[ok].mean()
 
 
 def _deviation(residual: torch.Tensor, point_estimate: str,

@@ -6,14 +6,15 @@ then walks the decision tree of `galcat.gz2` (Willett et al. 2013) with the Kagg
 weighting: each question's answers are scaled by the fraction of volunteers who
 reached it. Every output therefore obeys the tree's sum rules exactly. Trained on
 the vote fractions the survey provides (`galcat.labels`: the synthetic survey's
-simulated volunteers, SDSS's zoo2MainSpecz debiased fractions) by least squares
-(the Kaggle RMSE) weighted by each object's number of votes where the survey
-gives it (a fraction of N votes has a binomial variance ~1/N), with a Gaussian
-width per answer. The answers of questions too few volunteers reached are NaN
-and masked (`partial_labels`). Scored against the votes (and, weighted by the
-number of votes, where known) and, on the synthetic survey, against the expected
-fractions (``truth_gz2_*``) beside the label-noise floor (the RMSE of the
-expected fractions against the votes). Baselines: the mean vote of the training
+simulated volunteers, SDSS's zoo2MainSpecz debiased fractions) by the votes'
+multinomial likelihood question by question (`multinomial_vote_loss`; ``vote_loss:
+least_squares``: the Kaggle RMSE, as before 2026-12-07), weighted by each
+object's number of votes where the survey gives it (a fraction of N votes has a
+binomial variance ~1/N), with a Gaussian width per answer. The answers of
+questions too few volunteers reached are NaN and masked (`partial_labels`).
+Scored against the votes (and, weighted by the number of votes, where known) and,
+on the synthetic survey, against the expected fractions (``truth_gz2_*``) beside
+the label-noise floor (the RMSE of the expected fractions against the votes). Baselines: the mean vote of the training
 split and a random forest on the `measure` features.
 """
 
@@ -30,14 +31,25 @@ from torch import nn
 from galcat import gz2
 from galcat.labels import VOTES_COLUMN
 from galcat.models import baselines, scores
-from galcat.models.registry import Family, Output, inputs_phrase, mlp, register, regression_loss
+from galcat.models.registry import (
+    Family,
+    Output,
+    inputs_phrase,
+    mlp,
+    register,
+    regression_loss,
+    width_loss,
+)
 
-__all__ = ["GZ2", "MIN_STD", "TreeHead", "tree_fractions"]
+__all__ = ["GZ2", "MIN_STD", "VOTE_LOSSES", "TreeHead", "multinomial_vote_loss", "tree_fractions"]
 
 _INDEX = {a: i for i, a in enumerate(gz2.ANSWERS)}
 #: Floor of the predicted standard deviation of a vote fraction.
 MIN_STD = 0.005
 _ALWAYS = set(gz2.ALWAYS_REACHED)
+#: What the fractions' logits are fitted by (``models.<name>.vote_loss``).
+VOTE_LOSSES = ("least_squares", "multinomial")
+_QUESTION_COLUMNS = tuple(list(q.columns) for q in gz2.QUESTIONS)
 
 
 def tree_fractions(logits: torch.Tensor) -> torch.Tensor:
@@ -59,22 +71,70 @@ def tree_fractions(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat(cols, dim=1)
 
 
+def multinomial_vote_loss(logits: torch.Tensor, votes: torch.Tensor,
+                          weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The volunteers' votes' multinomial log-likelihood per vote, less its maximum.
+
+    For each question, the votes of the ``N r`` volunteers who reached it (``r``:
+    the Kaggle-weighted fractions of its answers summed) are a multinomial draw
+    from the question's answer probabilities ``softmax(logits)``; minus the log
+    likelihood over ``N`` is ``r`` times the Kullback-Leibler divergence of the
+    predicted probabilities from the observed shares, summed over the questions
+    (0 for a perfect fit). The fractions' least squares weigh every answer's
+    residual alike, though a fraction near 0 or 1 scatters far less than one near
+    0.5 (binomial variance ``p (1 - p) / N``); the likelihood weighs each by the
+    votes' own precision. NaN votes (questions too few volunteers reached) add
+    nothing.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(n, 37)`` per-answer logits of `TreeHead`.
+    votes : torch.Tensor
+        ``(n, 37)`` observed Kaggle-weighted vote fractions (NaN: masked).
+    weight : torch.Tensor, optional
+        ``(n,)`` per-object weight, the number of votes relative to the mean.
+
+    Returns
+    -------
+    torch.Tensor
+        The weighted mean over the objects, in nats per volunteer.
+    """
+    f = torch.where(torch.isfinite(votes), votes, torch.zeros_like(votes))
+    per_object = torch.zeros(f.shape[0], dtype=logits.dtype, device=logits.device)
+    for cols in _QUESTION_COLUMNS:
+        share = f[:, cols]
+        reach = share.sum(dim=1, keepdim=True)
+        observed = share / reach.clamp_min(torch.finfo(share.dtype).tiny)
+        log_p = F.log_softmax(logits[:, cols], dim=1)
+        per_object = per_object + (torch.xlogy(share, observed) - share * log_p).sum(dim=1)
+    if weight is None:
+        return per_object.mean()
+    w = weight.reshape(-1).to(per_object.dtype)
+    return (w * per_object).sum() / w.sum().clamp_min(1e-12)
+
+
 class TreeHead(nn.Module):
     """Encoder features -> ``{"mean": fractions (n, 37), "std": (n, 37)}``.
 
+    ``vote_loss`` (one of `VOTE_LOSSES`) is what `GZ2.loss` fits the logits by.
     The standard deviations are floored at `MIN_STD` (a fifth of the 1/40 step of
     a vote fraction of 40 volunteers): without a floor the likelihood of the many
     answers that nobody reaches drives them to zero and the training diverges.
     """
 
-    def __init__(self, n_features: int) -> None:
+    def __init__(self, n_features: int, *, vote_loss: str = "least_squares") -> None:
         super().__init__()
+        if vote_loss not in VOTE_LOSSES:
+            raise ValueError(f"vote_loss must be one of {VOTE_LOSSES}; got {vote_loss!r}")
+        self.vote_loss = vote_loss
         self.logits = mlp(n_features, len(gz2.ANSWERS))
         self.std = mlp(n_features, len(gz2.ANSWERS))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         # the widths are fitted on detached features, as in GaussianHead
-        return {"mean": tree_fractions(self.logits(features)),
+        logits = self.logits(features)
+        return {"mean": tree_fractions(logits), "logits": logits,
                 "std": F.softplus(self.std(features.detach())) + MIN_STD}
 
 
@@ -94,10 +154,14 @@ class GZ2(Family):
         return table[list(self.label_columns)].to_numpy(np.float64)
 
     def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
-        return TreeHead(n_features)
+        # dict.get: a model saved before the key was fitted by least squares
+        return TreeHead(n_features, vote_loss=dict.get(shape.get("settings") or {}, "vote_loss",
+                                                       "least_squares"))
 
     def loss(self, out, target, batch, net) -> torch.Tensor:
-        """Least squares weighted by the votes behind each object's fractions (where known)."""
+        """The head's ``vote_loss`` (the votes' likelihood or least squares) weighted by
+        the votes behind each object's fractions (where known), plus the widths'
+        Gaussian likelihood."""
         votes = batch.get(VOTES_COLUMN)
         weight = None
         if votes is not None and bool(torch.isfinite(votes).any()):
@@ -105,6 +169,9 @@ class GZ2(Family):
             # relative to the batch's mean count, so the loss keeps its scale; an object
             # of unknown count weighs as an average one
             weight = torch.where(known, votes / votes[known].mean(), torch.ones_like(votes))
+        if net.head.vote_loss == "multinomial":
+            return (multinomial_vote_loss(out["logits"], target, weight)
+                    + width_loss(out["mean"], out["std"], target))
         return regression_loss(out["mean"], out["std"], target, scale=net.loss_scale,
                                weight=weight, point_estimate=net.point_estimate,
                                huber_delta=net.huber_delta)
