@@ -106,6 +106,16 @@ def test_an_unknown_vote_loss_is_refused_by_value():
         TreeHead(8, vote_loss="poisson")
 
 
+def test_a_point_estimate_beside_the_votes_likelihood_is_refused(tiny_config):
+    from galcat.models.registry import build_net
+
+    settings = tiny_settings(tiny_config, "gz2", point_estimate="median")
+    with pytest.raises(ValueError, match="point_estimate 'median'.*vote_loss 'multinomial'"):
+        build_net("gz2", settings, n_bands=3, n_targets=37, size=32)
+    build_net("gz2", {**settings, "vote_loss": "least_squares"}, n_bands=3, n_targets=37,
+              size=32)
+
+
 def test_a_gz2_network_trains_on_the_votes_likelihood(tiny_survey, tiny_config, tmp_path):
     settings = tiny_settings(tiny_config, "gz2", vote_loss="multinomial", epochs=3)
     train_model("gz2", settings, training=tiny_config["training"],

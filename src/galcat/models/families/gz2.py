@@ -154,9 +154,15 @@ class GZ2(Family):
         return table[list(self.label_columns)].to_numpy(np.float64)
 
     def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
+        settings = shape.get("settings") or {}
         # dict.get: a model saved before the key was fitted by least squares
-        return TreeHead(n_features, vote_loss=dict.get(shape.get("settings") or {}, "vote_loss",
-                                                       "least_squares"))
+        vote_loss = dict.get(settings, "vote_loss", "least_squares")
+        point = dict.get(settings, "point_estimate", "mean")
+        if vote_loss == "multinomial" and point != "mean":
+            raise ValueError(f"point_estimate {point!r} chooses what least squares fit; "
+                             "vote_loss 'multinomial' fits the votes' likelihood instead: set "
+                             "vote_loss: least_squares, or point_estimate: mean")
+        return TreeHead(n_features, vote_loss=vote_loss)
 
     def loss(self, out, target, batch, net) -> torch.Tensor:
         """The head's ``vote_loss`` (the votes' likelihood or least squares) weighted by
