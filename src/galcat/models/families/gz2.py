@@ -14,8 +14,9 @@ binomial variance ~1/N), with a Gaussian width per answer. The answers of
 questions too few volunteers reached are NaN and masked (`partial_labels`).
 Scored against the votes (and, weighted by the number of votes, where known) and,
 on the synthetic survey, against the expected fractions (``truth_gz2_*``) beside
-the label-noise floor (the RMSE of the expected fractions against the votes). Baselines: the mean vote of the training
-split and a random forest on the `measure` features.
+the label-noise floor (the RMSE of the expected fractions against the votes).
+Baselines: the mean vote of the training split and a random forest on the `measure`
+features.
 """
 
 from __future__ import annotations
