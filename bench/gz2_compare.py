@@ -21,12 +21,15 @@ For every model named (their predictions are read from the run's
   goal allows 0.3225 in all) and per question of the decision tree (its answers' mean
   squared error over the floor's, x 1e-4);
 * with ``--ensemble``, the mean of all the models' fractions as one more predictor (a
-  mean of fractions that obey the tree's sum rules obeys them too).
+  mean of fractions that obey the tree's sum rules obeys them too); a model given as
+  ``LABEL=A+B+C`` is such a mean of models A, B and C (seeds of one entry, say), so
+  that two ensembles are compared galaxy by galaxy.
 
 The models must share their splits (the hash of ``object_id`` with the same
 fractions); the bench checks this.
 
     .venv/bin/python bench/gz2_compare.py gz2 gz2_resnet [--ensemble] [--run DIR]
+    .venv/bin/python bench/gz2_compare.py ls=gz2_ls_s0+gz2_ls_s1 mn=gz2+gz2_s1
 
 Costs a read of the predictions and 2000 bootstrap replicates per comparison (seconds).
 Prints tables and ends with one JSON line.
@@ -66,6 +69,25 @@ def read_predictions(run: Path, model: str) -> pd.DataFrame:
     columns = ["object_id", f"{prefix}split", *(prefix + a for a in gz2.column_names(""))]
     table = pd.concat(pd.read_parquet(f, columns=columns) for f in files)
     return table.rename(columns=lambda c: c[len(prefix):] if c.startswith(prefix) else c)
+
+
+def read_ensemble(run: Path, spec: str) -> tuple[str, pd.DataFrame]:
+    """``LABEL=A+B+...``: the mean of the models' fractions, labelled; a plain name: the
+    model itself. The members must give every object the same split."""
+    label, _, members = spec.partition("=")
+    if not members:
+        return spec, read_predictions(run, spec)
+    tables = [read_predictions(run, m).set_index("object_id").sort_index()
+              for m in members.split("+")]
+    first = tables[0]
+    for m, t in zip(members.split("+"), tables, strict=True):
+        if not t.index.equals(first.index) or not (t["split"] == first["split"]).all():
+            raise ValueError(f"ensemble {label!r}: model {m!r} does not share the splits "
+                             f"of {members.split('+')[0]!r}")
+    mean = first.copy()
+    answers = [c for c in first.columns if c != "split"]
+    mean[answers] = np.mean([t[answers].to_numpy(np.float64) for t in tables], axis=0)
+    return label, mean.reset_index()
 
 
 def squared_errors(pred: np.ndarray, votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +196,9 @@ def main() -> None:
     from models2_science import science_config
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="gz2 models of the run; the first is the reference")
+    ap.add_argument("models", nargs="+", metavar="MODEL",
+                    help="gz2 models of the run, or LABEL=A+B+... for the mean of several; "
+                         "the first is the reference")
     ap.add_argument("--run", type=Path, default=None,
                     help="the run's results directory (default: config/science.yaml's)")
     ap.add_argument("--ensemble", action="store_true",
@@ -185,7 +209,7 @@ def main() -> None:
         config = science_config()
         args.run = ROOT / config["results"] / config["survey"]
     objects = pd.read_parquet(args.run / "objects.parquet")
-    predictions = {m: read_predictions(args.run, m) for m in args.models}
+    predictions = dict(read_ensemble(args.run, m) for m in args.models)
     out = {"bench": "gz2_compare", "run": str(args.run), "models": args.models}
     for split in SPLITS:
         out[split] = compare(objects, predictions, split, ensemble=args.ensemble,

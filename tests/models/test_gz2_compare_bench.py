@@ -88,6 +88,18 @@ def test_truth_is_at_the_floor_and_a_worse_model_is_measured_against_it(tmp_path
         assert all(row["exact"] == 0.0 for row in res["question_excess_1e4"].values())
 
 
+def test_a_labelled_ensemble_is_the_mean_of_its_members(tmp_path):
+    noise = np.random.default_rng(7).normal(0, 0.03, (N, len(gz2.ANSWERS)))
+    run, _ = _write_run(tmp_path, {"exact": lambda e: e, "noisy": lambda e: e + noise})
+    proc = _run(run, "exact", "noisy", "both=exact+noisy", ensemble=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for split in ("validation", "test"):
+        ratios = out[split]["over_floor"]
+        assert ratios["both"] == pytest.approx(ratios["ensemble"], abs=1e-4)
+        assert 1.0 < ratios["both"] < ratios["noisy"]
+
+
 def test_models_with_different_splits_are_refused_by_name(tmp_path):
     ids = np.arange(1000, 1000 + N)
     other = np.where(ids % 2 == 0, "test", "validation")
@@ -95,6 +107,9 @@ def test_models_with_different_splits_are_refused_by_name(tmp_path):
     proc = _run(run, "a", "b")
     assert proc.returncode != 0
     assert "'a' and 'b' do not share their validation split" in proc.stderr
+    proc = _run(run, "ab=a+b")
+    assert proc.returncode != 0
+    assert "ensemble 'ab': model 'b' does not share the splits of 'a'" in proc.stderr
 
 
 def test_a_model_without_predictions_is_named(tmp_path):
