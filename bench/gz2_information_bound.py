@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from gz2_compare import kind_of
 from models2_science import science_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -542,9 +543,7 @@ def main() -> None:
     result["per_question_mse_1e4"] = per_question
     # and by kind of galaxy: each kind's excess per object, in units of the floor's
     # mean squared error, and its part of the whole (the 1.15x goal allows 0.3225)
-    kind = np.select([chosen["truth_merger"].astype(bool),
-                      chosen["truth_projection"].astype(bool), chosen["early"]],
-                     ["merger", "projection", "early single"], "late single")
+    kind = kind_of(chosen)
     estimators = {"bound (given)": best, "bound": best_nuisance, **nets}
     print(f"  {'kind':<13} {'n':>4} " + " ".join(f"{n:>15}" for n in estimators)
           + "   (excess per object / floor^2; its part of the mean)")

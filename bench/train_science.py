@@ -42,8 +42,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGING_RULES = ("query_catalog", "fetch_cutouts", "segment", "measure")
@@ -196,36 +194,17 @@ def report_gz2(small: dict, resnet: dict | None, goals: dict) -> None:
              "ResNet <= CNN", goals["gz2_resnet_no_worse_than_cnn"])
 
 
-def gz2_paired_difference(catalogue: Path, small: str, resnet: str, *,
-                          n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def gz2_paired_difference(run: Path, small: str, resnet: str) -> tuple[float, float, float]:
     """ResNet-18 minus small CNN RMSE against the votes, in units of the label-noise floor,
     on the test galaxies of both, with the 95% interval of a paired Poisson bootstrap
-    (`galcat.analysis.common.bootstrap`: one weight per galaxy, shared by both models)."""
+    (`bench/gz2_compare.py`, which also gives the validation split and the seeds)."""
     import pandas as pd
+    from gz2_compare import compare, read_predictions
 
-    from galcat import gz2
-    from galcat.analysis.common import bootstrap
-
-    names = gz2.column_names("")
-    cat = pd.read_parquet(catalogue)
-    test = cat[(cat[f"nn_{small}_split"] == "test") & (cat[f"nn_{resnet}_split"] == "test")]
-    votes = test[[f"gz2_{n}" for n in names]].to_numpy(np.float64)
-
-    def per_galaxy(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-        pred = test[[f"{prefix}{n}" for n in names]].to_numpy(np.float64)
-        ok = np.isfinite(pred) & np.isfinite(votes)
-        return np.where(ok, pred - votes, 0.0) ** 2 @ np.ones(len(names)), ok.sum(axis=1)
-
-    (floor, n), (cnn, _), (res, _) = (per_galaxy(p) for p in
-                                      ("truth_gz2_", f"nn_{small}_", f"nn_{resnet}_"))
-
-    def difference(w: np.ndarray) -> np.ndarray:
-        total = w @ n
-        return np.asarray([(np.sqrt(w @ res / total) - np.sqrt(w @ cnn / total))
-                           / np.sqrt(w @ floor / total)])
-
-    point, lo, hi = bootstrap(difference, len(test), n_boot=n_boot, seed=seed)
-    return float(point[0]), float(lo[0]), float(hi[0])
+    objects = pd.read_parquet(run / "objects.parquet")
+    result = compare(objects, {m: read_predictions(run, m) for m in (small, resnet)}, "test")
+    point, lo, hi = result["minus_first"][resnet]
+    return point, lo, hi
 
 
 def report_metallicity(metrics: dict, goals: dict) -> None:
@@ -306,7 +285,7 @@ def main() -> None:
     if gz2_small and gz2_resnet:
         # the goal compares two point estimates on 891 galaxies; how far apart they
         # could be by the test set's draw alone is printed beside it, not judged
-        paired = gz2_paired_difference(out / "catalogue.parquet", gz2_small, gz2_resnet)
+        paired = gz2_paired_difference(out, gz2_small, gz2_resnet)
         line("ResNet-18 minus CNN RMSE / floor (paired 95%)",
              f"{paired[0]:+.3f} [{paired[1]:+.3f}, {paired[2]:+.3f}]", "", None)
     z = pick(models, "metallicity")

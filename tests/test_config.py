@@ -46,6 +46,8 @@ BAD = [
     ({"models": {"seg": {"family": "pixels", "crop": 0.5}}}, "models.seg.crop",
      "family 'pixels' classifies every pixel of them"),
     ({"models": {"gz2": {"crop": 0}}}, "models.gz2.crop", "less than or equal to the minimum"),
+    ({"models": {"gz2": {"point_estimate": "median"}}}, "models.gz2.point_estimate",
+     "vote_loss 'multinomial' fits the votes' likelihood instead"),
 ]
 
 
@@ -226,3 +228,9 @@ def test_a_prior_on_n_needs_galcats_own_sersic_fit():
         load_config(overrides={"measure": {"sersic_n_prior": "calibrate",
                                            "sersic_refine": False}})
     load_config(overrides={"measure": {"sersic_n_prior": "calibrate"}})
+
+
+def test_gz2_takes_a_point_estimate_beside_least_squares():
+    config = load_config(overrides={"models": {"gz2": {"point_estimate": "median",
+                                                        "vote_loss": "least_squares"}}})
+    assert config["models"]["gz2"]["point_estimate"] == "median"

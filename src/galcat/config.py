@@ -453,6 +453,11 @@ def _model_errors(config: dict) -> Iterator[str]:
                    f"central value of a Gaussian output, and family {family!r} has none "
                    f"(only {', '.join(POINT_ESTIMATE_FAMILIES)} have); remove the key or "
                    "set it to mean")
+        if (family == "gz2" and estimate != "mean"
+                and entry.get("vote_loss", "multinomial") == "multinomial"):
+            yield (f"config key models.{name}.point_estimate: {estimate!r} chooses what least "
+                   "squares fit, and vote_loss 'multinomial' fits the votes' likelihood "
+                   "instead; set vote_loss: least_squares, or point_estimate: mean")
         crop = entry.get("crop", 1)
         if crop != 1 and family in PIXEL_MAP_FAMILIES:
             yield (f"config key models.{name}.crop: {crop!r} crops the cutouts, and family "

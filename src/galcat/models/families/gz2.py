@@ -157,8 +157,9 @@ class GZ2(Family):
     def head(self, n_features: int, n_targets: int, **shape) -> nn.Module:
         settings = shape.get("settings") or {}
         # dict.get: a model saved before the key was fitted by least squares
-        vote_loss = dict.get(settings, "vote_loss", "least_squares")
-        point = dict.get(settings, "point_estimate", "mean")
+        vote_loss = settings.get("vote_loss", "least_squares")
+        point = settings.get("point_estimate", "mean")
+        # also refused when the config loads (galcat.config); here for direct callers
         if vote_loss == "multinomial" and point != "mean":
             raise ValueError(f"point_estimate {point!r} chooses what least squares fit; "
                              "vote_loss 'multinomial' fits the votes' likelihood instead: set "
