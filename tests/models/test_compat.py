@@ -96,6 +96,36 @@ def test_resnet18_stride4_stem_reads_every_pixel_into_the_binned_stem_maps():
         {**entry, "architecture": "small_cnn", "resnet_stem": "stride4"})
 
 
+def test_resnet18_unpooled_stem_gives_the_residual_stages_maps_twice_the_side():
+    import torch
+
+    from galcat.config import keys_training_ignores
+    from galcat.models.nets import build_encoder
+
+    def sides(net, side):
+        seen = {}
+        hooks = [getattr(net, name).register_forward_hook(
+            lambda m, i, out, name=name: seen.update({name: out.shape[-1]}))
+            for name in ("layer1", "layer4")]
+        with torch.no_grad():
+            features = net(torch.zeros(1, 3, side, side))
+        for hook in hooks:
+            hook.remove()
+        return seen["layer1"], seen["layer4"], features.shape[-1]
+
+    resnet = {"architecture": "resnet18", "resnet_norm": "group"}
+    pooled, n_pooled = build_encoder({**resnet, "resnet_stem": "stride4"}, 3)
+    unpooled, n_unpooled = build_encoder({**resnet, "resnet_stem": "stride4_unpooled"}, 3)
+    # on a 64-pixel cutout: 8x8 -> 1x1 pooled, 16x16 -> 2x2 without the pooling
+    assert sides(pooled, 64) == (8, 1, 512)
+    assert sides(unpooled, 64) == (16, 2, 512)
+    assert n_pooled == n_unpooled == 512
+    # the same weights, the pooling apart: the first layers' parameters are shared
+    assert [p.shape for p in pooled.parameters()] == [p.shape for p in unpooled.parameters()]
+    entry = {"point_estimate": "mean", "architecture": "resnet18"}
+    assert "resnet_stem" not in keys_training_ignores({**entry, "resnet_stem": "stride4_unpooled"})
+
+
 def test_only_a_cosine_schedule_reaches_the_train_params_and_it_drops_the_plateaus_keys():
     from galcat.config import keys_training_ignores
 
