@@ -203,8 +203,7 @@ def gz2_paired_difference(run: Path, small: str, resnet: str) -> tuple[float, fl
 
     objects = pd.read_parquet(run / "objects.parquet")
     result = compare(objects, {m: read_predictions(run, m) for m in (small, resnet)}, "test")
-    point, lo, hi = result["minus_first"][resnet]
-    return point, lo, hi
+    return tuple(result["minus_first"][resnet])
 
 
 def report_metallicity(metrics: dict, goals: dict) -> None:

@@ -437,6 +437,11 @@ def run_notes(config: Mapping) -> list[str]:
 #: chooses (`galcat.models.registry.Family.fits_point_estimate`, which a test keeps
 #: equal). Named here too because the config is checked before any torch import.
 POINT_ESTIMATE_FAMILIES = ("r50", "gz2", "metallicity", "sersic")
+#: why gz2 refuses a point estimate other than the mean beside the votes' likelihood
+#: (here, naming the config key, and in `GZ2.head` for direct callers)
+POINT_ESTIMATE_BESIDE_LIKELIHOOD = (
+    "chooses what least squares fit, and vote_loss 'multinomial' fits the votes' likelihood "
+    "instead; set vote_loss: least_squares, or point_estimate: mean")
 #: Families that write a class map of every cutout pixel (`Family.pixel_output`, kept
 #: equal by a test): their networks see the whole cutout.
 PIXEL_MAP_FAMILIES = ("pixels",)
@@ -455,9 +460,8 @@ def _model_errors(config: dict) -> Iterator[str]:
                    "set it to mean")
         if (family == "gz2" and estimate != "mean"
                 and entry.get("vote_loss", "multinomial") == "multinomial"):
-            yield (f"config key models.{name}.point_estimate: {estimate!r} chooses what least "
-                   "squares fit, and vote_loss 'multinomial' fits the votes' likelihood "
-                   "instead; set vote_loss: least_squares, or point_estimate: mean")
+            yield (f"config key models.{name}.point_estimate: {estimate!r} "
+                   + POINT_ESTIMATE_BESIDE_LIKELIHOOD)
         crop = entry.get("crop", 1)
         if crop != 1 and family in PIXEL_MAP_FAMILIES:
             yield (f"config key models.{name}.crop: {crop!r} crops the cutouts, and family "

@@ -120,7 +120,7 @@ def test_resnet18_unpooled_stem_gives_the_residual_stages_maps_twice_the_side():
     assert sides(pooled, 64) == (8, 1, 512)
     assert sides(unpooled, 64) == (16, 2, 512)
     assert n_pooled == n_unpooled == 512
-    # the same weights, the pooling apart: the first layers' parameters are shared
+    # the pooling has no parameters: both stems build the same weights
     assert [p.shape for p in pooled.parameters()] == [p.shape for p in unpooled.parameters()]
     entry = {"point_estimate": "mean", "architecture": "resnet18"}
     assert "resnet_stem" not in keys_training_ignores({**entry, "resnet_stem": "stride4_unpooled"})

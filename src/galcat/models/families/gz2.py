@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from galcat import gz2
+from galcat.config import POINT_ESTIMATE_BESIDE_LIKELIHOOD
 from galcat.labels import VOTES_COLUMN
 from galcat.models import baselines, scores
 from galcat.models.registry import (
@@ -161,9 +162,7 @@ class GZ2(Family):
         point = settings.get("point_estimate", "mean")
         # also refused when the config loads (galcat.config); here for direct callers
         if vote_loss == "multinomial" and point != "mean":
-            raise ValueError(f"point_estimate {point!r} chooses what least squares fit; "
-                             "vote_loss 'multinomial' fits the votes' likelihood instead: set "
-                             "vote_loss: least_squares, or point_estimate: mean")
+            raise ValueError(f"point_estimate {point!r} {POINT_ESTIMATE_BESIDE_LIKELIHOOD}")
         return TreeHead(n_features, vote_loss=vote_loss)
 
     def loss(self, out, target, batch, net) -> torch.Tensor:
