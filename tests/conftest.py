@@ -23,8 +23,9 @@ TINY = {
     "synthetic": {"n_objects": 12, "cutout_size": 64},
     "sharding": {"objects_per_shard": 4},
     "dask": {"objects_per_task": 2},
-    # a few injections: drawn and trained on like the default's 1000, in a second
-    "models": {"sersic": {"injections": 16}},
+    # a few injections: drawn and trained on like the default's 1000, in a second;
+    # gz2 given measure's residual maps, so that the real DAG trains and predicts with them
+    "models": {"sersic": {"injections": 16}, "gz2": {"residual_map": True}},
 }
 
 

@@ -24,6 +24,7 @@ from galcat.morphology import (
     measure_object,
     measure_shard,
     neighbour_models,
+    residual_significance,
     run_statmorph,
     sersic_start,
 )
@@ -544,6 +545,76 @@ def test_the_residual_flux_fraction_is_zero_for_a_smooth_galaxy_and_sees_a_tail(
     without_fit = measure_object(batch, 0, segmap, config=config(
         r50_model="sersic", half_mass=False))
     assert math.isnan(without_fit["residual_flux_fraction"])
+
+
+def test_measure_shard_returns_the_residual_maps_of_its_bulge_disc_fits():
+    # the smooth galaxy leaves noise, which the map's threshold takes away; the tidal
+    # streak stands out on its side; the features do not change with the maps
+    maps, tables = {}, {}
+    for name, tail in (("smooth", 0.0), ("tail", 0.08)):
+        batch, segmap, _ = _two_colour_batch(tail=tail)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tables[name], maps[name] = measure_shard(batch, segmap[None], config=UNTRUNCATED,
+                                                     residual_maps=True)
+        without = measure_shard(batch, segmap[None], config=UNTRUNCATED)
+        pd.testing.assert_frame_equal(tables[name], without)
+    assert maps["smooth"].shape == (1, SIZE, SIZE) and maps["smooth"].dtype == np.float32
+    assert np.count_nonzero(maps["smooth"]) < 0.01 * SIZE * SIZE
+    streak = maps["tail"][0]
+    assert np.count_nonzero(streak > 0) > 10 * max(1, np.count_nonzero(maps["smooth"]))
+    # the streak was shifted by (-2.5, +1.0) arcsec: left of and above the centre
+    ys, xs = np.nonzero(streak > 0)
+    assert np.median(xs) < SIZE / 2 and np.median(ys) > SIZE / 2
+    # no bulge + disc fit, no map: NaN, not a map of zeros that says "nothing left"
+    batch, segmap, _ = _two_colour_batch()
+    _, none = measure_shard(batch, segmap[None], config=config(r50_model="sersic",
+                                                                half_mass=False),
+                            residual_maps=True)
+    assert np.isnan(none).all()
+
+
+def _gaussian(side, sigma, centre=None):
+    c = (side - 1) / 2 if centre is None else centre
+    yy, xx = np.mgrid[:side, :side]
+    g = np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def test_the_residual_significance_is_empty_for_noise_at_any_depth_and_finds_a_streak():
+    side, rng = 64, np.random.default_rng(3)
+    psf = _gaussian(15, 1.5)
+    models = [f * _gaussian(side, 4.0) for f in (300.0, 500.0, 600.0)]
+    sigmas = [np.full((side, side), s) for s in (0.6, 0.5, 0.7)]
+    valid = [np.ones((side, side), bool)] * 3
+    noise = [s * rng.standard_normal((side, side)) for s in sigmas]
+    for depth in (1.0, 10.0):  # ten times the noise: the map is in units of it
+        images = [m + depth * n for m, n in zip(models, noise, strict=True)]
+        snr = residual_significance(images, models, [depth * s for s in sigmas], valid, psf)
+        assert snr.dtype == np.float32 and snr.shape == (side, side)
+        assert np.count_nonzero(snr) < 0.01 * side * side
+    # units of the data's own noise: a change of flux unit changes nothing
+    scaled = residual_significance([7 * (m + n) for m, n in zip(models, noise, strict=True)],
+                                   [7 * m for m in models], [7 * s for s in sigmas], valid, psf)
+    same = residual_significance([m + n for m, n in zip(models, noise, strict=True)],
+                                 models, sigmas, valid, psf)
+    np.testing.assert_allclose(scaled, same, atol=1e-4)
+    # a streak of 8% of the galaxy's light per band (as the residual flux fraction's test),
+    # 20 pixels long, stands out where it is and nowhere else
+    streak = np.zeros((side, side))
+    streak[44, 20:40] = 1.0 / 20
+    images = [m + n + 0.08 * m.sum() * streak for m, n in zip(models, noise, strict=True)]
+    snr = residual_significance(images, models, sigmas, valid, psf)
+    assert (snr[44, 22:38] > 0).all()
+    assert np.count_nonzero(snr[:36]) < 0.01 * 36 * side
+    # what is not valid is not seen: a bright artefact on masked pixels leaves no trace
+    images[1] = images[1].copy()
+    images[1][10:14, 10:14] += 1e4
+    masked = [v.copy() for v in valid]
+    masked[1][10:14, 10:14] = False
+    snr = residual_significance(images, models, sigmas, masked, psf)
+    assert not snr[4:20, 4:20].any()
+    assert (residual_significance(images, models, sigmas, valid, psf)[10:14, 10:14] > 0).all()
 
 
 def test_no_neighbour_is_a_flux_ratio_of_zero():

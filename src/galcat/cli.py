@@ -89,7 +89,9 @@ COMMANDS: dict[str, Command] = {
                         _one("--output-maps"), _one("--output-table"))),
     "measure": Command("measure the objects of one shard", "galcat.stages:run_measure",
                        (CONFIG, DASK, THREADS, _one("--cutouts"), _one("--segmaps"),
-                        _one("--segment-table"), _one("--shard"), _one("--output"))),
+                        _one("--segment-table"), _one("--shard"), _one("--output"),
+                        _optional("--residuals", help="the shard's residual significance "
+                                                      "maps to write (Zarr)"))),
     "catalogue": Command("join objects and features; write Parquet, FITS and VOTable",
                          "galcat.stages:run_catalogue",
                          (CONFIG, _one("--objects"), _many("--features"),
@@ -104,7 +106,10 @@ COMMANDS: dict[str, Command] = {
                                                      ".init: synthetic)"),
                       _optional("--features", nargs="*",
                                 help="features tables of the shards (models with measured "
-                                     "inputs)"))),
+                                     "inputs)"),
+                      _optional("--residuals", nargs="*",
+                                help="residual maps of the shards, in the order of --cutouts "
+                                     "(models.<name>.residual_map)"))),
     "predict": Command("predict every object of one shard with a trained model",
                        "galcat.models.stages:run_predict",
                        (CONFIG, THREADS, _one("--model"), _one("--model-file"),
@@ -117,6 +122,9 @@ COMMANDS: dict[str, Command] = {
                         _optional("--features", nargs="*",
                                   help="the shard's features table (models with measured "
                                        "inputs)"),
+                        _optional("--residuals", nargs="*",
+                                  help="the shard's residual maps (models.<name>."
+                                       "residual_map)"),
                         _optional("--batch-size", type=int,
                                   help="objects read at once (execution setting)"))),
     "evaluate": Command("score a model and its baselines on the test split",

@@ -312,7 +312,8 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
     is not resnet18 and ``lr_schedule`` when it is plateau (so adding them retrained
     no model); ``vote_loss`` unless the family is gz2 (whose models, trained by least
     squares before the key, retrain once under its default); ``lr_factor`` and
-    ``lr_patience`` when it is cosine. Torch-free: the Snakefile plans with it."""
+    ``lr_patience`` when it is cosine; ``residual_map`` when false. Torch-free: the
+    Snakefile plans with it."""
     unread = ["tta"]
     # 0 stays out of the params, and the train job, given no value, fills in the same 0:
     # deciding that is no read of the value (dict.get bypasses `Settings`' record)
@@ -332,6 +333,8 @@ def keys_training_ignores(entry: Mapping) -> tuple[str, ...]:
         unread += ["lr_factor", "lr_patience"]
     if entry.get("family") != "gz2":
         unread.append("vote_loss")
+    if not dict.get(entry, "residual_map", False):
+        unread.append("residual_map")
     return tuple(unread)
 
 

@@ -23,6 +23,7 @@ from galcat.store import (
     read_cutouts,
     read_segmaps,
     write_cutouts,
+    write_residual_maps,
     write_segmaps,
 )
 from galcat.surveys import get_survey
@@ -278,10 +279,17 @@ def run_measure(
     *,
     dask: dict | None = None,
     threads: int | None = None,
+    residuals: os.PathLike | str | None = None,
 ) -> Path:
-    """Measure every object of a shard; write features keyed by object_id."""
+    """Measure every object of a shard; write features keyed by object_id, and with
+    ``residuals`` the objects' residual significance maps there (Zarr)."""
     from galcat import photometry
-    from galcat.morphology import FEATURE_DESCRIPTIONS, FEATURE_UNITS, measure_shard
+    from galcat.morphology import (
+        FEATURE_DESCRIPTIONS,
+        FEATURE_UNITS,
+        RESIDUAL_THRESHOLD,
+        measure_shard,
+    )
 
     config = _with_execution(config, dask, threads)
     batch = read_cutouts(cutouts)
@@ -290,7 +298,14 @@ def run_measure(
         raise ValueError(
             f"segmentation maps {str(segmaps)!r} do not match the objects of {str(cutouts)!r}"
         )
-    features = measure_shard(batch, segmap, config=config, label=f"measure {shard}")
+    features = measure_shard(batch, segmap, config=config, label=f"measure {shard}",
+                             residual_maps=residuals is not None)
+    if residuals is not None:
+        features, maps = features
+        # written first: the features table is the rule's sign that the job finished
+        write_residual_maps(residuals, maps, batch.object_id, shard=shard, attrs={
+            "units": "noise sigmas above the threshold", "threshold": RESIDUAL_THRESHOLD,
+            "kernel": "the detection band's PSF", "model": "bulge + disc"})
     seg = read_table(segment_table)
     table = seg.merge(features, on="object_id", how="outer", validate="one_to_one")
     mag_units, mag_descriptions = photometry.column_docs(features.columns)

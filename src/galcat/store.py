@@ -70,11 +70,14 @@ __all__ = [
     "CutoutBatch",
     "CutoutReader",
     "LayoutError",
+    "ResidualMapReader",
     "read_cutouts",
     "read_pixelmaps",
+    "read_residual_maps",
     "read_segmaps",
     "write_cutouts",
     "write_pixelmaps",
+    "write_residual_maps",
     "write_segmaps",
 ]
 
@@ -527,3 +530,70 @@ def read_pixelmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(object_id, classes)`` of one shard's pixel maps."""
     group = _open(path, "pixel-map")
     return np.asarray(group["object_id"][...]), np.asarray(group["classes"][...])
+
+
+def write_residual_maps(
+    path: os.PathLike | str,
+    maps: np.ndarray,
+    object_id: np.ndarray,
+    *,
+    shard: str,
+    attrs: Mapping | None = None,
+) -> Path:
+    """Write the residual significance maps of one shard atomically (beside the features).
+
+    ``maps`` is float32 ``(n, y, x)`` on the cutouts' stamp grid, in the objects' order
+    (`galcat.morphology.residual_significance`; NaN where an object has no model or
+    pixel). Mostly zeros, so it compresses to little. ``attrs`` records how they were
+    made (threshold, kernel, bands).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    object_id = np.asarray(object_id, dtype=np.int64)
+    if maps.ndim != 3 or maps.shape[0] != object_id.shape[0]:
+        raise LayoutError(f"residual maps must be (n, y, x) with n = {object_id.shape[0]}; "
+                          f"got {maps.shape}")
+    final = Path(path)
+    with replacing_directory(final) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_array(group, "object_id", object_id)
+        _write_array(group, "residual_snr", maps)
+        group.attrs.update({**dict(attrs or {}), "shard": shard,
+                            "galcat_version": code_version(), "layout_version": LAYOUT_VERSION})
+    return final
+
+
+def read_residual_maps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(object_id, residual_snr)`` of one shard's residual maps."""
+    group = _open(path, "residual-map")
+    return np.asarray(group["object_id"][...]), np.asarray(group["residual_snr"][...])
+
+
+class ResidualMapReader:
+    """Lazy access to one shard's residual maps, for the networks' data loaders.
+
+    Opening reads ``object_id`` only; `read` reads a slice of objects. Picklable
+    into worker processes (no open handles).
+    """
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        self.path = Path(path)
+        group = _open(self.path, "residual-map")
+        self.object_id = np.asarray(group["object_id"][...], dtype=np.int64)
+        self.shape = tuple(int(v) for v in group["residual_snr"].shape)
+        self._array: zarr.Array | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    def check_matches(self, cutouts: CutoutReader) -> None:
+        """A clear error unless these maps are of the objects (and grid) of ``cutouts``."""
+        if (not np.array_equal(self.object_id, cutouts.object_id)
+                or self.shape[1:] != tuple(cutouts.shape[-2:])):
+            raise LayoutError(f"residual maps {str(self.path)!r} are not of the objects and "
+                              f"pixels of the cutouts {str(cutouts.path)!r}")
+
+    def read(self, objects: slice) -> np.ndarray:
+        """The maps ``(n, y, x)`` of ``objects``, NaN (no model, no pixel) read as 0."""
+        if self._array is None:
+            self._array = _open(self.path, "residual-map")["residual_snr"]
+        return np.nan_to_num(np.asarray(self._array[objects]), nan=0.0)

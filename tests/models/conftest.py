@@ -52,16 +52,19 @@ def tiny_survey(tmp_path_factory, tiny_config) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_measured(tiny_survey, tiny_config) -> dict:
-    """Segmentation maps and `measure` features of the tiny survey (~30 s)."""
+    """Segmentation maps, `measure` features and residual maps of the tiny survey (~30 s)."""
     from galcat.stages import run_measure, run_segment
 
     root, dask = tiny_survey["dir"], {**tiny_config["dask"], "scheduler": "synchronous"}
-    out = {"segmaps": [], "features": []}
+    out = {"segmaps": [], "features": [], "residuals": []}
     for cut in tiny_survey["cutouts"]:
         shard = cut.stem
         maps, table = root / f"seg_{shard}.zarr", root / f"seg_{shard}.parquet"
         run_segment(tiny_config, cut, shard, maps, table, dask=dask)
+        residuals = root / f"residuals_{shard}.zarr"
         out["features"].append(run_measure(tiny_config, cut, maps, table, shard,
-                                           root / f"features_{shard}.parquet", dask=dask))
+                                           root / f"features_{shard}.parquet", dask=dask,
+                                           residuals=residuals))
         out["segmaps"].append(maps)
+        out["residuals"].append(residuals)
     return out

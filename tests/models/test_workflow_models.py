@@ -72,6 +72,17 @@ def test_every_model_trains_predicts_and_is_scored(tiny_run):
         assert ids.tolist() == reader.object_id.tolist()
         assert classes.shape == (reader.n_objects, *reader.shape[2:])
         assert set(np.unique(classes).tolist()) <= {0, 1, 2, 3}
+    # measure's residual maps, which the tiny run's gz2 reads (TINY: residual_map)
+    from galcat.store import read_residual_maps
+
+    for shard in SHARDS:
+        ids, maps = read_residual_maps(out / "residuals" / f"{shard}.zarr")
+        assert ids.tolist() == CutoutReader(out / "cutouts" / f"{shard}.zarr").object_id.tolist()
+    from galcat.models.predict import load_model
+
+    gz2_model = load_model(out / "models" / "gz2" / "model.pt")
+    assert gz2_model.settings["residual_map"] is True
+    assert gz2_model.net.normalise.scale.shape[0] == 4  # g, r, i and the map
     pixels = json.loads((out / "models" / "pixels" / "metrics.json").read_text())["scores"]
     assert pixels["n_pixels"] > 0 and "mean_iou" in pixels["model"]
     assert "central_iou_blended" in pixels["segment"]
@@ -146,6 +157,14 @@ def test_gz2s_vote_loss_retrains_gz2_only(tiny_run):
         model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
 
 
+def test_the_residual_map_retrains_only_the_model_it_is_given_or_taken_from(tiny_run):
+    # false (the default) stays out of the train params: stating it retrains nothing
+    edit = {"models": {"gz2": {"residual_map": False}, "r50": {"residual_map": False}}}
+    proc = snakemake(tiny_run, deep_update(TINY, edit), "-n")
+    assert planned(proc.stdout) == (
+        model_jobs("gz2", "train", "predict", "evaluate") | AGGREGATIONS)
+
+
 def test_a_crop_retrains_only_the_model_given_one(tiny_run):
     # crop 1 (the whole cutout, the default) stays out of the train and evaluate params
     edit = {"models": {"r50": {"crop": 0.5}, "gz2": {"crop": 1}}}
@@ -163,13 +182,17 @@ def test_a_split_change_retrains_every_model(tiny_run):
 
 def test_a_model_with_inputs_reads_the_object_table_in_its_predict_jobs(tiny_run):
     jobs = {}
-    for model in ("metallicity", "vae"):
+    for model in ("metallicity", "vae", "gz2"):
         target = f"{OUT}/predictions/{model}/s000001.parquet"
         proc = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", target)
         jobs[model] = next(line for line in proc.stdout.splitlines()
                            if line.startswith("Shell command: galcat predict"))
-    assert f"--objects {OUT}/objects.parquet --features  --output" in jobs["metallicity"]
-    assert "--objects  --features  --output" in jobs["vae"]  # no inputs: no table, no edge
+    assert (f"--objects {OUT}/objects.parquet --features  --residuals  --output"
+            in jobs["metallicity"])
+    # no inputs: no table, no edge
+    assert "--objects  --features  --residuals  --output" in jobs["vae"]
+    # gz2 (TINY: residual_map) reads its shard's residual maps
+    assert f"--residuals {OUT}/residuals/s000001.zarr --output" in jobs["gz2"]
 
 
 def test_a_model_with_measured_inputs_reads_the_features_in_its_jobs(tiny_run):
@@ -181,11 +204,13 @@ def test_a_model_with_measured_inputs_reads_the_features_in_its_jobs(tiny_run):
                 if line.startswith("Shell command: galcat")]
     train = next(c for c in commands if " train " in c and "--model r50 " in c)
     features = " ".join(f"{OUT}/features/{s}.parquet" for s in SHARDS)
-    assert f"--features {features} 2>" in train  # every shard's: the training split
+    # every shard's: the training split; no residual maps (r50 has no residual_map)
+    assert f"--features {features} --residuals  2>" in train
     predict = next(c for c in commands if " predict " in c and "--model r50 " in c
                    and "s000001.zarr" in c)
     # its shard's features, and no object table: it reads nothing from it
-    assert f"--objects  --features {OUT}/features/s000001.parquet --output" in predict
+    assert (f"--objects  --features {OUT}/features/s000001.parquet --residuals  --output"
+            in predict)
 
 
 def test_re_measuring_retrains_only_the_models_with_measured_inputs(tiny_run):

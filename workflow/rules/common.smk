@@ -292,6 +292,25 @@ def get_predict_features(wildcards):
     return [f"{OUT}/features/{wildcards.shard}.parquet"]
 
 
+def _residual_map(model):
+    return bool(config["models"][model].get("residual_map"))
+
+
+def get_train_residuals(wildcards):
+    """Every shard's residual maps, in the order of get_cutouts, for a model with
+    models.<name>.residual_map; none otherwise."""
+    if not _residual_map(wildcards.model):
+        return []
+    return expand(f"{OUT}/residuals/{{shard}}.zarr", shard=get_shards())
+
+
+def get_predict_residuals(wildcards):
+    """The shard's residual maps, for a model with models.<name>.residual_map; else none."""
+    if not _residual_map(wildcards.model):
+        return []
+    return [f"{OUT}/residuals/{wildcards.shard}.zarr"]
+
+
 def get_predict_config(wildcards):
     return as_json({"models": {wildcards.model: _model_entry(wildcards.model, ("family", "tta"))}})
 

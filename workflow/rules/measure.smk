@@ -9,6 +9,8 @@ rule measure:
         table=f"{OUT}/segmaps/{{shard}}.parquet",
     output:
         features=f"{OUT}/features/{{shard}}.parquet",
+        # what the bulge + disc model leaves, per object (models.<name>.residual_map)
+        residuals=directory(f"{OUT}/residuals/{{shard}}.zarr"),
     params:
         config=get_measure_config,
     threads: 2
@@ -25,4 +27,4 @@ rule measure:
         "galcat measure --config-json {params.config:q} --dask-json {resources.dask:q} --threads {threads}"
         " --cutouts {input.cutouts} --segmaps {input.segmaps}"
         " --segment-table {input.table} --shard {wildcards.shard}"
-        " --output {output.features} 2> {log}"
+        " --output {output.features} --residuals {output.residuals} 2> {log}"

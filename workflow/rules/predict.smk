@@ -13,6 +13,7 @@ rule predict:
         cutouts=f"{OUT}/cutouts/{{shard}}.zarr",
         objects=get_predict_objects,
         features=get_predict_features,
+        residuals=get_predict_residuals,
     output:
         predictions=f"{OUT}/predictions/{{model}}/{{shard}}.parquet",
     params:
@@ -31,7 +32,7 @@ rule predict:
         " --model {wildcards.model}"
         " --model-file {input.model} --splits {input.splits} --cutouts {input.cutouts}"
         " --objects {input.objects} --features {input.features}"
-        " --output {output.predictions} 2> {log}"
+        " --residuals {input.residuals} --output {output.predictions} 2> {log}"
 
 
 rule predict_pixels:

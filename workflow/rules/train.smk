@@ -10,6 +10,7 @@ rule train:
         cutouts=get_cutouts,
         init=get_init_model,
         features=get_train_features,
+        residuals=get_train_residuals,
     output:
         model=f"{OUT}/models/{{model}}/model.pt",
         splits=f"{OUT}/models/{{model}}/splits.parquet",
@@ -43,4 +44,4 @@ rule train:
         "galcat train --config-json {params.config:q} --threads {threads}"
         " --model {wildcards.model} --objects {input.objects} --cutouts {input.cutouts}"
         " --output-dir {params.output_dir} {params.init_args}"
-        " --features {input.features} 2> {log}"
+        " --features {input.features} --residuals {input.residuals} 2> {log}"

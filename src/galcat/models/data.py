@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from galcat.models.nets import DIHEDRAL, Normalise, dihedral_view
-from galcat.store import CutoutReader
+from galcat.store import CutoutReader, ResidualMapReader
 from galcat.tables import column_names, read_table
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "join_measured",
     "measured_input_names",
     "required_inputs",
+    "residual_channels",
     "make_loader",
     "object_inputs",
     "read_labels",
@@ -344,6 +345,10 @@ class CutoutDataset(Dataset):
     inputs : ndarray, shape (n, k), optional
         Per-object inputs of the network (`object_inputs`), in ``index`` order;
         item key ``inputs``.
+    residuals : sequence of ResidualMapReader, optional
+        One per reader of ``index``, in its order: the residual significance maps
+        (`galcat.morphology.residual_significance`, NaN read as 0) become one more
+        channel after ``bands`` (``models.<name>.residual_map``).
     cache_chunks : int
         Decoded storage chunks kept per process (least recently used dropped; 0: none).
         Default 32: with `ChunkBatchSampler`'s default window of 8 chunks each chunk
@@ -354,8 +359,17 @@ class CutoutDataset(Dataset):
     def __init__(self, index: ShardIndex, targets: np.ndarray, *, bands: list[str] | None,
                  bin: int = 1, crop: float = 1.0, pixel_arrays: Sequence[str] = (),
                  extras: Mapping[str, np.ndarray] | None = None,
-                 inputs: np.ndarray | None = None, cache_chunks: int = 32) -> None:
+                 inputs: np.ndarray | None = None,
+                 residuals: Sequence[ResidualMapReader] | None = None,
+                 cache_chunks: int = 32) -> None:
         self.index = index
+        self.residuals = None if residuals is None else list(residuals)
+        if self.residuals is not None:
+            if len(self.residuals) != len(index.readers):
+                raise ValueError(f"{len(self.residuals)} residual map stores for "
+                                 f"{len(index.readers)} cutout shards")
+            for maps, cutouts in zip(self.residuals, index.readers, strict=True):
+                maps.check_matches(cutouts)
         self.cache_chunks = int(cache_chunks)
         self._cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
         self.targets = np.asarray(targets, dtype=np.float32).reshape(len(index.object_id), -1)
@@ -444,8 +458,11 @@ class CutoutDataset(Dataset):
         bands = self.bands if name in ("image", "sigma", "mask") else None
         block = reader.read(name, objects, bands=bands)
         if name == "image":
-            block = prepare_images(block.astype(np.float32, copy=False), bin=self.bin,
-                                   crop=self.crop)
+            block = block.astype(np.float32, copy=False)
+            if self.residuals is not None:
+                maps = self.residuals[shard].read(objects)
+                block = np.concatenate([block, maps[:, None].astype(np.float32)], axis=1)
+            block = prepare_images(block, bin=self.bin, crop=self.crop)
         elif self.crop != 1.0:
             block = prepare_images(block, crop=self.crop)
         if self.cache_chunks > 0:
@@ -522,6 +539,13 @@ class ChunkBatchSampler(Sampler):
         n_each = len(batches) // self.world_size
         for b in batches[self.rank :: self.world_size][:n_each]:
             yield [(int(i), int(codes[i])) for i in b]
+
+
+def residual_channels(settings: Mapping) -> int:
+    """Channels a model's network takes beyond its bands: 1 with
+    ``models.<name>.residual_map`` (read with ``dict.get``: false stays out of the train
+    params, `galcat.config.keys_training_ignores`), else 0."""
+    return int(bool(dict.get(settings, "residual_map", False)))
 
 
 def stretch_images(images: np.ndarray, scale: np.ndarray, *, scaling: str) -> np.ndarray:

@@ -34,11 +34,12 @@ from galcat.models.data import (
     object_inputs,
     prepare_images,
     required_inputs,
+    residual_channels,
 )
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
 from galcat.models.train import MODEL_FORMAT
-from galcat.store import CutoutReader, write_pixelmaps
+from galcat.store import CutoutReader, ResidualMapReader, write_pixelmaps
 from galcat.tables import column_names, read_table, write_table
 
 __all__ = ["FORWARD_BLOCK", "LoadedModel", "load_model", "output_columns", "predict_shard"]
@@ -179,7 +180,7 @@ def load_model(path: os.PathLike | str, *, device: str | torch.device | None = N
         raise ValueError(f"{str(path)!r} is not a galcat model ({MODEL_FORMAT}); found {found!r}")
     settings = dict(payload["settings"])
     bands = list(payload["bands"])
-    net = build_net(payload["family"], settings, n_bands=len(bands),
+    net = build_net(payload["family"], settings, n_bands=len(bands) + residual_channels(settings),
                     n_targets=int(payload["n_targets"]), size=int(payload["size"]))
     state = dict(payload["state_dict"])
     # a model saved before its std was calibrated keeps its std as it was
@@ -205,6 +206,19 @@ def _check_side(m: LoadedModel, reader: CutoutReader, cutouts, *, bin_: int,
             f"model {m.name!r} was trained on {m.size}x{m.size}-pixel inputs, and the "
             f"{side}-pixel cutouts of {str(cutouts)!r} give {seen}x{seen} (bin {bin_}, crop "
             f"{crop}); cut the shard at the training survey's cutout size")
+
+
+def _residual_reader(m: LoadedModel, reader: CutoutReader, residuals
+                     ) -> ResidualMapReader | None:
+    """The shard's residual maps for a model trained with ``residual_map``; else None."""
+    if not residual_channels(m.settings):
+        return None
+    if residuals is None:
+        raise ValueError(f"model {m.name!r} was trained with models.{m.name}.residual_map: "
+                         f"give the residual maps of {str(reader.path)!r} (--residuals)")
+    maps = ResidualMapReader(residuals)
+    maps.check_matches(reader)
+    return maps
 
 
 def output_columns(model: str, family: Family,
@@ -281,6 +295,7 @@ def predict_shard(
     threads: int = 1,
     pixelmaps: os.PathLike | str | None = None,
     features: os.PathLike | str | Sequence[os.PathLike | str] | None = None,
+    residuals: os.PathLike | str | None = None,
 ) -> pd.DataFrame:
     """Predict every object of one cutout shard; write the predictions Parquet.
 
@@ -309,6 +324,9 @@ def predict_shard(
     features : path-like or sequence of path-like, optional
         `measure`'s features table of the shard: required for a model with measured
         inputs (`galcat.models.data.MEASURED_INPUTS`).
+    residuals : path-like, optional
+        `measure`'s residual maps of the shard: required for a model trained with
+        ``residual_map``.
 
     Returns
     -------
@@ -326,13 +344,17 @@ def predict_shard(
         raise ValueError(f"model {m.name!r} (family {m.family.name!r}) writes pixel maps: "
                          "give predict_shard a pixelmaps path")
     _check_side(m, reader, cutouts, bin_=bin_, crop=crop)
+    maps_reader = _residual_reader(m, reader, residuals)
     inputs = _shard_inputs(m, reader.object_id, objects, cutouts, features)
     parts: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
     for lo in range(0, reader.n_objects, step):
         sl = slice(lo, min(lo + step, reader.n_objects))
-        images = prepare_images(reader.read("image", sl, bands=m.bands).astype(np.float32),
-                                bin=bin_, crop=crop)
+        images = reader.read("image", sl, bands=m.bands).astype(np.float32)
+        if maps_reader is not None:
+            images = np.concatenate([images, maps_reader.read(sl)[:, None].astype(np.float32)],
+                                    axis=1)
+        images = prepare_images(images, bin=bin_, crop=crop)
         if m.family.pixel_output:
             cols, classes = m.predict_pixels(images, tta=use_tta)
             parts.append(cols)

@@ -61,13 +61,15 @@ def run_train(
     output_dir: os.PathLike | str, threads: int | None = None,
     init_model: os.PathLike | str | None = None,
     features: Sequence[os.PathLike | str] | None = None,
+    residuals: Sequence[os.PathLike | str] | None = None,
 ) -> Path:
     """Train ``model``; write its directory (``model.pt``, ``splits.parquet``...).
 
     ``init_model``: the synthetic survey's ``model.pt`` of the same name, required
     when the entry's ``init`` is ``synthetic`` (fine-tuning) and refused otherwise.
     ``features``: the shards' features tables, which a model with measured inputs
-    (`galcat.models.data.MEASURED_INPUTS`) reads them from.
+    (`galcat.models.data.MEASURED_INPUTS`) reads them from; ``residuals``: the shards'
+    residual maps, in the order of ``cutouts`` (``residual_map``).
     """
     from galcat.config import ConfigError
     from galcat.models.train import train_model
@@ -84,7 +86,7 @@ def run_train(
                        objects=objects, cutouts=cutouts, out_dir=output_dir,
                        threads=threads or 1, labels=labels_of(config, entry["family"]),
                        init_model=init_model, synthetic=injection_survey(config, model),
-                       features=features or None)
+                       features=features or None, residuals=residuals or None)
 
 
 def run_predict(
@@ -93,16 +95,19 @@ def run_predict(
     threads: int | None = None, pixelmaps: os.PathLike | str | None = None,
     objects: Sequence[os.PathLike | str] | None = None,
     features: Sequence[os.PathLike | str] | None = None,
+    residuals: Sequence[os.PathLike | str] | None = None,
 ) -> None:
     """Predictions of ``model`` for one shard (and its pixel maps, per-pixel families);
     ``objects``: the object table(s) a model with per-object inputs reads them from;
-    ``features``: the shard's features table, for measured inputs."""
+    ``features``: the shard's features table, for measured inputs; ``residuals``: the
+    shard's residual maps, for a ``residual_map`` model."""
     from galcat.models.predict import predict_shard
 
     entry = model_entry(config, model)
     predict_shard(model_file, cutouts, output, splits=splits, tta=bool(entry["tta"]),
                   objects=objects or None, batch_size=batch_size or 256,
-                  threads=threads or 1, pixelmaps=pixelmaps, features=features or None)
+                  threads=threads or 1, pixelmaps=pixelmaps, features=features or None,
+                  residuals=residuals[0] if residuals else None)
 
 
 def run_evaluate(

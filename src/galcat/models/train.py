@@ -45,11 +45,12 @@ from galcat.models.data import (
     object_inputs,
     read_labels,
     required_inputs,
+    residual_channels,
     split_arrays,
 )
 from galcat.models.injections import INJECTION_BAND, write_injections
 from galcat.models.registry import get_family
-from galcat.store import CutoutReader
+from galcat.store import CutoutReader, ResidualMapReader
 from galcat.tables import write_table
 
 __all__ = ["MODEL_FORMAT", "loader_workers", "save_model", "train_model"]
@@ -162,6 +163,7 @@ def train_model(
     init_model: os.PathLike | str | None = None,
     synthetic: Mapping | None = None,
     features: Sequence[os.PathLike | str] | None = None,
+    residuals: Sequence[os.PathLike | str] | None = None,
 ) -> Path:
     """Train model ``name``; write its directory; return the path of ``model.pt``.
 
@@ -201,6 +203,10 @@ def train_model(
     features : sequence of path-like, optional
         `measure`'s features tables of the shards: required when ``settings['inputs']``
         holds a measured input (`galcat.models.data.MEASURED_INPUTS`).
+    residuals : sequence of path-like, optional
+        `measure`'s residual significance maps of the shards, in the order of
+        ``cutouts``: required when ``settings['residual_map']`` is true (one more channel
+        after the bands).
 
     Notes
     -----
@@ -219,7 +225,7 @@ def train_model(
     L.seed_everything(int(settings["seed"]), workers=True, verbose=False)
 
     data = _prepare_data(name, settings, training, family, objects, cutouts, out, labels,
-                         synthetic, features)
+                         synthetic, features, residuals)
     module = _build_module(family, settings, data)
     if init_model is not None:
         _load_initial_weights(module, init_model, name=name)
@@ -297,10 +303,11 @@ class _Data:
 
 def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objects, cutouts,
                   out: Path, labels: Mapping | None = None,
-                  synthetic: Mapping | None = None, features=None) -> _Data:
+                  synthetic: Mapping | None = None, features=None, residuals=None) -> _Data:
     """Labels of the objects in the shards (survey columns, quality cuts), the hash split
     (written; every object of the shards is in it, labelled or not), the datasets."""
     readers = [CutoutReader(p) for p in cutouts]
+    maps = _residual_readers(name, settings, residuals, len(readers))
     table = read_labels(objects)
     if labels is None:
         family.check_labels(table, source=str(objects))
@@ -361,11 +368,30 @@ def _prepare_data(name: str, settings: Mapping, training: Mapping, family, objec
         extras = {c: table[c].to_numpy()[sel] for c in (VOTES_COLUMN, ERROR_COLUMN)}
         datasets[stage] = CutoutDataset(sub, targets[sel], bands=bands, bin=int(settings["bin"]),
                                         crop=crop, pixel_arrays=family.pixel_arrays,
-                                        extras=extras,
+                                        extras=extras, residuals=maps,
                                         inputs=None if inputs is None else inputs[sel])
     size = input_side(readers[0].shape[-1], bin=int(settings["bin"]), crop=crop)
     label_summary["trained_on"] = {s: int(v.size) for s, v in members.items()}
     return _Data(table, targets, members, bands, size, datasets, label_summary, inputs)
+
+
+def _residual_readers(name: str, settings: Mapping, residuals, n_shards: int
+                      ) -> list[ResidualMapReader] | None:
+    """The residual maps' readers of a ``residual_map`` model, one per cutout shard; a
+    `ConfigError` naming the key where they cannot be had."""
+    from galcat.config import ConfigError
+
+    if not residual_channels(settings):
+        return None
+    if int(settings.get("injections") or 0):
+        raise ConfigError(f"config key models.{name}.residual_map: the injected galaxies "
+                          f"(models.{name}.injections) have no bulge + disc fit to leave a "
+                          "residual; set one of them off")
+    if not residuals or len(residuals) != n_shards:
+        raise ConfigError(f"config key models.{name}.residual_map is true: give the residual "
+                          f"maps of all {n_shards} shards (--residuals; got "
+                          f"{len(residuals or ())})")
+    return [ResidualMapReader(p) for p in residuals]
 
 
 @torch.no_grad()
@@ -485,7 +511,8 @@ def _build_module(family, settings: dict, data: _Data):
         # least squares (the Kaggle RMSE for the vote fractions)
         mean, std = np.zeros(k), np.ones(k)
         loss_scale = float(np.sqrt(np.nanmean(np.nanvar(y, axis=0)))) or 1.0
-    module = GalaxyModule(family=family.name, settings=settings, n_bands=len(data.bands),
+    module = GalaxyModule(family=family.name, settings=settings,
+                          n_bands=len(data.bands) + residual_channels(settings),
                           n_targets=k, size=data.size)
     module.net.normalise.set(norm["scale"], norm["mean"], norm["std"])
     module.net.set_target_scaling(mean, std, loss_scale)
