@@ -111,7 +111,8 @@ def test_comment_and_formatting_edits_run_nothing(tiny_run):
         "    objects_per_task: 2\n"
         "sharding:\n"
         "    objects_per_shard: 4  # unchanged\n"
-        "models: {sersic: {injections: 16}}\n"
+        "models: {sersic: {injections: 16},\n"
+        "         gz2: {residual_map: true}}\n"
     )
     path = tiny_run / "reformatted.yaml"
     path.write_text(text)

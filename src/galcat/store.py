@@ -449,6 +449,20 @@ def read_cutouts(path: os.PathLike | str, *, objects: slice | None = None) -> Cu
     )
 
 
+def _write_maps(path: os.PathLike | str, name: str, maps: np.ndarray,
+                object_id: np.ndarray, attrs: Mapping) -> Path:
+    """One shard's per-object ``(n, y, x)`` array ``name`` beside ``object_id``, written
+    atomically with ``attrs`` (segmentation, pixel and residual maps)."""
+    final = Path(path)
+    with replacing_directory(final) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_array(group, "object_id", object_id)
+        _write_array(group, name, maps)
+        group.attrs.update({**attrs, "galcat_version": code_version(),
+                            "layout_version": LAYOUT_VERSION})
+    return final
+
+
 def write_segmaps(
     path: os.PathLike | str,
     segmap: np.ndarray,
@@ -468,20 +482,7 @@ def write_segmaps(
         raise LayoutError(
             f"segmap must be (n, y, x) with n = {object_id.shape[0]}; got {segmap.shape}"
         )
-    final = Path(path)
-    with replacing_directory(final) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        _write_array(group, "object_id", object_id)
-        _write_array(group, "segmap", segmap)
-        group.attrs.update(
-            {
-                "method": method,
-                "shard": shard,
-                "galcat_version": code_version(),
-                "layout_version": LAYOUT_VERSION,
-            }
-        )
-    return final
+    return _write_maps(path, "segmap", segmap, object_id, {"method": method, "shard": shard})
 
 
 def read_segmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
@@ -513,17 +514,9 @@ def write_pixelmaps(
     if bad.size:
         raise LayoutError(f"pixel maps of {model!r} hold codes {bad.tolist()} outside "
                           f"{dict(codes)}")
-    final = Path(path)
-    with replacing_directory(final) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        _write_array(group, "object_id", object_id)
-        _write_array(group, "classes", classes.astype(np.uint8))
-        group.attrs.update({
-            "model": model, "shard": shard,
-            "codes": {str(k): str(v) for k, v in sorted(codes.items())},
-            "galcat_version": code_version(), "layout_version": LAYOUT_VERSION,
-        })
-    return final
+    return _write_maps(path, "classes", classes.astype(np.uint8), object_id, {
+        "model": model, "shard": shard,
+        "codes": {str(k): str(v) for k, v in sorted(codes.items())}})
 
 
 def read_pixelmaps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
@@ -552,14 +545,8 @@ def write_residual_maps(
     if maps.ndim != 3 or maps.shape[0] != object_id.shape[0]:
         raise LayoutError(f"residual maps must be (n, y, x) with n = {object_id.shape[0]}; "
                           f"got {maps.shape}")
-    final = Path(path)
-    with replacing_directory(final) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        _write_array(group, "object_id", object_id)
-        _write_array(group, "residual_snr", maps)
-        group.attrs.update({**dict(attrs or {}), "shard": shard,
-                            "galcat_version": code_version(), "layout_version": LAYOUT_VERSION})
-    return final
+    return _write_maps(path, "residual_snr", maps, object_id, {**dict(attrs or {}),
+                                                                "shard": shard})
 
 
 def read_residual_maps(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
