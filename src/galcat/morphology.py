@@ -1668,6 +1668,17 @@ def _measure_indices(batch: CutoutBatch, segmap: np.ndarray, settings: dict,
             for row in _measure_block(batch, segmap, settings, slice(int(i), int(i) + 1))]
 
 
+def _residual_maps(batch: CutoutBatch, rows: list[dict[str, Any]]) -> np.ndarray:
+    """The rows' residual maps (taken off them), each placed on the stamp at its
+    object's own cut; NaN where an object has none."""
+    maps = np.full(batch.image.shape[:1] + batch.image.shape[2:], np.nan, np.float32)
+    for i, row in enumerate(rows):
+        snr = row.pop(_RESIDUAL_MAP, None)
+        if snr is not None:
+            maps[i][batch.box(i)] = snr
+    return maps
+
+
 def measure_shard(
     batch: CutoutBatch,
     segmap: np.ndarray,
@@ -1747,11 +1758,7 @@ def measure_shard(
         **parallel,
     )
     rows = [row for block in blocks for row in block]
-    maps = np.full(batch.image.shape[:1] + batch.image.shape[2:], np.nan, np.float32)
-    for i, row in enumerate(rows):
-        snr = row.pop(_RESIDUAL_MAP, None)
-        if snr is not None:
-            maps[i][batch.box(i)] = snr
+    maps = _residual_maps(batch, rows) if residual_maps else None
     mags = photometry.column_names(photometry_bands(settings, batch.bands))
     table = pd.DataFrame.from_records(rows, columns=["object_id", *MEASURE_COLUMNS, *mags])
     table["object_id"] = table["object_id"].astype(np.int64)

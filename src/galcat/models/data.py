@@ -63,6 +63,7 @@ __all__ = [
     "measured_input_names",
     "required_inputs",
     "residual_channels",
+    "with_residual_channel",
     "make_loader",
     "object_inputs",
     "read_labels",
@@ -460,8 +461,7 @@ class CutoutDataset(Dataset):
         if name == "image":
             block = block.astype(np.float32, copy=False)
             if self.residuals is not None:
-                maps = self.residuals[shard].read(objects)
-                block = np.concatenate([block, maps[:, None].astype(np.float32)], axis=1)
+                block = with_residual_channel(block, self.residuals[shard], objects)
             block = prepare_images(block, bin=self.bin, crop=self.crop)
         elif self.crop != 1.0:
             block = prepare_images(block, crop=self.crop)
@@ -539,6 +539,13 @@ class ChunkBatchSampler(Sampler):
         n_each = len(batches) // self.world_size
         for b in batches[self.rank :: self.world_size][:n_each]:
             yield [(int(i), int(codes[i])) for i in b]
+
+
+def with_residual_channel(images: np.ndarray, maps: ResidualMapReader,
+                          objects: slice) -> np.ndarray:
+    """Float32 ``images`` ``(n, band, y, x)`` of ``objects`` with their residual maps as
+    one more band, before binning and cropping (training and prediction alike)."""
+    return np.concatenate([images, maps.read(objects)[:, None].astype(np.float32)], axis=1)
 
 
 def residual_channels(settings: Mapping) -> int:

@@ -35,6 +35,7 @@ from galcat.models.data import (
     prepare_images,
     required_inputs,
     residual_channels,
+    with_residual_channel,
 )
 from galcat.models.nets import DIHEDRAL, GalaxyNet, dihedral_inverse
 from galcat.models.registry import Family, build_net, get_family
@@ -352,8 +353,7 @@ def predict_shard(
         sl = slice(lo, min(lo + step, reader.n_objects))
         images = reader.read("image", sl, bands=m.bands).astype(np.float32)
         if maps_reader is not None:
-            images = np.concatenate([images, maps_reader.read(sl)[:, None].astype(np.float32)],
-                                    axis=1)
+            images = with_residual_channel(images, maps_reader, sl)
         images = prepare_images(images, bin=bin_, crop=crop)
         if m.family.pixel_output:
             cols, classes = m.predict_pixels(images, tta=use_tta)
