@@ -48,6 +48,11 @@ BAD = [
     ({"models": {"gz2": {"crop": 0}}}, "models.gz2.crop", "less than or equal to the minimum"),
     ({"models": {"gz2": {"point_estimate": "median"}}}, "models.gz2.point_estimate",
      "vote_loss 'multinomial' fits the votes' likelihood instead"),
+    ({"models": {"sersic": {"residual_map": True, "injections": 100}}},
+     "models.sersic.residual_map", "(models.sersic.injections) have no bulge + disc fit"),
+    ({"models": {"gz2": {"residual_map": True}},
+      "measure": {"r50_model": "sersic", "half_mass_colour_model": "gradient"}},
+     "models.gz2.residual_map", "this config runs no such fit (measure.r50_model is 'sersic'"),
 ]
 
 

@@ -445,6 +445,9 @@ POINT_ESTIMATE_FAMILIES = ("r50", "gz2", "metallicity", "sersic")
 POINT_ESTIMATE_BESIDE_LIKELIHOOD = (
     "chooses what least squares fit, and vote_loss 'multinomial' fits the votes' likelihood "
     "instead; set vote_loss: least_squares, or point_estimate: mean")
+RESIDUAL_MAP_BESIDE_INJECTIONS = (
+    "the injected galaxies (models.{name}.injections) have no bulge + disc fit to leave a "
+    "residual; set one of them off")
 #: Families that write a class map of every cutout pixel (`Family.pixel_output`, kept
 #: equal by a test): their networks see the whole cutout.
 PIXEL_MAP_FAMILIES = ("pixels",)
@@ -470,6 +473,23 @@ def _model_errors(config: dict) -> Iterator[str]:
             yield (f"config key models.{name}.crop: {crop!r} crops the cutouts, and family "
                    f"{family!r} classifies every pixel of them (its maps cover the whole "
                    "cutout); remove the key or set it to 1")
+        if entry.get("residual_map") and entry.get("injections"):
+            yield (f"config key models.{name}.residual_map: "
+                   + RESIDUAL_MAP_BESIDE_INJECTIONS.format(name=name))
+        if entry.get("residual_map") and not _measure_fits_bulge_disc(config):
+            yield (f"config key models.{name}.residual_map: the map is what measure's bulge + "
+                   "disc fit leaves, and this config runs no such fit (measure.r50_model is "
+                   f"{config['measure'].get('r50_model')!r}, and the half-mass route's colour "
+                   "model is not bulge_disc); set measure.r50_model: bulge_disc, or remove "
+                   "the key")
+
+
+def _measure_fits_bulge_disc(config: Mapping) -> bool:
+    """Whether `measure` fits a bulge + disc to every galaxy (`morphology._uses_bulge_disc`)."""
+    measure = config.get("measure") or {}
+    return (measure.get("r50_model") == "bulge_disc"
+            or (bool(measure.get("half_mass"))
+                and measure.get("half_mass_colour_model") == "bulge_disc"))
 
 
 def _job_ceiling_errors(config: dict) -> list[str]:

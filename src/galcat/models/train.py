@@ -379,14 +379,13 @@ def _residual_readers(name: str, settings: Mapping, residuals, n_shards: int
                       ) -> list[ResidualMapReader] | None:
     """The residual maps' readers of a ``residual_map`` model, one per cutout shard; a
     `ConfigError` naming the key where they cannot be had."""
-    from galcat.config import ConfigError
+    from galcat.config import RESIDUAL_MAP_BESIDE_INJECTIONS, ConfigError
 
     if not residual_channels(settings):
         return None
-    if int(settings.get("injections") or 0):
-        raise ConfigError(f"config key models.{name}.residual_map: the injected galaxies "
-                          f"(models.{name}.injections) have no bulge + disc fit to leave a "
-                          "residual; set one of them off")
+    if int(settings.get("injections") or 0):  # a config that did not pass load_config
+        raise ConfigError(f"config key models.{name}.residual_map: "
+                          + RESIDUAL_MAP_BESIDE_INJECTIONS.format(name=name))
     if not residuals or len(residuals) != n_shards:
         raise ConfigError(f"config key models.{name}.residual_map is true: give the residual "
                           f"maps of all {n_shards} shards (--residuals; got "
