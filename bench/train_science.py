@@ -96,7 +96,10 @@ def staging_targets(config: dict, out: str) -> list[str]:
     from galcat.sharding import shard_names
 
     shards = shard_names(config["synthetic"]["n_objects"], config["sharding"]["objects_per_shard"])
-    return [f"{out}/objects.parquet", *(f"{out}/features/{s}.parquet" for s in shards)]
+    # Every output of measure: a models step that has to (re)measure would time staging.
+    return [f"{out}/objects.parquet",
+            *(f"{out}/{kind}/{s}.{ext}" for s in shards
+              for kind, ext in (("features", "parquet"), ("residuals", "zarr")))]
 
 
 def pick(models: dict, family: str, **want) -> str | None:
