@@ -239,3 +239,10 @@ def test_gz2_takes_a_point_estimate_beside_least_squares():
     config = load_config(overrides={"models": {"gz2": {"point_estimate": "median",
                                                         "vote_loss": "least_squares"}}})
     assert config["models"]["gz2"]["point_estimate"] == "median"
+
+
+def test_the_package_reads_the_schema_the_workflow_validates_with():
+    # the package's copy is a link to config/schema.yaml; an edit that replaced the link
+    # by a file (sed -i does) would let the two drift apart
+    packaged = ROOT / "src" / "galcat" / "data" / "config_schema.yaml"
+    assert packaged.read_text() == (ROOT / "config" / "schema.yaml").read_text()
