@@ -476,20 +476,20 @@ def _model_errors(config: dict) -> Iterator[str]:
         if entry.get("residual_map") and entry.get("injections"):
             yield (f"config key models.{name}.residual_map: "
                    + RESIDUAL_MAP_BESIDE_INJECTIONS.format(name=name))
-        if entry.get("residual_map") and not _measure_fits_bulge_disc(config):
+        if entry.get("residual_map") and not measure_fits_bulge_disc(config["measure"]):
             yield (f"config key models.{name}.residual_map: the map is what measure's bulge + "
                    "disc fit leaves, and this config runs no such fit (measure.r50_model is "
-                   f"{config['measure'].get('r50_model')!r}, and the half-mass route's colour "
+                   f"{config['measure']['r50_model']!r}, and the half-mass route's colour "
                    "model is not bulge_disc); set measure.r50_model: bulge_disc, or remove "
                    "the key")
 
 
-def _measure_fits_bulge_disc(config: Mapping) -> bool:
-    """Whether `measure` fits a bulge + disc to every galaxy (`morphology._uses_bulge_disc`)."""
-    measure = config.get("measure") or {}
-    return (measure.get("r50_model") == "bulge_disc"
-            or (bool(measure.get("half_mass"))
-                and measure.get("half_mass_colour_model") == "bulge_disc"))
+def measure_fits_bulge_disc(measure: Mapping) -> bool:
+    """Whether `measure`, with these settings, fits a bulge + disc to every galaxy: for
+    ``r50_model: bulge_disc``, or for the half-mass route's ``bulge_disc`` colour model.
+    The one test of it, read by the config's checks and by `galcat.morphology`."""
+    return (measure["r50_model"] == "bulge_disc"
+            or bool(measure["half_mass"] and measure["half_mass_colour_model"] == "bulge_disc"))
 
 
 def _job_ceiling_errors(config: dict) -> list[str]:

@@ -89,7 +89,7 @@ from scipy import ndimage, signal
 from galcat import bulgedisc, halfmass, photometry, relations, sersic
 from galcat import priors as galcat_priors
 from galcat.bands import SUM, resolve_detect_band, with_sum_band
-from galcat.config import defaults, setting, settings
+from galcat.config import defaults, measure_fits_bulge_disc, setting, settings
 from galcat.flags import HalfMassFlag, MeasureFlag, describe
 from galcat.parallel import dask_options, map_blocks_of_objects
 from galcat.store import CutoutBatch
@@ -1244,8 +1244,7 @@ def _calibration_values(fit, row, batch, opts) -> dict[str, float]:
 
 def _uses_bulge_disc(opts) -> tuple[bool, bool]:
     """Whether the structure priors and the colour prior change any measurement."""
-    fit = (opts["r50_model"] == "bulge_disc"
-           or (opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"))
+    fit = measure_fits_bulge_disc(opts)
     return fit, fit and opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"
 
 
@@ -1433,9 +1432,7 @@ def _bulge_disc(batch, index, seg, opts, start, background, object_id):
     (`measure_shard`'s ``residual_maps``), the `residual_significance` of the images
     with the galaxy's final model taken off (the neighbours' light left in: a companion
     is what it is for), smoothed by the detection band's PSF; else None."""
-    wanted = (opts["r50_model"] == "bulge_disc"
-              or (opts["half_mass"] and opts["half_mass_colour_model"] == "bulge_disc"))
-    if not wanted or start is None:
+    if not measure_fits_bulge_disc(opts) or start is None:
         return None, math.nan, None
     bands = [band for band in _bulge_disc_bands(opts) if band in batch.bands]
     required = _required_bulge_disc_bands(opts)
