@@ -21,6 +21,10 @@ votes reaches if the images were read as well as they allow: whether the 1.15x g
 can be met at all. A diagnostic: the workflow never gives a network truths.
 
     .venv/bin/python bench/gz2_column_learner.py [--variants ...] [--seeds 0 1 2]
+        [--features DIR]
+
+``--features`` reads the features tables from another directory, e.g. the shards
+re-measured under another `measure` setting, which is then judged in seconds.
 
 Needs the science survey staged and gz2 trained (``bench/train_science.py``). Costs
 ~20-60 s per variant and seed on one thread (the ideal measurements, if not cached by
@@ -123,6 +127,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=list(CHOICES), default=list(CHOICES))
     ap.add_argument("--model", default="gz2", help="whose inputs and splits")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--features", type=Path, default=None,
+                    help="directory of features tables (default: the staged survey's)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--processes", type=int, default=2,
                     help="for the ideal measurements, where not cached")
@@ -134,8 +140,11 @@ def main() -> None:
     splits = pd.read_parquet(staged / "models" / args.model / "splits.parquet")
     names = list(config["models"][args.model].get("inputs") or ())
     names += [e for e in ERRORS if e not in names]
+    features = sorted((args.features or staged / "features").glob("*.parquet"))
+    if not features:
+        raise SystemExit(f"no features tables in {args.features or staged / 'features'}")
     table = join_measured(objects.merge(splits[["object_id", "split"]], on="object_id"),
-                          sorted((staged / "features").glob("*.parquet")), names)
+                          features, names)
     table = table.merge(truth_columns(objects), on="object_id", how="left",
                         suffixes=("", "_truth"))
     if any(c.startswith("ideal") for c in args.variants):
@@ -153,6 +162,7 @@ def main() -> None:
     print(f"  {'columns':<44} " + " ".join(f"{'seed ' + str(s):>14}" for s in args.seeds)
           + f" {'ensemble':>14}   (validation / test)")
     result = {"bench": "gz2_column_learner", "model": args.model, "seeds": args.seeds,
+              "features": str(args.features or staged / "features"),
               "n_train": int((split == "train").sum()), "rows": {}}
     for variant in args.variants:
         swap, only = CHOICES[variant]
