@@ -27,8 +27,8 @@ can be met at all. A diagnostic: the workflow never gives a network truths.
 re-measured under another `measure` setting, which is then judged in seconds.
 
 Needs the science survey staged and gz2 trained (``bench/train_science.py``). Costs
-~20-60 s per variant and seed on one thread (the ideal measurements, if not cached by
-`gz2_oracle_inputs`, ~4 minutes more on 2 cores). Prints a table and ends with one JSON
+~2-4 s per variant and seed on one thread (the ideal measurements, if not cached by
+`gz2_oracle_inputs`, ~7 minutes more on 2 cores). Prints a table and ends with one JSON
 line.
 """
 
@@ -39,6 +39,7 @@ import json
 import time
 from pathlib import Path
 
+import gz2_compare
 import numpy as np
 import pandas as pd
 import torch
@@ -117,9 +118,10 @@ def fit(x: np.ndarray, votes: np.ndarray, split: np.ndarray, seed: int, *,
 
 def over_floor(pred: np.ndarray, votes: np.ndarray, expected: np.ndarray,
                rows: np.ndarray) -> float:
-    """RMSE against the votes over the label-noise floor on ``rows``."""
-    floor = np.mean((expected[rows] - votes[rows]) ** 2)
-    return round(float(np.sqrt(np.mean((pred[rows] - votes[rows]) ** 2) / floor)), 3)
+    """RMSE against the votes over the label-noise floor on ``rows`` (`gz2_compare`'s)."""
+    err, _ = gz2_compare.squared_errors(pred[rows], votes[rows])
+    floor, _ = gz2_compare.squared_errors(expected[rows], votes[rows])
+    return round(gz2_compare.over_floor(err, floor), 3)
 
 
 def main() -> None:
@@ -145,8 +147,8 @@ def main() -> None:
         raise SystemExit(f"no features tables in {args.features or staged / 'features'}")
     table = join_measured(objects.merge(splits[["object_id", "split"]], on="object_id"),
                           features, names)
-    table = table.merge(truth_columns(objects), on="object_id", how="left",
-                        suffixes=("", "_truth"))
+    flags = truth_columns(objects)[["object_id", *FLAGS.values()]]  # the rest is in objects
+    table = table.merge(flags, on="object_id", how="left")
     if any(c.startswith("ideal") for c in args.variants):
         ideal = ideal_measurements(objects, config, staged / "bench" / "gz2_oracle_inputs"
                                    / args.model / "ideal_measurements.parquet",
